@@ -1,0 +1,1 @@
+"""Business rules and transactions. Imports nothing from server/, schema/, resolvers/ or jobs/."""

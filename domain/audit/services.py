@@ -1,0 +1,188 @@
+"""Writing and verifying the audit log.
+
+`record()` must run inside the caller's transaction so the event commits or rolls back with the change it
+describes. Appending locks the chain head row (FOR UPDATE on Postgres); chains are per partner so tenants do not
+queue behind each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from domain.audit.models import AuditChain, AuditEvent, AuditEventType
+from domain.viewer import Viewer
+
+GENESIS = "0" * 64
+SECRET_MARKERS = ("password", "secret", "token", "totp", "hash")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _ts(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def scrub(details: Mapping[str, Any]) -> dict[str, Any]:
+    """Drops anything that looks like a secret and makes the rest plain JSON."""
+    clean = {k: v for k, v in details.items() if not any(m in k.lower() for m in SECRET_MARKERS)}
+    return json.loads(_canonical(clean))
+
+
+def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`{field: {before, after}}` for the fields whose value differs."""
+    return {
+        k: {"before": before.get(k), "after": after.get(k)}
+        for k in after
+        if before.get(k) != after.get(k) and not any(m in k.lower() for m in SECRET_MARKERS)
+    }
+
+
+def personal_digest(label: str | None, ip: str | None, user_agent: str | None) -> str:
+    return _sha256(_canonical([label, ip, user_agent]))
+
+
+def event_hash(event: AuditEvent) -> str:
+    core = {
+        "chain": event.chain,
+        "seq": event.seq,
+        "type": str(event.type),
+        "action": event.action,
+        "actor_user_id": event.actor_user_id,
+        "actor_api_key_id": event.actor_api_key_id,
+        "partner_id": event.partner_id,
+        "customer_id": event.customer_id,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "details": event.details,
+        "request_id": event.request_id,
+        "created_at": _ts(event.created_at),
+        "personal_digest": event.personal_digest,
+        "prev_hash": event.prev_hash,
+    }
+    return _sha256(_canonical(core))
+
+
+def chain_key(partner_id: int | None) -> str:
+    return f"partner:{partner_id}" if partner_id else "platform"
+
+
+async def _lock_chain(key: str) -> AuditChain:
+    head = await AuditChain.select_for_update().get_or_none(key=key)
+    if head is None:
+        await AuditChain.bulk_create([AuditChain(key=key, seq=0, last_hash=GENESIS)], ignore_conflicts=True)
+        head = await AuditChain.select_for_update().get(key=key)
+    return head
+
+
+async def record(
+    viewer: Viewer,
+    type: AuditEventType,
+    action: str,
+    *,
+    object_type: str = "",
+    object_id: Any = "",
+    details: Mapping[str, Any] | None = None,
+    partner_id: int | None = None,
+    customer_id: int | None = None,
+    actor_user_id: int | None = None,
+    actor_label: str | None = None,
+) -> AuditEvent:
+    """Appends one event to its tenant's chain. Call inside the transaction of the change it describes."""
+    partner_id = partner_id if partner_id is not None else viewer.partner_id
+    customer_id = customer_id if customer_id is not None else viewer.customer_id
+    head = await _lock_chain(chain_key(partner_id))
+    label = actor_label if actor_label is not None else viewer.label
+    event = AuditEvent(
+        chain=head.key,
+        seq=head.seq + 1,
+        type=type,
+        action=action,
+        actor_user_id=actor_user_id if actor_user_id is not None else viewer.user_id,
+        actor_api_key_id=viewer.api_key_id,
+        actor_label=label,
+        partner_id=partner_id,
+        customer_id=customer_id,
+        object_type=object_type,
+        object_id=str(object_id),
+        details=scrub(details or {}),
+        ip=viewer.ip,
+        user_agent=(viewer.user_agent or "")[:300] or None,
+        request_id=viewer.request_id,
+        created_at=datetime.now(UTC),
+        personal_digest="",
+        prev_hash=head.last_hash,
+    )
+    event.personal_digest = personal_digest(event.actor_label, event.ip, event.user_agent)
+    event.hash = event_hash(event)
+    await event.save()
+    head.seq = event.seq
+    head.last_hash = event.hash
+    await head.save(update_fields=["seq", "last_hash"])
+    return event
+
+
+async def record_standalone(viewer: Viewer, type: AuditEventType, action: str, **kwargs: Any) -> AuditEvent:
+    """`record()` in a transaction of its own, for events with no other change (a failed login)."""
+    async with in_transaction():
+        return await record(viewer, type, action, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProblem:
+    chain: str
+    seq: int | None
+    message: str
+
+
+async def _events_of(chain: str, batch: int = 2000) -> AsyncIterator[AuditEvent]:
+    last = 0
+    while True:
+        rows = await AuditEvent.filter(chain=chain, seq__gt=last).order_by("seq").limit(batch)
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        last = rows[-1].seq
+
+
+async def verify() -> tuple[int, list[ChainProblem]]:
+    """Re-hashes every chain; returns (events checked, problems). Detects edits, deletions and insertions."""
+    problems: list[ChainProblem] = []
+    checked = 0
+    heads = {h.key: h for h in await AuditChain.all()}
+    chains = set(heads) | set(await AuditEvent.all().distinct().values_list("chain", flat=True))
+    for chain in sorted(chains):
+        expected_seq, prev = 1, GENESIS
+        async for event in _events_of(chain):
+            checked += 1
+            if event.seq != expected_seq:
+                problems.append(
+                    ChainProblem(chain, expected_seq, f"events {expected_seq}..{event.seq - 1} are missing")
+                )
+            if event.prev_hash != prev:
+                problems.append(ChainProblem(chain, event.seq, "link to the previous event is broken"))
+            if event_hash(event) != event.hash:
+                problems.append(ChainProblem(chain, event.seq, "event content does not match its hash (edited)"))
+            redacted = event.actor_label is None and event.ip is None and event.user_agent is None
+            if not redacted and personal_digest(event.actor_label, event.ip, event.user_agent) != event.personal_digest:
+                problems.append(ChainProblem(chain, event.seq, "personal fields were edited"))
+            expected_seq, prev = event.seq + 1, event.hash
+        head = heads.get(chain)
+        if head is None:
+            problems.append(ChainProblem(chain, None, "chain head is missing"))
+        elif head.seq != expected_seq - 1 or head.last_hash != prev:
+            problems.append(ChainProblem(chain, head.seq, "newest events were deleted or the head was edited"))
+    return checked, problems

@@ -1,0 +1,32 @@
+"""Knobs the domain needs, set once by the composition root (server/) at start-up; defaults suit development."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    session_ttl_hours: int = 24 * 14
+    login_max_failures: int = 5
+    login_failure_window_minutes: int = 15
+    login_lockout_minutes: int = 15
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+    public_url: str = "http://127.0.0.1:8000"
+
+
+_config = DomainConfig()
+
+
+def configure(**values: object) -> DomainConfig:
+    global _config
+    _config = replace(_config, **values)  # type: ignore[arg-type]
+    from domain.accounts import passwords
+
+    passwords.reset_hasher()
+    return _config
+
+
+def config() -> DomainConfig:
+    return _config

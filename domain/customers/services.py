@@ -1,0 +1,197 @@
+"""Creating, editing, disabling and enabling customers (seed 002)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from domain.accounts.models import Membership, Role
+from domain.accounts.services import (
+    NewUser,
+    check_user_unique,
+    create_user,
+    hash_password_async,
+    now,
+    org_key,
+    revoke_sessions_of_customer,
+)
+from domain.audit.models import AuditEventType
+from domain.audit.services import changes, record
+from domain.common.validation import Validator
+from domain.customers.models import Customer, CustomerStatus
+from domain.errors import DomainError, ErrorCode
+from domain.partners.models import Partner
+from domain.viewer import Viewer
+from domain.visibility import get_visible, require_customer_manager, require_partner_staff, restrict
+
+ADDRESS_FIELDS = {"phone": 24, "country": 100, "state": 100, "city": 100, "zip": 20, "address1": 200, "address2": 200}
+
+
+@dataclass(slots=True)
+class CustomerCreated:
+    customer: Customer
+    user: Any
+
+
+def _clean_address(v: Validator, data: Mapping[str, Any], *, partial: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, max_length in ADDRESS_FIELDS.items():
+        if partial and name not in data:
+            continue
+        value = data.get(name)
+        cleaned = v.phone(name, value) if name == "phone" else v.text(name, value, max_length=max_length)
+        if cleaned is not None:
+            out[name] = cleaned
+    return out
+
+
+async def _target_partner(viewer: Viewer, partner_id: int | None) -> Partner:
+    require_partner_staff(viewer)
+    if viewer.is_platform_admin:
+        if partner_id is None:
+            raise DomainError.single(ErrorCode.REQUIRED, "Choose the partner this customer belongs to.", "partner_id")
+        return await get_visible(Partner, viewer, partner_id, field="partner_id")
+    if partner_id is not None and partner_id != viewer.partner_id:
+        raise DomainError.single(ErrorCode.NOT_FOUND, "Partner not found.", "partner_id")
+    return await Partner.get(id=viewer.partner_id)
+
+
+async def customer_create(viewer: Viewer, data: Mapping[str, Any]) -> CustomerCreated:
+    """Creates the customer and its first CUSTOMER_ADMIN user; nothing is written unless every field is valid."""
+    partner = await _target_partner(viewer, data.get("partner_id"))
+    v = Validator()
+    username = v.username("username", data.get("username"))
+    first_name = v.text("first_name", data.get("first_name"), required=True, max_length=100)
+    last_name = v.text("last_name", data.get("last_name"), required=True, max_length=100)
+    email = v.email("email", data.get("email"))
+    company = v.text("company_name", data.get("company_name"), required=True, max_length=200)
+    job_title = v.text("role", data.get("role"), max_length=100)
+    address = _clean_address(v, data, partial=False)
+    password = v.password("password", data.get("password"), "password_confirmation", data.get("password_confirmation"))
+    await check_user_unique(v, username, email)
+    v.raise_if_invalid()
+    assert username and email and password and company
+
+    pw_hash = await hash_password_async(password)
+    async with in_transaction():
+        customer = await Customer.create(partner=partner, name=company, **address)
+        user = await create_user(
+            NewUser(
+                username=username,
+                email=email,
+                password=password,
+                first_name=first_name or "",
+                last_name=last_name or "",
+                phone=address.get("phone", ""),
+                job_title=job_title or "",
+            ),
+            pw_hash,
+        )
+        await Membership.create(
+            user=user, role=Role.CUSTOMER_ADMIN, customer=customer, org_key=org_key(customer_id=customer.id)
+        )
+        await record(
+            viewer,
+            AuditEventType.DATA_CHANGE,
+            "customer.create",
+            object_type="Customer",
+            object_id=customer.id,
+            partner_id=partner.id,
+            customer_id=customer.id,
+            details={"name": company, "admin_user_id": user.id, "admin_username": username, **address},
+        )
+    return CustomerCreated(customer, user)
+
+
+def _snapshot(customer: Customer) -> dict[str, Any]:
+    return {"company_name": customer.name, **{k: getattr(customer, k) for k in ADDRESS_FIELDS}}
+
+
+async def customer_update(viewer: Viewer, customer_id: int, data: Mapping[str, Any]) -> Customer:
+    """Partial update: only the keys present in `data` change."""
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    require_customer_manager(viewer, customer)
+    v = Validator()
+    updates = _clean_address(v, data, partial=True)
+    if "company_name" in data:
+        name = v.text("company_name", data["company_name"], required=True, max_length=200)
+        if name:
+            updates["name"] = name
+    v.raise_if_invalid()
+    async with in_transaction():
+        customer = await Customer.select_for_update().get(id=customer.id)
+        before = _snapshot(customer)
+        for key, value in updates.items():
+            setattr(customer, key, value)
+        diff = changes(before, _snapshot(customer))
+        if diff:
+            await customer.save()
+            await record(
+                viewer,
+                AuditEventType.DATA_CHANGE,
+                "customer.update",
+                object_type="Customer",
+                object_id=customer.id,
+                partner_id=customer.partner_id,
+                customer_id=customer.id,
+                details={"changes": diff},
+            )
+    return customer
+
+
+async def _set_status(viewer: Viewer, customer_id: int, status: CustomerStatus) -> Customer:
+    require_partner_staff(viewer)
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    async with in_transaction():
+        customer = await Customer.select_for_update().get(id=customer.id)
+        if customer.status == status:
+            return customer
+        revoked = 0
+        before = customer.status
+        customer.status = status
+        customer.disabled_at = now() if status == CustomerStatus.DISABLED else None
+        await customer.save(update_fields=["status", "disabled_at", "updated_at"])
+        if status == CustomerStatus.DISABLED:
+            revoked = await revoke_sessions_of_customer(customer.id)
+        await record(
+            viewer,
+            AuditEventType.DATA_CHANGE,
+            f"customer.{'disable' if status == CustomerStatus.DISABLED else 'enable'}",
+            object_type="Customer",
+            object_id=customer.id,
+            partner_id=customer.partner_id,
+            customer_id=customer.id,
+            details={"changes": {"status": {"before": before, "after": status}}, "sessions_revoked": revoked},
+        )
+    return customer
+
+
+async def customer_disable(viewer: Viewer, customer_id: int) -> Customer:
+    """Its users can no longer sign in and their sessions end; data and metering are untouched."""
+    return await _set_status(viewer, customer_id, CustomerStatus.DISABLED)
+
+
+async def customer_enable(viewer: Viewer, customer_id: int) -> Customer:
+    return await _set_status(viewer, customer_id, CustomerStatus.ACTIVE)
+
+
+def search_customers(viewer: Viewer, status: CustomerStatus | None = None, search: str | None = None) -> Any:
+    """The viewer's customers, filtered; a queryset for the API layer to paginate."""
+    qs = restrict(Customer, viewer)
+    if status is not None:
+        qs = qs.filter(status=status)
+    if search:
+        term = search.strip()[:100]
+        if term:
+            from tortoise.expressions import Q
+
+            matching_users = Membership.filter(
+                Q(user__email_key__icontains=term) | Q(user__username_key__icontains=term)
+            ).values("customer_id")
+            from tortoise.expressions import Subquery
+
+            qs = qs.filter(Q(name__icontains=term) | Q(id__in=Subquery(matching_users)))
+    return qs

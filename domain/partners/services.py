@@ -1,0 +1,95 @@
+"""Creating and editing partners (platform admins) and their staff."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from domain.accounts.models import Membership, Role, User
+from domain.accounts.services import NewUser, check_user_unique, create_user, hash_password_async, org_key
+from domain.audit.models import AuditEventType
+from domain.audit.services import changes, record
+from domain.common.validation import Validator
+from domain.partners.models import Partner
+from domain.viewer import Viewer
+from domain.visibility import get_visible, require_partner_staff, require_platform_admin
+
+
+@dataclass(slots=True)
+class PartnerCreated:
+    partner: Partner
+    owner: User
+
+
+async def partner_create(viewer: Viewer, data: Mapping[str, Any]) -> PartnerCreated:
+    """A platform admin creates a partner and its first PARTNER_ADMIN."""
+    require_platform_admin(viewer)
+    v = Validator()
+    name = v.text("name", data.get("name"), required=True, max_length=200)
+    email = v.email("owner_email", data.get("owner_email"))
+    owner_name = v.text("owner_name", data.get("owner_name"), max_length=200) or ""
+    password = v.password("owner_password", data.get("owner_password"))
+    await check_user_unique(v, None, email, prefix="owner_")
+    v.raise_if_invalid()
+    assert name and email and password
+    first, _, last = owner_name.partition(" ")
+    username = await _free_username(email.split("@")[0])
+    pw_hash = await hash_password_async(password)
+    async with in_transaction():
+        partner = await Partner.create(name=name, sender_email=data.get("sender_email"))
+        owner = await create_user(
+            NewUser(username=username, email=email, password=password, first_name=first, last_name=last), pw_hash
+        )
+        await Membership.create(user=owner, role=Role.PARTNER_ADMIN, partner=partner, org_key=org_key(partner.id))
+        await record(
+            viewer,
+            AuditEventType.DATA_CHANGE,
+            "partner.create",
+            object_type="Partner",
+            object_id=partner.id,
+            partner_id=partner.id,
+            details={"name": name, "owner_user_id": owner.id},
+        )
+    return PartnerCreated(partner, owner)
+
+
+async def _free_username(base: str) -> str:
+    base = "".join(c for c in base if c.isalnum() or c in "._-")[:40] or "user"
+    candidate, n = base, 1
+    while await User.filter(username_key=candidate.lower()).exists():
+        n += 1
+        candidate = f"{base}{n}"
+    return candidate
+
+
+async def partner_update(viewer: Viewer, partner_id: int, data: Mapping[str, Any]) -> Partner:
+    require_partner_staff(viewer, admin=True)
+    partner = await get_visible(Partner, viewer, partner_id, field="partner_id")
+    v = Validator()
+    updates: dict[str, Any] = {}
+    if "name" in data:
+        updates["name"] = v.text("name", data["name"], required=True, max_length=200)
+    if "sender_email" in data:
+        updates["sender_email"] = v.email("sender_email", data["sender_email"], required=False) or None
+    v.raise_if_invalid()
+    async with in_transaction():
+        partner = await Partner.select_for_update().get(id=partner.id)
+        before = {k: getattr(partner, k) for k in updates}
+        for key, value in updates.items():
+            setattr(partner, key, value)
+        diff = changes(before, updates)
+        if diff:
+            await partner.save()
+            await record(
+                viewer,
+                AuditEventType.DATA_CHANGE,
+                "partner.update",
+                object_type="Partner",
+                object_id=partner.id,
+                partner_id=partner.id,
+                details={"changes": diff},
+            )
+    return partner

@@ -1,0 +1,1 @@
+"""Thin resolvers: check the caller, call one domain service, hand back domain objects and coded errors."""

@@ -1,0 +1,36 @@
+"""The audit log as the viewer may see it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from domain.audit.models import AuditEvent, AuditEventType
+from domain.visibility import restrict
+from resolvers.common import Page, decode_global_id, paginate
+
+
+async def audit_events(
+    ctx: Any,
+    *,
+    type: AuditEventType | None,
+    user_id: str | None,
+    customer_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    first: int | None,
+    after: str | None,
+) -> Page[AuditEvent]:
+    """Newest first. Unknown or foreign user/customer ids simply match nothing."""
+    qs = restrict(AuditEvent, ctx.viewer)
+    if type is not None:
+        qs = qs.filter(type=type)
+    if user_id is not None:
+        qs = qs.filter(actor_user_id=decode_global_id(user_id, "User", "userId"))
+    if customer_id is not None:
+        qs = qs.filter(customer_id=decode_global_id(customer_id, "Customer", "customerId"))
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    return await paginate(qs, first, after, newest_first=True)

@@ -1,0 +1,116 @@
+"""Shared resolver plumbing: global ids, pagination, and turning domain failures into payload errors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from strawberry.utils.str_converters import to_camel_case
+from tortoise.queryset import QuerySet
+
+from domain.errors import DomainError, ErrorCode, FieldError
+
+T = TypeVar("T")
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+
+
+def camel_errors(errors: Sequence[FieldError]) -> list[FieldError]:
+    return [FieldError(to_camel_case(e.field) if e.field else None, e.message, e.code) for e in errors]
+
+
+@dataclass(slots=True)
+class Outcome(Generic[T]):
+    value: T | None
+    errors: list[FieldError]
+
+
+async def attempt(awaitable: Awaitable[T]) -> Outcome[T]:
+    """Runs a domain call; its DomainError becomes the payload's `errors` (field names camel-cased)."""
+    try:
+        return Outcome(await awaitable, [])
+    except DomainError as exc:
+        return Outcome(None, camel_errors(exc.errors))
+
+
+def encode_global_id(type_name: str, pk: Any) -> str:
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
+
+
+def decode_global_id(value: Any, expected: str | tuple[str, ...], field: str) -> int:
+    """The integer pk behind a global id of one of the `expected` types; anything else is NOT_FOUND."""
+    names = (expected,) if isinstance(expected, str) else expected
+    try:
+        type_name, _, raw = base64.b64decode(str(value), validate=True).decode().partition(":")
+        pk = int(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise DomainError.single(ErrorCode.NOT_FOUND, "Not found.", field) from None
+    if type_name not in names or pk <= 0 or pk > 2**62:
+        raise DomainError.single(ErrorCode.NOT_FOUND, "Not found.", field)
+    return pk
+
+
+def decode_global_id_typed(value: Any, expected: tuple[str, ...], field: str) -> tuple[str, int]:
+    pk = decode_global_id(value, expected, field)
+    return base64.b64decode(str(value)).decode().partition(":")[0], pk
+
+
+@dataclass(slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursors: list[str]
+    total_count: int
+    has_next_page: bool
+    has_previous_page: bool
+
+
+def _cursor(pk: int) -> str:
+    return base64.b64encode(f"cursor:{pk}".encode()).decode()
+
+
+def _cursor_pk(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        kind, _, raw = base64.b64decode(cursor, validate=True).decode().partition(":")
+        if kind != "cursor":
+            raise ValueError(kind)
+        return int(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise DomainError.single(ErrorCode.INVALID, "Invalid cursor.", "after") from None
+
+
+def page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE
+    if first < 0 or first > MAX_PAGE:
+        raise DomainError.single(ErrorCode.INVALID, f"`first` must be between 0 and {MAX_PAGE}.", "first")
+    return first
+
+
+async def paginate(qs: QuerySet[Any], first: int | None, after: str | None, *, newest_first: bool = False) -> Page[Any]:
+    """Keyset pagination by primary key: two queries (count and one page) whatever the position."""
+    size = page_size(first)
+    after_pk = _cursor_pk(after)
+    total = await qs.count()
+    window = qs
+    if after_pk is not None:
+        window = window.filter(id__lt=after_pk) if newest_first else window.filter(id__gt=after_pk)
+    rows = await window.order_by("-id" if newest_first else "id").limit(size + 1)
+    has_next = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, [_cursor(r.id) for r in rows], total, has_next, after_pk is not None)
+
+
+def paginate_list(items: Sequence[T], first: int | None, after: str | None, key: Any = lambda x: x.id) -> Page[T]:
+    """Same contract over an already loaded list (relations fetched by a DataLoader)."""
+    size = page_size(first)
+    after_pk = _cursor_pk(after)
+    start = 0
+    if after_pk is not None:
+        start = next((i + 1 for i, item in enumerate(items) if key(item) == after_pk), len(items))
+    chunk = list(items[start : start + size])
+    return Page(chunk, [_cursor(key(i)) for i in chunk], len(items), start + size < len(items), start > 0)

@@ -1,0 +1,93 @@
+"""Per-request DataLoaders (aiodataloader), one per relation, each reading through `restrict()`.
+
+They live on the request context, never at module level: a loader's cache must not outlive the request or
+cross tenants.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from aiodataloader import DataLoader
+from tortoise.models import Model
+
+from domain.accounts.models import Membership, User
+from domain.customers.models import Customer
+from domain.partners.models import Partner
+from domain.viewer import Viewer
+from domain.visibility import restrict
+
+M = TypeVar("M", bound=Model)
+
+
+def _by_id(model: type[M], viewer: Viewer) -> DataLoader:
+    async def batch(ids: Sequence[int]) -> list[M | None]:
+        rows = {row.pk: row for row in await restrict(model, viewer).filter(id__in=list(set(ids)))}
+        return [rows.get(i) for i in ids]
+
+    return DataLoader(batch_load_fn=batch)
+
+
+def _grouped(fetch: Callable[[list[int]], Any], key: Callable[[Any], int]) -> DataLoader:
+    async def batch(ids: Sequence[int]) -> list[list[Any]]:
+        groups: dict[int, list[Any]] = defaultdict(list)
+        for row in await fetch(list(set(ids))):
+            groups[key(row)].append(row)
+        return [groups.get(i, []) for i in ids]
+
+    return DataLoader(batch_load_fn=batch)
+
+
+class Loaders:
+    """Named loaders, created on first use within one request."""
+
+    def __init__(self, viewer: Viewer) -> None:
+        self.viewer = viewer
+        self._cache: dict[str, DataLoader] = {}
+
+    def _get(self, name: str, factory: Callable[[], DataLoader]) -> DataLoader:
+        loader = self._cache.get(name)
+        if loader is None:
+            loader = self._cache[name] = factory()
+        return loader
+
+    @property
+    def partner_by_id(self) -> DataLoader:
+        return self._get("partner_by_id", lambda: _by_id(Partner, self.viewer))
+
+    @property
+    def customer_by_id(self) -> DataLoader:
+        return self._get("customer_by_id", lambda: _by_id(Customer, self.viewer))
+
+    @property
+    def user_by_id(self) -> DataLoader:
+        return self._get("user_by_id", lambda: _by_id(User, self.viewer))
+
+    @property
+    def memberships_by_user(self) -> DataLoader:
+        """Visible memberships of each user, ordered by id."""
+
+        def fetch(ids: list[int]) -> Any:
+            return restrict(Membership, self.viewer).filter(user_id__in=ids).order_by("id")
+
+        return self._get("memberships_by_user", lambda: _grouped(fetch, lambda m: m.user_id))
+
+    @property
+    def members_by_customer(self) -> DataLoader:
+        """Visible memberships of each customer, ordered by id."""
+
+        def fetch(ids: list[int]) -> Any:
+            return restrict(Membership, self.viewer).filter(customer_id__in=ids).order_by("id")
+
+        return self._get("members_by_customer", lambda: _grouped(fetch, lambda m: m.customer_id))
+
+    async def users_of_customer(self, customer_id: int) -> list[User]:
+        memberships = await self.members_by_customer.load(customer_id)
+        users = await self.user_by_id.load_many([m.user_id for m in memberships])
+        return [u for u in users if u is not None]
+
+
+def first_of(rows: Iterable[M | None]) -> M | None:
+    return next((r for r in rows if r is not None), None)

@@ -1,0 +1,83 @@
+"""The system log (seed 001): who did what, when, from where."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from domain.audit.models import AuditEventType as DomainAuditEventType
+from resolvers import audit as r
+from schema.accounts import User
+from schema.customers import Customer
+from schema.nodes import Connection, ModelNode
+from schema.partners import Partner
+from schema.scalars import JSON
+
+AuditEventType = strawberry.enum(DomainAuditEventType, name="AuditEventType")
+
+
+@strawberry.type
+class AuditEvent(ModelNode):
+    loader = "audit_event_by_id"
+    id: relay.NodeID[int]
+    type: AuditEventType  # type: ignore[valid-type]
+    action: str
+    object_type: str
+    object_id: str
+    actor_label: str | None = strawberry.field(description="Email of the acting user (redacted after retention).")
+    details: JSON
+    ip: str | None
+    user_agent: str | None
+    request_id: str
+    created_at: datetime
+    seq: int
+    hash: str
+    model: strawberry.Private[Any]
+
+    @strawberry.field
+    async def actor(self, info: Info) -> User | None:
+        uid = self.model.actor_user_id
+        return User.maybe(await info.context.loaders.user_by_id.load(uid)) if uid else None
+
+    @strawberry.field
+    async def customer(self, info: Info) -> Customer | None:
+        cid = self.model.customer_id
+        return Customer.maybe(await info.context.loaders.customer_by_id.load(cid)) if cid else None
+
+    @strawberry.field
+    async def partner(self, info: Info) -> Partner | None:
+        pid = self.model.partner_id
+        return Partner.maybe(await info.context.loaders.partner_by_id.load(pid)) if pid else None
+
+
+@strawberry.input
+class AuditEventFilter:
+    type: AuditEventType | None = None  # type: ignore[valid-type]
+    user_id: strawberry.ID | None = None
+    customer_id: strawberry.ID | None = None
+    from_: datetime | None = strawberry.field(default=None, name="from")
+    to: datetime | None = None
+
+
+@strawberry.type
+class AuditQueries:
+    @strawberry.field(description="Audit events within the viewer's tenancy, newest first.")
+    async def audit_events(
+        self, info: Info, filter: AuditEventFilter | None = None, first: int | None = None, after: str | None = None
+    ) -> Connection[AuditEvent]:
+        f = filter or AuditEventFilter()
+        page = await r.audit_events(
+            info.context,
+            type=f.type,
+            user_id=f.user_id,
+            customer_id=f.customer_id,
+            since=f.from_,
+            until=f.to,
+            first=first,
+            after=after,
+        )
+        return Connection.of(page, AuditEvent)

@@ -1,0 +1,164 @@
+"""Customers (a partner's client businesses) and their team."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from domain.customers.models import CustomerStatus as DomainCustomerStatus
+from domain.customers.models import ServiceState as DomainServiceState
+from resolvers import customers as r
+from schema.accounts import User
+from schema.common import input_data
+from schema.errors import CustomerError
+from schema.nodes import Connection, ModelNode
+from schema.partners import Partner
+
+CustomerStatus = strawberry.enum(DomainCustomerStatus, name="CustomerStatus")
+ServiceState = strawberry.enum(DomainServiceState, name="ServiceState")
+
+
+@strawberry.type
+class Customer(ModelNode):
+    loader = "customer_by_id"
+    renamed = {"company_name": "name"}
+    id: relay.NodeID[int]
+    name: str
+    company_name: str
+    status: CustomerStatus  # type: ignore[valid-type]
+    service_state: ServiceState  # type: ignore[valid-type]
+    disabled_at: datetime | None
+    phone: str
+    country: str
+    state: str
+    city: str
+    zip: str
+    address1: str
+    address2: str
+    created_at: datetime
+    updated_at: datetime
+    model: strawberry.Private[Any]
+
+    @strawberry.field
+    async def partner(self, info: Info) -> Partner:
+        partner = await info.context.loaders.partner_by_id.load(self.model.partner_id)
+        return Partner.from_model(partner)
+
+    @strawberry.field(description="Users who belong to this customer.")
+    async def team_members(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[User]:
+        return Connection.of(await r.team_members(info.context, self.id, first, after), User)
+
+
+@strawberry.input
+class CustomerFilter:
+    status: CustomerStatus | None = None  # type: ignore[valid-type]
+    search: str | None = strawberry.field(default=None, description="Matches company name, user email or username.")
+
+
+@strawberry.input
+class CustomerCreateInput:
+    username: str
+    first_name: str
+    last_name: str
+    email: str
+    password: str
+    password_confirmation: str
+    company_name: str
+    phone: str | None = None
+    country: str | None = None
+    state: str | None = None
+    city: str | None = None
+    zip: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    role: str | None = strawberry.field(default=None, description="The admin's role in their company.")
+    partner_id: strawberry.ID | None = strawberry.field(default=None, description="Platform admins only.")
+
+
+@strawberry.type
+class CustomerCreatePayload:
+    customer: Customer | None
+    user: User | None
+    errors: list[CustomerError]
+
+
+@strawberry.input
+class CustomerUpdateInput:
+    customer_id: strawberry.ID
+    company_name: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    country: str | None = strawberry.UNSET
+    state: str | None = strawberry.UNSET
+    city: str | None = strawberry.UNSET
+    zip: str | None = strawberry.UNSET
+    address1: str | None = strawberry.UNSET
+    address2: str | None = strawberry.UNSET
+
+
+@strawberry.type
+class CustomerPayload:
+    customer: Customer | None
+    errors: list[CustomerError]
+
+
+@strawberry.input
+class CustomerDisableInput:
+    customer_id: strawberry.ID
+
+
+@strawberry.input
+class CustomerEnableInput:
+    customer_id: strawberry.ID
+
+
+CustomerUpdatePayload = strawberry.type(type("CustomerUpdatePayload", (CustomerPayload,), {}))
+CustomerDisablePayload = strawberry.type(type("CustomerDisablePayload", (CustomerPayload,), {}))
+CustomerEnablePayload = strawberry.type(type("CustomerEnablePayload", (CustomerPayload,), {}))
+
+
+@strawberry.type
+class CustomerQueries:
+    @strawberry.field(description="Customers the viewer may see, oldest first.")
+    async def customers(
+        self, info: Info, filter: CustomerFilter | None = None, first: int | None = None, after: str | None = None
+    ) -> Connection[Customer]:
+        page = await r.customers(
+            info.context, filter.status if filter else None, filter.search if filter else None, first, after
+        )
+        return Connection.of(page, Customer)
+
+    @strawberry.field
+    async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
+        return Customer.maybe(await r.customer(info.context, id))
+
+
+@strawberry.type
+class CustomerMutations:
+    @strawberry.mutation(description="Creates a customer and its first CUSTOMER_ADMIN user.")
+    async def customer_create(self, info: Info, input: CustomerCreateInput) -> CustomerCreatePayload:
+        outcome = await r.customer_create(info.context, input_data(input))
+        created = outcome.value
+        return CustomerCreatePayload(
+            customer=Customer.maybe(created.customer if created else None),
+            user=User.maybe(created.user if created else None),
+            errors=CustomerError.list(outcome.errors),
+        )
+
+    @strawberry.mutation(description="Changes company details; only the fields sent change.")
+    async def customer_update(self, info: Info, input: CustomerUpdateInput) -> CustomerUpdatePayload:  # type: ignore[valid-type]
+        outcome = await r.customer_update(info.context, input_data(input))
+        return CustomerUpdatePayload(customer=Customer.maybe(outcome.value), errors=CustomerError.list(outcome.errors))
+
+    @strawberry.mutation(description="Blocks sign-in for the customer's users and ends their sessions.")
+    async def customer_disable(self, info: Info, input: CustomerDisableInput) -> CustomerDisablePayload:  # type: ignore[valid-type]
+        outcome = await r.customer_set_enabled(info.context, input.customer_id, enabled=False)
+        return CustomerDisablePayload(customer=Customer.maybe(outcome.value), errors=CustomerError.list(outcome.errors))
+
+    @strawberry.mutation
+    async def customer_enable(self, info: Info, input: CustomerEnableInput) -> CustomerEnablePayload:  # type: ignore[valid-type]
+        outcome = await r.customer_set_enabled(info.context, input.customer_id, enabled=True)
+        return CustomerEnablePayload(customer=Customer.maybe(outcome.value), errors=CustomerError.list(outcome.errors))

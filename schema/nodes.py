@@ -1,0 +1,97 @@
+"""Relay plumbing: model-backed Node types and generic connections with totalCount."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from resolvers.common import Page
+
+N = TypeVar("N")
+
+
+class ModelNode(relay.Node):
+    """A Node built from a Tortoise row: fields are copied by name, the row kept as `model`.
+
+    `loader` names the per-request DataLoader that fetches visible rows by id for `node(id:)`.
+    """
+
+    loader: ClassVar[str]
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_model(cls, model: Any) -> Self:
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if not f.init:
+                continue
+            if f.name == "model":
+                kwargs["model"] = model
+                continue
+            attr = cls.renamed.get(f.name, f.name)
+            if hasattr(model, attr):
+                kwargs[f.name] = getattr(model, attr)
+        return cls(**kwargs)
+
+    @classmethod
+    def maybe(cls, model: Any | None) -> Self | None:
+        return None if model is None else cls.from_model(model)
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Self | None]:
+        ids: list[int | None] = []
+        for raw in node_ids:
+            try:
+                ids.append(int(raw))
+            except (TypeError, ValueError):
+                ids.append(None)
+        loader = getattr(info.context.loaders, cls.loader)
+        valid = [i for i in ids if i is not None]
+        rows = dict(zip(valid, await loader.load_many(valid), strict=True))
+        return [cls.maybe(rows.get(i)) if i is not None else None for i in ids]
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[N]):
+    cursor: str
+    node: N
+
+
+@strawberry.type
+class Connection(Generic[N]):
+    edges: list[Edge[N]]
+    page_info: PageInfo
+    total_count: int
+
+    @strawberry.field(description="The nodes of `edges`, for clients that need no cursors.")
+    def nodes(self) -> list[N]:
+        return [e.node for e in self.edges]
+
+    @classmethod
+    def of(cls, page: Page[Any], node_type: Any) -> Connection[Any]:
+        edges = [Edge(cursor=c, node=node_type.from_model(m)) for m, c in zip(page.items, page.cursors, strict=True)]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=page.cursors[0] if page.cursors else None,
+                end_cursor=page.cursors[-1] if page.cursors else None,
+            ),
+            total_count=page.total_count,
+        )

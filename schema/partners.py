@@ -1,0 +1,112 @@
+"""Partners (white-label agencies)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from domain.partners.models import PartnerStatus as DomainPartnerStatus
+from resolvers import customers as rc
+from resolvers import partners as r
+from schema.accounts import User
+from schema.common import input_data
+from schema.errors import PartnerError
+from schema.nodes import Connection, ModelNode
+
+if TYPE_CHECKING:
+    from schema.customers import Customer, CustomerFilter
+
+PartnerStatus = strawberry.enum(DomainPartnerStatus, name="PartnerStatus")
+
+
+@strawberry.type
+class Partner(ModelNode):
+    loader = "partner_by_id"
+    id: relay.NodeID[int]
+    name: str
+    status: PartnerStatus  # type: ignore[valid-type]
+    sender_email: str | None
+    created_at: datetime
+    model: strawberry.Private[Any]
+
+    @strawberry.field(description="This partner's customers visible to the viewer.")
+    async def customers(
+        self,
+        info: Info,
+        filter: Annotated[CustomerFilter, strawberry.lazy("schema.customers")] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Annotated[Customer, strawberry.lazy("schema.customers")]]:
+        from schema.customers import Customer
+
+        page = await rc.customers(
+            info.context,
+            filter.status if filter else None,
+            filter.search if filter else None,
+            first,
+            after,
+            partner_id=self.id,
+        )
+        return Connection.of(page, Customer)
+
+
+@strawberry.input
+class PartnerCreateInput:
+    name: str
+    owner_email: str
+    owner_password: str
+    owner_name: str | None = None
+    sender_email: str | None = None
+
+
+@strawberry.type
+class PartnerCreatePayload:
+    partner: Partner | None
+    owner: User | None
+    errors: list[PartnerError]
+
+
+@strawberry.input
+class PartnerUpdateInput:
+    partner_id: strawberry.ID
+    name: str | None = strawberry.UNSET
+    sender_email: str | None = strawberry.UNSET
+
+
+@strawberry.type
+class PartnerUpdatePayload:
+    partner: Partner | None
+    errors: list[PartnerError]
+
+
+@strawberry.type
+class PartnerQueries:
+    @strawberry.field
+    async def partner(self, info: Info, id: strawberry.ID) -> Partner | None:
+        return Partner.maybe(await r.partner(info.context, id))
+
+    @strawberry.field(description="Partners visible to the viewer (all of them for platform admins).")
+    async def partners(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Partner]:
+        return Connection.of(await r.partners(info.context, first, after), Partner)
+
+
+@strawberry.type
+class PartnerMutations:
+    @strawberry.mutation(description="Platform admins: creates a partner and its first PARTNER_ADMIN.")
+    async def partner_create(self, info: Info, input: PartnerCreateInput) -> PartnerCreatePayload:
+        outcome = await r.partner_create(info.context, input_data(input))
+        created = outcome.value
+        return PartnerCreatePayload(
+            partner=Partner.maybe(created.partner if created else None),
+            owner=User.maybe(created.owner if created else None),
+            errors=PartnerError.list(outcome.errors),
+        )
+
+    @strawberry.mutation(description="Partner admins: renames the partner or changes its sender email.")
+    async def partner_update(self, info: Info, input: PartnerUpdateInput) -> PartnerUpdatePayload:
+        outcome = await r.partner_update(info.context, input_data(input))
+        return PartnerUpdatePayload(partner=Partner.maybe(outcome.value), errors=PartnerError.list(outcome.errors))

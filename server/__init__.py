@@ -1,0 +1,1 @@
+"""Composition root: settings, the ASGI app, auth, per-request context, pub/sub and the CLI."""

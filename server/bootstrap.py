@@ -1,0 +1,27 @@
+"""Process start-up shared by the web app, the worker and the CLI."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from domain.config import configure as configure_domain
+from jobs.broker import configure as configure_broker
+from jobs.registry import load_actors
+from server.logging import configure_logging
+from server.settings import Settings
+
+
+def bootstrap(settings: Settings) -> dramatiq.Broker:
+    configure_logging(settings.log_level, settings.log_json)
+    configure_domain(
+        session_ttl_hours=settings.session_ttl_hours,
+        login_max_failures=settings.login_max_failures,
+        login_failure_window_minutes=settings.login_failure_window_minutes,
+        login_lockout_minutes=settings.login_lockout_minutes,
+        argon2_time_cost=settings.argon2_time_cost,
+        argon2_memory_cost=settings.argon2_memory_cost,
+        public_url=settings.public_url,
+    )
+    broker = configure_broker(settings.redis_url, settings.tortoise_config())
+    load_actors()
+    return broker

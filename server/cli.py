@@ -1,0 +1,145 @@
+"""`partnerdesk` command line: serve, worker, migrate, seed-demo, admin create, audit verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tortoise import Tortoise
+
+from server.bootstrap import bootstrap
+from server.settings import Settings, get_settings
+
+
+async def _with_db(settings: Settings, fn: Callable[[], Awaitable[Any]]) -> Any:
+    await Tortoise.init(config=settings.tortoise_config(), _enable_global_fallback=True)
+    try:
+        return await fn()
+    finally:
+        await Tortoise.close_connections()
+
+
+async def migrate(settings: Settings) -> None:
+    from tortoise.migrations.api import migrate as run_migrations
+
+    try:
+        await run_migrations(config=settings.tortoise_config())
+    finally:
+        await Tortoise.close_connections()
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(migrate(settings))
+    print("migrations applied")
+    return 0
+
+
+def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.demo.seed import seed_demo
+
+    logins = asyncio.run(_with_db(settings, seed_demo))
+    print(f"Demo logins (password for all: {logins[0].password}):")
+    for entry in logins:
+        print(f"  {entry.role:<16} {entry.login:<34} {entry.organization}")
+    return 0
+
+
+def cmd_admin_create(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.accounts.services import admin_create
+    from domain.errors import DomainError
+
+    try:
+        user, created = asyncio.run(_with_db(settings, lambda: admin_create(args.email, args.password)))
+    except DomainError as exc:
+        for error in exc.errors:
+            print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        return 2
+    print(f"{'created' if created else 'exists'}: platform admin {user.email}")
+    return 0
+
+
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.audit.services import verify
+
+    checked, problems = asyncio.run(_with_db(settings, verify))
+    for p in problems:
+        print(f"TAMPERED chain={p.chain} seq={p.seq}: {p.message}")
+    print(f"{checked} audit events checked, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.redis_url:
+        print("error: the standalone worker needs REDIS_URL; the embedded server runs jobs itself", file=sys.stderr)
+        return 2
+    command = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "server.worker",
+        "--processes",
+        str(args.processes),
+        "--threads",
+        str(args.threads),
+    ]
+    return subprocess.call(command, env=os.environ.copy())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="partnerdesk", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API server (uvicorn)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(fn=cmd_serve)
+    worker = sub.add_parser("worker", help="run Dramatiq workers (needs REDIS_URL)")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=4)
+    worker.set_defaults(fn=cmd_worker)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
+    sub.add_parser("seed-demo", help="create demo data and print its logins").set_defaults(fn=cmd_seed_demo)
+    admin = sub.add_parser("admin", help="platform administrators")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    create = admin_sub.add_parser("create", help="create a platform admin (idempotent by email)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", required=True)
+    create.set_defaults(fn=cmd_admin_create)
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="re-hash every audit chain; exit 1 on tampering").set_defaults(
+        fn=cmd_audit_verify
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    if args.command not in ("serve", "worker"):
+        bootstrap(settings)
+    return args.fn(settings, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""The per-request GraphQL context: who asks, request metadata, and fresh DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from domain.viewer import Viewer
+from resolvers.loaders import Loaders
+
+
+@dataclass
+class Context:
+    request: Request | WebSocket
+    response: Response | WebSocket | None
+    viewer: Viewer
+    request_id: str
+    loaders: Loaders = field(init=False)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.viewer)
+
+    def reset_loaders(self) -> None:
+        """After the viewer changes (login, organization switch) cached rows may no longer be visible."""
+        self.loaders = Loaders(self.viewer)
+
+    # Strawberry's websocket handlers treat the context as a mapping (connection_params)
+    def __getitem__(self, key: str) -> Any:
+        return self.extra[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.extra[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)

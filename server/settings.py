@@ -1,0 +1,96 @@
+"""All configuration, read once from the environment (pydantic-settings).
+
+The embedded default needs nothing: SQLite file, no Redis, no SMTP. Production sets DATABASE_URL, REDIS_URL,
+SECRET_KEY and APP_ENV=prod.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET = "dev-insecure-secret-key-change-me"
+
+MODEL_MODULES = [
+    "domain.accounts.models",
+    "domain.partners.models",
+    "domain.customers.models",
+    "domain.audit.models",
+]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["dev", "test", "prod"] = "dev"
+    database_url: str = f"sqlite://{ROOT / 'data' / 'partnerdesk.sqlite3'}"
+    redis_url: str | None = None
+    secret_key: str = DEV_SECRET
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    session_ttl_hours: int = 24 * 14
+    login_max_failures: int = 5
+    login_failure_window_minutes: int = 15
+    login_lockout_minutes: int = 15
+    # argon2 cost; tests lower it so fixtures stay fast (never below the library's minimums in prod)
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+
+    max_body_bytes: int = 1_000_000
+    allowed_origins: list[str] = Field(default_factory=list)
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _secret_required_outside_dev(self) -> Settings:
+        if self.app_env == "prod" and (not self.secret_key or self.secret_key == DEV_SECRET):
+            raise ValueError("SECRET_KEY must be set to a private value when APP_ENV=prod")
+        return self
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgres://", "postgresql://", "asyncpg://"))
+
+    @property
+    def is_dev(self) -> bool:
+        return self.app_env != "prod"
+
+    def tortoise_config(self, database_url: str | None = None) -> dict[str, Any]:
+        url = database_url or self.database_url
+        if url.startswith("postgresql://"):
+            url = "postgres://" + url.removeprefix("postgresql://")
+        return {
+            "connections": {"default": url},
+            "apps": {
+                "models": {
+                    "models": MODEL_MODULES,
+                    "default_connection": "default",
+                    "migrations": "migrations",
+                }
+            },
+            "use_tz": True,
+            "timezone": "UTC",
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def _tortoise_orm() -> dict[str, Any]:
+    settings = get_settings()
+    if settings.database_url.startswith("sqlite://"):
+        Path(settings.database_url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    return settings.tortoise_config()
+
+
+TORTOISE_ORM = _tortoise_orm()
