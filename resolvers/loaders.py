@@ -14,6 +14,7 @@ from aiodataloader import DataLoader
 from tortoise.models import Model
 
 from domain.accounts.models import Membership, User
+from domain.audit.models import AuditEvent
 from domain.customers.models import Customer
 from domain.partners.models import Partner
 from domain.viewer import Viewer
@@ -64,6 +65,14 @@ class Loaders:
     @property
     def user_by_id(self) -> DataLoader:
         return self._get("user_by_id", lambda: _by_id(User, self.viewer))
+
+    @property
+    def membership_by_id(self) -> DataLoader:
+        return self._get("membership_by_id", lambda: _by_id(Membership, self.viewer))
+
+    @property
+    def audit_event_by_id(self) -> DataLoader:
+        return self._get("audit_event_by_id", lambda: _by_id(AuditEvent, self.viewer))
 
     @property
     def memberships_by_user(self) -> DataLoader:
