@@ -43,7 +43,9 @@ class TortoiseMiddleware(Middleware):
             loop_thread.run_coroutine(Tortoise.close_connections())
 
 
-def configure(redis_url: str | None, tortoise_config: dict[str, Any] | None = None) -> dramatiq.Broker:
+def configure(
+    redis_url: str | None, tortoise_config: dict[str, Any] | None = None, namespace: str = "dramatiq"
+) -> dramatiq.Broker:
     """Sets the global broker once per process (later calls return the same one)."""
     if "broker" in _configured:
         return _configured["broker"]
@@ -51,7 +53,7 @@ def configure(redis_url: str | None, tortoise_config: dict[str, Any] | None = No
     if redis_url:
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(url=redis_url)
+        broker = RedisBroker(url=redis_url, namespace=namespace)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

@@ -22,6 +22,6 @@ def bootstrap(settings: Settings) -> dramatiq.Broker:
         argon2_memory_cost=settings.argon2_memory_cost,
         public_url=settings.public_url,
     )
-    broker = configure_broker(settings.redis_url, settings.tortoise_config())
+    broker = configure_broker(settings.redis_url, settings.tortoise_config(), settings.dramatiq_namespace)
     load_actors()
     return broker

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     app_env: Literal["dev", "test", "prod"] = "dev"
     database_url: str = f"sqlite://{ROOT / 'data' / 'partnerdesk.sqlite3'}"
     redis_url: str | None = None
+    dramatiq_namespace: str = "dramatiq"
     secret_key: str = DEV_SECRET
     public_url: str = "http://127.0.0.1:8000"
     smtp_url: str | None = None
