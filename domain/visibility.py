@@ -17,6 +17,7 @@ from domain.accounts.models import Membership, Session, User
 from domain.audit.models import AuditEvent
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, forbidden
+from domain.ledger.models import LedgerAccount, Transfer
 from domain.partners.models import Partner
 from domain.viewer import Viewer
 
@@ -67,6 +68,16 @@ def _audit_event(v: Viewer) -> Q | None:
     return _NOTHING
 
 
+def _transfer(v: Viewer) -> Q | None:
+    if v.is_partner_staff:
+        accounts = LedgerAccount.filter(partner_id=v.partner_id).values("id")
+    elif v.is_customer_user:
+        accounts = LedgerAccount.filter(customer_id=v.customer_id).values("id")
+    else:
+        return _NOTHING
+    return Q(debit_account_id__in=Subquery(accounts)) | Q(credit_account_id__in=Subquery(accounts))
+
+
 def _session(v: Viewer) -> Q | None:
     return Q(user_id=v.user_id) if v.user_id is not None else _NOTHING
 
@@ -78,6 +89,7 @@ _RULES: dict[type[Model], Callable[[Viewer], Q | None]] = {
     User: _user,
     AuditEvent: _audit_event,
     Session: _session,
+    Transfer: _transfer,
 }
 
 

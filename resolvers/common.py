@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from strawberry.utils.str_converters import to_camel_case
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from domain.errors import DomainError, ErrorCode, FieldError
@@ -16,6 +17,8 @@ from domain.errors import DomainError, ErrorCode, FieldError
 T = TypeVar("T")
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
+# Every type decoded by `decode_global_id` has a 32-bit primary key (IntField, `integer` on Postgres).
+MAX_INT_PK = 2**31 - 1
 
 
 def camel_errors(errors: Sequence[FieldError]) -> list[FieldError]:
@@ -48,9 +51,15 @@ def decode_global_id(value: Any, expected: str | tuple[str, ...], field: str) ->
         pk = int(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise DomainError.single(ErrorCode.NOT_FOUND, "Not found.", field) from None
-    if type_name not in names or pk <= 0 or pk > 2**62:
+    if type_name not in names or pk <= 0 or pk > MAX_INT_PK:
         raise DomainError.single(ErrorCode.NOT_FOUND, "Not found.", field)
     return pk
+
+
+def pk_fits(model: type[Model], pk: int) -> bool:
+    """Whether `pk` fits the model's primary-key column: an out-of-range literal is a database error on Postgres."""
+    bounds = model._meta.pk.constraints
+    return bounds.get("ge", -(2**63)) <= pk <= bounds.get("le", 2**63 - 1)
 
 
 def decode_global_id_typed(value: Any, expected: tuple[str, ...], field: str) -> tuple[str, int]:
@@ -95,6 +104,8 @@ async def paginate(qs: QuerySet[Any], first: int | None, after: str | None, *, n
     """Keyset pagination by primary key: two queries (count and one page) whatever the position."""
     size = page_size(first)
     after_pk = _cursor_pk(after)
+    if after_pk is not None and not pk_fits(qs.model, after_pk):
+        raise DomainError.single(ErrorCode.INVALID, "Invalid cursor.", "after")
     total = await qs.count()
     window = qs
     if after_pk is not None:

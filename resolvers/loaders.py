@@ -15,17 +15,21 @@ from tortoise.models import Model
 
 from domain.accounts.models import Membership, User
 from domain.audit.models import AuditEvent
+from domain.billing import services as billing
 from domain.customers.models import Customer
+from domain.ledger.models import Transfer
 from domain.partners.models import Partner
 from domain.viewer import Viewer
 from domain.visibility import restrict
+from resolvers.common import pk_fits
 
 M = TypeVar("M", bound=Model)
 
 
 def _by_id(model: type[M], viewer: Viewer) -> DataLoader:
     async def batch(ids: Sequence[int]) -> list[M | None]:
-        rows = {row.pk: row for row in await restrict(model, viewer).filter(id__in=list(set(ids)))}
+        wanted = [i for i in set(ids) if pk_fits(model, i)]
+        rows = {row.pk: row for row in await restrict(model, viewer).filter(id__in=wanted)} if wanted else {}
         return [rows.get(i) for i in ids]
 
     return DataLoader(batch_load_fn=batch)
@@ -96,6 +100,37 @@ class Loaders:
         memberships = await self.members_by_customer.load(customer_id)
         users = await self.user_by_id.load_many([m.user_id for m in memberships])
         return [u for u in users if u is not None]
+
+    @property
+    def transfer_by_id(self) -> DataLoader:
+        return self._get("transfer_by_id", lambda: _by_id(Transfer, self.viewer))
+
+    @property
+    def credits_by_customer(self) -> DataLoader:
+        """Credit meters (available, used, assigned) of visible customers."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            customers = [c for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await billing.credit_states(customers)
+            return [states.get(i) for i in ids]
+
+        return self._get("credits_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def pool_by_partner(self) -> DataLoader:
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            states = await billing.pool_states(list(ids))
+            return [states[i] for i in ids]
+
+        return self._get("pool_by_partner", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def billing_by_customer(self) -> DataLoader:
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            prefs = await billing.preferences_of(list(ids))
+            return [prefs[i] for i in ids]
+
+        return self._get("billing_by_customer", lambda: DataLoader(batch_load_fn=batch))
 
 
 def first_of(rows: Iterable[M | None]) -> M | None:

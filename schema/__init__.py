@@ -8,6 +8,7 @@ from strawberry.tools import merge_types
 
 from schema.accounts import AccountMutations, AccountQueries
 from schema.audit import AuditQueries
+from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.extensions import default_extensions
 from schema.partners import PartnerMutations, PartnerQueries
@@ -19,6 +20,6 @@ class NodeQueries:
 
 
 Query = merge_types("Query", (NodeQueries, AccountQueries, PartnerQueries, CustomerQueries, AuditQueries))
-Mutation = merge_types("Mutation", (AccountMutations, PartnerMutations, CustomerMutations))
+Mutation = merge_types("Mutation", (AccountMutations, PartnerMutations, CustomerMutations, BillingMutations))
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=default_extensions())

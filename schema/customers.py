@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -17,6 +17,9 @@ from schema.common import input_data
 from schema.errors import CustomerError
 from schema.nodes import Connection, ModelNode
 from schema.partners import Partner
+
+if TYPE_CHECKING:
+    from schema.billing import BillingPreferencesType, CreditBalance, Wallet
 
 CustomerStatus = strawberry.enum(DomainCustomerStatus, name="CustomerStatus")
 ServiceState = strawberry.enum(DomainServiceState, name="ServiceState")
@@ -47,6 +50,25 @@ class Customer(ModelNode):
     async def partner(self, info: Info) -> Partner:
         partner = await info.context.loaders.partner_by_id.load(self.model.partner_id)
         return Partner.from_model(partner)
+
+    @strawberry.field(description="AI credits: available | used | assigned, with the meter's health.")
+    async def credits(self, info: Info) -> Annotated[CreditBalance, strawberry.lazy("schema.billing")]:
+        from schema.billing import CreditBalance
+
+        return CreditBalance.of(await info.context.loaders.credits_by_customer.load(self.id))
+
+    @strawberry.field(description="The prepaid USD wallet (REFILLABLE_WALLET billing).")
+    async def wallet(self, info: Info) -> Annotated[Wallet, strawberry.lazy("schema.billing")]:
+        from resolvers.billing import wallet_state
+        from schema.billing import Wallet
+
+        return Wallet.of(await wallet_state(info.context, self.id))
+
+    @strawberry.field(description="Billing mode, contact, spending cap, wallet settings and alert switches.")
+    async def billing(self, info: Info) -> Annotated[BillingPreferencesType, strawberry.lazy("schema.billing")]:
+        from schema.billing import BillingPreferencesType
+
+        return BillingPreferencesType.of(await info.context.loaders.billing_by_customer.load(self.id))
 
     @strawberry.field(description="Users who belong to this customer.")
     async def team_members(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[User]:

@@ -37,3 +37,8 @@ class PartnerError(Error):
 @strawberry.type
 class CustomerError(Error):
     pass
+
+
+@strawberry.type
+class BillingError(Error):
+    pass

@@ -18,6 +18,7 @@ from schema.errors import PartnerError
 from schema.nodes import Connection, ModelNode
 
 if TYPE_CHECKING:
+    from schema.billing import CreditPool
     from schema.customers import Customer, CustomerFilter
 
 PartnerStatus = strawberry.enum(DomainPartnerStatus, name="PartnerStatus")
@@ -32,6 +33,15 @@ class Partner(ModelNode):
     sender_email: str | None
     created_at: datetime
     model: strawberry.Private[Any]
+
+    @strawberry.field(description="Credits the partner can still hand out, and what its customers hold.")
+    async def credit_pool(self, info: Info) -> Annotated[CreditPool, strawberry.lazy("schema.billing")] | None:
+        from schema.billing import CreditPool
+
+        if not (info.context.viewer.is_platform_admin or info.context.viewer.is_partner_staff):
+            return None
+        state = await info.context.loaders.pool_by_partner.load(self.id)
+        return CreditPool(available=state.available, assigned=state.assigned)
 
     @strawberry.field(description="This partner's customers visible to the viewer.")
     async def customers(

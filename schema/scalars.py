@@ -14,3 +14,16 @@ __all__ = ["JSON", "Decimal", "Money"]
 class Money:
     amount: Decimal
     currency: str
+
+
+def money(amount: Decimal, currency: str) -> Money:
+    """Exact amount; USD keeps at least two decimals ("12.50"), more only when the value has them."""
+    value = amount.normalize()
+    exponent = value.as_tuple().exponent
+    if currency == "USD" and isinstance(exponent, int) and exponent > -2:
+        value = value.quantize(Decimal("0.01"))
+    return Money(amount=value, currency=currency)
+
+
+def usd(amount: Decimal) -> Money:
+    return money(amount, "USD")

@@ -1,4 +1,4 @@
-"""`partnerdesk` command line: serve, worker, migrate, seed-demo, admin create, audit verify."""
+"""`partnerdesk` command line: serve, worker, migrate, seed-demo, admin create, audit verify, ledger verify."""
 
 from __future__ import annotations
 
@@ -73,6 +73,16 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.ledger.services import verify
+
+    checked, problems = asyncio.run(_with_db(settings, verify))
+    for p in problems:
+        print(f"MISMATCH {p.account_key or '(all accounts)'}: {p.message}")
+    print(f"{checked} transfers checked, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -129,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="re-hash every audit chain; exit 1 on tampering").set_defaults(
         fn=cmd_audit_verify
+    )
+    ledger = sub.add_parser("ledger", help="ledger tools")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_sub.add_parser("verify", help="recompute every balance from transfers; exit 1 on mismatch").set_defaults(
+        fn=cmd_ledger_verify
     )
     return parser
 

@@ -21,6 +21,8 @@ MODEL_MODULES = [
     "domain.partners.models",
     "domain.customers.models",
     "domain.audit.models",
+    "domain.ledger.models",
+    "domain.billing.models",
 ]
 
 
@@ -37,6 +39,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    db_pool_size: int = 20
     session_ttl_hours: int = 24 * 14
     login_max_failures: int = 5
     login_failure_window_minutes: int = 15
@@ -68,6 +71,8 @@ class Settings(BaseSettings):
         url = database_url or self.database_url
         if url.startswith("postgresql://"):
             url = "postgres://" + url.removeprefix("postgresql://")
+        if url.startswith("postgres://") and "maxsize=" not in url:
+            url += ("&" if "?" in url else "?") + f"minsize=1&maxsize={self.db_pool_size}"
         return {
             "connections": {"default": url},
             "apps": {

@@ -129,17 +129,16 @@ async def database() -> AsyncIterator[str]:
         await _drop_pg_database()
 
 
-TABLES = ["audit_event", "audit_chain", "session", "membership", "app_user", "customer", "partner"]
 
 
 async def truncate_all() -> None:
     conn = connections.get("default")
+    tables = [model._meta.db_table for model in Tortoise.apps["models"].values()]
     if IS_POSTGRES:
-        await conn.execute_script(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        await conn.execute_script(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
     else:
-        for table in TABLES:
-            await conn.execute_script(f"DELETE FROM {table}")
-        await conn.execute_script("DELETE FROM sqlite_sequence")
+        deletes = "".join(f"DELETE FROM {table};" for table in tables)
+        await conn.execute_script(f"PRAGMA foreign_keys = OFF;{deletes}DELETE FROM sqlite_sequence;PRAGMA foreign_keys = ON;")
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -118,3 +119,38 @@ class Validator:
             self.add(confirmation_field, "Passwords do not match.")
             return None
         return value
+
+
+MAX_AMOUNT = Decimal("1000000000000")
+
+
+def parse_amount(
+    v: Validator, field: str, value: Any, *, places: int = 6, required: bool = True, allow_zero: bool = False
+) -> Decimal | None:
+    """A positive, finite Decimal with at most `places` decimals and below 10^12; strings and ints accepted."""
+    if value is None:
+        if required:
+            v.add(field, "This field is required.", ErrorCode.REQUIRED)
+        return None
+    if isinstance(value, bool) or not isinstance(value, (Decimal, str, int)):
+        v.add(field, 'Send amounts as decimal strings, e.g. "100.00".')
+        return None
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        v.add(field, "Not a decimal number.")
+        return None
+    if not amount.is_finite():
+        v.add(field, "Must be a finite number.")
+        return None
+    if amount < 0 or (amount == 0 and not allow_zero):
+        v.add(field, "Must be greater than zero." if not allow_zero else "Must not be negative.")
+        return None
+    if amount >= MAX_AMOUNT:
+        v.add(field, "Amount is too large.")
+        return None
+    exponent = amount.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        v.add(field, f"Use at most {places} decimal places.")
+        return None
+    return amount

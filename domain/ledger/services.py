@@ -1,0 +1,196 @@
+"""Posting transfers and checking the books.
+
+`post()` runs inside the caller's transaction: it locks both accounts (FOR UPDATE, in id order so opposite
+transfers cannot deadlock), refuses to take a non-negative account below zero, moves the balances and writes the
+immutable transfer with both balances after. Nothing is written when it refuses.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tortoise.expressions import F
+
+from domain.errors import DomainError, ErrorCode
+from domain.ledger.models import NON_NEGATIVE_KINDS, AccountKind, Currency, LedgerAccount, Transfer, TransferKind
+
+ZERO = Decimal(0)
+SHORTFALL_CODES = {
+    AccountKind.PARTNER_POOL: (ErrorCode.POOL_EXHAUSTED, "The partner's credit pool does not hold enough credits."),
+    AccountKind.CUSTOMER_CREDITS: (ErrorCode.INSUFFICIENT_CREDITS, "The customer does not have enough credits."),
+    AccountKind.CUSTOMER_WALLET: (ErrorCode.INSUFFICIENT_BALANCE, "The wallet balance is too low."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """Names an account; it is created on first use."""
+
+    kind: AccountKind
+    currency: Currency
+    partner_id: int | None = None
+    customer_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.currency}:{self.partner_id or '-'}:{self.customer_id or '-'}"
+
+
+def partner_pool(partner_id: int) -> AccountRef:
+    return AccountRef(AccountKind.PARTNER_POOL, Currency.CREDITS, partner_id=partner_id)
+
+
+def customer_credits(customer_id: int, partner_id: int) -> AccountRef:
+    return AccountRef(AccountKind.CUSTOMER_CREDITS, Currency.CREDITS, partner_id=partner_id, customer_id=customer_id)
+
+
+def customer_wallet(customer_id: int, partner_id: int) -> AccountRef:
+    return AccountRef(AccountKind.CUSTOMER_WALLET, Currency.USD, partner_id=partner_id, customer_id=customer_id)
+
+
+def customer_invoice(customer_id: int, partner_id: int) -> AccountRef:
+    return AccountRef(AccountKind.CUSTOMER_INVOICE, Currency.USD, partner_id=partner_id, customer_id=customer_id)
+
+
+def revenue(currency: Currency, partner_id: int) -> AccountRef:
+    return AccountRef(AccountKind.REVENUE, currency, partner_id=partner_id)
+
+
+def external_funding(currency: Currency) -> AccountRef:
+    return AccountRef(AccountKind.EXTERNAL_FUNDING, currency)
+
+
+def expired_credits(partner_id: int) -> AccountRef:
+    return AccountRef(AccountKind.EXPIRED, Currency.CREDITS, partner_id=partner_id)
+
+
+async def ensure_accounts(*refs: AccountRef) -> None:
+    await LedgerAccount.bulk_create(
+        [
+            LedgerAccount(
+                key=r.key,
+                kind=r.kind,
+                currency=r.currency,
+                partner_id=r.partner_id,
+                customer_id=r.customer_id,
+                non_negative=r.kind in NON_NEGATIVE_KINDS,
+                balance=ZERO,
+            )
+            for r in refs
+        ],
+        ignore_conflicts=True,
+    )
+
+
+async def lock_accounts(*refs: AccountRef) -> dict[str, LedgerAccount]:
+    """Locks the accounts (creating missing ones) in id order; call inside a transaction."""
+    keys = sorted({r.key for r in refs})
+    rows = await LedgerAccount.filter(key__in=keys).order_by("id").select_for_update()
+    if len(rows) < len(keys):
+        found = {row.key for row in rows}
+        await ensure_accounts(*(r for r in refs if r.key not in found))
+        rows = await LedgerAccount.filter(key__in=keys).order_by("id").select_for_update()
+    return {row.key: row for row in rows}
+
+
+async def balance_of(ref: AccountRef) -> Decimal:
+    row = await LedgerAccount.filter(key=ref.key).only("balance").first()
+    return row.balance if row else ZERO
+
+
+async def balances_of(refs: list[AccountRef]) -> dict[str, Decimal]:
+    rows = await LedgerAccount.filter(key__in=[r.key for r in refs]).only("key", "balance")
+    found = {row.key: row.balance for row in rows}
+    return {r.key: found.get(r.key, ZERO) for r in refs}
+
+
+def shortfall(account: LedgerAccount) -> DomainError:
+    code, message = SHORTFALL_CODES.get(account.kind, (ErrorCode.INSUFFICIENT_BALANCE, "Insufficient balance."))
+    return DomainError.single(code, message)
+
+
+async def post(
+    debit: AccountRef,
+    credit: AccountRef,
+    amount: Decimal,
+    kind: TransferKind,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    locked: Mapping[str, LedgerAccount] | None = None,
+    error_field: str | None = None,
+) -> Transfer:
+    """Moves `amount` from `debit` to `credit`. Must run inside a transaction; raises before writing anything."""
+    if debit.currency != credit.currency:
+        raise ValueError("a transfer moves one currency")
+    if not amount.is_finite() or amount <= ZERO:
+        raise DomainError.single(ErrorCode.INVALID, "Amount must be positive.", error_field)
+    accounts = (
+        dict(locked) if locked and debit.key in locked and credit.key in locked else await lock_accounts(debit, credit)
+    )
+    source, target = accounts[debit.key], accounts[credit.key]
+    if source.non_negative and source.balance - amount < ZERO:
+        error = shortfall(source)
+        raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
+    await LedgerAccount.filter(id=source.id).update(balance=F("balance") - amount)
+    await LedgerAccount.filter(id=target.id).update(balance=F("balance") + amount)
+    source.balance -= amount
+    target.balance += amount
+    return await Transfer.create(
+        debit_account_id=source.id,
+        credit_account_id=target.id,
+        amount=amount,
+        currency=debit.currency,
+        kind=kind,
+        debit_balance_after=source.balance,
+        credit_balance_after=target.balance,
+        idempotency_key=idempotency_key,
+        metadata=dict(metadata or {}),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerProblem:
+    account_key: str | None
+    message: str
+
+
+async def verify() -> tuple[int, list[LedgerProblem]]:
+    """Recomputes every balance from the transfers; reports mismatches and currencies that do not sum to zero."""
+    expected: dict[int, Decimal] = defaultdict(Decimal)
+    count = 0
+    last = 0
+    while True:
+        batch = (
+            await Transfer.filter(id__gt=last)
+            .order_by("id")
+            .limit(5000)
+            .values("id", "debit_account_id", "credit_account_id", "amount")
+        )
+        if not batch:
+            break
+        for row in batch:
+            expected[row["debit_account_id"]] -= row["amount"]
+            expected[row["credit_account_id"]] += row["amount"]
+        count += len(batch)
+        last = batch[-1]["id"]
+    problems: list[LedgerProblem] = []
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for account in await LedgerAccount.all().order_by("id"):
+        totals[account.currency] += account.balance
+        if account.balance != expected.get(account.id, ZERO):
+            problems.append(
+                LedgerProblem(
+                    account.key, f"balance {account.balance} but transfers say {expected.get(account.id, ZERO)}"
+                )
+            )
+        if account.non_negative and account.balance < ZERO:
+            problems.append(LedgerProblem(account.key, f"non-negative account is at {account.balance}"))
+    for currency, total in sorted(totals.items()):
+        if total != ZERO:
+            problems.append(LedgerProblem(None, f"{currency} balances sum to {total}, not 0"))
+    return count, problems
