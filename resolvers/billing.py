@@ -65,8 +65,7 @@ async def customer_of(ctx: Any, customer_id: int) -> Customer | None:
 
 
 async def wallet_state(ctx: Any, customer_id: int) -> services.WalletState:
-    customer = await restrict(Customer, ctx.viewer).get(id=customer_id)
-    return await services.wallet_state(customer)
+    return await ctx.loaders.wallet_by_customer.load(customer_id)
 
 
 async def refills(ctx: Any, customer_id: int, first: int | None, after: str | None) -> Page[Transfer]:

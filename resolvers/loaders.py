@@ -117,6 +117,15 @@ class Loaders:
         return self._get("credits_by_customer", lambda: DataLoader(batch_load_fn=batch))
 
     @property
+    def wallet_by_customer(self) -> DataLoader:
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            customers = [c for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await billing.wallet_states(customers)
+            return [states.get(i) for i in ids]
+
+        return self._get("wallet_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
     def pool_by_partner(self) -> DataLoader:
         async def batch(ids: Sequence[int]) -> list[Any]:
             states = await billing.pool_states(list(ids))

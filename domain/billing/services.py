@@ -109,12 +109,15 @@ async def preferences_of(customer_ids: list[int]) -> dict[int, BillingPreference
     return {cid: found.get(cid) or BillingPreferences(customer_id=cid) for cid in customer_ids}
 
 
-async def _exact_sum(queryset: Any, field: str) -> Decimal:
-    """SUM on PostgreSQL (exact NUMERIC); in Python on SQLite, whose SUM is inexact for decimals."""
+async def _sums_by(queryset: Any, group: str, field: str) -> dict[Any, Decimal]:
+    """Σ `field` per `group`: SQL on PostgreSQL (exact NUMERIC), Python on SQLite (whose SUM is inexact)."""
+    totals: dict[Any, Decimal] = {}
     if connections.get("default").capabilities.dialect == "postgres":
-        rows = await queryset.annotate(total=Sum(field)).values("total")
-        return Decimal(rows[0]["total"] or 0) if rows else ZERO
-    return sum((Decimal(v) for v in await queryset.values_list(field, flat=True)), ZERO)
+        rows = await queryset.annotate(total=Sum(field)).group_by(group).values(group, "total")
+        return {row[group]: Decimal(row["total"] or 0) for row in rows}
+    for key, value in await queryset.values_list(group, field):
+        totals[key] = totals.get(key, ZERO) + Decimal(value)
+    return totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,24 +138,44 @@ class WalletState:
         return max(days, ZERO).quantize(Decimal("0.1"))
 
 
-async def wallet_state(customer: Customer, at: datetime | None = None) -> WalletState:
-    ref = ledger.customer_wallet(customer.id, customer.partner_id)
-    prefs = (await preferences_of([customer.id]))[customer.id]
-    account = await LedgerAccount.filter(key=ref.key).only("id", "balance").first()
-    balance = account.balance if account else ZERO
-    at = at or now()
-    spend = ZERO
-    if account is not None:
-        spend = await _exact_sum(
-            Transfer.filter(
-                debit_account_id=account.id, kind=TransferKind.USAGE_CHARGE, created_at__gte=at - timedelta(days=7)
-            ),
+async def wallet_states(customers: list[Customer], at: datetime | None = None) -> dict[int, WalletState]:
+    """Wallets of many customers in four queries (DataLoader batch)."""
+    ids = [c.id for c in customers]
+    refs = {c.id: ledger.customer_wallet(c.id, c.partner_id) for c in customers}
+    prefs = await preferences_of(ids)
+    accounts = {
+        a.key: a
+        for a in await LedgerAccount.filter(key__in=[r.key for r in refs.values()]).only("id", "key", "balance")
+    }
+    since = (at or now()) - timedelta(days=7)
+    account_ids = [a.id for a in accounts.values()]
+    spend = (
+        await _sums_by(
+            Transfer.filter(debit_account_id__in=account_ids, kind=TransferKind.USAGE_CHARGE, created_at__gte=since),
+            "debit_account_id",
             "amount",
         )
-    request = await RefillRequest.filter(open_customer_id=customer.id).first()
-    return WalletState(
-        customer.id, balance, prefs.refill_amount, prefs.refill_threshold, spend / 7 if spend > ZERO else None, request
+        if account_ids
+        else {}
     )
+    requests = {r.customer_id: r for r in await RefillRequest.filter(open_customer_id__in=ids)}
+    out = {}
+    for c in customers:
+        account = accounts.get(refs[c.id].key)
+        week = spend.get(account.id, ZERO) if account else ZERO
+        out[c.id] = WalletState(
+            c.id,
+            account.balance if account else ZERO,
+            prefs[c.id].refill_amount,
+            prefs[c.id].refill_threshold,
+            week / 7 if week > ZERO else None,
+            requests.get(c.id),
+        )
+    return out
+
+
+async def wallet_state(customer: Customer, at: datetime | None = None) -> WalletState:
+    return (await wallet_states([customer], at))[customer.id]
 
 
 def refills_of(customer: Customer) -> Any:
