@@ -15,10 +15,12 @@ from tortoise.queryset import QuerySet
 
 from domain.accounts.models import Membership, Session, User
 from domain.audit.models import AuditEvent
+from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, forbidden
 from domain.ledger.models import LedgerAccount, Transfer
 from domain.partners.models import Partner
+from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 
 M = TypeVar("M", bound=Model)
@@ -78,6 +80,14 @@ def _transfer(v: Viewer) -> Q | None:
     return Q(debit_account_id__in=Subquery(accounts)) | Q(credit_account_id__in=Subquery(accounts))
 
 
+def _by_visible_customer(v: Viewer) -> Q | None:
+    if v.is_partner_staff:
+        return Q(customer_id__in=Subquery(_customer_ids_of_partner(v.partner_id)))
+    if v.is_customer_user:
+        return Q(customer_id=v.customer_id)
+    return _NOTHING
+
+
 def _session(v: Viewer) -> Q | None:
     return Q(user_id=v.user_id) if v.user_id is not None else _NOTHING
 
@@ -90,6 +100,9 @@ _RULES: dict[type[Model], Callable[[Viewer], Q | None]] = {
     AuditEvent: _audit_event,
     Session: _session,
     Transfer: _transfer,
+    UsageEvent: _by_visible_customer,
+    UsageHold: _by_visible_customer,
+    Campaign: _by_visible_customer,
 }
 
 

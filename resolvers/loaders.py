@@ -15,10 +15,13 @@ from tortoise.models import Model
 
 from domain.accounts.models import Membership, User
 from domain.audit.models import AuditEvent
+from domain.billing import cap
 from domain.billing import services as billing
+from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.ledger.models import Transfer
 from domain.partners.models import Partner
+from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 from domain.visibility import restrict
 from resolvers.common import pk_fits
@@ -104,6 +107,27 @@ class Loaders:
     @property
     def transfer_by_id(self) -> DataLoader:
         return self._get("transfer_by_id", lambda: _by_id(Transfer, self.viewer))
+
+    @property
+    def usage_event_by_id(self) -> DataLoader:
+        return self._get("usage_event_by_id", lambda: _by_id(UsageEvent, self.viewer))
+
+    @property
+    def usage_hold_by_id(self) -> DataLoader:
+        return self._get("usage_hold_by_id", lambda: _by_id(UsageHold, self.viewer))
+
+    @property
+    def campaign_by_id(self) -> DataLoader:
+        return self._get("campaign_by_id", lambda: _by_id(Campaign, self.viewer))
+
+    @property
+    def cap_by_customer(self) -> DataLoader:
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            visible = [c.id for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await cap.cap_states(visible)
+            return [states.get(i) for i in ids]
+
+        return self._get("cap_by_customer", lambda: DataLoader(batch_load_fn=batch))
 
     @property
     def credits_by_customer(self) -> DataLoader:

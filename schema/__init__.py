@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry import relay
 from strawberry.tools import merge_types
+from strawberry.types import Info
 
 from schema.accounts import AccountMutations, AccountQueries
 from schema.audit import AuditQueries
@@ -12,14 +13,27 @@ from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.extensions import default_extensions
 from schema.partners import PartnerMutations, PartnerQueries
+from schema.usage import UsageMutations, UsageQueries
 
 
 @strawberry.type
 class NodeQueries:
-    node: relay.Node | None = relay.node(description="Any object by global id; null when it is not visible.")
+    @strawberry.field(description="Any object by global id; null when it does not exist or is not visible.")
+    async def node(self, info: Info, id: strawberry.ID) -> relay.Node | None:
+        try:
+            global_id = relay.GlobalID.from_id(id)
+        except (relay.GlobalIDValueError, ValueError, TypeError):
+            return None
+        definition = info.schema.get_type_by_name(global_id.type_name)
+        origin = getattr(definition, "origin", None)
+        if not (isinstance(origin, type) and issubclass(origin, relay.Node)):
+            return None
+        return await global_id.resolve_node(info, required=False)
 
 
-Query = merge_types("Query", (NodeQueries, AccountQueries, PartnerQueries, CustomerQueries, AuditQueries))
-Mutation = merge_types("Mutation", (AccountMutations, PartnerMutations, CustomerMutations, BillingMutations))
+Query = merge_types("Query", (NodeQueries, AccountQueries, PartnerQueries, CustomerQueries, AuditQueries, UsageQueries))
+Mutation = merge_types(
+    "Mutation", (AccountMutations, PartnerMutations, CustomerMutations, BillingMutations, UsageMutations)
+)
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=default_extensions())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -63,6 +63,13 @@ class AuditEventFilter:
     to: datetime | None = None
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """Bounds in any offset (naive means UTC) compare correctly with the UTC timestamps stored."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 @strawberry.type
 class AuditQueries:
     @strawberry.field(description="Audit events within the viewer's tenancy, newest first.")
@@ -75,8 +82,8 @@ class AuditQueries:
             type=f.type,
             user_id=f.user_id,
             customer_id=f.customer_id,
-            since=f.from_,
-            until=f.to,
+            since=_utc(f.from_),
+            until=_utc(f.to),
             first=first,
             after=after,
         )

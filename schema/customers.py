@@ -20,6 +20,7 @@ from schema.partners import Partner
 
 if TYPE_CHECKING:
     from schema.billing import BillingPreferencesType, CreditBalance, Wallet
+    from schema.usage import Campaign, SpendingCap
 
 CustomerStatus = strawberry.enum(DomainCustomerStatus, name="CustomerStatus")
 ServiceState = strawberry.enum(DomainServiceState, name="ServiceState")
@@ -69,6 +70,21 @@ class Customer(ModelNode):
         from schema.billing import BillingPreferencesType
 
         return BillingPreferencesType.of(await info.context.loaders.billing_by_customer.load(self.id))
+
+    @strawberry.field(description="Monthly spending cap: spent this month, projection and status.")
+    async def spending_cap(self, info: Info) -> Annotated[SpendingCap, strawberry.lazy("schema.usage")]:
+        from schema.usage import SpendingCap
+
+        return SpendingCap.of(await info.context.loaders.cap_by_customer.load(self.id))
+
+    @strawberry.field(description="Campaigns, oldest first; the spending cap pauses and resumes them.")
+    async def campaigns(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[Campaign, strawberry.lazy("schema.usage")]]:
+        from resolvers.usage import campaigns_of
+        from schema.usage import Campaign
+
+        return Connection.of(await campaigns_of(info.context, self.id, first, after), Campaign)
 
     @strawberry.field(description="Users who belong to this customer.")
     async def team_members(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[User]:

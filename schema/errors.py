@@ -42,3 +42,8 @@ class CustomerError(Error):
 @strawberry.type
 class BillingError(Error):
     pass
+
+
+@strawberry.type
+class UsageError(Error):
+    pass

@@ -1,12 +1,27 @@
-"""Execution guards from DESIGN.md §3: depth ≤ 12, aliases ≤ 30, tokens ≤ 5,000, unexpected errors masked."""
+"""Execution guards from DESIGN.md §3: depth ≤ 12, aliases ≤ 30, tokens ≤ 5,000, unexpected errors masked.
+
+A client that crosses a limit learns which kind of limit it hit, never its value: the numbers would tell an
+attacker exactly how far to go. Field suggestions ("Did you mean …?") are hidden unless the transport says the
+caller may see them (dev and test do; prod does not), because they let anyone map the schema without
+introspection.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, cast
 
 import structlog
-from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql import GraphQLError, GraphQLSyntaxError, ValidationContext, ValidationRule, validate
+from strawberry.extensions import AddValidationRules, MaskErrors, SchemaExtension
+from strawberry.extensions.max_aliases import create_validator as alias_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.utils.str_converters import to_camel_case
 
 from domain.errors import DomainError
 
@@ -14,12 +29,148 @@ MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 5000
 
+# `extensions.code` of the errors these guards produce; the HTTP view maps INTERNAL_ERROR_CODE to a 5xx.
+LIMIT_CODE = "QUERY_TOO_COMPLEX"
+INTERNAL_ERROR_CODE = "INTERNAL_SERVER_ERROR"
+
 log = structlog.get_logger("partnerdesk.graphql")
+
+# --- field suggestions -------------------------------------------------------------------------------------------
+
+# Hidden unless a transport turns them on for the current request: forgetting to configure it errs on the safe side.
+_suggestions_shown: ContextVar[bool] = ContextVar("partnerdesk_field_suggestions", default=False)
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+@contextmanager
+def field_suggestions(shown: bool) -> Iterator[None]:
+    """Shows or hides "Did you mean …?" hints for the operations run inside the block (and tasks it starts)."""
+    token = _suggestions_shown.set(shown)
+    try:
+        yield
+    finally:
+        _suggestions_shown.reset(token)
+
+
+class HideSuggestions(SchemaExtension):
+    """Drops "Did you mean …?" hints from error messages when suggestions are hidden.
+
+    Validation runs here with graphql-core's own `hide_suggestions=True` (the rules then never compute a hint);
+    Strawberry then skips its validation because `pre_execution_errors` is already set. Variable coercion during
+    execution has no such switch reachable from an extension, so any hint left in a message is cut afterwards.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if not _suggestions_shown.get() and context.graphql_document is not None and context.validation_rules:
+            # The same rules Strawberry's `validate_document` runs (the specified rules, those added by the
+            # limiters in `on_operation`, and Strawberry's own two); `_schema` is the graphql-core schema.
+            context.pre_execution_errors = validate(
+                context.schema._schema,
+                context.graphql_document,
+                (*context.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule),
+                hide_suggestions=True,
+            )
+        yield
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        if _suggestions_shown.get():
+            return
+        result = self.execution_context.result
+        for error in getattr(result, "errors", None) or ():
+            if "Did you mean" in error.message:
+                error.message = _SUGGESTION.sub("", error.message)
+
+
+# --- limits ------------------------------------------------------------------------------------------------------
+
+
+class _OpaqueReports:
+    """Stands in for a ValidationContext and reports one fixed message, once, whatever the rule said."""
+
+    def __init__(self, context: ValidationContext, message: str) -> None:
+        self._context = context
+        self._message = message
+        self._reported = False
+
+    def report_error(self, error: GraphQLError) -> None:
+        if not self._reported:
+            self._reported = True
+            # No nodes: the location of the offending field would give the limit away just as well.
+            self._context.report_error(GraphQLError(self._message, extensions={"code": LIMIT_CODE}))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+def _opaque(rule: type[ValidationRule], message: str) -> type[ValidationRule]:
+    """Wraps one of Strawberry's limiter rules (they do all their work in `__init__`) to hide its message."""
+
+    class OpaqueLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            rule(cast(ValidationContext, _OpaqueReports(context, message)))
+
+    OpaqueLimit.__name__ = OpaqueLimit.__qualname__ = f"Opaque{rule.__name__}"
+    return OpaqueLimit
+
+
+class RequestLimits(AddValidationRules):
+    """Depth and alias limits (validation rules) and the token limit (parser option), with opaque messages.
+
+    Introspection fields do not count towards depth; graphql-core bounds introspection depth by itself.
+    """
+
+    def __init__(self, max_depth: int = MAX_DEPTH, max_aliases: int = MAX_ALIASES, max_tokens: int = MAX_TOKENS):
+        super().__init__(
+            [
+                _opaque(depth_validator(max_depth, None), "The operation is nested too deeply."),
+                _opaque(alias_validator(max_aliases), "The operation uses too many aliases."),
+            ]
+        )
+        self.max_tokens = max_tokens
+
+    def on_operation(self) -> Iterator[None]:
+        # `max_tokens` (unlike `max_lexical_tokens`) counts comments too, so a comment flood is cut short as well.
+        self.execution_context.parse_options["max_tokens"] = self.max_tokens
+        yield from super().on_operation()
+        result = self.execution_context.result
+        errors: list[GraphQLError] | None = getattr(result, "errors", None)
+        for index, error in enumerate(errors or ()):
+            # graphql-core ends every parser limit message (tokens, comments, nesting, length) with this
+            # sentence and puts the number and the position of the abort in it.
+            if isinstance(error, GraphQLSyntaxError) and error.message.endswith("Parsing aborted."):
+                nested = "nested too deeply" in error.message  # the parser's own recursion guard
+                message = "The operation is nested too deeply." if nested else "The document is too large."
+                cast(list[GraphQLError], errors)[index] = GraphQLError(message, extensions={"code": LIMIT_CODE})
+
+
+# --- masking -----------------------------------------------------------------------------------------------------
 
 
 def _is_unexpected(error: GraphQLError) -> bool:
     original = error.original_error
-    return original is not None and not isinstance(original, DomainError)
+    if original is None or isinstance(original, DomainError | GraphQLError):
+        return False
+    # Located in the document but not in the response: a scalar refused the client's own input while variables or
+    # literals were coerced ("Expected value of type 'Decimal' …"). The client needs that message. Everything else
+    # (a resolver's exception has a path, an extension's has no location) is a bug or an outage: masked.
+    return error.path is not None or not error.nodes
+
+
+def _coded(error: GraphQLError) -> GraphQLError:
+    """A rule refused a query's argument: say which, with the same codes mutations use in `errors`."""
+    first = error.original_error.errors[0]  # type: ignore[union-attr]
+    return GraphQLError(
+        message=first.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions={"code": str(first.code), "field": to_camel_case(first.field) if first.field else None},
+    )
 
 
 class MaskUnexpectedErrors(MaskErrors):
@@ -31,6 +182,9 @@ class MaskUnexpectedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=_is_unexpected)
 
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [_coded(e) if isinstance(e.original_error, DomainError) else e for e in super()._process_errors(errors)]
+
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         request_id = getattr(self.execution_context.context, "request_id", "")
         log.error("unexpected_error", request_id=request_id, path=error.path, exc_info=error.original_error)
@@ -40,14 +194,9 @@ class MaskUnexpectedErrors(MaskErrors):
             source=error.source,
             positions=error.positions,
             path=error.path,
-            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+            extensions={"code": INTERNAL_ERROR_CODE, "requestId": request_id},
         )
 
 
 def default_extensions() -> list[Any]:
-    return [
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        MaskUnexpectedErrors,
-    ]
+    return [RequestLimits, HideSuggestions, MaskUnexpectedErrors]

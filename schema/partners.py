@@ -20,6 +20,7 @@ from schema.nodes import Connection, ModelNode
 if TYPE_CHECKING:
     from schema.billing import CreditPool
     from schema.customers import Customer, CustomerFilter
+    from schema.usage import RateCardRate, RateCardRateInput
 
 PartnerStatus = strawberry.enum(DomainPartnerStatus, name="PartnerStatus")
 
@@ -42,6 +43,13 @@ class Partner(ModelNode):
             return None
         state = await info.context.loaders.pool_by_partner.load(self.id)
         return CreditPool(available=state.available, assigned=state.assigned)
+
+    @strawberry.field(description="Current prices per unit type (the partner's resale prices or the defaults).")
+    async def rate_card(self, info: Info) -> list[Annotated[RateCardRate, strawberry.lazy("schema.usage")]]:
+        from resolvers.usage import rate_card
+        from schema.usage import RateCardRate
+
+        return [RateCardRate.of(rate) for rate in await rate_card(info.context, self.id)]
 
     @strawberry.field(description="This partner's customers visible to the viewer.")
     async def customers(
@@ -85,6 +93,9 @@ class PartnerUpdateInput:
     partner_id: strawberry.ID
     name: str | None = strawberry.UNSET
     sender_email: str | None = strawberry.UNSET
+    rate_card: list[Annotated[RateCardRateInput, strawberry.lazy("schema.usage")]] | None = strawberry.field(
+        default=strawberry.UNSET, description="Prices to change from now on; unit types left out keep theirs."
+    )
 
 
 @strawberry.type
@@ -118,5 +129,8 @@ class PartnerMutations:
 
     @strawberry.mutation(description="Partner admins: renames the partner or changes its sender email.")
     async def partner_update(self, info: Info, input: PartnerUpdateInput) -> PartnerUpdatePayload:
-        outcome = await r.partner_update(info.context, input_data(input))
+        data = input_data(input)
+        if data.get("rate_card") is not None:
+            data["rate_card"] = [input_data(rate) for rate in data["rate_card"]]
+        outcome = await r.partner_update(info.context, data)
         return PartnerUpdatePayload(partner=Partner.maybe(outcome.value), errors=PartnerError.list(outcome.errors))

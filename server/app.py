@@ -16,6 +16,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from jobs.broker import EmbeddedConsumer
 from server.bootstrap import bootstrap
 from server.graphql import GraphQLView
+from server.ingest import usage_events_endpoint
 from server.logging import RequestIdMiddleware
 from server.settings import Settings, get_settings
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/", index),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/v1/usage/events", usage_events_endpoint, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],

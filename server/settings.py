@@ -23,6 +23,9 @@ MODEL_MODULES = [
     "domain.audit.models",
     "domain.ledger.models",
     "domain.billing.models",
+    "domain.features.models",
+    "domain.campaigns.models",
+    "domain.usage.models",
 ]
 
 

@@ -129,8 +129,6 @@ async def database() -> AsyncIterator[str]:
         await _drop_pg_database()
 
 
-
-
 async def truncate_all() -> None:
     conn = connections.get("default")
     tables = [model._meta.db_table for model in Tortoise.apps["models"].values()]
@@ -138,7 +136,9 @@ async def truncate_all() -> None:
         await conn.execute_script(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
     else:
         deletes = "".join(f"DELETE FROM {table};" for table in tables)
-        await conn.execute_script(f"PRAGMA foreign_keys = OFF;{deletes}DELETE FROM sqlite_sequence;PRAGMA foreign_keys = ON;")
+        await conn.execute_script(
+            f"PRAGMA foreign_keys = OFF;{deletes}DELETE FROM sqlite_sequence;PRAGMA foreign_keys = ON;"
+        )
 
 
 @pytest.fixture(autouse=True)

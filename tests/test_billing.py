@@ -374,7 +374,7 @@ async def test_estimated_days_until_refill_arithmetic(factory: Factory) -> None:
             await billing.charge_wallet(customer, Decimal(10))
     # an old charge outside the window does not count
     async with in_transaction():
-        old = await billing.charge_wallet(customer, Decimal(0.5))
+        old = await billing.charge_wallet(customer, Decimal("0.5"))
     await Transfer.filter(id=old.id).update(created_at=datetime.now(UTC) - timedelta(days=8))
     # when
     state = await billing.wallet_state(customer)

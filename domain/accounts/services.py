@@ -113,9 +113,10 @@ async def login(anon: Viewer, login: str, password: str, totp_code: str | None =
         user = await User.select_for_update().get(id=user.id)
         at = now()
         memberships = await memberships_of(user.id)
-        partner_id = next(
-            (m.partner_id or m.customer.partner_id for m in memberships if m.role != Role.PLATFORM_ADMIN), None
-        )
+        # a refused attempt is filed under the user's first tenant organization, so its admins see it
+        home = next((m for m in memberships if m.role != Role.PLATFORM_ADMIN), None)
+        partner_id = (home.partner_id or home.customer.partner_id) if home else None
+        customer_id = home.customer_id if home else None
         if user.locked_until and user.locked_until > at:
             failure = FieldError(None, "Too many failed sign-ins. Try again later.", ErrorCode.ACCOUNT_LOCKED)
             reason = "locked"
@@ -164,6 +165,7 @@ async def login(anon: Viewer, login: str, password: str, totp_code: str | None =
                 actor_user_id=user.id,
                 actor_label=user.email,
                 partner_id=partner_id,
+                customer_id=customer_id,
             )
     if failure is not None:
         raise DomainError(failure)

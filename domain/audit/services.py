@@ -35,10 +35,21 @@ def _ts(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _is_secret(key: Any) -> bool:
+    return any(m in str(key).lower() for m in SECRET_MARKERS)
+
+
+def _drop_secrets(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _drop_secrets(v) for k, v in value.items() if not _is_secret(k)}
+    if isinstance(value, list | tuple):
+        return [_drop_secrets(v) for v in value]
+    return value
+
+
 def scrub(details: Mapping[str, Any]) -> dict[str, Any]:
-    """Drops anything that looks like a secret and makes the rest plain JSON."""
-    clean = {k: v for k, v in details.items() if not any(m in k.lower() for m in SECRET_MARKERS)}
-    return json.loads(_canonical(clean))
+    """Drops anything that looks like a secret, at any depth, and makes the rest plain JSON."""
+    return json.loads(_canonical(_drop_secrets(details)))
 
 
 def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -46,7 +57,7 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, di
     return {
         k: {"before": before.get(k), "after": after.get(k)}
         for k in after
-        if before.get(k) != after.get(k) and not any(m in k.lower() for m in SECRET_MARKERS)
+        if before.get(k) != after.get(k) and not _is_secret(k)
     }
 
 

@@ -585,6 +585,10 @@ async def billing_preferences_update(viewer: Viewer, customer_id: int, data: dic
                 customer_id=customer.id,
                 details={"changes": diff},
             )
+            if "monthly_spending_cap" in diff:
+                from domain.billing.cap import evaluate
+
+                await evaluate(await Customer.select_for_update().get(id=customer.id), viewer)
             if "refill_threshold" in diff:
                 balance = await ledger.balance_of(ledger.customer_wallet(customer.id, customer.partner_id))
                 await open_refill_request_if_needed(customer, balance)

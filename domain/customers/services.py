@@ -184,6 +184,8 @@ def search_customers(viewer: Viewer, status: CustomerStatus | None = None, searc
     if status is not None:
         qs = qs.filter(status=status)
     if search:
+        if "\x00" in search:
+            raise DomainError.single(ErrorCode.INVALID, "Must not contain NUL characters.", "search")
         term = search.strip()[:100]
         if term:
             from tortoise.expressions import Q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -14,6 +15,7 @@ from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
 from domain.common.validation import Validator
 from domain.partners.models import Partner
+from domain.usage.rating import apply_rates, clean_rates
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_partner_staff, require_platform_admin
 
@@ -74,15 +76,21 @@ async def partner_update(viewer: Viewer, partner_id: int, data: Mapping[str, Any
         updates["name"] = v.text("name", data["name"], required=True, max_length=200)
     if "sender_email" in data:
         updates["sender_email"] = v.email("sender_email", data["sender_email"], required=False) or None
+    rates = clean_rates(v, data.get("rate_card") or []) if data.get("rate_card") is not None else {}
     v.raise_if_invalid()
     async with in_transaction():
         partner = await Partner.select_for_update().get(id=partner.id)
         before = {k: getattr(partner, k) for k in updates}
         for key, value in updates.items():
             setattr(partner, key, value)
-        diff = changes(before, updates)
+        diff: dict[str, Any] = changes(before, updates)
         if diff:
             await partner.save()
+        if rates:
+            rate_diff = await apply_rates(partner.id, rates, datetime.now(UTC))
+            if rate_diff:
+                diff["rate_card"] = rate_diff
+        if diff:
             await record(
                 viewer,
                 AuditEventType.DATA_CHANGE,

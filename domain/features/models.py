@@ -1,0 +1,26 @@
+"""Per-customer feature toggles (seed 000). Defaults apply until a partner changes them."""
+
+from __future__ import annotations
+
+from tortoise import fields, models
+
+
+class FeatureToggles(models.Model):
+    customer_id = fields.IntField(primary_key=True)
+    portal_enabled = fields.BooleanField(default=True)
+    advanced_analytics = fields.BooleanField(default=False)
+    detailed_call_analysis = fields.BooleanField(default=False)
+    action_point_analysis = fields.BooleanField(default=False)
+    api_access = fields.BooleanField(default=False)
+    api_keys_menu = fields.BooleanField(default=False)
+    ai_credits_enabled = fields.BooleanField(default=False)
+    low_credit_notifications = fields.BooleanField(default=False)
+    show_pricing = fields.BooleanField(default=True)
+    portal_sections = fields.JSONField(default=list)
+    embed_urls_enabled = fields.BooleanField(default=False)
+    team_members_enabled = fields.BooleanField(default=True)
+    max_team_members = fields.IntField(default=5)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "feature_toggles"

@@ -1,0 +1,101 @@
+"""Rate cards (seed 003): per-partner prices with defaults, versioned so a change applies from that moment on."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from domain.common.validation import Validator, parse_amount
+from domain.errors import ErrorCode
+from domain.usage.models import RateCardEntry, UnitType
+
+# USD per unit, and AI credits per unit (1 credit = $0.01 by default)
+DEFAULT_RATES: dict[UnitType, tuple[Decimal, Decimal]] = {
+    UnitType.VOICE_MINUTES: (Decimal("0.06"), Decimal("6")),
+    UnitType.SMS_SEGMENTS: (Decimal("0.01"), Decimal("1")),
+    UnitType.CHAT_TURNS: (Decimal("0.01"), Decimal("1")),
+    UnitType.EMAILS: (Decimal("0"), Decimal("0")),
+    UnitType.PHONE_NUMBER_MONTHS: (Decimal("2.00"), Decimal("200")),
+    # $8 per GB-month beyond the allocation, metered in MB-months
+    UnitType.STORAGE_MB: (Decimal("0.0078125"), Decimal("0.78125")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    unit_type: UnitType
+    price: Decimal
+    credit_price: Decimal
+    effective_from: datetime | None  # None: the platform default
+
+
+class RateBook:
+    """Prices of a set of partners, valid at any instant (for late-arriving events too)."""
+
+    def __init__(self, entries: Iterable[RateCardEntry]) -> None:
+        self._entries: dict[tuple[int, UnitType], list[RateCardEntry]] = defaultdict(list)
+        for entry in entries:
+            self._entries[(entry.partner_id, UnitType(entry.unit_type))].append(entry)
+        for rows in self._entries.values():
+            rows.sort(key=lambda e: e.effective_from)
+
+    def rate(self, partner_id: int, unit_type: UnitType, at: datetime) -> Rate:
+        for entry in reversed(self._entries.get((partner_id, unit_type), [])):
+            if entry.effective_from <= at and (entry.effective_to is None or at < entry.effective_to):
+                return Rate(unit_type, entry.price, entry.credit_price, entry.effective_from)
+        price, credits = DEFAULT_RATES[unit_type]
+        return Rate(unit_type, price, credits, None)
+
+    def current(self, partner_id: int, at: datetime | None = None) -> list[Rate]:
+        at = at or datetime.now(UTC)
+        return [self.rate(partner_id, unit, at) for unit in UnitType]
+
+
+async def rate_book(partner_ids: Iterable[int]) -> RateBook:
+    return RateBook(await RateCardEntry.filter(partner_id__in=list(set(partner_ids))))
+
+
+def clean_rates(
+    v: Validator, rates: list[Mapping[str, Any]], field: str = "rate_card"
+) -> dict[UnitType, tuple[Decimal, Decimal]]:
+    """Validates a rate card input: known unit types, each once, non-negative prices."""
+    wanted: dict[UnitType, tuple[Decimal, Decimal]] = {}
+    for i, item in enumerate(rates):
+        try:
+            unit = UnitType(item.get("unit_type"))
+        except ValueError:
+            v.add(f"{field}.{i}.unit_type", "Unknown unit type.")
+            continue
+        if unit in wanted:
+            v.add(f"{field}.{i}.unit_type", "Each unit type once.", ErrorCode.UNIQUE)
+        price = parse_amount(v, f"{field}.{i}.price", item.get("price"), allow_zero=True)
+        credit_price = parse_amount(v, f"{field}.{i}.credit_price", item.get("credit_price"), allow_zero=True)
+        if price is not None and credit_price is not None:
+            wanted[unit] = (price, credit_price)
+    return wanted
+
+
+async def apply_rates(
+    partner_id: int, wanted: Mapping[UnitType, tuple[Decimal, Decimal]], now: datetime
+) -> dict[str, Any]:
+    """Closes the current price of each changed unit and opens the new one (inside the caller's transaction, with
+    the partner row locked). Returns the changes for the audit log."""
+    book = await rate_book([partner_id])
+    diff: dict[str, Any] = {}
+    for unit, (price, credit_price) in wanted.items():
+        current = book.rate(partner_id, unit, now)
+        if (current.price, current.credit_price) == (price, credit_price):
+            continue
+        await RateCardEntry.filter(partner_id=partner_id, unit_type=unit, effective_to=None).update(effective_to=now)
+        await RateCardEntry.create(
+            partner_id=partner_id, unit_type=unit, price=price, credit_price=credit_price, effective_from=now
+        )
+        diff[str(unit)] = {
+            "before": {"price": str(current.price), "credit_price": str(current.credit_price)},
+            "after": {"price": str(price), "credit_price": str(credit_price)},
+        }
+    return diff

@@ -1,0 +1,250 @@
+"""Set-based SQL for metering batches: a handful of statements per batch, whatever its size.
+
+PostgreSQL gets array parameters (`unnest`) so each statement text is constant and prepared once; SQLite gets the
+same statements with row values. Both return which idempotency keys were new, so duplicates are found by the
+unique index and never charged twice, even between concurrent batches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+_partitions_ready: set[tuple[str, date]] = set()
+
+
+def _conn() -> BaseDBAsyncClient:
+    return connections.get("default")
+
+
+def is_postgres() -> bool:
+    return _conn().capabilities.dialect == "postgres"
+
+
+def month_start(moment: datetime | date) -> date:
+    return date(moment.year, moment.month, 1)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+
+
+async def ensure_partitions(months: Sequence[date]) -> None:
+    """Creates the monthly partitions of usage_event that do not exist yet (PostgreSQL; a no-op on SQLite).
+
+    Runs outside the batch transaction: DDL on the parent table should hold its lock only for an instant.
+    """
+    if not is_postgres():
+        return
+    conn = _conn()
+    db = getattr(conn, "database", "") or ""
+    for month in sorted(set(months)):
+        if (db, month) in _partitions_ready:
+            continue
+        name = f"usage_event_{month:%Y_%m}"
+        await conn.execute_script(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF usage_event "
+            f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+        )
+        _partitions_ready.add((db, month))
+
+
+def forget_partitions() -> None:
+    """For tests that drop tables behind our back."""
+    _partitions_ready.clear()
+
+
+async def claim_keys(pairs: Sequence[tuple[int, str]], at: datetime) -> set[tuple[int, str]]:
+    """Inserts (customer_id, idempotency_key) pairs; returns those that were new."""
+    if not pairs:
+        return set()
+    conn = _conn()
+    if is_postgres():
+        rows = await conn.execute_query_dict(
+            "INSERT INTO usage_dedup (customer_id, idempotency_key, created_at) "
+            "SELECT c, k, $3 FROM unnest($1::int[], $2::text[]) AS t(c, k) "
+            "ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING customer_id, idempotency_key",
+            [[p[0] for p in pairs], [p[1] for p in pairs], at],
+        )
+    else:
+        placeholders = ",".join("(?, ?, ?)" for _ in pairs)
+        values: list[Any] = []
+        for customer_id, key in pairs:
+            values += [customer_id, key, _sqlite_value(at)]
+        rows = await conn.execute_query_dict(
+            f"INSERT INTO usage_dedup (customer_id, idempotency_key, created_at) VALUES {placeholders} "
+            "ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING customer_id, idempotency_key",
+            values,
+        )
+    return {(row["customer_id"], row["idempotency_key"]) for row in rows}
+
+
+EVENT_COLUMNS = (
+    "customer_id",
+    "partner_id",
+    "unit_type",
+    "quantity",
+    "occurred_at",
+    "recorded_at",
+    "case_type",
+    "idempotency_key",
+    "hold_id",
+    "unit_price",
+    "cost",
+    "credits",
+    "funding",
+    "paid",
+    "transfer_id",
+    "metadata",
+)
+_PG_TYPES = (
+    "int",
+    "int",
+    "text",
+    "numeric",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+    "bigint",
+    "numeric",
+    "numeric",
+    "numeric",
+    "text",
+    "bool",
+    "bigint",
+    "jsonb",
+)
+
+
+async def insert_events(rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    conn = _conn()
+    if is_postgres():
+        columns = []
+        for name in EVENT_COLUMNS:
+            values = [r[name] for r in rows]
+            if name == "metadata":
+                values = [json.dumps(v, separators=(",", ":")) for v in values]
+            columns.append(values)
+        selects = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_PG_TYPES))
+        # jsonb[] from text: unnest gives text, cast per row
+        selects = selects.replace("::jsonb[]", "::text[]")
+        names = ", ".join(EVENT_COLUMNS)
+        aliases = ", ".join(f"c{i}" for i in range(len(EVENT_COLUMNS)))
+        projections = ", ".join(
+            f"c{i}::jsonb" if name == "metadata" else f"c{i}" for i, name in enumerate(EVENT_COLUMNS)
+        )
+        await conn.execute_query(
+            f"INSERT INTO usage_event ({names}) SELECT {projections} FROM unnest({selects}) AS t({aliases})", columns
+        )
+    else:
+        placeholders = "(" + ",".join("?" for _ in EVENT_COLUMNS) + ")"
+        values_list = [
+            [
+                _sqlite_value(r[name]) if name != "metadata" else json.dumps(r[name], separators=(",", ":"))
+                for name in EVENT_COLUMNS
+            ]
+            for r in rows
+        ]
+        await conn.execute_many(
+            f"INSERT INTO usage_event ({', '.join(EVENT_COLUMNS)}) VALUES {placeholders}", values_list
+        )
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return str(value.astimezone(UTC))  # the text form Tortoise writes, so comparisons agree
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+async def add_rollups(rows: Sequence[tuple[int, date, str, int, Decimal, Decimal, Decimal, Decimal]]) -> None:
+    """Adds (customer_id, day, unit_type, events, quantity, cost, credits, unpaid_cost) to the daily rollups."""
+    if not rows:
+        return
+    conn = _conn()
+    update = (
+        "ON CONFLICT (customer_id, day, unit_type) DO UPDATE SET events = usage_rollup.events + EXCLUDED.events, "
+        "quantity = usage_rollup.quantity + EXCLUDED.quantity, cost = usage_rollup.cost + EXCLUDED.cost, "
+        "credits = usage_rollup.credits + EXCLUDED.credits, "
+        "unpaid_cost = usage_rollup.unpaid_cost + EXCLUDED.unpaid_cost"
+    )
+    # sorted: concurrent batches touch rollup rows in the same order and cannot deadlock
+    rows = sorted(rows, key=lambda r: (r[0], r[1], r[2]))
+    if is_postgres():
+        cols = list(zip(*rows, strict=True))
+        await conn.execute_query(
+            "INSERT INTO usage_rollup (customer_id, day, unit_type, events, quantity, cost, credits, unpaid_cost) "
+            "SELECT * FROM unnest($1::int[], $2::date[], $3::text[], $4::int[], $5::numeric[], $6::numeric[], "
+            "$7::numeric[], $8::numeric[]) " + update,
+            [list(c) for c in cols],
+        )
+    else:
+        for row in rows:
+            # SQLite stores decimals as text: add them in Python to stay exact
+            existing = await conn.execute_query_dict(
+                "SELECT events, quantity, cost, credits, unpaid_cost FROM usage_rollup "
+                "WHERE customer_id = ? AND day = ? AND unit_type = ?",
+                [row[0], row[1].isoformat(), row[2]],
+            )
+            if existing:
+                e = existing[0]
+                await conn.execute_query(
+                    "UPDATE usage_rollup SET events = ?, quantity = ?, cost = ?, credits = ?, unpaid_cost = ? "
+                    "WHERE customer_id = ? AND day = ? AND unit_type = ?",
+                    [
+                        e["events"] + row[3],
+                        str(Decimal(e["quantity"]) + row[4]),
+                        str(Decimal(e["cost"]) + row[5]),
+                        str(Decimal(e["credits"]) + row[6]),
+                        str(Decimal(e["unpaid_cost"]) + row[7]),
+                        row[0],
+                        row[1].isoformat(),
+                        row[2],
+                    ],
+                )
+            else:
+                await conn.execute_query(
+                    "INSERT INTO usage_rollup (customer_id, day, unit_type, events, quantity, cost, credits, "
+                    "unpaid_cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [row[0], row[1].isoformat(), row[2], row[3], *(str(v) for v in row[4:])],
+                )
+
+
+async def add_spend(customer_id: int, month: date, amount: Decimal) -> Decimal:
+    """Adds to a customer's monthly spend; returns the new total."""
+    conn = _conn()
+    if is_postgres():
+        rows = await conn.execute_query_dict(
+            "INSERT INTO monthly_spend (customer_id, month, spent) VALUES ($1, $2, $3) "
+            "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent + EXCLUDED.spent "
+            "RETURNING spent",
+            [customer_id, month, amount],
+        )
+        return Decimal(rows[0]["spent"])
+    rows = await conn.execute_query_dict(
+        "SELECT spent FROM monthly_spend WHERE customer_id = ? AND month = ?", [customer_id, month.isoformat()]
+    )
+    if rows:
+        total = Decimal(rows[0]["spent"]) + amount
+        await conn.execute_query(
+            "UPDATE monthly_spend SET spent = ? WHERE customer_id = ? AND month = ?",
+            [str(total), customer_id, month.isoformat()],
+        )
+        return total
+    await conn.execute_query(
+        "INSERT INTO monthly_spend (customer_id, month, spent) VALUES (?, ?, ?)",
+        [customer_id, month.isoformat(), str(amount)],
+    )
+    return amount

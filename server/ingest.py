@@ -1,0 +1,129 @@
+"""`POST /v1/usage/events`: the metering pipeline's bulk endpoint (Stripe meter events / OpenMeter style).
+
+A JSON array of the same events as `usageRecord` (plain `application/json`, or a CloudEvents batch
+`application/cloudevents-batch+json` whose `data` holds the event, `id` the idempotency key, `time` the occurrence
+and `subject` the customer id). Same bearer tokens as /graphql and the same domain service. Answers 200
+`{accepted, duplicates, rejected: [{index, code, message, field}]}`; 400 malformed; 413 over 1,000 events or 1 MB.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from domain.errors import ErrorCode
+from domain.usage.services import MAX_BATCH
+from domain.viewer import Viewer
+from resolvers.usage import usage_record
+from server.auth import InvalidToken, bearer_token, viewer_from_token
+from server.logging import new_request_id
+
+MAX_BYTES = 1_000_000
+_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_FIELDS = {
+    "idempotencyKey": "idempotency_key",
+    "customerId": "customer_id",
+    "unitType": "unit_type",
+    "quantity": "quantity",
+    "occurredAt": "occurred_at",
+    "caseType": "case_type",
+    "holdId": "hold_id",
+    "metadata": "metadata",
+}
+
+
+def _error(status: int, message: str, code: str, request_id: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": {"message": message, "code": code, "requestId": request_id}}
+    return Response(_encoder.encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BYTES (whatever Content-Length claims)."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _from_cloudevent(item: dict[str, Any]) -> dict[str, Any]:
+    data = item.get("data")
+    event = dict(data) if isinstance(data, dict) else {}
+    event.setdefault("idempotencyKey", item.get("id"))
+    event.setdefault("occurredAt", item.get("time"))
+    if item.get("subject") is not None:
+        event.setdefault("customerId", item.get("subject"))
+    return event
+
+
+def _to_domain(item: Any) -> dict[str, Any]:
+    """Maps camelCase JSON to the service's names; anything not an object becomes an event that fails validation."""
+    if not isinstance(item, dict):
+        return {}
+    if "specversion" in item:
+        item = _from_cloudevent(item)
+    return {name: item.get(key) for key, name in _FIELDS.items()}
+
+
+async def usage_events_endpoint(request: Request) -> Response:
+    request_id = request.scope.get("state", {}).get("request_id") or new_request_id()
+    try:
+        base = Viewer.anonymous(
+            ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+            request_id=request_id,
+        )
+        viewer = await viewer_from_token(bearer_token(request.headers), base)
+    except InvalidToken as exc:
+        return _error(401, str(exc), "UNAUTHENTICATED", request_id, {"WWW-Authenticate": "Bearer"})
+    if not viewer.is_authenticated:
+        return _error(
+            401, "Send `Authorization: Bearer <token>`.", "UNAUTHENTICATED", request_id, {"WWW-Authenticate": "Bearer"}
+        )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/json", "application/cloudevents-batch+json"):
+        return _error(
+            415, "Send application/json or application/cloudevents-batch+json.", "UNSUPPORTED_MEDIA_TYPE", request_id
+        )
+    body = await _read_body(request)
+    if body is None:
+        return _error(413, f"The body is over {MAX_BYTES:,} bytes.", "PAYLOAD_TOO_LARGE", request_id)
+    try:
+        items = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        return _error(400, f"Malformed JSON: {exc}.", "MALFORMED", request_id)
+    if not isinstance(items, list):
+        return _error(400, "The body must be a JSON array of usage events.", "MALFORMED", request_id)
+    if len(items) > MAX_BATCH:
+        return _error(413, f"At most {MAX_BATCH:,} events per request.", "PAYLOAD_TOO_LARGE", request_id)
+    outcome = await usage_record(SimpleNamespace(viewer=viewer), [_to_domain(i) for i in items], source="ingest")
+    if outcome.errors:
+        first = outcome.errors[0]
+        status = 403 if first.code in (ErrorCode.FORBIDDEN,) else 400
+        return _error(status, first.message, str(first.code), request_id)
+    result = outcome.value
+    assert result is not None
+    return Response(
+        _encoder.encode(
+            {
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "rejected": [
+                    {"index": r.index, "code": str(r.code), "message": r.message, "field": r.field}
+                    for r in result.rejected
+                ],
+            }
+        ),
+        media_type="application/json",
+    )

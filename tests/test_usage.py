@@ -1,0 +1,607 @@
+"""Metering: rating, charging per billing mode, duplicates, bad events, holds, the spending cap, summaries, the
+ingestion endpoint and tenancy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from tortoise import connections
+from tortoise.transactions import in_transaction
+
+from domain.accounts.models import Role
+from domain.billing import services as billing
+from domain.campaigns.models import Campaign
+from domain.features.services import set_ai_credits
+from domain.ledger import services as ledger
+from domain.ledger.models import Currency, LedgerAccount, TransferKind
+from domain.usage import services as usage
+from domain.usage.models import CapCrossing, PhoneNumber, UsageEvent, UsageHold, UsageRollup
+from tests.conftest import GQL, IS_POSTGRES, SYSTEM, Factory, gid
+
+RECORD = """mutation($i: UsageRecordInput!) { usageRecord(input: $i) {
+  accepted duplicates rejected { index code field message } errors { code message } } }"""
+AUTHORIZE = """mutation($i: UsageAuthorizeInput!) { usageAuthorize(input: $i) {
+  hold { id status amount { amount } credits expiresAt } errors { code message } } }"""
+CAP = """mutation($i: SpendingCapUpdateInput!) { spendingCapUpdate(input: $i) {
+  spendingCap { cap { amount } spentThisMonth { amount } status } errors { field code } } }"""
+PREFS = """mutation($i: BillingPreferencesUpdateInput!) { billingPreferencesUpdate(input: $i) { errors { code } } }"""
+
+
+def key() -> str:
+    return uuid.uuid4().hex
+
+
+def event(customer_id: int, unit: str = "SMS_SEGMENTS", quantity: str = "1", **extra: Any) -> dict[str, Any]:
+    return {
+        "idempotencyKey": extra.pop("idempotencyKey", key()),
+        "customerId": gid("Customer", customer_id),
+        "unitType": unit,
+        "quantity": quantity,
+        "occurredAt": extra.pop("occurredAt", datetime.now(UTC).isoformat()),
+        **extra,
+    }
+
+
+async def _tenant(gql: GQL, factory: Factory) -> tuple[Any, str]:
+    tenant = await factory.tenant(customers=2)
+    admin = await factory.admin()
+    return tenant, await gql.login(admin.email)
+
+
+async def _fund_wallet(customer: Any, amount: str) -> None:
+    await billing.billing_preferences_update(SYSTEM, customer.id, {"billing_mode": "REFILLABLE_WALLET"})
+    async with in_transaction():
+        await ledger.post(
+            ledger.external_funding(Currency.USD),
+            ledger.customer_wallet(customer.id, customer.partner_id),
+            Decimal(amount),
+            TransferKind.WALLET_REFILL,
+        )
+
+
+async def _fund_credits(customer: Any, credits: str) -> None:
+    await set_ai_credits(customer.id, True)
+    async with in_transaction():
+        t = await ledger.post(
+            ledger.external_funding(Currency.CREDITS),
+            ledger.customer_credits(customer.id, customer.partner_id),
+            Decimal(credits),
+            TransferKind.CREDITS_GRANT,
+        )
+        await billing.grant_credits(customer, Decimal(credits), billing.GrantSource.ADJUSTMENT, t)
+
+
+async def balance(ref: Any) -> Decimal:
+    return await ledger.balance_of(ref)
+
+
+# ---------------------------------------------------------------- rating and charging
+
+
+@pytest.mark.parametrize(
+    ("unit", "quantity", "cost"),
+    [
+        ("SMS_SEGMENTS", "3", "0.03"),
+        ("VOICE_MINUTES", "2.5", "0.15"),
+        ("CHAT_TURNS", "4", "0.04"),
+        ("EMAILS", "10", "0"),
+        ("PHONE_NUMBER_MONTHS", "1", "2"),
+        ("STORAGE_MB", "1024", "8"),
+    ],
+)
+async def test_default_rates_per_unit(gql: GQL, factory: Factory, unit: str, quantity: str, cost: str) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    data = await gql(RECORD, {"i": {"events": [event(customer.id, unit, quantity)]}}, token)
+    assert data["usageRecord"]["accepted"] == 1
+    row = await UsageEvent.get(customer_id=customer.id)
+    assert row.cost == Decimal(cost)
+
+
+async def test_wallet_mode_debits_the_wallet(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "1.00")
+    await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "10")]}}, token)
+    assert await balance(ledger.customer_wallet(customer.id, customer.partner_id)) == Decimal("0.40")
+    row = await UsageEvent.get(customer_id=customer.id)
+    assert (row.paid, row.funding) == (True, "WALLET")
+
+
+async def test_credits_mode_burns_credits(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_credits(customer, "100")
+    await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "5")]}}, token)
+    assert await balance(ledger.customer_credits(customer.id, customer.partner_id)) == Decimal(70)
+    credits = await gql(
+        "query($id: ID!) { customer(id: $id) { credits { available used } } }",
+        {"id": gid("Customer", customer.id)},
+        token,
+    )
+    assert {k: Decimal(v) for k, v in credits["customer"]["credits"].items()} == {"available": 70, "used": 30}
+
+
+async def test_invoice_mode_accrues_unpaid(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await gql(RECORD, {"i": {"events": [event(customer.id, "SMS_SEGMENTS", "7")]}}, token)
+    assert await balance(ledger.customer_invoice(customer.id, customer.partner_id)) == Decimal("-0.07")
+    row = await UsageEvent.get(customer_id=customer.id)
+    assert (row.paid, row.funding) == (False, "INVOICE")
+
+
+async def test_wallet_shortfall_records_the_rest_unpaid(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "0.10")
+    events = [event(customer.id, "VOICE_MINUTES", "1") for _ in range(3)]  # $0.06 each
+    data = await gql(RECORD, {"i": {"events": events}}, token)
+    assert data["usageRecord"]["accepted"] == 3
+    rows = await UsageEvent.filter(customer_id=customer.id).order_by("id")
+    assert [r.paid for r in rows] == [True, False, False]
+    assert await balance(ledger.customer_wallet(customer.id, customer.partner_id)) == Decimal("0.04")
+    assert await balance(ledger.customer_invoice(customer.id, customer.partner_id)) == Decimal("-0.12")
+
+
+async def test_rate_card_change_applies_from_that_moment(gql: GQL, factory: Factory) -> None:
+    # given an SMS sent an hour ago at the default price
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    staff = await gql.login(tenant.owner.email)
+    earlier = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    # when the partner marks SMS up to 2 cents now
+    data = await gql(
+        """mutation($i: PartnerUpdateInput!) { partnerUpdate(input: $i) {
+        partner { rateCard { unitType price { amount } creditPrice isDefault } } errors { field code } } }""",
+        {
+            "i": {
+                "partnerId": gid("Partner", tenant.partner.id),
+                "rateCard": [{"unitType": "SMS_SEGMENTS", "price": "0.02", "creditPrice": "2"}],
+            }
+        },
+        staff,
+    )
+    rates = {r["unitType"]: r for r in data["partnerUpdate"]["partner"]["rateCard"]}
+    assert rates["SMS_SEGMENTS"]["price"] == {"amount": "0.02"} and not rates["SMS_SEGMENTS"]["isDefault"]
+    assert rates["VOICE_MINUTES"]["isDefault"]
+    await gql(RECORD, {"i": {"events": [event(customer.id, occurredAt=earlier), event(customer.id)]}}, token)
+    # then the late event keeps the old price and the new one pays the new price
+    costs = sorted(r.cost for r in await UsageEvent.filter(customer_id=customer.id))
+    assert costs == [Decimal("0.01"), Decimal("0.02")]
+
+
+# ---------------------------------------------------------------- duplicates and bad events
+
+
+async def test_duplicates_are_accepted_once_and_charged_once(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "10")
+    one = event(customer.id, "VOICE_MINUTES", "1")
+    first = await gql(RECORD, {"i": {"events": [one, one]}}, token)
+    again = await gql(RECORD, {"i": {"events": [one]}}, token)
+    assert (first["usageRecord"]["accepted"], first["usageRecord"]["duplicates"]) == (1, 1)
+    assert (again["usageRecord"]["accepted"], again["usageRecord"]["duplicates"]) == (0, 1)
+    assert await UsageEvent.filter(customer_id=customer.id).count() == 1
+    assert await balance(ledger.customer_wallet(customer.id, customer.partner_id)) == Decimal("9.94")
+
+
+async def test_a_batch_with_bad_events_keeps_the_good_ones(gql: GQL, factory: Factory) -> None:
+    # given
+    tenant, token = await _tenant(gql, factory)
+    other = await factory.tenant(customers=1)
+    customer = tenant.customers[0]
+    staff = await gql.login(other.owner.email)  # partner B's staff must not record for partner A
+    now = datetime.now(UTC)
+    events = [
+        event(customer.id),
+        event(customer.id, occurredAt=(now - timedelta(days=36)).isoformat()),
+        event(customer.id, occurredAt=(now + timedelta(hours=1)).isoformat()),
+        event(customer.id, quantity="-1"),
+        event(customer.id, quantity="0"),
+        {**event(customer.id), "customerId": "garbage"},
+        event(customer.id, idempotencyKey="has space"),
+        event(customer.id, holdId=gid("UsageHold", 999)),
+        event(customer.id, caseType="x" * 65),
+        event(customer.id, unit="VOICE_MINUTES", quantity="2"),
+    ]
+    # when
+    data = (await gql(RECORD, {"i": {"events": events}}, token))["usageRecord"]
+    foreign = (await gql(RECORD, {"i": {"events": [event(customer.id)]}}, staff))["usageRecord"]
+    # then
+    assert (data["accepted"], data["duplicates"]) == (2, 0)
+    assert [(r["index"], r["code"]) for r in data["rejected"]] == [
+        (1, "EVENT_TOO_OLD"),
+        (2, "EVENT_IN_FUTURE"),
+        (3, "INVALID"),
+        (4, "INVALID"),
+        (5, "NOT_FOUND"),
+        (6, "INVALID"),
+        (7, "NOT_FOUND"),
+        (8, "INVALID"),
+    ]
+    assert await UsageEvent.filter(customer_id=customer.id).count() == 2
+    assert [(r["index"], r["code"]) for r in foreign["rejected"]] == [(0, "NOT_FOUND")]
+
+
+async def test_more_than_1000_events_is_refused(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    events = [event(tenant.customers[0].id) for _ in range(1001)]
+    data = await gql(RECORD, {"i": {"events": events}}, token)
+    assert [e["code"] for e in data["usageRecord"]["errors"]] == ["INVALID"]
+    assert await UsageEvent.all().count() == 0
+
+
+async def test_customer_users_cannot_record_usage(gql: GQL, factory: Factory) -> None:
+    tenant, _ = await _tenant(gql, factory)
+    token = await gql.login(tenant.admins[0].email)
+    data = await gql(RECORD, {"i": {"events": [event(tenant.customers[0].id)]}}, token)
+    assert [e["code"] for e in data["usageRecord"]["errors"]] == ["FORBIDDEN"]
+
+
+# ---------------------------------------------------------------- holds and the cap
+
+
+async def _authorize(
+    gql: GQL, token: str, customer_id: int, quantity: str = "1", unit: str = "VOICE_MINUTES", k: str | None = None
+) -> dict[str, Any]:
+    data = await gql(
+        AUTHORIZE,
+        {
+            "i": {
+                "customerId": gid("Customer", customer_id),
+                "unitType": unit,
+                "estimatedQuantity": quantity,
+                "idempotencyKey": k or key(),
+            }
+        },
+        token,
+    )
+    return data["usageAuthorize"]
+
+
+async def test_authorize_refusals(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    wallet_customer, credit_customer = tenant.customers
+    await _fund_wallet(wallet_customer, "0.10")
+    await _fund_credits(credit_customer, "5")
+    assert (await _authorize(gql, token, wallet_customer.id, "1"))["hold"]["status"] == "ACTIVE"
+    assert [e["code"] for e in (await _authorize(gql, token, wallet_customer.id, "1"))["errors"]] == [
+        "INSUFFICIENT_BALANCE"
+    ]
+    assert [e["code"] for e in (await _authorize(gql, token, credit_customer.id, "1"))["errors"]] == [
+        "INSUFFICIENT_CREDITS"
+    ]
+    await gql(CAP, {"i": {"customerId": gid("Customer", credit_customer.id), "cap": "0.01"}}, token)
+    await _fund_credits(credit_customer, "100")
+    assert [e["code"] for e in (await _authorize(gql, token, credit_customer.id, "1"))["errors"]] == ["CAP_REACHED"]
+
+
+async def test_expired_holds_stop_counting(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "0.06")
+    first = await _authorize(gql, token, customer.id, "1")
+    assert first["hold"] is not None
+    assert [e["code"] for e in (await _authorize(gql, token, customer.id, "1"))["errors"]] == ["INSUFFICIENT_BALANCE"]
+    await UsageHold.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert (await _authorize(gql, token, customer.id, "1"))["hold"] is not None
+    assert await usage.expire_holds() == 1
+
+
+async def test_recording_against_a_hold_consumes_it(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "0.06")
+    hold = (await _authorize(gql, token, customer.id, "1"))["hold"]
+    data = await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "1", holdId=hold["id"])]}}, token)
+    assert data["usageRecord"]["accepted"] == 1
+    row = await UsageEvent.get(customer_id=customer.id)
+    assert row.paid  # the hold's reservation paid for it
+    assert (await UsageHold.get(id=row.hold_id)).status == "CONSUMED"
+    released = await gql(
+        "mutation($i: UsageHoldReleaseInput!) { usageHoldRelease(input: $i) { hold { status } } }",
+        {"i": {"holdId": hold["id"]}},
+        token,
+    )
+    assert released["usageHoldRelease"]["hold"]["status"] == "CONSUMED"
+
+
+async def test_cap_pauses_and_raising_it_resumes_only_cap_paused_campaigns(gql: GQL, factory: Factory) -> None:
+    # given a customer with a $1 cap, one running and one manually paused campaign
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    cid = gid("Customer", customer.id)
+    staff = await gql.login(tenant.owner.email)
+    await gql(CAP, {"i": {"customerId": cid, "cap": "1.00"}}, staff)
+    for name in ("Spring promo", "Manual"):
+        await gql(
+            "mutation($i: CampaignCreateInput!) { campaignCreate(input: $i) { campaign { id } } }",
+            {"i": {"customerId": cid, "name": name}},
+            staff,
+        )
+    await Campaign.filter(name="Manual").update(status="PAUSED", pause_reason="MANUAL")
+    # when usage reaches 80% and then the cap
+    await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "14")]}}, token)  # $0.84
+    state = await gql(
+        "query($id: ID!) { customer(id: $id) { serviceState spendingCap { status } } }", {"id": cid}, staff
+    )
+    assert state["customer"] == {"serviceState": "ACTIVE", "spendingCap": {"status": "WARNING"}}
+    await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "3")]}}, token)  # $1.02
+    # then the service is paused, the running campaign paused by the cap, authorizations refused
+    state = await gql(
+        "query($id: ID!) { customer(id: $id) { serviceState spendingCap { status spentThisMonth { amount } }"
+        " campaigns { nodes { name status pauseReason } } } }",
+        {"id": cid},
+        staff,
+    )
+    assert state["customer"]["serviceState"] == "PAUSED_CAP"
+    assert state["customer"]["spendingCap"] == {"status": "REACHED", "spentThisMonth": {"amount": "1.02"}}
+    assert {c["name"]: (c["status"], c["pauseReason"]) for c in state["customer"]["campaigns"]["nodes"]} == {
+        "Spring promo": ("PAUSED", "CAP"),
+        "Manual": ("PAUSED", "MANUAL"),
+    }
+    assert [e["code"] for e in (await _authorize(gql, token, customer.id))["errors"]] == ["SERVICE_PAUSED"]
+    assert await CapCrossing.filter(customer_id=customer.id).count() == 2  # 80% and 100%, once each
+    # when the cap is raised
+    raised = await gql(CAP, {"i": {"customerId": cid, "cap": "5"}}, staff)
+    assert raised["spendingCapUpdate"]["spendingCap"]["status"] == "UNDER"
+    # then only the cap-paused campaign resumes
+    state = await gql(
+        "query($id: ID!) { customer(id: $id) { serviceState campaigns { nodes { name status } } } }", {"id": cid}, staff
+    )
+    assert state["customer"]["serviceState"] == "ACTIVE"
+    assert {c["name"]: c["status"] for c in state["customer"]["campaigns"]["nodes"]} == {
+        "Spring promo": "RUNNING",
+        "Manual": "PAUSED",
+    }
+    actions = [
+        e["action"]
+        for e in (await gql("{ auditEvents(filter: {type: BILLING}) { nodes { action } } }", token=staff))[
+            "auditEvents"
+        ]["nodes"]
+    ]
+    assert "spending_cap.reached" in actions and "spending_cap.resumed" in actions
+    # and removing a cap on a paused customer resumes too
+    await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "100")]}}, token)
+    assert (await Campaign.get(name="Spring promo")).status == "PAUSED"
+    await gql(CAP, {"i": {"customerId": cid, "cap": None}}, staff)
+    assert (await Campaign.get(name="Spring promo")).status == "RUNNING"
+
+
+async def test_spending_cap_projection(factory: Factory) -> None:
+    from domain.billing.cap import projection
+
+    assert projection(Decimal("10"), datetime(2026, 11, 10, tzinfo=UTC)) == Decimal("30.00")
+    assert projection(Decimal("31"), datetime(2026, 12, 31, tzinfo=UTC)) == Decimal("31.00")
+
+
+# ---------------------------------------------------------------- logs and summaries
+
+
+async def test_usage_events_filters_and_summary_equals_detail(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    cid = gid("Customer", customer.id)
+    now = datetime.now(UTC)
+    events = []
+    for days_ago in (0, 1, 2):
+        at = (now - timedelta(days=days_ago)).isoformat()
+        events += [
+            event(customer.id, "SMS_SEGMENTS", "2", occurredAt=at),
+            event(customer.id, "VOICE_MINUTES", "1.5", occurredAt=at),
+            event(customer.id, "EMAILS", "3", occurredAt=at),
+        ]
+    await gql(RECORD, {"i": {"events": events}}, token)
+    detail = await gql(
+        """query($id: ID!) { usageEvents(customerId: $id, first: 100) { totalCount
+        nodes { unitType quantity cost { amount } paid occurredAt caseType } } }""",
+        {"id": cid},
+        token,
+    )
+    assert detail["usageEvents"]["totalCount"] == 9
+    sms = await gql(
+        """query($id: ID!) { usageEvents(customerId: $id, filter: {unitType: SMS_SEGMENTS, paid: false}) {
+        totalCount } }""",
+        {"id": cid},
+        token,
+    )
+    assert sms["usageEvents"]["totalCount"] == 3
+    since, until = (now - timedelta(days=2)).date(), now.date()
+    for group in ("DAY", "MONTH", "UNIT_TYPE"):
+        summary = await gql(
+            """query($id: ID!, $from: Date!, $to: Date!, $g: UsageGroupBy!) {
+            usageSummary(customerId: $id, from: $from, to: $to, groupBy: $g) { period unitType quantity cost { amount } } }""",
+            {"id": cid, "from": since.isoformat(), "to": until.isoformat(), "g": group},
+            token,
+        )
+        rows = summary["usageSummary"]
+        for unit in ("SMS_SEGMENTS", "VOICE_MINUTES", "EMAILS"):
+            detail_rows = [n for n in detail["usageEvents"]["nodes"] if n["unitType"] == unit]
+            assert sum(Decimal(r["quantity"]) for r in rows if r["unitType"] == unit) == sum(
+                Decimal(n["quantity"]) for n in detail_rows
+            )
+            assert sum(Decimal(r["cost"]["amount"]) for r in rows if r["unitType"] == unit) == sum(
+                Decimal(n["cost"]["amount"]) for n in detail_rows
+            )
+        if group == "UNIT_TYPE":
+            assert all(r["period"] is None for r in rows) and len(rows) == 3
+        if group == "DAY":
+            assert len({r["period"] for r in rows}) == 3
+    assert await UsageRollup.filter(customer_id=customer.id).count() == 9
+
+
+async def test_usage_reads_are_tenant_scoped(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    other = await factory.tenant(customers=1)
+    customer = tenant.customers[0]
+    await gql(RECORD, {"i": {"events": [event(customer.id)]}}, token)
+    for viewer_token in (await gql.login(other.owner.email), await gql.login(tenant.admins[1].email)):
+        response = await gql.raw(
+            "query($id: ID!) { usageEvents(customerId: $id) { totalCount } }",
+            {"id": gid("Customer", customer.id)},
+            viewer_token,
+        )
+        assert response.json()["errors"][0]["extensions"] == {"code": "NOT_FOUND", "field": "customerId"}
+        response = await gql.raw(
+            'query($id: ID!) { usageSummary(customerId: $id, from: "2026-01-01", to: "2026-12-31")'
+            " { cost { amount } } }",
+            {"id": gid("Customer", customer.id)},
+            viewer_token,
+        )
+        assert "errors" in response.json()
+        node = await gql(
+            "query($id: ID!) { node(id: $id) { id } }",
+            {"id": gid("UsageEvent", (await UsageEvent.first()).id)},
+            viewer_token,
+        )
+        assert node["node"] is None
+        cap = await gql(CAP, {"i": {"customerId": gid("Customer", customer.id), "cap": "1"}}, viewer_token)
+        assert [e["code"] for e in cap["spendingCapUpdate"]["errors"]] == ["NOT_FOUND"]
+    own = await gql.login(tenant.admins[0].email)
+    mine = await gql(
+        "query($id: ID!) { usageEvents(customerId: $id) { totalCount } }", {"id": gid("Customer", customer.id)}, own
+    )
+    assert mine["usageEvents"]["totalCount"] == 1
+
+
+# ---------------------------------------------------------------- phone numbers
+
+
+async def test_phone_numbers_are_charged_once_per_month(factory: Factory) -> None:
+    partner, _ = await factory.partner()
+    customer, _ = await factory.customer(partner)
+    await PhoneNumber.create(customer_id=customer.id, number="+15550100")
+    await PhoneNumber.create(customer_id=customer.id, number="+15550101", active=False)
+    first = await usage.charge_phone_numbers()
+    second = await usage.charge_phone_numbers()
+    assert (first.accepted, second.accepted, second.duplicates) == (1, 0, 1)
+    row = await UsageEvent.get(customer_id=customer.id)
+    assert (row.unit_type, row.cost) == ("PHONE_NUMBER_MONTHS", Decimal(2))
+
+
+# ---------------------------------------------------------------- ingestion endpoint
+
+
+async def test_ingestion_endpoint_plain_and_cloudevents(client, gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    auth = {"authorization": f"Bearer {token}"}
+    plain = [event(customer.id), event(customer.id, quantity="nope")]
+    response = await client.post("/v1/usage/events", json=plain, headers=auth)
+    assert response.status_code == 200
+    assert response.json() == {
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": [{"index": 1, "code": "INVALID", "message": "Not a decimal number.", "field": "quantity"}],
+    }
+    cloud = [
+        {
+            "specversion": "1.0",
+            "id": key(),
+            "source": "pbx",
+            "type": "usage",
+            "time": datetime.now(UTC).isoformat(),
+            "subject": gid("Customer", customer.id),
+            "data": {"unitType": "VOICE_MINUTES", "quantity": 2.5},
+        }
+    ]
+    response = await client.post(
+        "/v1/usage/events",
+        content=json.dumps(cloud),
+        headers={**auth, "content-type": "application/cloudevents-batch+json"},
+    )
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert (await UsageEvent.get(unit_type="VOICE_MINUTES")).quantity == Decimal("2.5")
+
+
+async def test_ingestion_endpoint_errors(client, gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    assert (await client.post("/v1/usage/events", content=b"[{", headers=auth)).status_code == 400
+    assert (await client.post("/v1/usage/events", content=b'{"a": 1}', headers=auth)).status_code == 400
+    too_many = [event(tenant.customers[0].id) for _ in range(1001)]
+    assert (await client.post("/v1/usage/events", json=too_many, headers=auth)).status_code == 413
+    huge = b"[" + b" " * 1_000_001 + b"]"
+    assert (await client.post("/v1/usage/events", content=huge, headers=auth)).status_code == 413
+    assert (await client.post("/v1/usage/events", json=[])).status_code == 401
+    assert (await client.post("/v1/usage/events", json=[], headers={"authorization": "Bearer nope"})).status_code == 401
+    customer_token = await gql.login(tenant.admins[0].email)
+    response = await client.post("/v1/usage/events", json=[], headers={"authorization": f"Bearer {customer_token}"})
+    assert response.status_code == 403
+    assert await UsageEvent.all().count() == 0
+
+
+# ---------------------------------------------------------------- PostgreSQL: concurrency and partitions
+
+
+@pytest.mark.postgres
+async def test_32_concurrent_authorizations_against_room_for_10(gql: GQL, factory: Factory) -> None:
+    # given a cap of $0.60 and voice at $0.06/min: room for exactly 10 one-minute holds
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await gql(CAP, {"i": {"customerId": gid("Customer", customer.id), "cap": "0.60"}}, token)
+    # when
+    results = await asyncio.gather(*[_authorize(gql, token, customer.id, "1") for _ in range(32)])
+    # then
+    granted = [r for r in results if r["hold"]]
+    assert len(granted) == 10
+    assert {e["code"] for r in results for e in r["errors"]} == {"CAP_REACHED"}
+    assert await UsageHold.filter(customer_id=customer.id, status="ACTIVE").count() == 10
+
+
+@pytest.mark.postgres
+async def test_concurrent_batches_with_overlapping_keys_charge_once(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "100")
+    events = [event(customer.id, "VOICE_MINUTES", "1") for _ in range(50)]
+    results = await asyncio.gather(*[gql(RECORD, {"i": {"events": events}}, token) for _ in range(8)])
+    assert sum(r["usageRecord"]["accepted"] for r in results) == 50
+    assert sum(r["usageRecord"]["duplicates"] for r in results) == 350
+    assert await balance(ledger.customer_wallet(customer.id, customer.partner_id)) == Decimal(97)
+    assert (await ledger.verify())[1] == []
+
+
+@pytest.mark.postgres
+async def test_usage_events_are_partitioned_by_month(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    await gql(RECORD, {"i": {"events": [event(tenant.customers[0].id)]}}, token)
+    conn = connections.get("default")
+    parent = await conn.execute_query_dict(
+        "SELECT partstrat::text AS partstrat FROM pg_partitioned_table WHERE partrelid = 'usage_event'::regclass"
+    )
+    assert parent == [{"partstrat": "r"}]
+    month = date.today().replace(day=1)
+    children = await conn.execute_query_dict(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'usage_event'::regclass"
+    )
+    assert f"usage_event_{month:%Y_%m}" in {c["relname"] for c in children}
+
+
+async def test_sql_statements_per_batch_do_not_grow_with_batch_size(gql: GQL, factory: Factory) -> None:
+    from tests.conftest import count_queries
+
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "1000")
+    await gql(RECORD, {"i": {"events": [event(customer.id)]}}, token)  # warm up partitions
+    counts = []
+    for n in (10, 200):
+        with count_queries() as counter:
+            await gql(RECORD, {"i": {"events": [event(customer.id) for _ in range(n)]}}, token)
+        counts.append(len(counter.queries))
+    if IS_POSTGRES:
+        assert counts[0] == counts[1], counts
+    else:  # SQLite upserts rollups row by row, but not event by event
+        assert counts[1] - counts[0] < 10, counts
+    assert await LedgerAccount.all().count() > 0
+    _ = Role
