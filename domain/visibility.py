@@ -14,6 +14,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from domain.accounts.models import Membership, Session, User
+from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
 from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
@@ -103,6 +104,7 @@ _RULES: dict[type[Model], Callable[[Viewer], Q | None]] = {
     UsageEvent: _by_visible_customer,
     UsageHold: _by_visible_customer,
     Campaign: _by_visible_customer,
+    Alert: _by_visible_customer,
 }
 
 

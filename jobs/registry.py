@@ -1,7 +1,35 @@
-"""Imports every actor module so the broker knows them."""
+"""Imports every actor module so the broker knows them, and maps outbox topics to the actors they trigger."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def load_actors() -> None:
-    import jobs.maintenance  # noqa: F401
+    import jobs.alerts
+    import jobs.maintenance
+    import jobs.scheduled  # noqa: F401
+
+
+def actors_for(topic: str) -> list[tuple[Any, str]]:
+    """(actor, payload key holding its argument) for an outbox topic."""
+    from jobs.alerts import notify_refill_request, send_alert
+
+    return {
+        "alert.raised": [(send_alert, "alert_id")],
+        "refill.requested": [(notify_refill_request, "refill_request_id")],
+    }.get(topic, [])
+
+
+def schedule() -> list[tuple[str, Any, int]]:
+    """(name, actor, every N seconds)."""
+    from jobs import maintenance, scheduled
+
+    return [
+        ("usage_hold_expiry", scheduled.usage_hold_expiry, 60),
+        ("credit_grant_expiry", scheduled.credit_grant_expiry, 600),
+        ("monthly_phone_number_charges", scheduled.monthly_phone_number_charges, 3600),
+        ("retention", scheduled.retention, 86400),
+        ("housekeeping", scheduled.housekeeping, 3600),
+        ("purge_expired_sessions", maintenance.purge_expired_sessions, 86400),
+    ]

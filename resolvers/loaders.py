@@ -14,6 +14,7 @@ from aiodataloader import DataLoader
 from tortoise.models import Model
 
 from domain.accounts.models import Membership, User
+from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
 from domain.billing import cap
 from domain.billing import services as billing
@@ -115,6 +116,10 @@ class Loaders:
     @property
     def usage_hold_by_id(self) -> DataLoader:
         return self._get("usage_hold_by_id", lambda: _by_id(UsageHold, self.viewer))
+
+    @property
+    def alert_by_id(self) -> DataLoader:
+        return self._get("alert_by_id", lambda: _by_id(Alert, self.viewer))
 
     @property
     def campaign_by_id(self) -> DataLoader:

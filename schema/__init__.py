@@ -8,6 +8,7 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from schema.accounts import AccountMutations, AccountQueries
+from schema.alerts import AlertMutations, AlertQueries
 from schema.audit import AuditQueries
 from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
@@ -31,9 +32,12 @@ class NodeQueries:
         return await global_id.resolve_node(info, required=False)
 
 
-Query = merge_types("Query", (NodeQueries, AccountQueries, PartnerQueries, CustomerQueries, AuditQueries, UsageQueries))
+Query = merge_types(
+    "Query", (NodeQueries, AccountQueries, PartnerQueries, CustomerQueries, AuditQueries, UsageQueries, AlertQueries)
+)
 Mutation = merge_types(
-    "Mutation", (AccountMutations, PartnerMutations, CustomerMutations, BillingMutations, UsageMutations)
+    "Mutation",
+    (AccountMutations, PartnerMutations, CustomerMutations, BillingMutations, UsageMutations, AlertMutations),
 )
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=default_extensions())

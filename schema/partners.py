@@ -26,6 +26,20 @@ PartnerStatus = strawberry.enum(DomainPartnerStatus, name="PartnerStatus")
 
 
 @strawberry.type
+class PartnerBranding:
+    logo_url: str | None
+    primary_color: str
+    secondary_color: str
+
+
+@strawberry.input
+class PartnerBrandingInput:
+    logo_url: str | None = strawberry.UNSET
+    primary_color: str | None = strawberry.UNSET
+    secondary_color: str | None = strawberry.UNSET
+
+
+@strawberry.type
 class Partner(ModelNode):
     loader = "partner_by_id"
     id: relay.NodeID[int]
@@ -34,6 +48,14 @@ class Partner(ModelNode):
     sender_email: str | None
     created_at: datetime
     model: strawberry.Private[Any]
+
+    @strawberry.field(description="White-label look of emails and portals.")
+    def branding(self) -> PartnerBranding:
+        return PartnerBranding(
+            logo_url=self.model.logo_url,
+            primary_color=self.model.primary_color,
+            secondary_color=self.model.secondary_color,
+        )
 
     @strawberry.field(description="Credits the partner can still hand out, and what its customers hold.")
     async def credit_pool(self, info: Info) -> Annotated[CreditPool, strawberry.lazy("schema.billing")] | None:
@@ -93,6 +115,7 @@ class PartnerUpdateInput:
     partner_id: strawberry.ID
     name: str | None = strawberry.UNSET
     sender_email: str | None = strawberry.UNSET
+    branding: PartnerBrandingInput | None = strawberry.UNSET
     rate_card: list[Annotated[RateCardRateInput, strawberry.lazy("schema.usage")]] | None = strawberry.field(
         default=strawberry.UNSET, description="Prices to change from now on; unit types left out keep theirs."
     )
@@ -130,6 +153,8 @@ class PartnerMutations:
     @strawberry.mutation(description="Partner admins: renames the partner or changes its sender email.")
     async def partner_update(self, info: Info, input: PartnerUpdateInput) -> PartnerUpdatePayload:
         data = input_data(input)
+        if data.get("branding") is not None:
+            data.update(input_data(data.pop("branding")))
         if data.get("rate_card") is not None:
             data["rate_card"] = [input_data(rate) for rate in data["rate_card"]]
         outcome = await r.partner_update(info.context, data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -17,7 +17,10 @@ from jobs.broker import EmbeddedConsumer
 from server.bootstrap import bootstrap
 from server.graphql import GraphQLView
 from server.ingest import usage_events_endpoint
+from server.locks import Leases
 from server.logging import RequestIdMiddleware
+from server.relay import Relay
+from server.scheduler import Scheduler
 from server.settings import Settings, get_settings
 
 
@@ -45,21 +48,26 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        consumer = None
-        if settings.redis_url is None:
-            consumer = EmbeddedConsumer(broker)  # type: ignore[arg-type]
-            app.state.consumer = consumer
-        if manage_db:
-            async with RegisterTortoise(app, config=settings.tortoise_config(), generate_schemas=False):
-                if consumer:
-                    consumer.start()
-                yield
-        else:
-            if consumer:
+        async with AsyncExitStack() as stack:
+            if manage_db:
+                await stack.enter_async_context(
+                    RegisterTortoise(app, config=settings.tortoise_config(), generate_schemas=False)
+                )
+            leases = Leases(settings.redis_url)
+            stack.push_async_callback(leases.close)
+            if settings.redis_url is None:
+                consumer = EmbeddedConsumer(broker)  # type: ignore[arg-type]
+                app.state.consumer = consumer
                 consumer.start()
+                stack.push_async_callback(consumer.stop)
+            if settings.background_tasks:
+                relay, scheduler = Relay(leases), Scheduler(leases)
+                app.state.relay, app.state.scheduler = relay, scheduler
+                relay.start()
+                scheduler.start()
+                stack.push_async_callback(relay.stop)
+                stack.push_async_callback(scheduler.stop)
             yield
-        if consumer:
-            await consumer.stop()
 
     app = Starlette(
         routes=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dramatiq
 
 from domain.config import configure as configure_domain
+from jobs import mailer
 from jobs.broker import configure as configure_broker
 from jobs.registry import load_actors
 from server.logging import configure_logging
@@ -22,6 +23,7 @@ def bootstrap(settings: Settings) -> dramatiq.Broker:
         argon2_memory_cost=settings.argon2_memory_cost,
         public_url=settings.public_url,
     )
+    mailer.configure(settings.smtp_url, settings.outbox_dir)
     broker = configure_broker(settings.redis_url, settings.tortoise_config(), settings.dramatiq_namespace)
     load_actors()
     return broker

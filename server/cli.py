@@ -83,6 +83,41 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+async def jobs_status(settings: Settings) -> dict[str, object]:
+    import redis.asyncio as aioredis
+
+    from domain.events.models import OutboxEvent
+    from server.locks import Leases
+
+    leases = Leases(settings.redis_url)
+    status: dict[str, object] = {
+        "broker": "redis" if settings.redis_url else "embedded (jobs run inside `partnerdesk serve`)",
+        "outbox_pending": await OutboxEvent.filter(published_at=None).count(),
+        "last_scheduler_tick": await leases.get_value("scheduler:last_tick") if settings.redis_url else "n/a",
+    }
+    if settings.redis_url:
+        client = aioredis.from_url(settings.redis_url)
+        ns = settings.dramatiq_namespace
+        queues: dict[str, dict[str, int]] = {}
+        for queue in ("default", "alerts", "scheduled", "maintenance"):
+            queues[queue] = {
+                "ready": await client.llen(f"{ns}:{queue}"),
+                "delayed": await client.llen(f"{ns}:{queue}.DQ"),
+                "dead_letters": await client.zcard(f"{ns}:{queue}.XQ"),
+            }
+        status["queues"] = queues
+        await client.aclose()
+    await leases.close()
+    return status
+
+
+def cmd_jobs_status(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    print(json.dumps(asyncio.run(_with_db(settings, lambda: jobs_status(settings))), indent=2))
+    return 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -139,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="re-hash every audit chain; exit 1 on tampering").set_defaults(
         fn=cmd_audit_verify
+    )
+    jobs = sub.add_parser("jobs", help="background jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    jobs_sub.add_parser("status", help="queue depths, dead letters, outbox backlog, last scheduler tick").set_defaults(
+        fn=cmd_jobs_status
     )
     ledger = sub.add_parser("ledger", help="ledger tools")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)

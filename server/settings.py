@@ -26,6 +26,8 @@ MODEL_MODULES = [
     "domain.features.models",
     "domain.campaigns.models",
     "domain.usage.models",
+    "domain.events.models",
+    "domain.alerts.models",
 ]
 
 
@@ -39,6 +41,8 @@ class Settings(BaseSettings):
     secret_key: str = DEV_SECRET
     public_url: str = "http://127.0.0.1:8000"
     smtp_url: str | None = None
+    outbox_dir: Path = ROOT / "outbox"
+    background_tasks: bool = True  # outbox relay and scheduler inside `serve` (all processes may run them)
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -494,7 +494,7 @@ async def test_verify_names_an_edited_event(gql: GQL, factory: Factory) -> None:
     code, output = verify()
     # then
     assert code == 1
-    assert f"TAMPERED chain={chain} seq=2: event content does not match its hash (edited)" in output
+    assert f"TAMPERED chain={chain} seq=2: details or personal fields were edited" in output
     assert "1 problem(s)" in output
 
 
@@ -506,17 +506,29 @@ async def test_verify_names_an_edited_personal_field(gql: GQL, factory: Factory)
     code, output = verify()
     # then
     assert code == 1
-    assert f"TAMPERED chain={chain} seq=3: personal fields were edited" in output
+    assert f"TAMPERED chain={chain} seq=3: details or personal fields were edited" in output
 
 
 async def test_verify_accepts_redacted_personal_fields(gql: GQL, factory: Factory) -> None:
-    # given
+    # given events whose personal part retention erased
+    from domain.audit.services import redact
+
     _, events = await three_events_in_a_chain(gql, factory)
-    await sql(f"UPDATE audit_event SET actor_label = NULL, ip = NULL, user_agent = NULL WHERE id = {events[2].id}")
+    assert await redact(user_ids=[events[2].actor_user_id]) >= 1
+    redacted = await AuditEvent.get(id=events[2].id)
+    assert (redacted.actor_label, redacted.ip, redacted.user_agent, redacted.details) == (None, None, None, {})
     # when
     code, output = verify()
     # then
     assert code == 0, output
+
+
+async def test_verify_catches_personal_fields_nulled_without_redaction(gql: GQL, factory: Factory) -> None:
+    chain, events = await three_events_in_a_chain(gql, factory)
+    await sql(f"UPDATE audit_event SET actor_label = NULL, ip = NULL, user_agent = NULL WHERE id = {events[2].id}")
+    code, output = verify()
+    assert code == 1
+    assert f"TAMPERED chain={chain} seq=3" in output
 
 
 async def test_verify_names_a_deleted_middle_event(gql: GQL, factory: Factory) -> None:

@@ -2,8 +2,8 @@
 
 Each chain (one per partner, plus "platform") is a sequence: event n stores the hash of event n-1, and
 `AuditChain` holds the head (last seq and hash) so deleting the newest event is detected too. Personal fields
-(actor label, IP, user agent) enter the hash only through `personal_digest`, so retention can redact them
-without breaking the chain.
+(actor label, IP, user agent, details) enter the hash only through `personal_digest`, so retention can redact
+them (setting `redacted_at`) without breaking the chain.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class AuditEvent(models.Model):
     request_id = fields.CharField(max_length=64, default="")
     created_at = fields.DatetimeField()
     personal_digest = fields.CharField(max_length=64)
+    redacted_at = fields.DatetimeField(null=True)
     prev_hash = fields.CharField(max_length=64)
     hash = fields.CharField(max_length=64)
 

@@ -61,8 +61,10 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, di
     }
 
 
-def personal_digest(label: str | None, ip: str | None, user_agent: str | None) -> str:
-    return _sha256(_canonical([label, ip, user_agent]))
+def personal_digest(label: str | None, ip: str | None, user_agent: str | None, details: Any = None) -> str:
+    """Digest of everything retention may erase: who (label), from where (IP, agent) and the details, which can
+    hold names and addresses. The chain hashes this digest, so erasing them keeps the chain verifiable."""
+    return _sha256(_canonical([label, ip, user_agent, details if details is not None else {}]))
 
 
 def event_hash(event: AuditEvent) -> str:
@@ -77,7 +79,6 @@ def event_hash(event: AuditEvent) -> str:
         "customer_id": event.customer_id,
         "object_type": event.object_type,
         "object_id": event.object_id,
-        "details": event.details,
         "request_id": event.request_id,
         "created_at": _ts(event.created_at),
         "personal_digest": event.personal_digest,
@@ -136,7 +137,7 @@ async def record(
         personal_digest="",
         prev_hash=head.last_hash,
     )
-    event.personal_digest = personal_digest(event.actor_label, event.ip, event.user_agent)
+    event.personal_digest = personal_digest(event.actor_label, event.ip, event.user_agent, event.details)
     event.hash = event_hash(event)
     await event.save()
     head.seq = event.seq
@@ -187,9 +188,9 @@ async def verify() -> tuple[int, list[ChainProblem]]:
                 problems.append(ChainProblem(chain, event.seq, "link to the previous event is broken"))
             if event_hash(event) != event.hash:
                 problems.append(ChainProblem(chain, event.seq, "event content does not match its hash (edited)"))
-            redacted = event.actor_label is None and event.ip is None and event.user_agent is None
-            if not redacted and personal_digest(event.actor_label, event.ip, event.user_agent) != event.personal_digest:
-                problems.append(ChainProblem(chain, event.seq, "personal fields were edited"))
+            digest = personal_digest(event.actor_label, event.ip, event.user_agent, event.details)
+            if event.redacted_at is None and digest != event.personal_digest:
+                problems.append(ChainProblem(chain, event.seq, "details or personal fields were edited"))
             expected_seq, prev = event.seq + 1, event.hash
         head = heads.get(chain)
         if head is None:
@@ -197,3 +198,17 @@ async def verify() -> tuple[int, list[ChainProblem]]:
         elif head.seq != expected_seq - 1 or head.last_hash != prev:
             problems.append(ChainProblem(chain, head.seq, "newest events were deleted or the head was edited"))
     return checked, problems
+
+
+async def redact(customer_id: int | None = None, user_ids: list[int] | None = None) -> int:
+    """Erases the personal part of a customer's (or users') events; the chain stays verifiable. In a transaction."""
+    from tortoise.expressions import Q
+
+    condition = Q(id__in=[])
+    if customer_id is not None:
+        condition |= Q(customer_id=customer_id)
+    if user_ids:
+        condition |= Q(actor_user_id__in=user_ids)
+    return await AuditEvent.filter(condition, redacted_at=None).update(
+        actor_label=None, ip=None, user_agent=None, details={}, redacted_at=datetime.now(UTC)
+    )

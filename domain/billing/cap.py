@@ -15,12 +15,14 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from domain.alerts import services as alerts
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
 from domain.billing.models import BillingPreferences
 from domain.campaigns.models import Campaign, CampaignStatus, PauseReason
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer, ServiceState
+from domain.events.services import SPENDING_CAP_CHANGED, emit
 from domain.usage.models import CapCrossing, CapLevel, MonthlySpend
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_customer_manager
@@ -102,11 +104,14 @@ async def evaluate(customer: Customer, viewer: Viewer, at: datetime | None = Non
     cap = prefs.monthly_spending_cap if prefs else None
     spent = await spent_this_month(customer.id, at)
     status = cap_status(cap, spent)
+    await emit(SPENDING_CAP_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
     if (
         cap is not None
         and status in ("WARNING", "REACHED")
         and await _record_crossing(customer, month, cap, CapLevel.WARNING, spent)
     ):
+        if status == "WARNING":  # jumping straight past 100% sends the cap-reached alert alone
+            await alerts.on_cap_crossing(customer, 80, f"{month:%Y-%m}", cap, spent)
         await record(
             viewer,
             AuditEventType.BILLING,
@@ -119,7 +124,8 @@ async def evaluate(customer: Customer, viewer: Viewer, at: datetime | None = Non
         )
     if status == "REACHED":
         assert cap is not None
-        await _record_crossing(customer, month, cap, CapLevel.REACHED, spent)
+        if await _record_crossing(customer, month, cap, CapLevel.REACHED, spent):
+            await alerts.on_cap_crossing(customer, 100, f"{month:%Y-%m}", cap, spent)
         await _pause(customer, viewer, cap, spent, at)
     elif customer.service_state == ServiceState.PAUSED_CAP:
         await _resume(customer, viewer, cap, spent)

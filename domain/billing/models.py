@@ -94,6 +94,7 @@ class RefillRequest(models.Model):
     opened_at = fields.DatetimeField(auto_now_add=True)
     closed_at = fields.DatetimeField(null=True)
     closed_by_transfer_id = fields.BigIntField(null=True)
+    notified_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "refill_request"

@@ -15,6 +15,7 @@ from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Membership, Role
+from domain.alerts import services as alerts
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
 from domain.billing.models import (
@@ -30,6 +31,7 @@ from domain.billing.models import (
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
+from domain.events.services import CREDITS_CHANGED, REFILL_REQUESTED, WALLET_CHANGED, emit
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import check_key, run_idempotent
 from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
@@ -299,6 +301,7 @@ async def customer_credits_recharge(
             error_field="credits",
         )
         await grant_credits(customer, amount, GrantSource.RECHARGE, transfer)
+        await credits_changed(customer, transfer.credit_balance_after)
         await PartnerPool.bulk_create([PartnerPool(partner_id=customer.partner_id)], ignore_conflicts=True)
         await PartnerPool.filter(partner_id=customer.partner_id).update(assigned=F("assigned") + amount)
         await record(
@@ -344,6 +347,7 @@ async def customer_credits_reclaim(
         )
         await _take_from_grants(customer.id, amount, newest_first=True, at=now())
         await CustomerCredits.filter(customer_id=customer.id).update(assigned=F("assigned") - amount)
+        await credits_changed(customer, transfer.debit_balance_after)
         await PartnerPool.filter(partner_id=customer.partner_id).update(assigned=F("assigned") - amount)
         await record(
             viewer,
@@ -378,7 +382,21 @@ async def burn_credits(customer: Customer, amount: Decimal, metadata: dict[str, 
     )
     await _take_from_grants(customer.id, amount, newest_first=False, at=now())
     await CustomerCredits.filter(customer_id=customer.id).update(used=F("used") + amount)
+    await credits_changed(customer, transfer.debit_balance_after)
     return transfer
+
+
+async def credits_changed(customer: Customer, available: Decimal) -> None:
+    """After any change to a customer's credits (in its transaction): low-credit alert state, live views."""
+    await alerts.on_credit_balance(customer, available)
+    await emit(CREDITS_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
+
+
+async def wallet_changed(customer: Customer, balance: Decimal) -> None:
+    """After any change to a customer's wallet (in its transaction): refill request, low-balance alert, views."""
+    await open_refill_request_if_needed(customer, balance)
+    await alerts.on_wallet_balance(customer, balance)
+    await emit(WALLET_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
 
 
 # ---------------------------------------------------------------- wallet
@@ -393,7 +411,7 @@ async def charge_wallet(customer: Customer, amount: Decimal, metadata: dict[str,
         TransferKind.USAGE_CHARGE,
         metadata=metadata,
     )
-    await open_refill_request_if_needed(customer, transfer.debit_balance_after)
+    await wallet_changed(customer, transfer.debit_balance_after)
     return transfer
 
 
@@ -410,6 +428,7 @@ async def open_refill_request_if_needed(customer: Customer, balance: Decimal) ->
         balance_at_open=balance,
         threshold=prefs.refill_threshold,
     )
+    await emit(REFILL_REQUESTED, customer_id=customer.id, partner_id=customer.partner_id, refill_request_id=request.id)
     await record(
         Viewer.system("billing"),
         AuditEventType.BILLING,
@@ -454,7 +473,8 @@ async def wallet_refill(
             closed_at=now(),
             closed_by_transfer_id=transfer.id,
         )
-        await open_refill_request_if_needed(customer, transfer.credit_balance_after)
+        await wallet_changed(customer, transfer.credit_balance_after)
+        await alerts.on_refill(customer, transfer.id, value, transfer.credit_balance_after)
         await record(
             viewer,
             AuditEventType.BILLING,
@@ -598,3 +618,39 @@ async def billing_preferences_update(viewer: Viewer, customer_id: int, data: dic
 def low_balance_level(prefs: BillingPreferences) -> Decimal | None:
     """The wallet balance below which the optional low-balance alert fires: 30% of the refill amount."""
     return prefs.refill_amount * LOW_BALANCE_RATIO if prefs.refill_amount is not None else None
+
+
+async def expire_grants(at: datetime | None = None) -> int:
+    """Moves what is left of expired grants to the partner's EXPIRED account (one transaction per customer)."""
+    moment = at or now()
+    customer_ids = (
+        await CreditGrant.filter(expires_at__lte=moment, remaining__gt=0)
+        .distinct()
+        .values_list("customer_id", flat=True)
+    )
+    expired = 0
+    for customer_id in sorted(set(customer_ids)):
+        customer = await Customer.get_or_none(id=customer_id)
+        if customer is None:
+            continue
+        async with in_transaction():
+            account = ledger.customer_credits(customer.id, customer.partner_id)
+            await ledger.lock_accounts(account)
+            grants = await CreditGrant.filter(
+                customer_id=customer.id, expires_at__lte=moment, remaining__gt=0
+            ).select_for_update()
+            total = sum((g.remaining for g in grants), ZERO)
+            if total <= ZERO:
+                continue
+            transfer = await ledger.post(
+                account,
+                ledger.expired_credits(customer.partner_id),
+                total,
+                TransferKind.CREDITS_EXPIRY,
+                metadata={"grants": [g.id for g in grants]},
+            )
+            await CreditGrant.filter(id__in=[g.id for g in grants]).update(remaining=ZERO)
+            await CustomerCredits.filter(customer_id=customer.id).update(expired=F("expired") + total)
+            await credits_changed(customer, transfer.debit_balance_after)
+            expired += len(grants)
+    return expired

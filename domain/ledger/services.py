@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from tortoise.backends.asyncpg import AsyncpgDBClient
 from tortoise.expressions import F
 
 from domain.errors import DomainError, ErrorCode
@@ -136,8 +137,8 @@ async def post(
     if source.non_negative and source.balance - amount < ZERO:
         error = shortfall(source)
         raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
-    await LedgerAccount.filter(id=source.id).update(balance=F("balance") - amount)
-    await LedgerAccount.filter(id=target.id).update(balance=F("balance") + amount)
+    if source.id != target.id:  # a transfer to itself moves nothing
+        await _move(source.id, target.id, amount)
     source.balance -= amount
     target.balance += amount
     return await Transfer.create(
@@ -151,6 +152,23 @@ async def post(
         idempotency_key=idempotency_key,
         metadata=dict(metadata or {}),
     )
+
+
+# Both sides in one statement on PostgreSQL: one round trip fewer than two ORM updates and no query building, about
+# a third less client CPU per transfer (bench/ledger.py). The rows are already locked by `lock_accounts`.
+_MOVE_SQL = (
+    "UPDATE ledger_account SET balance = balance + CASE WHEN id = $1 THEN -$3::numeric ELSE $3::numeric END"
+    " WHERE id IN ($1, $2)"
+)
+
+
+async def _move(debit_id: int, credit_id: int, amount: Decimal) -> None:
+    db = LedgerAccount._meta.db  # the caller's transaction
+    if isinstance(db, AsyncpgDBClient):
+        await db.execute_query(_MOVE_SQL, [debit_id, credit_id, amount])
+        return
+    await LedgerAccount.filter(id=debit_id).update(balance=F("balance") - amount)
+    await LedgerAccount.filter(id=credit_id).update(balance=F("balance") + amount)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from domain.accounts.services import NewUser, check_user_unique, create_user, ha
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
 from domain.common.validation import Validator
+from domain.errors import ErrorCode
 from domain.partners.models import Partner
 from domain.usage.rating import apply_rates, clean_rates
 from domain.viewer import Viewer
@@ -76,6 +77,16 @@ async def partner_update(viewer: Viewer, partner_id: int, data: Mapping[str, Any
         updates["name"] = v.text("name", data["name"], required=True, max_length=200)
     if "sender_email" in data:
         updates["sender_email"] = v.email("sender_email", data["sender_email"], required=False) or None
+    if "logo_url" in data:
+        logo = v.text("logo_url", data["logo_url"], max_length=500) or None
+        if logo and not logo.startswith("https://"):
+            v.add("logo_url", "Use an https:// URL.")
+        updates["logo_url"] = logo
+    for color in ("primary_color", "secondary_color"):
+        if color in data:
+            if data[color] is None:
+                v.add(color, "Choose a colour.", ErrorCode.REQUIRED)
+            updates[color] = v.color(color, data[color])
     rates = clean_rates(v, data.get("rate_card") or []) if data.get("rate_card") is not None else {}
     v.raise_if_invalid()
     async with in_transaction():

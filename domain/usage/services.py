@@ -204,14 +204,19 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
         new_keys = await store.claim_keys([(e.customer_id, e.key) for e in valid], now)
         rows: list[dict[str, Any]] = []
         rollups: dict[tuple[int, date, str], list[Any]] = {}
-        for customer_id in sorted(by_customer):
-            fresh = [e for e in by_customer[customer_id] if (customer_id, e.key) in new_keys]
+        fresh_of = {cid: [e for e in by_customer[cid] if (cid, e.key) in new_keys] for cid in sorted(by_customer)}
+        funding_by = {
+            cid: funding_of(toggles[cid].ai_credits_enabled, prefs[cid]) for cid, fresh in fresh_of.items() if fresh
+        }
+        # Every account the batch may post to, locked at once in id order: partners' revenue accounts are shared by
+        # all their customers, so taking them customer by customer deadlocked concurrent batches mixing partners.
+        await ledger.lock_accounts(*(ref for cid, f in funding_by.items() for ref in _accounts_of(customers[cid], f)))
+        for customer_id, fresh in fresh_of.items():
             result.duplicates += len(by_customer[customer_id]) - len(fresh)
             if not fresh:
                 continue
             customer = customers[customer_id]
-            funding = funding_of(toggles[customer_id].ai_credits_enabled, prefs[customer_id])
-            rows += await _settle(viewer, customer, fresh, funding, book, now)
+            rows += await _settle(viewer, customer, fresh, funding_by[customer_id], book, now)
             result.accepted += len(fresh)
         for row in rows:
             key = (row["customer_id"], row["occurred_at"].date(), row["unit_type"])
@@ -237,6 +242,21 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
                 status=HoldStatus.CONSUMED, closed_at=now
             )
     return result
+
+
+def _accounts_of(customer: Customer, funding: Funding) -> list[ledger.AccountRef]:
+    """The ledger accounts `_settle` may post to for this customer: what pays, and the partner's revenue."""
+    refs = [ledger.revenue(Currency.USD, customer.partner_id)]
+    if funding == Funding.CREDITS:
+        refs += [
+            ledger.customer_credits(customer.id, customer.partner_id),
+            ledger.revenue(Currency.CREDITS, customer.partner_id),
+        ]
+    elif funding == Funding.WALLET:
+        refs.append(ledger.customer_wallet(customer.id, customer.partner_id))
+    else:
+        refs.append(ledger.customer_invoice(customer.id, customer.partner_id))
+    return refs
 
 
 async def _settle(

@@ -1,0 +1,238 @@
+"""Raising alerts exactly once per crossing, and re-arming them when the value recovers.
+
+`raise_alert` inserts the Alert under a unique (customer, kind, crossing) key in the caller's transaction and emits
+`alert.raised`; delivery is a job (`deliver`) that sends once: a redelivered job finds the alert SENT and stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from domain.accounts.models import Membership, Role, User
+from domain.alerts.models import ALWAYS_ON, Alert, AlertArm, AlertKind, AlertStatus
+from domain.audit.models import AuditEventType
+from domain.audit.services import record
+from domain.billing.models import BillingPreferences
+from domain.customers.models import Customer
+from domain.events.services import ALERT_RAISED, emit
+from domain.features.models import FeatureToggles
+from domain.viewer import Viewer
+
+SYSTEM = Viewer.system("alerts")
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value.quantize(Decimal('0.01'))}"
+
+
+async def recipients_for(customer: Customer, kind: AlertKind) -> list[str]:
+    """The primary billing contact (or, without one, the customer's active admins) plus extra recipients.
+    Users who switched billing emails off are skipped for optional alerts; always-on alerts reach them."""
+    prefs = await BillingPreferences.filter(customer_id=customer.id).first()
+    admin_ids = await Membership.filter(customer_id=customer.id, role=Role.CUSTOMER_ADMIN).values_list(
+        "user_id", flat=True
+    )
+    contact_ids = [prefs.primary_contact_user_id] if prefs and prefs.primary_contact_user_id else list(admin_ids)
+    users = await User.filter(id__in=contact_ids, is_active=True)
+    emails = [
+        u.email
+        for u in users
+        if kind in ALWAYS_ON or (u.notification_preferences or {}).get("billing_alerts", True) is not False
+    ]
+    extra = list(prefs.extra_alert_recipients or []) if prefs else []
+    seen: dict[str, str] = {}
+    for email in [*emails, *extra]:
+        seen.setdefault(email.lower(), email)
+    return list(seen.values())
+
+
+async def raise_alert(customer: Customer, kind: AlertKind, crossing_key: str, values: dict[str, Any]) -> Alert | None:
+    """Creates the alert once per crossing (inside the caller's transaction); None if it already exists."""
+    if await Alert.filter(customer_id=customer.id, kind=kind, crossing_key=crossing_key).exists():
+        return None
+    recipients = await recipients_for(customer, kind)
+    await Alert.bulk_create(
+        [
+            Alert(
+                customer_id=customer.id,
+                partner_id=customer.partner_id,
+                kind=kind,
+                crossing_key=crossing_key,
+                values=values,
+                recipients=recipients,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    alert = await Alert.get(customer_id=customer.id, kind=kind, crossing_key=crossing_key)
+    await emit(ALERT_RAISED, customer_id=customer.id, partner_id=customer.partner_id, alert_id=alert.id)
+    await record(
+        SYSTEM,
+        AuditEventType.BILLING,
+        "alert.raised",
+        object_type="Alert",
+        object_id=alert.id,
+        partner_id=customer.partner_id,
+        customer_id=customer.id,
+        details={"kind": str(kind), "crossing": crossing_key, "values": values, "recipients": len(recipients)},
+    )
+    return alert
+
+
+async def track_threshold(
+    customer: Customer, kind: AlertKind, value: Decimal, level: Decimal | None, enabled: bool, values: dict[str, Any]
+) -> Alert | None:
+    """Fires `kind` when `value` falls below `level` while armed; re-arms once it is back at or above it."""
+    if level is None:
+        return None
+    await AlertArm.bulk_create([AlertArm(customer_id=customer.id, kind=kind)], ignore_conflicts=True)
+    arm = await AlertArm.select_for_update().get(customer_id=customer.id, kind=kind)
+    if value >= level:
+        if not arm.armed:
+            arm.armed = True
+            await arm.save(update_fields=["armed"])
+        return None
+    if not arm.armed:
+        return None
+    arm.armed = False
+    arm.crossings += 1
+    await arm.save(update_fields=["armed", "crossings"])
+    if not enabled:
+        return None
+    return await raise_alert(customer, kind, str(arm.crossings), values)
+
+
+async def on_wallet_balance(customer: Customer, balance: Decimal) -> None:
+    """Low-balance alert: below 30% of the refill amount (optional, on by default)."""
+    prefs = await BillingPreferences.filter(customer_id=customer.id).first()
+    if prefs is None or prefs.refill_amount is None:
+        return
+    level = prefs.refill_amount * Decimal("0.30")
+    await track_threshold(
+        customer,
+        AlertKind.LOW_BALANCE,
+        balance,
+        level,
+        prefs.low_balance_alert,
+        {"balance": _money(balance), "level": _money(level), "refill_amount": _money(prefs.refill_amount)},
+    )
+
+
+async def on_credit_balance(customer: Customer, available: Decimal) -> None:
+    """Low-credits alert: below the customer's threshold, when low-credit notifications are on."""
+    prefs = await BillingPreferences.filter(customer_id=customer.id).first()
+    if prefs is None or prefs.low_credit_threshold is None:
+        return
+    toggles = await FeatureToggles.filter(customer_id=customer.id).first()
+    enabled = bool(toggles and toggles.low_credit_notifications)
+    await track_threshold(
+        customer,
+        AlertKind.LOW_CREDITS,
+        available,
+        prefs.low_credit_threshold,
+        enabled,
+        {"available": str(available.normalize()), "threshold": str(prefs.low_credit_threshold.normalize())},
+    )
+
+
+async def on_cap_crossing(customer: Customer, level: int, month: str, cap: Decimal, spent: Decimal) -> None:
+    prefs = await BillingPreferences.filter(customer_id=customer.id).first()
+    values = {"cap": _money(cap), "spent": _money(spent), "month": month, "percent": level}
+    if level >= 100:
+        await raise_alert(customer, AlertKind.CAP_REACHED, f"{month}:{_money(cap)}", values)
+    elif prefs is None or prefs.cap_alert_at_80:
+        await raise_alert(customer, AlertKind.CAP_WARNING, f"{month}:{_money(cap)}", values)
+
+
+async def on_refill(customer: Customer, transfer_id: int, amount: Decimal, balance_after: Decimal) -> None:
+    prefs = await BillingPreferences.filter(customer_id=customer.id).first()
+    if prefs is not None and not prefs.refill_processed_alert:
+        return
+    await raise_alert(
+        customer,
+        AlertKind.REFILL_PROCESSED,
+        f"transfer:{transfer_id}",
+        {"amount": _money(amount), "balance_after": _money(balance_after)},
+    )
+
+
+async def payment_failed(
+    customer: Customer, attempt_id: str, reason: str, amount: Decimal | None = None
+) -> Alert | None:
+    """The always-on payment-failed alert (called by a payment provider)."""
+    async with in_transaction():
+        return await raise_alert(
+            customer,
+            AlertKind.PAYMENT_FAILED,
+            f"payment:{attempt_id}",
+            {"reason": reason[:300], "amount": _money(amount)},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    alert: Alert
+    customer: Customer
+
+
+Sender = Callable[[Alert, Customer], Awaitable[None]]
+
+
+async def deliver(alert_id: int, send: Sender) -> str:
+    """Sends a pending alert once. Redelivered jobs find it SENT and do nothing; failures are recorded (and the job
+    retried by the broker). Returns the final status."""
+    async with in_transaction():
+        alert = await Alert.select_for_update().get_or_none(id=alert_id)
+        if alert is None:
+            return "MISSING"
+        if alert.status == AlertStatus.SENT:
+            return str(alert.status)
+        alert.attempts += 1
+        await alert.save(update_fields=["attempts"])
+    customer = await Customer.get(id=alert.customer_id)
+    if not alert.recipients:
+        await Alert.filter(id=alert.id).update(status=AlertStatus.FAILED, last_error="no recipients")
+        return str(AlertStatus.FAILED)
+    try:
+        await send(alert, customer)
+    except Exception as exc:
+        await Alert.filter(id=alert.id).update(status=AlertStatus.FAILED, last_error=str(exc)[:500])
+        raise
+    await Alert.filter(id=alert.id).update(status=AlertStatus.SENT, sent_at=datetime.now(UTC), last_error="")
+    return str(AlertStatus.SENT)
+
+
+async def retry(viewer: Viewer, alert_id: int) -> Alert:
+    """Puts a FAILED alert back to PENDING (the caller enqueues delivery through the outbox)."""
+    from domain.errors import DomainError, ErrorCode
+    from domain.visibility import restrict
+
+    alert = await Alert.get_or_none(id=alert_id)
+    if alert is None or not await restrict(Customer, viewer).filter(id=alert.customer_id).exists():
+        raise DomainError.single(ErrorCode.NOT_FOUND, "Alert not found.", "alert_id")
+    if not (viewer.is_platform_admin or viewer.is_partner_staff or viewer.is_customer_admin):
+        raise DomainError.single(ErrorCode.FORBIDDEN, "Only admins can retry alerts.")
+    if alert.status != AlertStatus.FAILED:
+        raise DomainError.single(ErrorCode.INVALID, "Only failed alerts can be retried.", "alert_id")
+    async with in_transaction():
+        customer = await Customer.get(id=alert.customer_id)
+        alert.status = AlertStatus.PENDING
+        alert.recipients = await recipients_for(customer, AlertKind(alert.kind))
+        await alert.save(update_fields=["status", "recipients"])
+        await emit(ALERT_RAISED, customer_id=alert.customer_id, partner_id=alert.partner_id, alert_id=alert.id)
+        await record(
+            viewer,
+            AuditEventType.BILLING,
+            "alert.retry",
+            object_type="Alert",
+            object_id=alert.id,
+            partner_id=alert.partner_id,
+            customer_id=alert.customer_id,
+        )
+    return alert

@@ -1,0 +1,44 @@
+"""Emitting and draining outbox events.
+
+Topics: `credits.changed`, `wallet.changed`, `spending_cap.changed` (customer state that live views show),
+`alert.raised` (an alert to deliver), `refill.requested` (notify the partner's billing staff).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.events.models import OutboxEvent
+
+CREDITS_CHANGED = "credits.changed"
+WALLET_CHANGED = "wallet.changed"
+SPENDING_CAP_CHANGED = "spending_cap.changed"
+ALERT_RAISED = "alert.raised"
+REFILL_REQUESTED = "refill.requested"
+
+
+async def emit(topic: str, *, customer_id: int | None = None, partner_id: int | None = None, **payload: Any) -> None:
+    """Call inside the transaction of the change; the relay publishes it after commit."""
+    await OutboxEvent.create(topic=topic, customer_id=customer_id, partner_id=partner_id, payload=payload)
+
+
+async def emit_many(events: Iterable[tuple[str, int | None, int | None, dict[str, Any]]]) -> None:
+    rows = [OutboxEvent(topic=t, customer_id=c, partner_id=p, payload=payload) for t, c, p, payload in events]
+    if rows:
+        await OutboxEvent.bulk_create(rows)
+
+
+async def pending(limit: int = 200) -> list[OutboxEvent]:
+    """Unpublished events in commit order... of ids: a relay must run alone to keep per-customer order."""
+    return await OutboxEvent.filter(published_at=None).order_by("id").limit(limit)
+
+
+async def mark_published(ids: list[int]) -> None:
+    if ids:
+        await OutboxEvent.filter(id__in=ids).update(published_at=datetime.now(UTC))
+
+
+async def purge_published(before: datetime) -> int:
+    return await OutboxEvent.filter(published_at__lt=before).delete()

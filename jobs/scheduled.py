@@ -1,0 +1,52 @@
+"""Periodic work. Each actor is idempotent, so a slot run twice (two schedulers, a redelivery) does no harm."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dramatiq
+
+from domain.accounts.maintenance import purge_expired_sessions
+from domain.billing.services import expire_grants
+from domain.customers.retention import purge_disabled_customers
+from domain.events.services import purge_published
+from domain.ledger.idempotency import purge_expired
+from domain.usage import store
+from domain.usage.models import UsageDedup
+from domain.usage.services import MAX_AGE, charge_phone_numbers, expire_holds
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def monthly_phone_number_charges() -> int:
+    """One PHONE_NUMBER_MONTHS event per active number per calendar month (keyed by number and month)."""
+    return (await charge_phone_numbers()).accepted
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def credit_grant_expiry() -> int:
+    return await expire_grants()
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def usage_hold_expiry() -> int:
+    return await expire_holds()
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def retention() -> int:
+    """Deletes customers disabled for 90 days (personal data gone, ledger and audit kept)."""
+    return len(await purge_disabled_customers())
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def housekeeping() -> dict[str, int]:
+    """Expired sessions, idempotency records, usage dedup keys past the acceptance window, published outbox rows;
+    and next month's usage partition ahead of time."""
+    now = datetime.now(UTC)
+    await store.ensure_partitions([store.month_start(now), store.next_month(store.month_start(now))])
+    return {
+        "sessions": await purge_expired_sessions(1),
+        "idempotency": await purge_expired(now),
+        "dedup": await UsageDedup.filter(created_at__lt=now - MAX_AGE - timedelta(days=5)).delete(),
+        "outbox": await purge_published(now - timedelta(days=7)),
+    }
