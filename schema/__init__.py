@@ -14,6 +14,7 @@ from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.extensions import default_extensions
 from schema.partners import PartnerMutations, PartnerQueries
+from schema.subscriptions import Subscription
 from schema.usage import UsageMutations, UsageQueries
 
 
@@ -40,4 +41,4 @@ Mutation = merge_types(
     (AccountMutations, PartnerMutations, CustomerMutations, BillingMutations, UsageMutations, AlertMutations),
 )
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=default_extensions())
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=default_extensions())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -19,6 +20,7 @@ from server.graphql import GraphQLView
 from server.ingest import usage_events_endpoint
 from server.locks import Leases
 from server.logging import RequestIdMiddleware
+from server.pubsub import PubSub, live_publisher
 from server.relay import Relay
 from server.scheduler import Scheduler
 from server.settings import Settings, get_settings
@@ -33,7 +35,17 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics, plus live-subscription and task gauges of this process (leak checks use them)."""
+    pubsub = getattr(request.app.state, "pubsub", None)
+    extra = (
+        "# HELP partnerdesk_live_subscriptions Subscribers waiting for changes in this process.\n"
+        "# TYPE partnerdesk_live_subscriptions gauge\n"
+        f"partnerdesk_live_subscriptions {pubsub.subscriber_count() if pubsub else 0}\n"
+        "# HELP partnerdesk_asyncio_tasks Tasks alive on this process's event loop.\n"
+        "# TYPE partnerdesk_asyncio_tasks gauge\n"
+        f"partnerdesk_asyncio_tasks {len(asyncio.all_tasks())}\n"
+    )
+    return Response(generate_latest() + extra.encode(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def index(request: Request) -> Response:
@@ -45,6 +57,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     settings = settings or get_settings()
     broker = bootstrap(settings)
     graphql = GraphQLView(settings)
+    pubsub = PubSub(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -55,13 +68,15 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 )
             leases = Leases(settings.redis_url)
             stack.push_async_callback(leases.close)
+            await pubsub.start()
+            stack.push_async_callback(pubsub.stop)
             if settings.redis_url is None:
                 consumer = EmbeddedConsumer(broker)  # type: ignore[arg-type]
                 app.state.consumer = consumer
                 consumer.start()
                 stack.push_async_callback(consumer.stop)
             if settings.background_tasks:
-                relay, scheduler = Relay(leases), Scheduler(leases)
+                relay, scheduler = Relay(leases, publish=live_publisher(pubsub)), Scheduler(leases)
                 app.state.relay, app.state.scheduler = relay, scheduler
                 relay.start()
                 scheduler.start()
@@ -82,5 +97,6 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     )
     app.state.settings = settings
     app.state.broker = broker
+    app.state.pubsub = pubsub
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -21,6 +21,8 @@ class Context:
     request_id: str
     loaders: Loaders = field(init=False)
     extra: dict[str, Any] = field(default_factory=dict)
+    # set by Strawberry from a WebSocket's connection_init payload
+    connection_params: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.viewer)

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.http.types import QueryParams
@@ -217,6 +218,24 @@ class GraphQLView(GraphQL):
                 request_id=request_id,
             )
         return Context(request=request, response=response, viewer=viewer, request_id=request_id)
+
+    # --- WebSocket (graphql-transport-ws) ----------------------------------------------------------------------
+
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:  # type: ignore[override]
+        """Authenticates the socket from `connection_init` ({"authorization": "Bearer …"}); refusal closes 4403."""
+        params = context.connection_params or {}
+        raw = params.get("authorization") or params.get("Authorization") if isinstance(params, dict) else None
+        scheme, _, token = str(raw or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ConnectionRejectionError({"reason": 'Send {"authorization": "Bearer <token>"}.'})
+        try:
+            viewer = await viewer_from_token(token.strip(), context.viewer)
+        except InvalidToken:
+            raise ConnectionRejectionError({"reason": "The token is invalid, expired or revoked."}) from None
+        context.viewer = viewer
+        context.reset_loaders()
+        context["token"] = token.strip()
+        return None
 
     # --- GraphQL over HTTP ---------------------------------------------------------------------------------------
 

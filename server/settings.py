@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     smtp_url: str | None = None
     outbox_dir: Path = ROOT / "outbox"
+    ws_recheck_seconds: float = 15.0  # how often an idle subscription re-validates its session
     background_tasks: bool = True  # outbox relay and scheduler inside `serve` (all processes may run them)
     host: str = "127.0.0.1"
     port: int = 8000

@@ -1,0 +1,149 @@
+"""Change notifications for live subscriptions, fanned out to every API process.
+
+The relay publishes "customer X's credits changed" once; without Redis it goes straight to this process's
+subscribers, with Redis through a channel every API process listens to. A subscriber holds a flag, not a queue:
+however many changes arrive, it wakes once and reads the current state (coalescing, never a backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+log = structlog.get_logger("partnerdesk.pubsub")
+CHANNEL = "pd:events"
+
+
+class Subscription:
+    """A wake-up flag for one subscriber of one key, remembering the last payload."""
+
+    __slots__ = ("event", "key", "payload")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.event = asyncio.Event()
+        self.payload: dict[str, Any] = {}
+
+    def notify(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.event.set()
+
+    async def wait(self, within: float | None = None) -> bool:
+        """True when notified (and clears the flag), False when `within` seconds pass first."""
+        try:
+            await asyncio.wait_for(self.event.wait(), within)
+        except TimeoutError:
+            return False
+        self.event.clear()
+        return True
+
+
+class PubSub:
+    def __init__(self, redis_url: str | None = None) -> None:
+        self.redis_url = redis_url
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._redis: aioredis.Redis | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ local registry
+
+    @contextlib.contextmanager
+    def subscribe(self, key: str) -> Iterator[Subscription]:
+        subscription = Subscription(key)
+        self._subscribers[key].add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscribers = self._subscribers.get(key)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscribers[key]
+
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    def deliver_local(self, key: str, payload: dict[str, Any]) -> int:
+        subscribers = self._subscribers.get(key, ())
+        for subscription in list(subscribers):
+            subscription.notify(payload)
+        return len(subscribers)
+
+    # ------------------------------------------------------------ fan-out
+
+    async def publish(self, key: str, payload: dict[str, Any]) -> None:
+        if self._redis is None:
+            self.deliver_local(key, payload)
+            return
+        await self._redis.publish(CHANNEL, json.dumps({"key": key, "payload": payload}, separators=(",", ":")))
+
+    async def start(self) -> None:
+        if self.redis_url:
+            self._redis = aioredis.from_url(self.redis_url)
+            ready = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen(ready), name="pubsub-listener")
+            await asyncio.wait_for(ready.wait(), 10)
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        assert self._redis is not None
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as channel:
+                    await channel.subscribe(CHANNEL)
+                    ready.set()
+                    async for message in channel.listen():
+                        data = json.loads(message["data"])
+                        self.deliver_local(data["key"], data["payload"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pubsub_listener_failed")
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def key_for(topic: str, customer_id: int | None) -> str:
+    return f"{topic}:{customer_id}"
+
+
+async def iterate(subscription: Subscription, *, min_interval: float, recheck: float) -> AsyncIterator[bool]:
+    """Yields True after each (coalesced) change, at most once per `min_interval`; False every `recheck` seconds
+    without a change, so the caller can re-validate its session."""
+    loop = asyncio.get_running_loop()
+    last = 0.0
+    while True:
+        changed = await subscription.wait(recheck)
+        if changed:
+            wait = last + min_interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                subscription.event.clear()  # changes during the pause are covered by reading state now
+            last = loop.time()
+        yield changed
+
+
+LIVE_TOPICS = frozenset({"credits.changed", "wallet.changed", "spending_cap.changed", "alert.raised"})
+
+
+def live_publisher(pubsub: PubSub) -> Any:
+    """The relay's hook: outbox events of live topics become pub/sub notifications."""
+
+    async def publish(event: Any) -> None:
+        if event.topic in LIVE_TOPICS and event.customer_id is not None:
+            await pubsub.publish(key_for(event.topic, event.customer_id), {"outbox_id": event.id, **event.payload})
+
+    return publish

@@ -1,0 +1,257 @@
+"""Live subscriptions over graphql-transport-ws against real uvicorn processes, with a stock client (gql)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gql import Client, gql
+from gql.transport.exceptions import TransportQueryError, TransportServerError
+from gql.transport.websockets import WebsocketsTransport
+
+from tests.conftest import REDIS_URL
+from tests.servers import create_admin, fresh_database, live_server
+
+CREDITS = gql("subscription($id: ID!) { creditsUpdated(customerId: $id) { id available used assigned health } }")
+WALLET = gql("subscription($id: ID!) { walletUpdated(customerId: $id) { id balance { amount } } }")
+CAP = gql("subscription($id: ID!) { spendingCapUpdated(customerId: $id) { id spentThisMonth { amount } status } }")
+PASSWORD = "Test-pass-1"
+
+
+class Api:
+    """A client of one server over HTTP."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.ws = base.replace("http://", "ws://") + "/graphql"
+
+    async def __call__(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.post(
+                f"{self.base}/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+            )
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def login(self, login: str, password: str) -> str:
+        data = await self(
+            "mutation($i: LoginInput!) { login(input: $i) { token errors { code } } }",
+            {"i": {"login": login, "password": password}},
+        )
+        assert data["login"]["errors"] == [], data
+        return data["login"]["token"]
+
+
+async def setup_tenant(api: Api, admin_email: str, admin_password: str) -> dict[str, Any]:
+    admin = await api.login(admin_email, admin_password)
+    n = uuid.uuid4().hex[:6]
+    partner = await api(
+        """mutation($i: PartnerCreateInput!) { partnerCreate(input: $i) { partner { id } errors { code } } }""",
+        {"i": {"name": f"P{n}", "ownerEmail": f"owner{n}@example.com", "ownerPassword": PASSWORD}},
+        admin,
+    )
+    partner_id = partner["partnerCreate"]["partner"]["id"]
+    staff = await api.login(f"owner{n}@example.com", PASSWORD)
+    customers = []
+    for i in range(2):
+        created = await api(
+            """mutation($i: CustomerCreateInput!) { customerCreate(input: $i) { customer { id } errors { field code } } }""",
+            {
+                "i": {
+                    "username": f"c{n}{i}",
+                    "firstName": "A",
+                    "lastName": "B",
+                    "email": f"c{n}{i}@example.com",
+                    "password": PASSWORD,
+                    "passwordConfirmation": PASSWORD,
+                    "companyName": f"C{n}{i}",
+                }
+            },
+            staff,
+        )
+        customers.append(created["customerCreate"]["customer"]["id"])
+    await api(
+        """mutation($i: PartnerCreditsAddInput!) { partnerCreditsAdd(input: $i) { errors { code } } }""",
+        {"i": {"partnerId": partner_id, "credits": "1000", "idempotencyKey": uuid.uuid4().hex}},
+        admin,
+    )
+    return {
+        "admin": admin,
+        "staff": staff,
+        "customers": customers,
+        "partner": partner_id,
+        "customer_login": (f"c{n}0@example.com", PASSWORD),
+    }
+
+
+async def recharge(api: Api, token: str, customer: str, credits: str) -> None:
+    data = await api(
+        """mutation($i: CustomerCreditsRechargeInput!) { customerCreditsRecharge(input: $i) { errors { code } } }""",
+        {"i": {"customerId": customer, "credits": credits, "idempotencyKey": uuid.uuid4().hex}},
+        token,
+    )
+    assert data["customerCreditsRecharge"]["errors"] == []
+
+
+def client(api: Api, token: str | None) -> Client:
+    init = {"authorization": f"Bearer {token}"} if token else {}
+    return Client(transport=WebsocketsTransport(url=api.ws, init_payload=init, subprotocols=["graphql-transport-ws"]))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Api, str, tuple[str, str]]]:
+    with fresh_database(tmp_path) as url:
+        admin = create_admin(url)
+        with live_server(url, tmp_path, WS_RECHECK_SECONDS="0.5") as base:
+            yield Api(base), url, admin
+
+
+async def test_subscriber_receives_the_new_credit_balance(server) -> None:
+    # given
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    customer = tenant["customers"][0]
+    async with client(api, tenant["staff"]) as session:
+        stream = session.subscribe(CREDITS, variable_values={"id": customer})
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.3)  # the subscription is registered
+        # when
+        await recharge(api, tenant["staff"], customer, "25")
+        # then
+        update = await asyncio.wait_for(first, 10)
+        assert update["creditsUpdated"]["id"]
+        assert float(update["creditsUpdated"]["available"]) == 25
+        await stream.aclose()
+
+
+async def test_unauthorised_subscriptions_are_refused(server) -> None:
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    other = await setup_tenant(api, *admin)
+    # no token: the connection is rejected in connection_init
+    with pytest.raises((TransportServerError, ConnectionError, Exception)):
+        async with client(api, None) as session:
+            await session.execute(
+                gql("subscription($id: ID!) { creditsUpdated(customerId: $id) { id } }"),
+                variable_values={"id": tenant["customers"][0]},
+            )
+    # another partner's customer: NOT_FOUND, like the query
+    async with client(api, other["staff"]) as session:
+        with pytest.raises(TransportQueryError) as refused:
+            async for _ in session.subscribe(CREDITS, variable_values={"id": tenant["customers"][0]}):
+                pass
+        assert "NOT_FOUND" in str(refused.value) or "not found" in str(refused.value).lower()
+
+
+async def test_a_revoked_session_is_disconnected(server) -> None:
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    token = await api.login(*tenant["customer_login"])
+    async with client(api, token) as session:
+        stream = session.subscribe(CREDITS, variable_values={"id": tenant["customers"][0]})
+        pending = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.3)
+        await api(
+            "mutation($i: CustomerDisableInput!) { customerDisable(input: $i) { errors { code } } }",
+            {"i": {"customerId": tenant["customers"][0]}},
+            tenant["staff"],
+        )
+        with pytest.raises(Exception):  # noqa: B017 - the transport closes with 4403
+            await asyncio.wait_for(pending, 10)
+
+
+async def test_bursts_are_coalesced_to_the_latest_state(server) -> None:
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    customer = tenant["customers"][0]
+    received: list[dict] = []
+    async with client(api, tenant["staff"]) as session:
+
+        async def collect() -> None:
+            async for update in session.subscribe(CREDITS, variable_values={"id": customer}):
+                received.append(update["creditsUpdated"])
+
+        task = asyncio.ensure_future(collect())
+        await asyncio.sleep(0.3)
+        await asyncio.gather(*[recharge(api, tenant["staff"], customer, "1") for _ in range(20)])
+        await asyncio.sleep(1.5)
+        task.cancel()
+    assert received, "no update arrived"
+    assert float(received[-1]["available"]) == 20  # the latest state always arrives
+    assert len(received) < 20  # and bursts were coalesced
+
+
+@pytest.mark.slow
+async def test_connect_disconnect_cycles_leave_no_subscribers_behind(server) -> None:
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    customer = tenant["customers"][0]
+
+    async def cycle() -> None:
+        async with client(api, tenant["staff"]) as session:
+            stream = session.subscribe(CREDITS, variable_values={"id": customer})
+            task = asyncio.ensure_future(anext(stream))
+            await asyncio.sleep(0.01)
+            task.cancel()
+
+    async def metrics() -> dict[str, float]:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"{api.base}/metrics")).text
+        values = {}
+        for line in text.splitlines():
+            if line.startswith(
+                ("partnerdesk_live_subscriptions ", "partnerdesk_asyncio_tasks ", "process_resident_memory_bytes ")
+            ):
+                name, value = line.split()
+                values[name] = float(value)
+        return values
+
+    for _ in range(20):
+        await cycle()
+    await asyncio.sleep(0.5)
+    before = await metrics()
+    for _ in range(200):
+        await cycle()
+    await asyncio.sleep(1)
+    after = await metrics()
+    gc.collect()
+    assert after["partnerdesk_live_subscriptions"] == 0
+    assert after["partnerdesk_asyncio_tasks"] <= before["partnerdesk_asyncio_tasks"] + 2, (before, after)
+    assert after["process_resident_memory_bytes"] - before["process_resident_memory_bytes"] < 20 * 2**20, (
+        before,
+        after,
+    )
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_two_processes_fan_out_through_redis(tmp_path: Path) -> None:
+    # given two API processes on one database and one Redis
+    with fresh_database(tmp_path) as url:
+        admin = create_admin(url)
+        namespace = f"pd-fanout-{uuid.uuid4().hex[:6]}"
+        with (
+            live_server(url, tmp_path, REDIS_URL=REDIS_URL or "", DRAMATIQ_NAMESPACE=namespace) as base_a,
+            live_server(url, tmp_path, REDIS_URL=REDIS_URL or "", DRAMATIQ_NAMESPACE=namespace) as base_b,
+        ):
+            api_a, api_b = Api(base_a), Api(base_b)
+            tenant = await setup_tenant(api_b, *admin)
+            customer = tenant["customers"][0]
+            # when a subscriber on A watches while the change is written through B
+            async with client(api_a, tenant["staff"]) as session:
+                stream = session.subscribe(CREDITS, variable_values={"id": customer})
+                first = asyncio.ensure_future(anext(stream))
+                await asyncio.sleep(0.5)
+                await recharge(api_b, tenant["staff"], customer, "42")
+                # then A pushes the new balance
+                update = await asyncio.wait_for(first, 10)
+                assert float(update["creditsUpdated"]["available"]) == 42
+                await stream.aclose()
