@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Membership, Role, User
 from domain.accounts.services import NewUser, admin_create, create_user, hash_password_async, org_key
+from domain.billing.services import (
+    billing_preferences_update,
+    customer_credits_recharge,
+    partner_credits_add,
+    wallet_refill,
+)
+from domain.campaigns.services import campaign_create
+from domain.customers.models import Customer
 from domain.customers.services import customer_create
+from domain.features.services import set_ai_credits
 from domain.partners.models import Partner
 from domain.partners.services import partner_create
+from domain.usage.models import PhoneNumber, UnitType
+from domain.usage.services import UsageEventIn, record_usage
 from domain.viewer import Viewer
 
 DEMO_PASSWORD = "Demo-pass-1"
@@ -89,6 +102,53 @@ async def seed_demo() -> list[DemoLogin]:
                     customer=created_customer.customer,
                     org_key=org_key(customer_id=created_customer.customer.id),
                 )
+            await _demo_money(partner, created_customer.customer, slug)
         logins.append(DemoLogin("CUSTOMER_ADMIN", email, DEMO_PASSWORD, company))
         logins.append(DemoLogin("CUSTOMER_MEMBER", f"{slug}.member@example.com", DEMO_PASSWORD, company))
     return logins
+
+
+async def _demo_money(partner: Partner, customer: Customer, slug: str) -> None:
+    """Credits, a wallet or an invoice with a cap, a campaign, a phone number and a few days of usage."""
+    admin = Viewer.system("seed-demo")
+    staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=partner.id, label="seed-demo")
+    await partner_credits_add(admin, partner.id, "10000", "demo funding", f"demo-fund-{slug}")
+    if slug == "bluebird":
+        await set_ai_credits(customer.id, True)
+        await billing_preferences_update(staff, customer.id, {"low_credit_threshold": "100"})
+        await customer_credits_recharge(staff, customer.id, "2000", f"demo-recharge-{slug}")
+    elif slug == "harbor":
+        await billing_preferences_update(
+            staff,
+            customer.id,
+            {
+                "billing_mode": "REFILLABLE_WALLET",
+                "refill_amount": "200",
+                "refill_threshold": "50",
+                "monthly_spending_cap": "500",
+            },
+        )
+        await wallet_refill(staff, customer.id, "150.00", "DEMO-1", f"demo-refill-{slug}")
+    else:
+        await billing_preferences_update(staff, customer.id, {"monthly_spending_cap": "100"})
+    await campaign_create(staff, customer.id, "Spring outreach")
+    await PhoneNumber.get_or_create(number=f"+1555{customer.id:07d}", defaults={"customer_id": customer.id})
+    now = datetime.now(UTC)
+    events = [
+        UsageEventIn(
+            idempotency_key=f"demo-{slug}-{day}-{unit}",
+            customer_id=customer.id,
+            unit_type=unit,
+            quantity=quantity,
+            occurred_at=now - timedelta(days=day, hours=1),
+            case_type="demo",
+        )
+        for day in range(6)
+        for unit, quantity in (
+            (UnitType.VOICE_MINUTES, Decimal(12 + day)),
+            (UnitType.SMS_SEGMENTS, Decimal(40)),
+            (UnitType.CHAT_TURNS, Decimal(25)),
+            (UnitType.EMAILS, Decimal(8)),
+        )
+    ]
+    await record_usage(admin, events)
