@@ -281,94 +281,66 @@ async def _take_from_grants(customer_id: int, amount: Decimal, *, newest_first: 
         raise DomainError.single(ErrorCode.INSUFFICIENT_CREDITS, "The customer does not have enough live credits.")
 
 
-async def customer_credits_recharge(
-    viewer: Viewer, customer_id: int, credits: Any, idempotency_key: str
+async def _move_credits(
+    viewer: Viewer, customer_id: int, credits: Any, idempotency_key: str, *, reclaim: bool
 ) -> dict[str, Any]:
-    """Moves credits from the partner's pool to the customer (POOL_EXHAUSTED when the pool is short)."""
+    """Pool → customer (recharge) or customer → pool (reclaim), with the grant and counter bookkeeping."""
     customer = await _credits_customer(viewer, customer_id)
     v = Validator()
     amount = parse_amount(v, "credits", credits)
     key = check_key(idempotency_key)
     v.raise_if_invalid()
     assert amount is not None
+    pool = ledger.partner_pool(customer.partner_id)
+    account = ledger.customer_credits(customer.id, customer.partner_id)
+    signed = -amount if reclaim else amount
 
     async def perform() -> dict[str, Any]:
-        transfer = await ledger.post(
-            ledger.partner_pool(customer.partner_id),
-            ledger.customer_credits(customer.id, customer.partner_id),
-            amount,
-            TransferKind.CREDITS_RECHARGE,
-            error_field="credits",
-        )
-        await grant_credits(customer, amount, GrantSource.RECHARGE, transfer)
-        await credits_changed(customer, transfer.credit_balance_after)
+        if reclaim:
+            transfer = await ledger.post(account, pool, amount, TransferKind.CREDITS_RECLAIM, error_field="credits")
+            await _take_from_grants(customer.id, amount, newest_first=True, at=now())
+            await CustomerCredits.filter(customer_id=customer.id).update(assigned=F("assigned") - amount)
+            customer_after, pool_after = transfer.debit_balance_after, transfer.credit_balance_after
+        else:
+            transfer = await ledger.post(pool, account, amount, TransferKind.CREDITS_RECHARGE, error_field="credits")
+            await grant_credits(customer, amount, GrantSource.RECHARGE, transfer)
+            customer_after, pool_after = transfer.credit_balance_after, transfer.debit_balance_after
+        await credits_changed(customer, customer_after)
         await PartnerPool.bulk_create([PartnerPool(partner_id=customer.partner_id)], ignore_conflicts=True)
-        await PartnerPool.filter(partner_id=customer.partner_id).update(assigned=F("assigned") + amount)
+        await PartnerPool.filter(partner_id=customer.partner_id).update(assigned=F("assigned") + signed)
         await record(
             viewer,
             AuditEventType.BILLING,
-            "customer.credits_recharge",
+            "customer.credits_reclaim" if reclaim else "customer.credits_recharge",
             object_type="Customer",
             object_id=customer.id,
             partner_id=customer.partner_id,
             customer_id=customer.id,
             details={
                 "credits": str(amount),
-                "customer_balance_after": str(transfer.credit_balance_after),
-                "pool_balance_after": str(transfer.debit_balance_after),
+                "customer_balance_after": str(customer_after),
+                "pool_balance_after": str(pool_after),
                 "transfer_id": transfer.id,
             },
         )
         return _transfer_response(transfer)
 
-    return await run_idempotent(
-        viewer, "customerCreditsRecharge", key, {"customer_id": customer.id, "credits": str(amount)}, perform
-    )
+    operation = "customerCreditsReclaim" if reclaim else "customerCreditsRecharge"
+    return await run_idempotent(viewer, operation, key, {"customer_id": customer.id, "credits": str(amount)}, perform)
+
+
+async def customer_credits_recharge(
+    viewer: Viewer, customer_id: int, credits: Any, idempotency_key: str
+) -> dict[str, Any]:
+    """Moves credits from the partner's pool to the customer (POOL_EXHAUSTED when the pool is short)."""
+    return await _move_credits(viewer, customer_id, credits, idempotency_key, reclaim=False)
 
 
 async def customer_credits_reclaim(
     viewer: Viewer, customer_id: int, credits: Any, idempotency_key: str
 ) -> dict[str, Any]:
     """Returns unused credits to the partner's pool; never more than the customer has available."""
-    customer = await _credits_customer(viewer, customer_id)
-    v = Validator()
-    amount = parse_amount(v, "credits", credits)
-    key = check_key(idempotency_key)
-    v.raise_if_invalid()
-    assert amount is not None
-
-    async def perform() -> dict[str, Any]:
-        transfer = await ledger.post(
-            ledger.customer_credits(customer.id, customer.partner_id),
-            ledger.partner_pool(customer.partner_id),
-            amount,
-            TransferKind.CREDITS_RECLAIM,
-            error_field="credits",
-        )
-        await _take_from_grants(customer.id, amount, newest_first=True, at=now())
-        await CustomerCredits.filter(customer_id=customer.id).update(assigned=F("assigned") - amount)
-        await credits_changed(customer, transfer.debit_balance_after)
-        await PartnerPool.filter(partner_id=customer.partner_id).update(assigned=F("assigned") - amount)
-        await record(
-            viewer,
-            AuditEventType.BILLING,
-            "customer.credits_reclaim",
-            object_type="Customer",
-            object_id=customer.id,
-            partner_id=customer.partner_id,
-            customer_id=customer.id,
-            details={
-                "credits": str(amount),
-                "customer_balance_after": str(transfer.debit_balance_after),
-                "pool_balance_after": str(transfer.credit_balance_after),
-                "transfer_id": transfer.id,
-            },
-        )
-        return _transfer_response(transfer)
-
-    return await run_idempotent(
-        viewer, "customerCreditsReclaim", key, {"customer_id": customer.id, "credits": str(amount)}, perform
-    )
+    return await _move_credits(viewer, customer_id, credits, idempotency_key, reclaim=True)
 
 
 async def burn_credits(customer: Customer, amount: Decimal, metadata: dict[str, Any] | None = None) -> Transfer:
