@@ -10,7 +10,7 @@ from domain.accounts.models import Membership, Role, User
 from domain.alerts import services
 from domain.alerts.models import Alert
 from domain.alerts.render import render_alert, render_refill_request
-from domain.billing.models import RefillRequest
+from domain.billing.models import RefillRequest, RefillRequestStatus
 from domain.customers.models import Customer
 from domain.partners.models import Partner
 from jobs import mailer
@@ -31,7 +31,8 @@ async def send_alert(alert_id: int) -> str:
 async def notify_refill_request(refill_request_id: int) -> int:
     """Tells the partner's admins that a customer's wallet needs a manual refill (stage 1 workflow)."""
     request = await RefillRequest.get_or_none(id=refill_request_id)
-    if request is None or request.notified_at is not None:
+    # nothing to tell once told, or once the refill was recorded before this job ran
+    if request is None or request.notified_at is not None or request.status != RefillRequestStatus.OPEN:
         return 0
     customer = await Customer.get(id=request.customer_id)
     partner = await Partner.get(id=customer.partner_id)
@@ -44,7 +45,7 @@ async def notify_refill_request(refill_request_id: int) -> int:
     if recipients:
         values = {
             "balance": f"{request.balance_at_open:.2f}",
-            "threshold": f"{request.threshold:.2f}",
+            "refill_threshold": f"{request.threshold:.2f}",
             "refill_amount": f"{request.requested_amount:.2f}" if request.requested_amount is not None else None,
         }
         await mailer.send(render_refill_request(partner, customer, recipients, values))

@@ -38,9 +38,14 @@ class Leases:
         """True for exactly one caller per name (within ttl), across processes."""
         key = f"{self.prefix}:once:{name}"
         if self.redis is None:
-            if key in self._local and self._local[key][1] > time.monotonic():
+            moment = time.monotonic()
+            if key in self._local and self._local[key][1] > moment:
                 return False
-            self._local[key] = (self.token, time.monotonic() + ttl_seconds)
+            # every slot claims a new name: forget expired claims, or a long-running process keeps them all
+            once = f"{self.prefix}:once:"
+            for stale in [k for k, (_, until) in self._local.items() if k.startswith(once) and until <= moment]:
+                del self._local[stale]
+            self._local[key] = (self.token, moment + ttl_seconds)
             return True
         return bool(await self.redis.set(key, self.token, nx=True, px=int(ttl_seconds * 1000)))
 

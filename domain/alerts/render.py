@@ -47,9 +47,10 @@ _LABELS = {
     "balance_after": "Balance after",
     "available": "Available credits",
     "threshold": "Threshold",
+    "refill_threshold": "Refill threshold",
     "reason": "Reason",
 }
-_MONEY = {"cap", "spent", "balance", "level", "refill_amount", "amount", "balance_after"}
+_MONEY = {"cap", "spent", "balance", "level", "refill_amount", "refill_threshold", "amount", "balance_after"}
 
 
 def _facts(values: dict[str, Any]) -> list[tuple[str, str]]:

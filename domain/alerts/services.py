@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from tortoise import connections
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Membership, Role, User
@@ -31,18 +33,25 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else f"{value.quantize(Decimal('0.01'))}"
 
 
+def _plain(value: Decimal) -> str:
+    """A credit amount without trailing zeros or exponent: 50.000000 → "50", 12.500000 → "12.5"."""
+    return f"{value.normalize():f}"
+
+
 async def recipients_for(customer: Customer, kind: AlertKind) -> list[str]:
     """The primary billing contact (or, without one, the customer's active admins) plus extra recipients.
-    Users who switched billing emails off are skipped for optional alerts; always-on alerts reach them."""
+    A contact who is no longer an active admin of the customer counts as none. Users who switched billing emails
+    off are skipped for optional alerts; always-on alerts reach them."""
     prefs = await BillingPreferences.filter(customer_id=customer.id).first()
     admin_ids = await Membership.filter(customer_id=customer.id, role=Role.CUSTOMER_ADMIN).values_list(
         "user_id", flat=True
     )
-    contact_ids = [prefs.primary_contact_user_id] if prefs and prefs.primary_contact_user_id else list(admin_ids)
-    users = await User.filter(id__in=contact_ids, is_active=True)
+    admins = await User.filter(id__in=list(admin_ids), is_active=True).order_by("id")
+    contact_id = prefs.primary_contact_user_id if prefs else None
+    contacts = [u for u in admins if u.id == contact_id] or admins
     emails = [
         u.email
-        for u in users
+        for u in contacts
         if kind in ALWAYS_ON or (u.notification_preferences or {}).get("billing_alerts", True) is not False
     ]
     extra = list(prefs.extra_alert_recipients or []) if prefs else []
@@ -57,9 +66,11 @@ async def raise_alert(customer: Customer, kind: AlertKind, crossing_key: str, va
     if await Alert.filter(customer_id=customer.id, kind=kind, crossing_key=crossing_key).exists():
         return None
     recipients = await recipients_for(customer, kind)
-    await Alert.bulk_create(
-        [
-            Alert(
+    try:
+        # a savepoint: a concurrent transaction that inserted the same crossing first makes this one a no-op
+        # (emitting and auditing only for the insert that won, so the crossing is announced once)
+        async with in_transaction():
+            alert = await Alert.create(
                 customer_id=customer.id,
                 partner_id=customer.partner_id,
                 kind=kind,
@@ -67,10 +78,8 @@ async def raise_alert(customer: Customer, kind: AlertKind, crossing_key: str, va
                 values=values,
                 recipients=recipients,
             )
-        ],
-        ignore_conflicts=True,
-    )
-    alert = await Alert.get(customer_id=customer.id, kind=kind, crossing_key=crossing_key)
+    except IntegrityError:
+        return None
     await emit(ALERT_RAISED, customer_id=customer.id, partner_id=customer.partner_id, alert_id=alert.id)
     await record(
         SYSTEM,
@@ -137,7 +146,7 @@ async def on_credit_balance(customer: Customer, available: Decimal) -> None:
         available,
         prefs.low_credit_threshold,
         enabled,
-        {"available": str(available.normalize()), "threshold": str(prefs.low_credit_threshold.normalize())},
+        {"available": _plain(available), "threshold": _plain(prefs.low_credit_threshold)},
     )
 
 
@@ -186,7 +195,15 @@ Sender = Callable[[Alert, Customer], Awaitable[None]]
 
 async def deliver(alert_id: int, send: Sender) -> str:
     """Sends a pending alert once. Redelivered jobs find it SENT and do nothing; failures are recorded (and the job
-    retried by the broker). Returns the final status."""
+    retried by the broker). Returns the final status.
+
+    On PostgreSQL the alert's row stays locked (FOR UPDATE) until the outcome of the send is committed, so
+    concurrent deliveries of one alert (a duplicated message, a retry racing the broker's own) wait and then find
+    it SENT. SQLite has no row locks and serialises every transaction of the process, so there the attempt is
+    committed before sending rather than holding that lock through network I/O (the embedded consumer runs one
+    job at a time)."""
+    hold_lock = connections.get("default").capabilities.dialect == "postgres"
+    error: Exception | None = None
     async with in_transaction():
         alert = await Alert.select_for_update().get_or_none(id=alert_id)
         if alert is None:
@@ -195,17 +212,31 @@ async def deliver(alert_id: int, send: Sender) -> str:
             return str(alert.status)
         alert.attempts += 1
         await alert.save(update_fields=["attempts"])
-    customer = await Customer.get(id=alert.customer_id)
+        if hold_lock:
+            error = await _attempt(alert, send)
+    if not hold_lock:
+        error = await _attempt(alert, send)
+    if error is not None:
+        raise error
+    return str(alert.status)
+
+
+async def _attempt(alert: Alert, send: Sender) -> Exception | None:
+    """Sends and records the outcome on the alert; returns the send's exception (for the broker to retry)."""
     if not alert.recipients:
-        await Alert.filter(id=alert.id).update(status=AlertStatus.FAILED, last_error="no recipients")
-        return str(AlertStatus.FAILED)
+        alert.status, alert.last_error = AlertStatus.FAILED, "no recipients"
+        await Alert.filter(id=alert.id).update(status=alert.status, last_error=alert.last_error)
+        return None
+    customer = await Customer.get(id=alert.customer_id)
     try:
         await send(alert, customer)
     except Exception as exc:
-        await Alert.filter(id=alert.id).update(status=AlertStatus.FAILED, last_error=str(exc)[:500])
-        raise
-    await Alert.filter(id=alert.id).update(status=AlertStatus.SENT, sent_at=datetime.now(UTC), last_error="")
-    return str(AlertStatus.SENT)
+        alert.status, alert.last_error = AlertStatus.FAILED, str(exc)[:500]
+        await Alert.filter(id=alert.id).update(status=alert.status, last_error=alert.last_error)
+        return exc
+    alert.status, alert.sent_at, alert.last_error = AlertStatus.SENT, datetime.now(UTC), ""
+    await Alert.filter(id=alert.id).update(status=alert.status, sent_at=alert.sent_at, last_error="")
+    return None
 
 
 async def retry(viewer: Viewer, alert_id: int) -> Alert:
@@ -218,9 +249,11 @@ async def retry(viewer: Viewer, alert_id: int) -> Alert:
         raise DomainError.single(ErrorCode.NOT_FOUND, "Alert not found.", "alert_id")
     if not (viewer.is_platform_admin or viewer.is_partner_staff or viewer.is_customer_admin):
         raise DomainError.single(ErrorCode.FORBIDDEN, "Only admins can retry alerts.")
-    if alert.status != AlertStatus.FAILED:
-        raise DomainError.single(ErrorCode.INVALID, "Only failed alerts can be retried.", "alert_id")
     async with in_transaction():
+        # checked under the row lock: two clicks on "retry" enqueue one delivery
+        alert = await Alert.select_for_update().get(id=alert.id)
+        if alert.status != AlertStatus.FAILED:
+            raise DomainError.single(ErrorCode.INVALID, "Only failed alerts can be retried.", "alert_id")
         customer = await Customer.get(id=alert.customer_id)
         alert.status = AlertStatus.PENDING
         alert.recipients = await recipients_for(customer, AlertKind(alert.kind))

@@ -19,15 +19,22 @@ from domain.billing.models import BillingPreferences, CreditGrant, CustomerCredi
 from domain.campaigns.models import Campaign
 from domain.customers.models import Customer, CustomerStatus
 from domain.features.models import FeatureToggles
-from domain.usage.models import MonthlySpend, PhoneNumber, UsageDedup, UsageEvent, UsageHold, UsageRollup
+from domain.usage.models import CapCrossing, MonthlySpend, PhoneNumber, UsageDedup, UsageEvent, UsageHold, UsageRollup
 from domain.viewer import Viewer
 
 RETENTION = timedelta(days=90)
 
 
-async def purge_customer(customer: Customer) -> None:
-    """Deletes one customer's personal data in one transaction."""
+async def purge_customer(customer: Customer, cutoff: datetime | None = None) -> bool:
+    """Deletes one customer's personal data in one transaction. With `cutoff`, only if the customer is still
+    disabled since then (checked under lock: a customer re-enabled meanwhile is kept). True if purged."""
     async with in_transaction():
+        if cutoff is not None:
+            still_due = await Customer.select_for_update().get_or_none(
+                id=customer.id, status=CustomerStatus.DISABLED, disabled_at__lte=cutoff
+            )
+            if still_due is None:
+                return False
         user_ids = set(await Membership.filter(customer_id=customer.id).values_list("user_id", flat=True))
         elsewhere = set(
             await Membership.filter(user_id__in=list(user_ids))
@@ -51,6 +58,7 @@ async def purge_customer(customer: Customer) -> None:
             UsageRollup,
             UsageDedup,
             MonthlySpend,
+            CapCrossing,
         ):
             await model.filter(customer_id=customer.id).delete()
         await Membership.filter(customer_id=customer.id).delete()
@@ -69,12 +77,11 @@ async def purge_customer(customer: Customer) -> None:
                 "disabled_at": customer.disabled_at.isoformat() if customer.disabled_at else None,
             },
         )
+    return True
 
 
 async def purge_disabled_customers(at: datetime | None = None) -> list[int]:
     """Customers disabled for 90 days or more; returns the ids purged."""
     cutoff = (at or datetime.now(UTC)) - RETENTION
     due = await Customer.filter(status=CustomerStatus.DISABLED, disabled_at__lte=cutoff).order_by("id")
-    for customer in due:
-        await purge_customer(customer)
-    return [c.id for c in due]
+    return [c.id for c in due if await purge_customer(c, cutoff)]

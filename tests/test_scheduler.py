@@ -1,0 +1,381 @@
+"""Periodic jobs: slots claimed once across schedulers, monthly phone-number charges once per month, the 90-day
+retention purge (ledger balanced, audit chain verifiable), and `partnerdesk jobs status`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import dramatiq
+import pytest
+from tortoise.transactions import in_transaction
+
+from domain.accounts.models import Membership, Role, Session, User
+from domain.accounts.services import org_key
+from domain.alerts import services as alerts
+from domain.alerts.models import Alert
+from domain.audit.models import AuditEvent
+from domain.billing import services as billing
+from domain.billing.models import BillingPreferences
+from domain.customers.models import Customer
+from domain.customers.retention import RETENTION, purge_customer
+from domain.customers.services import customer_disable, customer_enable
+from domain.ledger import services as ledger
+from domain.ledger.models import Currency, LedgerAccount, TransferKind
+from domain.usage.models import CapCrossing, MonthlySpend, PhoneNumber, UsageEvent, UsageRollup
+from jobs.broker import EmbeddedConsumer
+from server.locks import Leases
+from server.scheduler import Scheduler
+from tests.conftest import GQL, REDIS_URL, SYSTEM, Factory, gid, run_cli
+
+HOUR = 3600.0
+DAY_START = 1_900_000_000.0 // 86_400 * 86_400  # a UTC midnight: every job's slot starts there
+
+
+def scheduled() -> Any:
+    """The periodic actors, imported late: an actor binds to the broker current at import (set by the app)."""
+    import jobs.scheduled
+
+    return jobs.scheduled
+
+
+def queued(broker: Any) -> list[str]:
+    """Actor names of the messages waiting in a StubBroker, without consuming them."""
+    names = []
+    for queue in broker.queues.values():
+        names += [dramatiq.Message.decode(raw).actor_name for raw in list(queue.queue)]
+    return sorted(names)
+
+
+@pytest.fixture(autouse=True)
+async def empty_queues(app: Any) -> AsyncIterator[None]:
+    app.state.broker.flush_all()
+    yield
+    app.state.broker.flush_all()
+
+
+@pytest.fixture
+async def redis_leases() -> AsyncIterator[tuple[Leases, Leases]]:
+    """Two processes' worth of leases on one real Redis, under a prefix of this test's own."""
+    prefix = f"pd-test-{uuid.uuid4().hex[:8]}"
+    first, second = Leases(REDIS_URL, prefix=prefix), Leases(REDIS_URL, prefix=prefix)
+    yield first, second
+    assert first.redis is not None
+    for redis_key in await first.redis.keys(f"{prefix}:*"):
+        await first.redis.delete(redis_key)
+    await first.close()
+    await second.close()
+
+
+# ---------------------------------------------------------------- slots
+
+
+@pytest.mark.redis
+async def test_two_schedulers_on_one_redis_enqueue_each_slot_once(
+    app: Any, redis_leases: tuple[Leases, Leases]
+) -> None:
+    # given two schedulers (as in two processes) with leases on the same Redis
+    first, second = Scheduler(redis_leases[0]), Scheduler(redis_leases[1])
+    every = {name: period for name, _, period in first.jobs}
+    moment = DAY_START + 10
+    # when both tick the same slot at the same time, twice
+    sent = await asyncio.gather(first.tick_once(moment), second.tick_once(moment))
+    again = await asyncio.gather(first.tick_once(moment + 1), second.tick_once(moment + 1))
+    # then each job is enqueued once in all
+    assert sorted(sent[0] + sent[1]) == sorted(every)
+    assert again == [[], []]
+    names = queued(app.state.broker)
+    assert names == sorted(actor.actor_name for _, actor, _ in first.jobs)
+    # when the next minute starts
+    app.state.broker.flush_all()
+    later = await asyncio.gather(first.tick_once(moment + 60), second.tick_once(moment + 60))
+    # then only the per-minute job is due again, once; the others wait for their next slot
+    assert sorted(later[0] + later[1]) == ["usage_hold_expiry"]
+    assert queued(app.state.broker) == ["usage_hold_expiry"]
+    # and the last tick is visible to every process
+    assert (
+        await redis_leases[1].get_value("scheduler:last_tick") == datetime.fromtimestamp(moment + 60, UTC).isoformat()
+    )
+
+
+async def test_an_embedded_scheduler_enqueues_a_slot_once(app: Any) -> None:
+    # given the embedded scheduler (in-process leases) and one hourly job
+    actor = scheduled().monthly_phone_number_charges
+    scheduler = Scheduler(Leases(None), jobs=[("monthly_phone_number_charges", actor, 3600)])
+    start = DAY_START + 5 * HOUR
+    # when it ticks every second for an hour and a minute
+    sent = [await scheduler.tick_once(start + s) for s in range(0, 3660, 1)]
+    # then the job was enqueued at the start of each hour only
+    assert [i for i, names in enumerate(sent) if names] == [0, 3600]
+    assert queued(app.state.broker) == ["monthly_phone_number_charges"] * 2
+
+
+async def test_an_embedded_scheduler_forgets_expired_slot_claims(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given the embedded scheduler with a per-minute job, and a clock we move ourselves
+    import server.locks
+
+    clock = [1_000.0]
+    monkeypatch.setattr(server.locks.time, "monotonic", lambda: clock[0])
+    leases = Leases(None)
+    scheduler = Scheduler(leases, jobs=[("usage_hold_expiry", scheduled().usage_hold_expiry, 60)])
+    # when it runs for a day
+    for minute in range(24 * 60):
+        clock[0] = 1_000.0 + minute * 60
+        assert await scheduler.tick_once(DAY_START + minute * 60) == ["usage_hold_expiry"]
+    # then it enqueued every slot once and keeps only the claims that can still matter (not one per slot)
+    assert len(queued(app.state.broker)) == 24 * 60
+    assert len(leases._local) <= 4
+
+
+# ---------------------------------------------------------------- phone numbers
+
+
+async def _fund_wallet(customer: Customer, amount: str) -> None:
+    await billing.billing_preferences_update(SYSTEM, customer.id, {"billing_mode": "REFILLABLE_WALLET"})
+    async with in_transaction():
+        await ledger.post(
+            ledger.external_funding(Currency.USD),
+            ledger.customer_wallet(customer.id, customer.partner_id),
+            Decimal(amount),
+            TransferKind.WALLET_REFILL,
+        )
+
+
+async def test_two_runs_of_monthly_phone_number_charges_charge_a_number_once(app: Any, factory: Factory) -> None:
+    # given a wallet customer with two active numbers and an inactive one
+    tenant = await factory.tenant(customers=1)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "10")
+    for number, active in (("+15550100", True), ("+15550101", True), ("+15550102", False)):
+        await PhoneNumber.create(customer_id=customer.id, number=number, active=active)
+    actor = scheduled().monthly_phone_number_charges
+    scheduler = Scheduler(Leases(None), jobs=[("monthly_phone_number_charges", actor, 3600)])
+    now = datetime.now(UTC).timestamp()
+    # when the scheduler enqueues the job in two hourly slots, and a worker runs both
+    await scheduler.tick_once(now)
+    await scheduler.tick_once(now + HOUR)
+    ran = await EmbeddedConsumer(app.state.broker).drain()
+    # then each active number was charged once ($2 each)
+    assert ran == 2
+    rows = await UsageEvent.filter(customer_id=customer.id).order_by("id")
+    month = f"{datetime.now(UTC):%Y-%m}"
+    assert sorted(r.metadata["number"] for r in rows) == ["+15550100", "+15550101"]
+    assert {(r.unit_type, r.cost, r.metadata["month"]) for r in rows} == {("PHONE_NUMBER_MONTHS", Decimal(2), month)}
+    assert await ledger.balance_of(ledger.customer_wallet(customer.id, customer.partner_id)) == Decimal(6)
+
+
+async def test_the_next_month_charges_the_numbers_again(factory: Factory) -> None:
+    # given a number charged for this month
+    from domain.usage.services import charge_phone_numbers
+
+    tenant = await factory.tenant(customers=1)
+    customer = tenant.customers[0]
+    await PhoneNumber.create(customer_id=customer.id, number="+15550199")
+    now = datetime.now(UTC)
+    first = await charge_phone_numbers()
+    # when the job runs on the first day of next month, twice
+    next_month = date(now.year + (now.month == 12), now.month % 12 + 1, 1)
+    at = datetime(next_month.year, next_month.month, 1, 0, 30, tzinfo=UTC)
+    second = await charge_phone_numbers(at=at)
+    third = await charge_phone_numbers(at=at)
+    # then the number is charged once per month
+    assert (first.accepted, second.accepted, third.accepted, third.duplicates) == (1, 1, 0, 1)
+    months = sorted(r.metadata["month"] for r in await UsageEvent.filter(customer_id=customer.id))
+    assert months == [f"{now:%Y-%m}", f"{next_month:%Y-%m}"]
+
+
+@pytest.mark.postgres
+async def test_concurrent_runs_of_monthly_phone_number_charges_charge_once(factory: Factory) -> None:
+    # given two active numbers
+    from domain.usage.services import charge_phone_numbers
+
+    tenant = await factory.tenant(customers=1)
+    customer = tenant.customers[0]
+    for number in ("+15550110", "+15550111"):
+        await PhoneNumber.create(customer_id=customer.id, number=number)
+    # when two workers run the job at the same moment
+    results = await asyncio.gather(*(charge_phone_numbers() for _ in range(4)))
+    # then each number is charged once
+    assert sum(r.accepted for r in results) == 2
+    assert await UsageEvent.filter(customer_id=customer.id).count() == 2
+
+
+# ---------------------------------------------------------------- retention
+
+
+async def _customer_with_history(gql: GQL, factory: Factory, tenant: Any, index: int) -> dict[str, Any]:
+    """A customer with the kinds of data retention must erase: users, a login from an IP, usage, a wallet,
+    a phone number, a cap crossing, an alert and billing preferences naming people."""
+    customer, admin = tenant.customers[index], tenant.admins[index]
+    staff = await gql.login(tenant.owner.email)
+    await gql.login(admin.email)  # a session and an audited login with an IP address
+    await billing.billing_preferences_update(
+        SYSTEM,
+        customer.id,
+        {"monthly_spending_cap": "1", "extra_alert_recipients": [f"finance{index}@private.example.com"]},
+    )
+    await _fund_wallet(customer, "5")
+    await PhoneNumber.create(customer_id=customer.id, number=f"+1555020{index}")
+    data = await gql(
+        "mutation($i: UsageRecordInput!) { usageRecord(input: $i) { accepted } }",
+        {
+            "i": {
+                "events": [
+                    {
+                        "idempotencyKey": uuid.uuid4().hex,
+                        "customerId": gid("Customer", customer.id),
+                        "unitType": "VOICE_MINUTES",
+                        "quantity": "20",
+                        "occurredAt": datetime.now(UTC).isoformat(),
+                    }
+                ]
+            }
+        },
+        staff,
+    )
+    assert data["usageRecord"]["accepted"] == 1
+    await alerts.payment_failed(customer, f"pi_{index}", "card declined")
+    return {"customer": customer, "admin": admin}
+
+
+async def _rows_of(customer_id: int) -> dict[str, int]:
+    return {
+        "memberships": await Membership.filter(customer_id=customer_id).count(),
+        "alerts": await Alert.filter(customer_id=customer_id).count(),
+        "preferences": await BillingPreferences.filter(customer_id=customer_id).count(),
+        "phone_numbers": await PhoneNumber.filter(customer_id=customer_id).count(),
+        "usage_events": await UsageEvent.filter(customer_id=customer_id).count(),
+        "rollups": await UsageRollup.filter(customer_id=customer_id).count(),
+        "monthly_spend": await MonthlySpend.filter(customer_id=customer_id).count(),
+        "cap_crossings": await CapCrossing.filter(customer_id=customer_id).count(),
+    }
+
+
+async def _disabled_days_ago(customer: Customer, days: float) -> None:
+    await customer_disable(SYSTEM, customer.id)
+    await Customer.filter(id=customer.id).update(disabled_at=datetime.now(UTC) - timedelta(days=days))
+
+
+async def _audit_text() -> str:
+    rows = await AuditEvent.all().values("actor_label", "ip", "user_agent", "details")
+    return json.dumps(rows, default=str)
+
+
+async def test_retention_purges_customers_disabled_90_days_and_keeps_ledger_and_audit_verifiable(
+    app: Any, gql: GQL, factory: Factory
+) -> None:
+    # given three customers with history: one disabled 90 days ago, one 89 days ago, one active
+    tenant = await factory.tenant(customers=3)
+    old, recent, active = [await _customer_with_history(gql, factory, tenant, i) for i in range(3)]
+    # and a user who is an admin of the old customer and a member of the active one
+    shared = await factory.user(role=Role.CUSTOMER_ADMIN, customer=old["customer"])
+    await Membership.create(
+        user=shared,
+        role=Role.CUSTOMER_MEMBER,
+        customer=active["customer"],
+        org_key=org_key(tenant.partner.id, active["customer"].id),
+    )
+    await _disabled_days_ago(old["customer"], 90.01)
+    await _disabled_days_ago(recent["customer"], 89)
+    old_id, old_admin = old["customer"].id, old["admin"]
+    before_old = await _rows_of(old_id)
+    assert all(count > 0 for count in before_old.values()), before_old
+    kept_before = {c["customer"].id: await _rows_of(c["customer"].id) for c in (recent, active)}
+    assert "203.0.113.7" in await _audit_text() and old_admin.email in await _audit_text()
+    # when the daily retention job is scheduled and run
+    scheduler = Scheduler(Leases(None), jobs=[("retention", scheduled().retention, 86400)])
+    assert await scheduler.tick_once() == ["retention"]
+    assert await EmbeddedConsumer(app.state.broker).drain() == 1
+    # then the old customer and everything personal about it is gone
+    assert not await Customer.filter(id=old_id).exists()
+    assert await _rows_of(old_id) == dict.fromkeys(before_old, 0)
+    assert not await User.filter(id=old_admin.id).exists()
+    assert not await Session.filter(user_id=old_admin.id).exists()
+    audit = await AuditEvent.filter(customer_id=old_id).exclude(action="customer.purge")
+    assert audit and all(e.details == {} and e.ip is None and e.actor_label is None for e in audit)
+    text = await _audit_text()
+    assert old_admin.email not in text and "finance0@private.example.com" not in text
+    # and the shared user stays, with the membership it has elsewhere
+    assert await User.filter(id=shared.id).exists()
+    assert [m.customer_id for m in await Membership.filter(user_id=shared.id)] == [active["customer"].id]
+    # and the customers disabled 89 days ago and active are untouched
+    for c in (recent, active):
+        assert await Customer.filter(id=c["customer"].id).exists()
+        assert await User.filter(id=c["admin"].id).exists()
+        assert await _rows_of(c["customer"].id) == kept_before[c["customer"].id]
+    # and the ledger still balances and the audit chain still verifies
+    checked, problems = await ledger.verify()
+    assert checked > 0 and problems == []
+    for currency in Currency:
+        balances = await LedgerAccount.filter(currency=currency).values_list("balance", flat=True)
+        assert sum(balances, Decimal(0)) == 0, currency
+    assert await LedgerAccount.filter(customer_id=old_id).exists()  # money history is kept, by id only
+    verified = run_cli("audit", "verify", check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "0 problem(s)" in verified.stdout
+    # and running it again changes nothing
+    assert await scheduled().retention.fn.__wrapped__() == 0
+
+
+async def test_retention_keeps_a_customer_re_enabled_after_it_was_selected(factory: Factory) -> None:
+    # given a customer disabled 91 days ago, selected for purging...
+    tenant = await factory.tenant(customers=1)
+    customer = tenant.customers[0]
+    await _disabled_days_ago(customer, 91)
+    selected = await Customer.get(id=customer.id)
+    # ...and re-enabled before the purge ran
+    await customer_enable(SYSTEM, customer.id)
+    # when the purge reaches it
+    purged = await purge_customer(selected, datetime.now(UTC) - RETENTION)
+    # then it is kept with its users
+    assert purged is False
+    assert await Customer.filter(id=customer.id).exists()
+    assert await User.filter(id=tenant.admins[0].id).exists()
+
+
+# ---------------------------------------------------------------- jobs status
+
+
+def test_jobs_status_runs_embedded(database: str) -> None:
+    # when
+    result = run_cli("jobs", "status", check=False)
+    # then
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["broker"].startswith("embedded")
+    assert status["outbox_pending"] == 0
+    assert "queues" not in status
+
+
+@pytest.mark.redis
+async def test_jobs_status_runs_with_redis(factory: Factory) -> None:
+    # given a Redis namespace with one ready alert job, an unpublished outbox event and a scheduler tick
+    from dramatiq.brokers.redis import RedisBroker
+
+    namespace = f"pd-status-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    broker = RedisBroker(url=REDIS_URL, namespace=namespace)
+    leases = Leases(REDIS_URL)
+    try:
+        broker.enqueue(dramatiq.Message(queue_name="alerts", actor_name="send_alert", args=(1,), kwargs={}, options={}))
+        tenant = await factory.tenant(customers=1)
+        await alerts.payment_failed(tenant.customers[0], "pi_status", "declined")
+        await Scheduler(leases, jobs=[]).tick_once(1_900_000_000.0)
+        # when
+        result = run_cli("jobs", "status", env={"REDIS_URL": REDIS_URL or "", "DRAMATIQ_NAMESPACE": namespace})
+        # then
+        status = json.loads(result.stdout)
+        assert status["broker"] == "redis"
+        assert status["outbox_pending"] >= 1
+        assert status["queues"]["alerts"] == {"ready": 1, "delayed": 0, "dead_letters": 0}
+        assert status["queues"]["scheduled"]["ready"] == 0
+        assert status["last_scheduler_tick"] == datetime.fromtimestamp(1_900_000_000.0, UTC).isoformat()
+    finally:
+        broker.flush_all()
+        broker.close()
+        await leases.close()
