@@ -4,12 +4,9 @@ does not cover (limits, masking, body cap, auth, suggestions, request ids), each
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,9 @@ from schema.extensions import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
 from server.graphql import GraphQLView
 from server.logging import RequestIdMiddleware
 from server.settings import Settings
-from tests.conftest import ROOT, TEST_DATABASE_URL
+from tests import servers
+from tests.conftest import TEST_DATABASE_URL
+from tests.servers import fresh_database
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 GRJ = {"accept": GRAPHQL_RESPONSE_JSON}
@@ -52,12 +51,6 @@ def the_error(response: httpx.Response) -> dict[str, Any]:
 # --- the graphql-http audit against uvicorn ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def graphql_http() -> Path:
     """graphql-http from npm, installed once into a cache directory under /tmp; skipped (loudly) without node."""
@@ -79,43 +72,9 @@ def graphql_http() -> Path:
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
-    """`uvicorn server.app:create_app --factory` on a free loopback port, over a freshly migrated SQLite file."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update(APP_ENV="test", DATABASE_URL=f"sqlite://{tmp_path / 'audit.sqlite3'}", LOG_LEVEL="WARNING")
-    subprocess.run(
-        [sys.executable, "-m", "server.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120
-    )
-    port = _free_port()
-    uvicorn_options = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    log_path = tmp_path / "uvicorn.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory", *uvicorn_options],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, f"uvicorn exited with {server.returncode}:\n{log_path.read_text()}"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"uvicorn did not answer /healthz in 30 s:\n{log_path.read_text()}"
-            time.sleep(0.1)
+    """`uvicorn server.app:create_app --factory` on a free loopback port, over a freshly migrated database."""
+    with fresh_database(tmp_path) as url, servers.live_server(url, tmp_path) as base:
         yield f"{base}/graphql"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 @pytest.mark.slow
