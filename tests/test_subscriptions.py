@@ -132,6 +132,33 @@ async def test_subscriber_receives_the_new_credit_balance(server) -> None:
         await stream.aclose()
 
 
+async def test_a_refused_change_pushes_nothing(server) -> None:
+    # given a subscriber and a pool of 1,000 credits
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    customer = tenant["customers"][0]
+    async with client(api, tenant["staff"]) as session:
+        stream = session.subscribe(CREDITS, variable_values={"id": customer})
+        pending = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.3)
+        # when a recharge beyond the pool is refused (its transaction rolls back)
+        data = await api(
+            """mutation($i: CustomerCreditsRechargeInput!) { customerCreditsRecharge(input: $i) {
+            errors { code } } }""",
+            {"i": {"customerId": customer, "credits": "5000", "idempotencyKey": uuid.uuid4().hex}},
+            tenant["staff"],
+        )
+        assert [e["code"] for e in data["customerCreditsRecharge"]["errors"]] == ["POOL_EXHAUSTED"]
+        # then nothing is pushed
+        done, _ = await asyncio.wait({pending}, timeout=1.5)
+        assert not done
+        # and the next committed change is
+        await recharge(api, tenant["staff"], customer, "3")
+        update = await asyncio.wait_for(pending, 10)
+        assert float(update["creditsUpdated"]["available"]) == 3
+        await stream.aclose()
+
+
 async def test_unauthorised_subscriptions_are_refused(server) -> None:
     api, _, admin = server
     tenant = await setup_tenant(api, *admin)
