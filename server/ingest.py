@@ -9,7 +9,6 @@ and `subject` the customer id). Same bearer tokens as /graphql and the same doma
 from __future__ import annotations
 
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -17,25 +16,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from domain.errors import ErrorCode
-from domain.usage.services import MAX_BATCH
+from domain.usage.services import MAX_BATCH, RecordResult, UsageEventIn, audit_usage_batch, record_usage
 from domain.viewer import Viewer
-from resolvers.usage import usage_record
+from resolvers.common import attempt
+from resolvers.usage import decode_or_none
 from server.auth import InvalidToken, bearer_token, viewer_from_token
 from server.logging import new_request_id
 
 MAX_BYTES = 1_000_000
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 _encoder = msgspec.json.Encoder(decimal_format="string")
-_FIELDS = {
-    "idempotencyKey": "idempotency_key",
-    "customerId": "customer_id",
-    "unitType": "unit_type",
-    "quantity": "quantity",
-    "occurredAt": "occurred_at",
-    "caseType": "case_type",
-    "holdId": "hold_id",
-    "metadata": "metadata",
-}
 
 
 def _error(status: int, message: str, code: str, request_id: str, headers: dict[str, str] | None = None) -> Response:
@@ -67,13 +57,35 @@ def _from_cloudevent(item: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _to_domain(item: Any) -> dict[str, Any]:
-    """Maps camelCase JSON to the service's names; anything not an object becomes an event that fails validation."""
+def _decoded(value: Any, type_name: str, memo: dict[tuple[Any, str], int | None]) -> int | None:
+    """`decode_or_none`, once per distinct global id of the request (a batch names few customers many times)."""
+    try:
+        return memo[(value, type_name)]
+    except KeyError:
+        memo[(value, type_name)] = pk = decode_or_none(value, type_name)
+        return pk
+    except TypeError:  # unhashable: a list or an object where an id belongs
+        return decode_or_none(value, type_name)
+
+
+def _to_event(item: Any, ids: dict[tuple[Any, str], int | None]) -> UsageEventIn:
+    """One JSON item as the service's event, as `resolvers.usage.to_event` builds them for GraphQL; anything not an
+    object becomes an event that fails validation."""
     if not isinstance(item, dict):
-        return {}
-    if "specversion" in item:
+        item = {}
+    elif "specversion" in item:
         item = _from_cloudevent(item)
-    return {name: item.get(key) for key, name in _FIELDS.items()}
+    hold = item.get("holdId")
+    return UsageEventIn(
+        idempotency_key=item.get("idempotencyKey"),
+        customer_id=_decoded(item.get("customerId"), "Customer", ids),
+        unit_type=item.get("unitType"),
+        quantity=item.get("quantity"),
+        occurred_at=item.get("occurredAt"),
+        case_type=item.get("caseType"),
+        hold_id=_decoded(hold, "UsageHold", ids) if hold is not None else None,
+        metadata=item.get("metadata"),
+    )
 
 
 async def usage_events_endpoint(request: Request) -> Response:
@@ -107,7 +119,15 @@ async def usage_events_endpoint(request: Request) -> Response:
         return _error(400, "The body must be a JSON array of usage events.", "MALFORMED", request_id)
     if len(items) > MAX_BATCH:
         return _error(413, f"At most {MAX_BATCH:,} events per request.", "PAYLOAD_TOO_LARGE", request_id)
-    outcome = await usage_record(SimpleNamespace(viewer=viewer), [_to_domain(i) for i in items], source="ingest")
+    ids: dict[tuple[Any, str], int | None] = {}
+    events = [_to_event(item, ids) for item in items]
+
+    async def run() -> RecordResult:  # what `resolvers.usage.usage_record` does, minus its dict round trip
+        result = await record_usage(viewer, events)
+        await audit_usage_batch(viewer, result, "ingest")
+        return result
+
+    outcome = await attempt(run())
     if outcome.errors:
         first = outcome.errors[0]
         status = 403 if first.code in (ErrorCode.FORBIDDEN,) else 400

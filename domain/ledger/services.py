@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from tortoise.backends.asyncpg import AsyncpgDBClient
-from tortoise.expressions import F
 
 from domain.errors import DomainError, ErrorCode
 from domain.ledger.models import NON_NEGATIVE_KINDS, AccountKind, Currency, LedgerAccount, Transfer, TransferKind
@@ -138,7 +137,7 @@ async def post(
         error = shortfall(source)
         raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
     if source.id != target.id:  # a transfer to itself moves nothing
-        await _move(source.id, target.id, amount)
+        await _move(source, target, amount)
     source.balance -= amount
     target.balance += amount
     return await Transfer.create(
@@ -162,13 +161,16 @@ _MOVE_SQL = (
 )
 
 
-async def _move(debit_id: int, credit_id: int, amount: Decimal) -> None:
+async def _move(source: LedgerAccount, target: LedgerAccount, amount: Decimal) -> None:
     db = LedgerAccount._meta.db  # the caller's transaction
     if isinstance(db, AsyncpgDBClient):
-        await db.execute_query(_MOVE_SQL, [debit_id, credit_id, amount])
+        await db.execute_query(_MOVE_SQL, [source.id, target.id, amount])
         return
-    await LedgerAccount.filter(id=debit_id).update(balance=F("balance") - amount)
-    await LedgerAccount.filter(id=credit_id).update(balance=F("balance") + amount)
+    # SQLite computes `balance - ?` in floating point (15 significant digits: 1234567890.123456 - 0.000001 gave
+    # 1234567890.12346), so write the exact results instead; the balances were read in this transaction, and SQLite
+    # runs one write transaction at a time.
+    await LedgerAccount.filter(id=source.id).update(balance=source.balance - amount)
+    await LedgerAccount.filter(id=target.id).update(balance=target.balance + amount)
 
 
 @dataclass(frozen=True, slots=True)

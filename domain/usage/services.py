@@ -9,7 +9,7 @@ monthly spend, consume holds, and apply the spending cap.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -28,7 +28,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.features.services import toggles_of
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import check_key, run_idempotent
-from domain.ledger.models import Currency, TransferKind
+from domain.ledger.models import Currency, LedgerAccount, TransferKind
 from domain.usage import store
 from domain.usage.models import Funding, HoldStatus, PhoneNumber, UnitType, UsageEvent, UsageHold, UsageRollup
 from domain.usage.rating import RateBook, rate_book
@@ -90,7 +90,24 @@ def require_recorder(viewer: Viewer) -> None:
     require_partner_staff(viewer)
 
 
-def _check(index: int, raw: UsageEventIn, now: datetime) -> _Event | Rejection:
+def _quantity(raw: Any, memo: dict[Any, Decimal | str]) -> Decimal | str:
+    """`parse_amount` of a quantity, or its error message; memoised per batch, where quantities repeat."""
+    try:
+        key = (type(raw), raw)
+        hit = memo.get(key)
+    except TypeError:  # unhashable (a list or an object sent as quantity)
+        key, hit = None, None
+    if hit is not None:
+        return hit
+    v = Validator()
+    amount = parse_amount(v, "quantity", raw)
+    parsed: Decimal | str = amount if amount is not None else v.errors[0].message
+    if key is not None:
+        memo[key] = parsed
+    return parsed
+
+
+def _check(index: int, raw: UsageEventIn, now: datetime, amounts: dict[Any, Decimal | str]) -> _Event | Rejection:
     def reject(code: ErrorCode, message: str, field_name: str) -> Rejection:
         return Rejection(index, code, message, field_name)
 
@@ -104,10 +121,9 @@ def _check(index: int, raw: UsageEventIn, now: datetime) -> _Event | Rejection:
         unit = UnitType(raw.unit_type)
     except ValueError:
         return reject(ErrorCode.INVALID, "Unknown unit type.", "unitType")
-    v = Validator()
-    quantity = parse_amount(v, "quantity", raw.quantity)
-    if quantity is None:
-        return reject(ErrorCode.INVALID, v.errors[0].message, "quantity")
+    quantity = _quantity(raw.quantity, amounts)
+    if isinstance(quantity, str):
+        return reject(ErrorCode.INVALID, quantity, "quantity")
     occurred = raw.occurred_at
     if isinstance(occurred, str):
         try:
@@ -146,6 +162,18 @@ async def _active_holds(customer_id: int, now: datetime, exclude: set[int] = fro
     return usd, credits
 
 
+async def _active_holds_of(customer_ids: list[int], now: datetime) -> dict[int, list[tuple[int, Decimal, Decimal]]]:
+    """Live holds (id, USD, credits) of many customers in one query."""
+    out: dict[int, list[tuple[int, Decimal, Decimal]]] = defaultdict(list)
+    if customer_ids:
+        rows = await UsageHold.filter(
+            customer_id__in=customer_ids, status=HoldStatus.ACTIVE, expires_at__gt=now
+        ).values_list("customer_id", "id", "amount", "credits")
+        for customer_id, hold_id, amount, credits in rows:
+            out[customer_id].append((hold_id, Decimal(amount), Decimal(credits)))
+    return out
+
+
 async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datetime | None = None) -> RecordResult:
     """Rates and charges a batch of up to 1,000 events; a bad event is rejected alone, a duplicate counted once."""
     require_recorder(viewer)
@@ -154,8 +182,9 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
     now = at or datetime.now(UTC)
     result = RecordResult()
     checked: list[_Event] = []
+    amounts: dict[Any, Decimal | str] = {}
     for i, raw in enumerate(events):
-        outcome = _check(i, raw, now)
+        outcome = _check(i, raw, now, amounts)
         if isinstance(outcome, Rejection):
             result.rejected.append(outcome)
         else:
@@ -210,13 +239,17 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
         }
         # Every account the batch may post to, locked at once in id order: partners' revenue accounts are shared by
         # all their customers, so taking them customer by customer deadlocked concurrent batches mixing partners.
-        await ledger.lock_accounts(*(ref for cid, f in funding_by.items() for ref in _accounts_of(customers[cid], f)))
+        locked = await ledger.lock_accounts(
+            *(ref for cid, f in funding_by.items() for ref in _accounts_of(customers[cid], f))
+        )
+        holds_of = await _active_holds_of([cid for cid, f in funding_by.items() if f != Funding.INVOICE], now)
         for customer_id, fresh in fresh_of.items():
             result.duplicates += len(by_customer[customer_id]) - len(fresh)
             if not fresh:
                 continue
             customer = customers[customer_id]
-            rows += await _settle(viewer, customer, fresh, funding_by[customer_id], book, now)
+            funding = funding_by[customer_id]
+            rows += await _settle(customer, fresh, funding, book, now, locked, holds_of[customer_id])
             result.accepted += len(fresh)
         for row in rows:
             key = (row["customer_id"], row["occurred_at"].date(), row["unit_type"])
@@ -231,9 +264,9 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
         spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
         for row in rows:
             spend[(row["customer_id"], store.month_start(row["occurred_at"]))] += row["cost"]
+        await store.add_spends([(customer_id, month, amount) for (customer_id, month), amount in spend.items()])
         this_month = current_month(now)
-        for (customer_id, month), amount in sorted(spend.items()):
-            await store.add_spend(customer_id, month, amount)
+        for customer_id, month in sorted(spend):
             if month == this_month:
                 await evaluate(customers[customer_id], viewer, now)
         consumed = [e.hold_id for e in valid if e.hold_id is not None and (e.customer_id, e.key) in new_keys]
@@ -260,10 +293,17 @@ def _accounts_of(customer: Customer, funding: Funding) -> list[ledger.AccountRef
 
 
 async def _settle(
-    viewer: Viewer, customer: Customer, events: list[_Event], funding: Funding, book: RateBook, now: datetime
+    customer: Customer,
+    events: list[_Event],
+    funding: Funding,
+    book: RateBook,
+    now: datetime,
+    locked: Mapping[str, LedgerAccount],
+    holds: list[tuple[int, Decimal, Decimal]],
 ) -> list[dict[str, Any]]:
     """Rates each event and pays it from credits or the wallet while they last (holds of these events included);
-    the rest accrues to the month's invoice as unpaid. Returns the event rows to insert."""
+    the rest accrues to the month's invoice as unpaid. `locked`: the batch's accounts, locked by the caller;
+    `holds`: the customer's live holds. Returns the event rows to insert."""
     own_holds = {e.hold_id for e in events if e.hold_id is not None}
     rated = []
     for e in events:
@@ -279,8 +319,8 @@ async def _settle(
             if funding == Funding.CREDITS
             else ledger.customer_wallet(customer.id, customer.partner_id)
         )
-        locked = await ledger.lock_accounts(account)
-        held_usd, held_credits = await _active_holds(customer.id, now, exclude=own_holds)
+        held_usd = sum((usd for hold_id, usd, _ in holds if hold_id not in own_holds), ZERO)
+        held_credits = sum((credits for hold_id, _, credits in holds if hold_id not in own_holds), ZERO)
         room = locked[account.key].balance - (held_credits if funding == Funding.CREDITS else held_usd)
         for _, _, cost, credits in rated:
             need = credits if funding == Funding.CREDITS else cost
