@@ -605,3 +605,40 @@ async def test_sql_statements_per_batch_do_not_grow_with_batch_size(gql: GQL, fa
         assert counts[1] - counts[0] < 10, counts
     assert await LedgerAccount.all().count() > 0
     _ = Role
+
+
+async def test_ingestion_keeps_fractional_metadata_exact(client, gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    body = json.dumps([event(tenant.customers[0].id, metadata={"ratio": 0.25, "nested": {"x": 1.5}})])
+    response = await client.post(
+        "/v1/usage/events",
+        content=body,
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    row = await UsageEvent.get(customer_id=tenant.customers[0].id)
+    assert row.metadata == {"ratio": 0.25, "nested": {"x": 1.5}}
+
+
+@pytest.mark.postgres
+async def test_concurrent_batches_across_interleaved_partners_do_not_deadlock(gql: GQL, factory: Factory) -> None:
+    # given customers of two partners whose ids interleave
+    a_partner, _ = await factory.partner()
+    b_partner, _ = await factory.partner()
+    customers = []
+    for _ in range(3):
+        customers.append((await factory.customer(a_partner))[0])
+        customers.append((await factory.customer(b_partner))[0])
+    admin = await factory.admin()
+    token = await gql.login(admin.email)
+
+    # when batches spanning both partners, in opposite orders, race
+    def batch(order: list[Any]) -> dict[str, Any]:
+        return {"i": {"events": [event(c.id, "VOICE_MINUTES", "1") for c in order]}}
+
+    results = await asyncio.gather(
+        *[gql(RECORD, batch(customers if i % 2 else list(reversed(customers))), token) for i in range(8)]
+    )
+    # then every batch is accepted in full
+    assert [r["usageRecord"]["accepted"] for r in results] == [6] * 8
+    assert (await ledger.verify())[1] == []
