@@ -6,7 +6,7 @@ customer ends the connection (4403).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from domain.accounts.services import authenticate_session
@@ -33,8 +33,12 @@ async def _still_allowed(ctx: Any, customer_id: int) -> bool:
     return await restrict(Customer, viewer).filter(id=customer_id).exists()
 
 
-async def watch(ctx: Any, topic: str, customer_id: int) -> AsyncIterator[dict[str, Any]]:
-    """Yields the payload of the latest change of `topic` for the customer, coalesced to one per 100 ms."""
+async def watch(
+    ctx: Any, topic: str, customer_id: int, read: Callable[[], Awaitable[Any]] | None = None
+) -> AsyncIterator[Any]:
+    """Yields the payload of the latest change of `topic` for the customer, coalesced to one per 100 ms; with
+    `read`, what `read()` returns after the change instead, read once per process for all its subscribers (the
+    state of the customer, the same for every viewer allowed to subscribe)."""
     from server.pubsub import iterate, key_for  # the pub/sub lives in the composition root
 
     app_state = ctx.request.app.state
@@ -47,7 +51,10 @@ async def watch(ctx: Any, topic: str, customer_id: int) -> AsyncIterator[dict[st
                     await ctx.request.close(code=4403, reason="Session ended")
                     return
                 continue
-            yield subscription.payload
+            if read is None:
+                yield subscription.payload
+            else:
+                yield await app_state.pubsub.shared_read(subscription, read)
 
 
 __all__ = ["DomainError", "visible_customer", "watch"]

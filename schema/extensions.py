@@ -9,13 +9,15 @@ introspection.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from functools import cache, lru_cache
 from typing import Any, cast
 
 import structlog
-from graphql import GraphQLError, GraphQLSyntaxError, ValidationContext, ValidationRule, validate
+from graphql import DocumentNode, GraphQLError, GraphQLSyntaxError, ValidationContext, ValidationRule, parse, validate
 from strawberry.extensions import AddValidationRules, MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
@@ -52,6 +54,17 @@ def field_suggestions(shown: bool) -> Iterator[None]:
         _suggestions_shown.reset(token)
 
 
+def _run_rules(context: Any, hide_suggestions: bool) -> list[GraphQLError]:
+    """The same rules Strawberry's `validate_document` runs (the specified rules, those added by the limiters in
+    `on_operation`, and Strawberry's own two); `_schema` is the graphql-core schema."""
+    return validate(
+        context.schema._schema,
+        context.graphql_document,
+        (*context.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule),
+        hide_suggestions=hide_suggestions,
+    )
+
+
 class HideSuggestions(SchemaExtension):
     """Drops "Did you mean …?" hints from error messages when suggestions are hidden.
 
@@ -62,15 +75,10 @@ class HideSuggestions(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        if not _suggestions_shown.get() and context.graphql_document is not None and context.validation_rules:
-            # The same rules Strawberry's `validate_document` runs (the specified rules, those added by the
-            # limiters in `on_operation`, and Strawberry's own two); `_schema` is the graphql-core schema.
-            context.pre_execution_errors = validate(
-                context.schema._schema,
-                context.graphql_document,
-                (*context.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule),
-                hide_suggestions=True,
-            )
+        hidden = not _suggestions_shown.get()
+        if hidden and context.graphql_document is not None and context.validation_rules:
+            if context.pre_execution_errors is None:  # SharedDocuments may have validated it already
+                context.pre_execution_errors = _run_rules(context, hide_suggestions=True)
         yield
 
     def on_operation(self) -> Iterator[None]:
@@ -116,6 +124,16 @@ def _opaque(rule: type[ValidationRule], message: str) -> type[ValidationRule]:
     return OpaqueLimit
 
 
+@cache
+def _limit_rules(max_depth: int, max_aliases: int) -> tuple[type[ValidationRule], ...]:
+    """Built once per limit pair: the classes are stateless, and building them per operation cost CPU and kept
+    four classes alive for as long as each live subscription lasted."""
+    return (
+        _opaque(depth_validator(max_depth, None), "The operation is nested too deeply."),
+        _opaque(alias_validator(max_aliases), "The operation uses too many aliases."),
+    )
+
+
 class RequestLimits(AddValidationRules):
     """Depth and alias limits (validation rules) and the token limit (parser option), with opaque messages.
 
@@ -123,12 +141,7 @@ class RequestLimits(AddValidationRules):
     """
 
     def __init__(self, max_depth: int = MAX_DEPTH, max_aliases: int = MAX_ALIASES, max_tokens: int = MAX_TOKENS):
-        super().__init__(
-            [
-                _opaque(depth_validator(max_depth, None), "The operation is nested too deeply."),
-                _opaque(alias_validator(max_aliases), "The operation uses too many aliases."),
-            ]
-        )
+        super().__init__(list(_limit_rules(max_depth, max_aliases)))
         self.max_tokens = max_tokens
 
     def on_operation(self) -> Iterator[None]:
@@ -144,6 +157,68 @@ class RequestLimits(AddValidationRules):
                 nested = "nested too deeply" in error.message  # the parser's own recursion guard
                 message = "The operation is nested too deeply." if nested else "The document is too large."
                 cast(list[GraphQLError], errors)[index] = GraphQLError(message, extensions={"code": LIMIT_CODE})
+
+
+# --- parsing -----------------------------------------------------------------------------------------------------
+
+
+SHARED_DOCUMENT_MAX_CHARS = 10_000  # longer texts are parsed per request: 256 huge ones would pin a lot of memory
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(query: str, options: tuple[tuple[str, Any], ...]) -> DocumentNode:
+    return parse(query, **dict(options))
+
+
+_validated: OrderedDict[tuple[Any, ...], tuple[GraphQLError, ...]] = OrderedDict()  # LRU, as big as the parse cache
+
+
+class SharedDocuments(SchemaExtension):
+    """Parses and validates each distinct operation text once (bounded LRUs) and shares the document, which
+    graphql-core never mutates: every live subscription of the same query then holds one AST instead of its own
+    copy, and a repeated request skips validation, which cost more CPU than anything else in a small mutation and
+    left hundreds of reference cycles (visitors, rule instances) per request for the garbage collector.
+
+    Validation depends only on the schema, the document and the rules (not on variables or the viewer), so its
+    errors are shared too (as a tuple; each request gets its own list). A document that does not parse is left to
+    Strawberry, which parses it again and reports the error as usual (raising from this hook would escape
+    Strawberry's handling of parse errors).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._key: tuple[Any, ...] | None = None
+        self._document: DocumentNode | None = None
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        query = context.query
+        if context.graphql_document is None and query and len(query) <= SHARED_DOCUMENT_MAX_CHARS:
+            with suppress(GraphQLError):
+                options = tuple(sorted(context.parse_options.items()))
+                context.graphql_document = self._document = _parse_cached(query, options)
+                self._key = (query, options)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if (
+            self._key is not None
+            and context.graphql_document is self._document
+            and context.validation_rules
+            and context.pre_execution_errors is None
+        ):
+            hidden = not _suggestions_shown.get()
+            key = (id(context.schema), *self._key, tuple(context.validation_rules), hidden)
+            errors = _validated.get(key)
+            if errors is None:
+                errors = _validated[key] = tuple(_run_rules(context, hide_suggestions=hidden))
+                if len(_validated) > 256:
+                    _validated.popitem(last=False)
+            else:
+                _validated.move_to_end(key)
+            context.pre_execution_errors = list(errors)
+        yield
 
 
 # --- masking -----------------------------------------------------------------------------------------------------
@@ -199,4 +274,4 @@ class MaskUnexpectedErrors(MaskErrors):
 
 
 def default_extensions() -> list[Any]:
-    return [RequestLimits, HideSuggestions, MaskUnexpectedErrors]
+    return [RequestLimits, SharedDocuments, HideSuggestions, MaskUnexpectedErrors]

@@ -22,20 +22,22 @@ class Subscription:
     @strawberry.subscription(description="The customer's credit meter whenever it changes.")
     async def credits_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncGenerator[CreditBalance, None]:
         customer = await visible_customer(info.context, customer_id)
-        async for _ in watch(info.context, CREDITS_CHANGED, customer.id):
-            yield CreditBalance.of((await billing.credit_states([customer]))[customer.id])
+        async for states in watch(
+            info.context, CREDITS_CHANGED, customer.id, lambda: billing.credit_states([customer])
+        ):
+            yield CreditBalance.of(states[customer.id])
 
     @strawberry.subscription(description="The customer's wallet whenever its balance or refill state changes.")
     async def wallet_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncGenerator[Wallet, None]:
         customer = await visible_customer(info.context, customer_id)
-        async for _ in watch(info.context, WALLET_CHANGED, customer.id):
-            yield Wallet.of((await billing.wallet_states([customer]))[customer.id])
+        async for states in watch(info.context, WALLET_CHANGED, customer.id, lambda: billing.wallet_states([customer])):
+            yield Wallet.of(states[customer.id])
 
     @strawberry.subscription(description="Spent this month, projection and cap status whenever they change.")
     async def spending_cap_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncGenerator[SpendingCap, None]:
         customer = await visible_customer(info.context, customer_id)
-        async for _ in watch(info.context, SPENDING_CAP_CHANGED, customer.id):
-            yield SpendingCap.of((await cap_states([customer.id]))[customer.id])
+        async for states in watch(info.context, SPENDING_CAP_CHANGED, customer.id, lambda: cap_states([customer.id])):
+            yield SpendingCap.of(states[customer.id])
 
     @strawberry.subscription(description="Each alert raised for the customer.")
     async def alert_raised(self, info: Info, customer_id: strawberry.ID) -> AsyncGenerator[Alert, None]:

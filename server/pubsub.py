@@ -11,34 +11,38 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
 
 log = structlog.get_logger("partnerdesk.pubsub")
 CHANNEL = "pd:events"
+T = TypeVar("T")
 
 
 class Subscription:
     """A wake-up flag for one subscriber of one key, remembering the last payload."""
 
-    __slots__ = ("event", "key", "payload")
+    __slots__ = ("event", "key", "payload", "seen")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.event = asyncio.Event()
         self.payload: dict[str, Any] = {}
+        self.seen = 0  # the process's delivery count when the latest payload arrived
 
-    def notify(self, payload: dict[str, Any]) -> None:
+    def notify(self, payload: dict[str, Any], seen: int = 0) -> None:
         self.payload = payload
+        self.seen = seen
         self.event.set()
 
     async def wait(self, within: float | None = None) -> bool:
         """True when notified (and clears the flag), False when `within` seconds pass first."""
         try:
-            await asyncio.wait_for(self.event.wait(), within)
+            async with asyncio.timeout(within):  # no extra task per idle subscriber, unlike wait_for on 3.11
+                await self.event.wait()
         except TimeoutError:
             return False
         self.event.clear()
@@ -49,6 +53,8 @@ class PubSub:
     def __init__(self, redis_url: str | None = None) -> None:
         self.redis_url = redis_url
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._deliveries = 0  # notifications delivered in this process so far
+        self._reads: dict[str, tuple[int, asyncio.Future[Any]]] = {}  # key → (deliveries when it began, read)
         self._redis: aioredis.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
 
@@ -66,14 +72,36 @@ class PubSub:
                 subscribers.discard(subscription)
                 if not subscribers:
                     del self._subscribers[key]
+                    self._reads.pop(key, None)
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 
+    async def shared_read(self, subscription: Subscription, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()` once per process for all the subscribers of a key woken by the same change(s).
+
+        A read that began after the subscriber's latest notification was delivered here began after that change
+        committed, so its result is as fresh as a read of the subscriber's own; it is shared. Otherwise (none yet,
+        or it began earlier, or it failed) the subscriber starts the next shared read.
+        """
+        key = subscription.key
+        entry = self._reads.get(key)
+        if entry is not None and entry[1].done() and (entry[1].cancelled() or entry[1].exception() is not None):
+            entry = None
+        if entry is None or entry[0] < subscription.seen:
+            task = asyncio.ensure_future(read())  # a task: a caller's cancellation stops no one
+            task.add_done_callback(_retrieve)
+            entry = (self._deliveries, task)
+            if key in self._subscribers:  # forgotten with the key's last subscriber
+                self._reads[key] = entry
+        result: T = await asyncio.shield(entry[1])
+        return result
+
     def deliver_local(self, key: str, payload: dict[str, Any]) -> int:
         subscribers = self._subscribers.get(key, ())
+        self._deliveries += 1
         for subscription in list(subscribers):
-            subscription.notify(payload)
+            subscription.notify(payload, self._deliveries)
         return len(subscribers)
 
     # ------------------------------------------------------------ fan-out
@@ -114,6 +142,12 @@ class PubSub:
                 await self._listener
         if self._redis is not None:
             await self._redis.aclose()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Marks a shared read's failure as seen: the callers that awaited it got it; all of them may have left."""
+    if not task.cancelled():
+        task.exception()
 
 
 def key_for(topic: str, customer_id: int | None) -> str:
