@@ -828,6 +828,7 @@ def run(args: argparse.Namespace, work: Path) -> Results:
         if args.recheck:
             env["WS_RECHECK_SECONDS"] = str(args.recheck)
         flags = [] if args.server_deflate == "on" else ["--ws-per-message-deflate", "false"]
+        flags += ["--ws", args.ws]
         probe = work / "gcprobe"
         probe.mkdir()
         (probe / "sitecustomize.py").write_text(GC_PROBE)
@@ -1115,7 +1116,7 @@ def report(args: argparse.Namespace, out: Results) -> int:
     )
     print(
         f"{len(customers)} customers, {len(plans)} subscribers on {out.sessions} sessions, client compression "
-        f"{args.compression}, server deflate {args.server_deflate}"
+        f"{args.compression}, server deflate {args.server_deflate}, uvicorn --ws {args.ws}"
     )
     return 0
 
@@ -1135,8 +1136,14 @@ def main() -> int:
     parser.add_argument(
         "--server-deflate",
         choices=("on", "off"),
-        default="on",
+        default="off",
         help="uvicorn's --ws-per-message-deflate (on: uvicorn's default; off: never negotiate compression)",
+    )
+    parser.add_argument(
+        "--ws",
+        choices=("websockets-sansio", "websockets", "wsproto"),
+        default="wsproto",
+        help="uvicorn's websocket implementation (`partnerdesk serve` uses wsproto)",
     )
     parser.add_argument("--sessions", type=int, default=200, help="distinct sign-ins the subscribers use")
     parser.add_argument(

@@ -14,6 +14,9 @@ class DomainConfig:
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
     public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "dev-insecure-secret-key-change-me"  # signs download links
+    exports_dir: str = "exports"  # where built usage reports are stored (local storage)
+    export_retention_hours: int = 24 * 7  # how long a built report stays downloadable
 
 
 _config = DomainConfig()

@@ -16,6 +16,12 @@ class Viewer:
     partner_id: int | None = None
     customer_id: int | None = None
     api_key_id: int | None = None
+    # an API key's ApiPermission values and its requests per minute (None: not an API key)
+    api_permissions: frozenset[str] = frozenset()
+    rate_limit_per_minute: int | None = None
+    # an embed token reads only these EmbedSection values of its customer
+    embed_token_id: int | None = None
+    embed_sections: frozenset[str] = frozenset()
     label: str | None = None
     ip: str | None = None
     user_agent: str | None = None
@@ -56,3 +62,8 @@ class Viewer:
     @property
     def is_customer_admin(self) -> bool:
         return self.role is Role.CUSTOMER_ADMIN
+
+    @property
+    def is_machine(self) -> bool:
+        """An API key or an embed token rather than a person's session."""
+        return self.api_key_id is not None or self.embed_token_id is not None

@@ -13,6 +13,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from domain.access.models import ApiKey, EmbedToken
 from domain.accounts.models import Membership, Session, User
 from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
@@ -21,6 +22,7 @@ from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, forbidden
 from domain.ledger.models import LedgerAccount, Transfer
 from domain.partners.models import Partner
+from domain.reports.models import ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 
@@ -89,6 +91,15 @@ def _by_visible_customer(v: Viewer) -> Q | None:
     return _NOTHING
 
 
+def _access_credential(v: Viewer) -> Q | None:
+    """API keys and embed tokens: partner admins and customer admins (an API key only with ADMIN)."""
+    if v.is_partner_admin:
+        return Q(partner_id=v.partner_id)
+    if v.is_customer_admin and (v.api_key_id is None or "ADMIN" in v.api_permissions):
+        return Q(customer_id=v.customer_id)
+    return _NOTHING
+
+
 def _session(v: Viewer) -> Q | None:
     return Q(user_id=v.user_id) if v.user_id is not None else _NOTHING
 
@@ -105,6 +116,10 @@ _RULES: dict[type[Model], Callable[[Viewer], Q | None]] = {
     UsageHold: _by_visible_customer,
     Campaign: _by_visible_customer,
     Alert: _by_visible_customer,
+    ApiKey: _access_credential,
+    EmbedToken: _access_credential,
+    UsageReport: _by_visible_customer,
+    ReportSchedule: _by_visible_customer,
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 def load_actors() -> None:
     import jobs.alerts
+    import jobs.exports
     import jobs.maintenance
     import jobs.scheduled  # noqa: F401
 
@@ -14,16 +15,19 @@ def load_actors() -> None:
 def actors_for(topic: str) -> list[tuple[Any, str]]:
     """(actor, payload key holding its argument) for an outbox topic."""
     from jobs.alerts import notify_refill_request, send_alert
+    from jobs.exports import build_usage_report, deliver_scheduled_report
 
     return {
         "alert.raised": [(send_alert, "alert_id")],
         "refill.requested": [(notify_refill_request, "refill_request_id")],
+        "usage_report.requested": [(build_usage_report, "report_id")],
+        "report_delivery.requested": [(deliver_scheduled_report, "report_id")],
     }.get(topic, [])
 
 
 def schedule() -> list[tuple[str, Any, int]]:
     """(name, actor, every N seconds)."""
-    from jobs import maintenance, scheduled
+    from jobs import exports, maintenance, scheduled
 
     return [
         ("usage_hold_expiry", scheduled.usage_hold_expiry, 60),
@@ -32,4 +36,6 @@ def schedule() -> list[tuple[str, Any, int]]:
         ("retention", scheduled.retention, 86400),
         ("housekeeping", scheduled.housekeeping, 3600),
         ("purge_expired_sessions", maintenance.purge_expired_sessions, 86400),
+        ("report_schedules", exports.report_schedules, 300),
+        ("purge_expired_reports", exports.purge_expired_reports, 3600),
     ]

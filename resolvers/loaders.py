@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from aiodataloader import DataLoader
 from tortoise.models import Model
 
+from domain.access.models import ApiKey, EmbedToken
 from domain.accounts.models import Membership, User
 from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
@@ -22,6 +23,7 @@ from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.ledger.models import Transfer
 from domain.partners.models import Partner
+from domain.reports.models import ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 from domain.visibility import restrict
@@ -122,8 +124,24 @@ class Loaders:
         return self._get("alert_by_id", lambda: _by_id(Alert, self.viewer))
 
     @property
+    def api_key_by_id(self) -> DataLoader:
+        return self._get("api_key_by_id", lambda: _by_id(ApiKey, self.viewer))
+
+    @property
+    def embed_token_by_id(self) -> DataLoader:
+        return self._get("embed_token_by_id", lambda: _by_id(EmbedToken, self.viewer))
+
+    @property
     def campaign_by_id(self) -> DataLoader:
         return self._get("campaign_by_id", lambda: _by_id(Campaign, self.viewer))
+
+    @property
+    def usage_report_by_id(self) -> DataLoader:
+        return self._get("usage_report_by_id", lambda: _by_id(UsageReport, self.viewer))
+
+    @property
+    def report_schedule_by_id(self) -> DataLoader:
+        return self._get("report_schedule_by_id", lambda: _by_id(ReportSchedule, self.viewer))
 
     @property
     def cap_by_customer(self) -> DataLoader:

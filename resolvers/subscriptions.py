@@ -1,60 +1,88 @@
-"""Live views: authorise like the query, then wake on committed changes and read the current state.
+"""Live views: authorise like the query, then push the current object after each committed change.
 
-Every `recheck` seconds without a change the socket's session is checked again; a revoked session or a disabled
-customer ends the connection (4403).
+A subscription resolver returns a `LiveStream`: which pub/sub key to watch, an optional read of the current state
+(shared by every subscriber of the key in a process: the state of the customer is the same for every viewer
+allowed to see it) and how a change becomes the object to push. The websocket endpoint (server/live.py) drives
+streams with callbacks, without a task or a generator per idle subscription; anything else iterating the stream
+(graphql-core's own `subscribe`) gets a plain async iterator over the same definition.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from domain.accounts.services import authenticate_session
 from domain.customers.models import Customer
-from domain.errors import DomainError
-from domain.visibility import get_visible, restrict
+from domain.events.services import live_key
+from domain.visibility import get_visible
 from resolvers.common import decode_global_id
 
-MIN_INTERVAL = 0.1  # at most one push per object every 100 ms
+
+class CustomerRef(NamedTuple):
+    """What state reads need of a customer; held by idle subscriptions instead of a whole model row."""
+
+    id: int
+    partner_id: int
 
 
-async def visible_customer(ctx: Any, customer_id: Any) -> Customer:
+@dataclass(slots=True, eq=False)
+class LiveStream:
+    """One subscription's source: `render(state, payload)` turns a change into the object to push (None: nothing
+    for this subscriber); `state` is what `read()` returned after the change (None without `read`).
+
+    `each_change`: every change matters (alerts, report updates), so changes arriving faster than pushes are
+    rendered one by one instead of coalesced into the latest state.
+    """
+
+    customer_id: int
+    topic: str
+    render: Callable[[Any, dict[str, Any]], Awaitable[Any | None]]
+    read: Callable[[], Awaitable[Any]] | None = None
+    each_change: bool = False
+    pubsub: Any = None  # only for iteration outside the websocket endpoint
+
+    @property
+    def key(self) -> str:
+        return live_key(self.topic, self.customer_id)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        if self.pubsub is None:
+            raise RuntimeError("live streams need the pub/sub of the process")
+        with self.pubsub.subscribe(self.key) as subscription:
+            while True:
+                await subscription.wait()
+                state = await self.pubsub.shared_read(subscription, self.read) if self.read else None
+                value = await self.render(state, subscription.payload)
+                if value is not None:
+                    yield value
+
+
+async def visible_customer(ctx: Any, customer_id: Any) -> CustomerRef:
     pk = decode_global_id(customer_id, "Customer", "customerId")
-    return await get_visible(Customer, ctx.viewer, pk, field="customerId")
+    customer = await get_visible(Customer, ctx.viewer, pk, field="customerId")
+    return CustomerRef(customer.id, customer.partner_id)
 
 
-async def _still_allowed(ctx: Any, customer_id: int) -> bool:
-    token = ctx.get("token")
-    if not token:
-        return False
-    viewer = await authenticate_session(token, ctx.viewer)
-    if viewer is None:
-        return False
-    return await restrict(Customer, viewer).filter(id=customer_id).exists()
+def live(
+    ctx: Any,
+    topic: str,
+    customer_id: int,
+    render: Callable[[Any, dict[str, Any]], Awaitable[Any | None]],
+    read: Callable[[], Awaitable[Any]] | None = None,
+    *,
+    each_change: bool = False,
+) -> LiveStream:
+    return LiveStream(customer_id, topic, render, read, each_change, getattr(ctx, "pubsub", None))
 
 
 async def watch(
     ctx: Any, topic: str, customer_id: int, read: Callable[[], Awaitable[Any]] | None = None
 ) -> AsyncIterator[Any]:
-    """Yields the payload of the latest change of `topic` for the customer, coalesced to one per 100 ms; with
-    `read`, what `read()` returns after the change instead, read once per process for all its subscribers (the
-    state of the customer, the same for every viewer allowed to subscribe)."""
-    from server.pubsub import iterate, key_for  # the pub/sub lives in the composition root
+    """Generator form for resolvers that yield themselves: the payload of each change, or `read()` after it."""
 
-    app_state = ctx.request.app.state
-    with app_state.pubsub.subscribe(key_for(topic, customer_id)) as subscription:
-        async for changed in iterate(
-            subscription, min_interval=MIN_INTERVAL, recheck=app_state.settings.ws_recheck_seconds
-        ):
-            if not changed:
-                if not await _still_allowed(ctx, customer_id):
-                    await ctx.request.close(code=4403, reason="Session ended")
-                    return
-                continue
-            if read is None:
-                yield subscription.payload
-            else:
-                yield await app_state.pubsub.shared_read(subscription, read)
+    async def render(state: Any, payload: dict[str, Any]) -> Any:
+        return state if read is not None else payload
 
-
-__all__ = ["DomainError", "visible_customer", "watch"]
+    async for value in live(ctx, topic, customer_id, render, read, each_change=read is None):
+        yield value

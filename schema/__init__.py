@@ -7,6 +7,8 @@ from strawberry import relay
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
+from schema.access import AccessMutations, AccessQueries
+from schema.access_guard import MachineAccessGuard
 from schema.accounts import AccountMutations, AccountQueries
 from schema.alerts import AlertMutations, AlertQueries
 from schema.audit import AuditQueries
@@ -14,6 +16,7 @@ from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.extensions import default_extensions
 from schema.partners import PartnerMutations, PartnerQueries
+from schema.reports import ReportMutations, ReportQueries
 from schema.subscriptions import Subscription
 from schema.usage import UsageMutations, UsageQueries
 
@@ -34,11 +37,33 @@ class NodeQueries:
 
 
 Query = merge_types(
-    "Query", (NodeQueries, AccountQueries, PartnerQueries, CustomerQueries, AuditQueries, UsageQueries, AlertQueries)
+    "Query",
+    (
+        NodeQueries,
+        AccountQueries,
+        PartnerQueries,
+        CustomerQueries,
+        AuditQueries,
+        UsageQueries,
+        AlertQueries,
+        AccessQueries,
+        ReportQueries,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
-    (AccountMutations, PartnerMutations, CustomerMutations, BillingMutations, UsageMutations, AlertMutations),
+    (
+        AccountMutations,
+        PartnerMutations,
+        CustomerMutations,
+        BillingMutations,
+        UsageMutations,
+        AlertMutations,
+        AccessMutations,
+        ReportMutations,
+    ),
 )
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=default_extensions())
+schema = strawberry.Schema(
+    query=Query, mutation=Mutation, subscription=Subscription, extensions=[*default_extensions(), MachineAccessGuard]
+)

@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from domain.audit.models import AuditEventType as DomainAuditEventType
 from resolvers import audit as r
+from schema.access import ApiKey
 from schema.accounts import User
 from schema.customers import Customer
 from schema.nodes import Connection, ModelNode
@@ -42,6 +43,11 @@ class AuditEvent(ModelNode):
     async def actor(self, info: Info) -> User | None:
         uid = self.model.actor_user_id
         return User.maybe(await info.context.loaders.user_by_id.load(uid)) if uid else None
+
+    @strawberry.field(description="The API key that acted, when one did (null for people, or when not visible).")
+    async def actor_api_key(self, info: Info) -> ApiKey | None:
+        kid = self.model.actor_api_key_id
+        return ApiKey.maybe(await info.context.loaders.api_key_by_id.load(kid)) if kid else None
 
     @strawberry.field
     async def customer(self, info: Info) -> Customer | None:

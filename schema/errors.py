@@ -47,3 +47,13 @@ class BillingError(Error):
 @strawberry.type
 class UsageError(Error):
     pass
+
+
+@strawberry.type
+class ReportError(Error):
+    pass
+
+
+@strawberry.type
+class AccessError(Error):
+    pass

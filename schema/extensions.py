@@ -14,10 +14,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from functools import cache, lru_cache
+from types import SimpleNamespace
 from typing import Any, cast
 
 import structlog
-from graphql import DocumentNode, GraphQLError, GraphQLSyntaxError, ValidationContext, ValidationRule, parse, validate
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSyntaxError,
+    ValidationContext,
+    ValidationRule,
+    parse,
+    specified_rules,
+    validate,
+)
 from strawberry.extensions import AddValidationRules, MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
@@ -52,6 +62,11 @@ def field_suggestions(shown: bool) -> Iterator[None]:
         yield
     finally:
         _suggestions_shown.reset(token)
+
+
+def show_field_suggestions(shown: bool) -> None:
+    """Like `field_suggestions`, for the rest of the current task (a websocket connection's)."""
+    _suggestions_shown.set(shown)
 
 
 def _run_rules(context: Any, hide_suggestions: bool) -> list[GraphQLError]:
@@ -151,12 +166,18 @@ class RequestLimits(AddValidationRules):
         result = self.execution_context.result
         errors: list[GraphQLError] | None = getattr(result, "errors", None)
         for index, error in enumerate(errors or ()):
-            # graphql-core ends every parser limit message (tokens, comments, nesting, length) with this
-            # sentence and puts the number and the position of the abort in it.
-            if isinstance(error, GraphQLSyntaxError) and error.message.endswith("Parsing aborted."):
-                nested = "nested too deeply" in error.message  # the parser's own recursion guard
-                message = "The operation is nested too deeply." if nested else "The document is too large."
-                cast(list[GraphQLError], errors)[index] = GraphQLError(message, extensions={"code": LIMIT_CODE})
+            cast(list[GraphQLError], errors)[index] = opaque_parse_limit(error)
+
+
+def opaque_parse_limit(error: GraphQLError) -> GraphQLError:
+    """A parser limit error without its numbers; any other error as it is."""
+    # graphql-core ends every parser limit message (tokens, comments, nesting, length) with this sentence and puts
+    # the number and the position of the abort in it.
+    if isinstance(error, GraphQLSyntaxError) and error.message.endswith("Parsing aborted."):
+        nested = "nested too deeply" in error.message  # the parser's own recursion guard
+        message = "The operation is nested too deeply." if nested else "The document is too large."
+        return GraphQLError(message, extensions={"code": LIMIT_CODE})
+    return error
 
 
 # --- parsing -----------------------------------------------------------------------------------------------------
@@ -248,6 +269,30 @@ def _coded(error: GraphQLError) -> GraphQLError:
     )
 
 
+def _anonymised(error: GraphQLError, request_id: str) -> GraphQLError:
+    log.error("unexpected_error", request_id=request_id, path=error.path, exc_info=error.original_error)
+    return GraphQLError(
+        message=f"Unexpected error. Quote request id {request_id} to support.",
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": INTERNAL_ERROR_CODE, "requestId": request_id},
+    )
+
+
+def client_error(error: GraphQLError, request_id: str, *, suggestions: bool = False) -> GraphQLError:
+    """What a client may see of an error: unexpected ones masked (and logged), DomainErrors with their code and
+    field, suggestions cut unless shown. The HTTP path gets the same from the extensions below."""
+    if _is_unexpected(error):
+        return _anonymised(error, request_id)
+    if isinstance(error.original_error, DomainError):
+        return _coded(error)
+    if not suggestions and "Did you mean" in error.message:
+        error.message = _SUGGESTION.sub("", error.message)
+    return error
+
+
 class MaskUnexpectedErrors(MaskErrors):
     """Hides unexpected exceptions behind a message carrying the request id, and logs them with it.
 
@@ -261,16 +306,35 @@ class MaskUnexpectedErrors(MaskErrors):
         return [_coded(e) if isinstance(e.original_error, DomainError) else e for e in super()._process_errors(errors)]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        request_id = getattr(self.execution_context.context, "request_id", "")
-        log.error("unexpected_error", request_id=request_id, path=error.path, exc_info=error.original_error)
-        return GraphQLError(
-            message=f"Unexpected error. Quote request id {request_id} to support.",
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": INTERNAL_ERROR_CODE, "requestId": request_id},
-        )
+        return _anonymised(error, getattr(self.execution_context.context, "request_id", ""))
+
+
+# --- transports that run graphql-core directly (server/live.py) --------------------------------------------------
+
+
+def prepare_document(schema: Any, query: str, *, suggestions: bool = False) -> DocumentNode | list[GraphQLError]:
+    """The document of `query` parsed and validated for the Strawberry `schema` exactly as over HTTP (token, depth
+    and alias limits, Strawberry's rules), from the same caches; or the errors a client may see."""
+    options = (("max_tokens", MAX_TOKENS),)
+    try:
+        if len(query) <= SHARED_DOCUMENT_MAX_CHARS:
+            document = _parse_cached(query, options)
+        else:
+            document = parse(query, max_tokens=MAX_TOKENS)
+    except GraphQLError as error:
+        return [opaque_parse_limit(error)]
+    rules = (*specified_rules, *_limit_rules(MAX_DEPTH, MAX_ALIASES))
+    hidden = not suggestions
+    key = (id(schema), query, options, rules, hidden)
+    errors = _validated.get(key)
+    if errors is None:
+        context = SimpleNamespace(schema=schema, graphql_document=document, validation_rules=rules)
+        errors = tuple(_run_rules(context, hide_suggestions=hidden))
+        if len(query) <= SHARED_DOCUMENT_MAX_CHARS:
+            _validated[key] = errors
+            if len(_validated) > 256:
+                _validated.popitem(last=False)
+    return list(errors) if errors else document
 
 
 def default_extensions() -> list[Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterable
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -11,38 +12,56 @@ from domain.alerts.models import Alert as AlertRow
 from domain.billing import services as billing
 from domain.billing.cap import cap_states
 from domain.events.services import ALERT_RAISED, CREDITS_CHANGED, SPENDING_CAP_CHANGED, WALLET_CHANGED
-from resolvers.subscriptions import visible_customer, watch
+from resolvers.reports import report_updates
+from resolvers.subscriptions import live, visible_customer
 from schema.alerts import Alert
 from schema.billing import CreditBalance, Wallet
+from schema.reports import UsageReport
 from schema.usage import SpendingCap
 
 
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="The customer's credit meter whenever it changes.")
-    async def credits_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncGenerator[CreditBalance, None]:
+    async def credits_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[CreditBalance]:
         customer = await visible_customer(info.context, customer_id)
-        async for states in watch(
-            info.context, CREDITS_CHANGED, customer.id, lambda: billing.credit_states([customer])
-        ):
-            yield CreditBalance.of(states[customer.id])
+
+        async def render(states: dict[int, Any], _: dict[str, Any]) -> CreditBalance:
+            return CreditBalance.of(states[customer.id])
+
+        return live(info.context, CREDITS_CHANGED, customer.id, render, lambda: billing.credit_states([customer]))
 
     @strawberry.subscription(description="The customer's wallet whenever its balance or refill state changes.")
-    async def wallet_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncGenerator[Wallet, None]:
+    async def wallet_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[Wallet]:
         customer = await visible_customer(info.context, customer_id)
-        async for states in watch(info.context, WALLET_CHANGED, customer.id, lambda: billing.wallet_states([customer])):
-            yield Wallet.of(states[customer.id])
+
+        async def render(states: dict[int, Any], _: dict[str, Any]) -> Wallet:
+            return Wallet.of(states[customer.id])
+
+        return live(info.context, WALLET_CHANGED, customer.id, render, lambda: billing.wallet_states([customer]))
 
     @strawberry.subscription(description="Spent this month, projection and cap status whenever they change.")
-    async def spending_cap_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncGenerator[SpendingCap, None]:
+    async def spending_cap_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[SpendingCap]:
         customer = await visible_customer(info.context, customer_id)
-        async for states in watch(info.context, SPENDING_CAP_CHANGED, customer.id, lambda: cap_states([customer.id])):
-            yield SpendingCap.of(states[customer.id])
+
+        async def render(states: dict[int, Any], _: dict[str, Any]) -> SpendingCap:
+            return SpendingCap.of(states[customer.id])
+
+        return live(info.context, SPENDING_CAP_CHANGED, customer.id, render, lambda: cap_states([customer.id]))
 
     @strawberry.subscription(description="Each alert raised for the customer.")
-    async def alert_raised(self, info: Info, customer_id: strawberry.ID) -> AsyncGenerator[Alert, None]:
+    async def alert_raised(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[Alert]:
         customer = await visible_customer(info.context, customer_id)
-        async for payload in watch(info.context, ALERT_RAISED, customer.id):
+
+        async def render(_: None, payload: dict[str, Any]) -> Alert | None:
             row = await AlertRow.get_or_none(id=payload.get("alert_id"), customer_id=customer.id)
-            if row is not None:
-                yield Alert.from_model(row)
+            return Alert.from_model(row) if row is not None else None
+
+        return live(info.context, ALERT_RAISED, customer.id, render, each_change=True)
+
+    @strawberry.subscription(
+        description="The report now, then after each status change (QUEUED, RUNNING, READY or FAILED); completes "
+        "once it is READY or FAILED."
+    )
+    async def usage_report_updated(self, info: Info, id: strawberry.ID) -> AsyncIterable[UsageReport]:
+        return await report_updates(info.context, id, UsageReport.from_model)

@@ -1,4 +1,4 @@
-"""The ASGI application: /graphql (HTTP + WebSocket), /healthz, /metrics."""
+"""The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /exports/<signed>, /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -6,19 +6,22 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
 from jobs.broker import EmbeddedConsumer
 from server.bootstrap import bootstrap
+from server.exports import export_download
 from server.graphql import GraphQLView
 from server.ingest import usage_events_endpoint
+from server.live import LiveEndpoint
 from server.locks import Leases
 from server.logging import RequestIdMiddleware
 from server.pubsub import PubSub, live_publisher
@@ -53,12 +56,26 @@ async def index(request: Request) -> Response:
     return RedirectResponse("/graphql")
 
 
+class App(Starlette):
+    """Websockets of /graphql go straight to the live endpoint: the HTTP middleware stack (request ids, error
+    pages, routing) would otherwise keep a frame per layer alive for as long as each socket stays open."""
+
+    live: LiveEndpoint
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/graphql":
+            await self.live(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
     """`manage_db=False` when the caller (tests) already initialised Tortoise for the process."""
     settings = settings or get_settings()
     broker = bootstrap(settings)
     graphql = GraphQLView(settings)
     pubsub = PubSub(settings.redis_url)
+    live = LiveEndpoint(settings, pubsub, graphql.rate_limiter)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,6 +88,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             stack.push_async_callback(leases.close)
             await pubsub.start()
             stack.push_async_callback(pubsub.stop)
+            live.start()
+            stack.push_async_callback(live.stop)
             if settings.redis_url is None:
                 consumer = EmbeddedConsumer(broker)  # type: ignore[arg-type]
                 app.state.consumer = consumer
@@ -90,12 +109,12 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             gc.set_threshold(700, 10, 1000)
             yield
 
-    app = Starlette(
+    app = App(
         routes=[
             Route("/", index),
             Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
             Route("/v1/usage/events", usage_events_endpoint, methods=["POST"]),
+            Route("/exports/{token}", export_download, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],
@@ -104,5 +123,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     app.state.settings = settings
     app.state.broker = broker
     app.state.pubsub = pubsub
+    app.state.rate_limiter = graphql.rate_limiter
+    app.live = live
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,10 +1,10 @@
-"""Turns an `Authorization: Bearer …` header into a Viewer (sessions now; API keys and embed tokens later)."""
+"""Turns an `Authorization: Bearer …` header into a Viewer (session tokens, API keys, embed tokens)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from domain.accounts.services import authenticate_session
+from domain.access.services import authenticate_token
 from domain.viewer import Viewer
 
 
@@ -29,7 +29,7 @@ def client_ip(scope_client: tuple[str, int] | None) -> str | None:
 async def viewer_from_token(token: str | None, base: Viewer) -> Viewer:
     if token is None:
         return base
-    viewer = await authenticate_session(token, base)
+    viewer = await authenticate_token(token, base)
     if viewer is None:
         raise InvalidToken("The token is invalid, expired or revoked.")
     return viewer

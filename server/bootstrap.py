@@ -22,6 +22,9 @@ def bootstrap(settings: Settings) -> dramatiq.Broker:
         argon2_time_cost=settings.argon2_time_cost,
         argon2_memory_cost=settings.argon2_memory_cost,
         public_url=settings.public_url,
+        secret_key=settings.secret_key,
+        exports_dir=str(settings.exports_dir),
+        export_retention_hours=settings.export_retention_hours,
     )
     mailer.configure(settings.smtp_url, settings.outbox_dir)
     broker = configure_broker(settings.redis_url, settings.tortoise_config(), settings.dramatiq_namespace)

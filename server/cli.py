@@ -130,6 +130,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         # pushes are ~150 bytes: compression saves nothing and costs ~45 KB of zlib state per socket
         ws_per_message_deflate=False,
+        # the least memory per idle socket (bench/push.py) and pings that drop dead peers (20 s, 20 s to answer)
+        ws="wsproto",
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
         proxy_headers=True,
     )
     return 0

@@ -15,14 +15,13 @@ from resolvers.loaders import Loaders
 
 @dataclass
 class Context:
-    request: Request | WebSocket
+    request: Request | WebSocket | None  # None on live websockets (server/live.py), which need no request object
     response: Response | WebSocket | None
     viewer: Viewer
     request_id: str
     loaders: Loaders = field(init=False)
     extra: dict[str, Any] = field(default_factory=dict)
-    # set by Strawberry from a WebSocket's connection_init payload
-    connection_params: dict[str, Any] | None = None
+    pubsub: Any = None  # the process's pub/sub, for live streams iterated outside the websocket endpoint
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.viewer)
@@ -31,7 +30,6 @@ class Context:
         """After the viewer changes (login, organization switch) cached rows may no longer be visible."""
         self.loaders = Loaders(self.viewer)
 
-    # Strawberry's websocket handlers treat the context as a mapping (connection_params)
     def __getitem__(self, key: str) -> Any:
         return self.extra[key]
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -26,12 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.http.types import QueryParams
 from strawberry.schema.exceptions import InvalidOperationTypeError
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -41,6 +38,7 @@ from schema.extensions import INTERNAL_ERROR_CODE, field_suggestions
 from server.auth import InvalidToken, bearer_token, client_ip, viewer_from_token
 from server.context import Context
 from server.logging import new_request_id
+from server.ratelimit import ApiRateLimiter, RateLimited
 from server.settings import Settings
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -54,6 +52,7 @@ _CODES = {
     406: "NOT_ACCEPTABLE",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
     500: INTERNAL_ERROR_CODE,
 }
 
@@ -135,19 +134,18 @@ def _capped(receive: Receive, limit: int) -> Receive:
 
 
 class GraphQLView(GraphQL):
-    """Strawberry's ASGI view with our context, bearer auth, a body-size cap and transport-ws only."""
+    """Strawberry's ASGI view over HTTP with our context, bearer auth and a body-size cap."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.is_dev else None,
-            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            connection_init_wait_timeout=timedelta(seconds=10),
-            max_subscriptions_per_connection=50,
-            allowed_origins=settings.allowed_origins,
+            subscription_protocols=(),  # websockets are served by server/live.py
             multipart_uploads_enabled=True,
         )
         self.settings = settings
+        # shared with the ingestion endpoint (server/app.py): one window per key whichever endpoint it calls
+        self.rate_limiter = ApiRateLimiter(settings.redis_url)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Field suggestions help while developing and map the schema for an attacker in production.
@@ -171,10 +169,14 @@ class GraphQLView(GraphQL):
         if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
             return fail(413, "Request body too large.")
         try:
-            scope.setdefault("state", {})["viewer"] = await self._viewer(request, request_id)
+            viewer = await self._viewer(request, request_id)
+            await self.rate_limiter.check(viewer)
+            scope.setdefault("state", {})["viewer"] = viewer
             return await self.run(request)
         except InvalidToken as exc:
             return fail(401, str(exc), {"WWW-Authenticate": "Bearer"})
+        except RateLimited as exc:
+            return fail(429, str(exc), {"Retry-After": str(exc.retry_after)})
         except PayloadTooLarge:
             return fail(413, "Request body too large.")
         except HTTPError as exc:
@@ -217,25 +219,8 @@ class GraphQLView(GraphQL):
                 user_agent=request.headers.get("user-agent"),
                 request_id=request_id,
             )
-        return Context(request=request, response=response, viewer=viewer, request_id=request_id)
-
-    # --- WebSocket (graphql-transport-ws) ----------------------------------------------------------------------
-
-    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:  # type: ignore[override]
-        """Authenticates the socket from `connection_init` ({"authorization": "Bearer …"}); refusal closes 4403."""
-        params = context.connection_params or {}
-        raw = params.get("authorization") or params.get("Authorization") if isinstance(params, dict) else None
-        scheme, _, token = str(raw or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ConnectionRejectionError({"reason": 'Send {"authorization": "Bearer <token>"}.'})
-        try:
-            viewer = await viewer_from_token(token.strip(), context.viewer)
-        except InvalidToken:
-            raise ConnectionRejectionError({"reason": "The token is invalid, expired or revoked."}) from None
-        context.viewer = viewer
-        context.reset_loaders()
-        context["token"] = token.strip()
-        return None
+        pubsub = getattr(request.app.state, "pubsub", None)
+        return Context(request=request, response=response, viewer=viewer, request_id=request_id, pubsub=pubsub)
 
     # --- GraphQL over HTTP ---------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from domain.access.policy import OperationKind, machine_refusal
 from domain.errors import ErrorCode
 from domain.usage.services import MAX_BATCH, RecordResult, UsageEventIn, audit_usage_batch, record_usage
 from domain.viewer import Viewer
@@ -22,6 +23,7 @@ from resolvers.common import attempt
 from resolvers.usage import decode_or_none
 from server.auth import InvalidToken, bearer_token, viewer_from_token
 from server.logging import new_request_id
+from server.ratelimit import ApiRateLimiter, RateLimited
 
 MAX_BYTES = 1_000_000
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
@@ -103,6 +105,15 @@ async def usage_events_endpoint(request: Request) -> Response:
         return _error(
             401, "Send `Authorization: Bearer <token>`.", "UNAUTHENTICATED", request_id, {"WWW-Authenticate": "Bearer"}
         )
+    limiter: ApiRateLimiter = request.app.state.rate_limiter
+    try:
+        await limiter.check(viewer)
+    except RateLimited as exc:
+        return _error(429, str(exc), "RATE_LIMITED", request_id, {"Retry-After": str(exc.retry_after)})
+    # the endpoint stands for the `usageRecord` mutation: the same permission rule applies to machine tokens
+    refusal = machine_refusal(viewer, OperationKind.MUTATION, "usageRecord")
+    if refusal:
+        return _error(403, refusal, str(ErrorCode.FORBIDDEN), request_id)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("application/json", "application/cloudevents-batch+json"):
         return _error(

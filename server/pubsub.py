@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
+
+from domain.events.services import LIVE_TOPICS, live_key
 
 log = structlog.get_logger("partnerdesk.pubsub")
 CHANNEL = "pd:events"
@@ -23,29 +25,39 @@ T = TypeVar("T")
 
 
 class Subscription:
-    """A wake-up flag for one subscriber of one key, remembering the last payload."""
+    """One subscriber of one key, remembering the last payload.
 
-    __slots__ = ("event", "key", "payload", "seen")
+    The websocket endpoint gives it a callback (called on each change, no task or event per idle subscriber);
+    other callers wait on it, and only they pay for an asyncio.Event.
+    """
 
-    def __init__(self, key: str) -> None:
+    __slots__ = ("_event", "callback", "key", "payload", "seen")
+
+    def __init__(self, key: str, callback: Callable[[Subscription], None] | None = None) -> None:
         self.key = key
-        self.event = asyncio.Event()
+        self.callback = callback
+        self._event: asyncio.Event | None = None
         self.payload: dict[str, Any] = {}
         self.seen = 0  # the process's delivery count when the latest payload arrived
 
     def notify(self, payload: dict[str, Any], seen: int = 0) -> None:
         self.payload = payload
         self.seen = seen
-        self.event.set()
+        if self.callback is not None:
+            self.callback(self)
+        if self._event is not None:
+            self._event.set()
 
     async def wait(self, within: float | None = None) -> bool:
         """True when notified (and clears the flag), False when `within` seconds pass first."""
+        if self._event is None:
+            self._event = asyncio.Event()
         try:
-            async with asyncio.timeout(within):  # no extra task per idle subscriber, unlike wait_for on 3.11
-                await self.event.wait()
+            async with asyncio.timeout(within):  # no extra task per waiting subscriber, unlike wait_for on 3.11
+                await self._event.wait()
         except TimeoutError:
             return False
-        self.event.clear()
+        self._event.clear()
         return True
 
 
@@ -60,19 +72,26 @@ class PubSub:
 
     # ------------------------------------------------------------ local registry
 
+    def add(self, key: str, callback: Callable[[Subscription], None] | None = None) -> Subscription:
+        subscription = Subscription(key, callback)
+        self._subscribers[key].add(subscription)
+        return subscription
+
+    def remove(self, subscription: Subscription) -> None:
+        subscribers = self._subscribers.get(subscription.key)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.key]
+                self._reads.pop(subscription.key, None)
+
     @contextlib.contextmanager
     def subscribe(self, key: str) -> Iterator[Subscription]:
-        subscription = Subscription(key)
-        self._subscribers[key].add(subscription)
+        subscription = self.add(key)
         try:
             yield subscription
         finally:
-            subscribers = self._subscribers.get(key)
-            if subscribers is not None:
-                subscribers.discard(subscription)
-                if not subscribers:
-                    del self._subscribers[key]
-                    self._reads.pop(key, None)
+            self.remove(subscription)
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
@@ -150,34 +169,11 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def key_for(topic: str, customer_id: int | None) -> str:
-    return f"{topic}:{customer_id}"
-
-
-async def iterate(subscription: Subscription, *, min_interval: float, recheck: float) -> AsyncIterator[bool]:
-    """Yields True after each (coalesced) change, at most once per `min_interval`; False every `recheck` seconds
-    without a change, so the caller can re-validate its session."""
-    loop = asyncio.get_running_loop()
-    last = 0.0
-    while True:
-        changed = await subscription.wait(recheck)
-        if changed:
-            wait = last + min_interval - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                subscription.event.clear()  # changes during the pause are covered by reading state now
-            last = loop.time()
-        yield changed
-
-
-LIVE_TOPICS = frozenset({"credits.changed", "wallet.changed", "spending_cap.changed", "alert.raised"})
-
-
 def live_publisher(pubsub: PubSub) -> Any:
     """The relay's hook: outbox events of live topics become pub/sub notifications."""
 
     async def publish(event: Any) -> None:
         if event.topic in LIVE_TOPICS and event.customer_id is not None:
-            await pubsub.publish(key_for(event.topic, event.customer_id), {"outbox_id": event.id, **event.payload})
+            await pubsub.publish(live_key(event.topic, event.customer_id), {"outbox_id": event.id, **event.payload})
 
     return publish

@@ -28,6 +28,8 @@ MODEL_MODULES = [
     "domain.usage.models",
     "domain.events.models",
     "domain.alerts.models",
+    "domain.access.models",
+    "domain.reports.models",
 ]
 
 
@@ -42,7 +44,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     smtp_url: str | None = None
     outbox_dir: Path = ROOT / "outbox"
-    ws_recheck_seconds: float = 15.0  # how often an idle subscription re-validates its session
+    exports_dir: Path = ROOT / "exports"  # built usage reports (local storage)
+    export_retention_hours: int = 24 * 7
+    ws_recheck_seconds: float = 15.0  # how often live sockets' tokens and watched customers are re-checked
+    ws_init_timeout_seconds: float = 10.0  # connection_init must arrive within this after the handshake
     background_tasks: bool = True  # outbox relay and scheduler inside `serve` (all processes may run them)
     host: str = "127.0.0.1"
     port: int = 8000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -94,6 +95,10 @@ def live_server(database_url: str, log_dir: Path, **env: str) -> Iterator[str]:
                 str(port),
                 "--log-level",
                 "warning",
+                "--ws",
+                "wsproto",  # as `partnerdesk serve` runs
+                "--ws-per-message-deflate",
+                "false",
             ],
             cwd=ROOT,
             env=base_env(DATABASE_URL=database_url, **env),
@@ -132,3 +137,32 @@ def create_admin(database_url: str, email: str = "ops@example.com", password: st
         timeout=60,
     )
     return email, password
+
+
+_SET_FEATURES = """
+import asyncio, json, sys
+from tortoise import Tortoise
+from domain.features.models import FeatureToggles
+from server.settings import get_settings
+
+async def main(url, customer_id, toggles):
+    await Tortoise.init(config=get_settings().tortoise_config(url))
+    try:
+        await FeatureToggles.bulk_create([FeatureToggles(customer_id=customer_id)], ignore_conflicts=True)
+        await FeatureToggles.filter(customer_id=customer_id).update(**toggles)
+    finally:
+        await Tortoise.close_connections()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])))
+"""
+
+
+def set_features(database_url: str, customer_pk: int, **toggles: bool) -> None:
+    """Switches a customer's feature toggles in a live server's database (no mutation does that yet)."""
+    subprocess.run(
+        [sys.executable, "-c", _SET_FEATURES, database_url, str(customer_pk), json.dumps(toggles)],
+        cwd=ROOT,
+        env=base_env(DATABASE_URL=database_url),
+        check=True,
+        capture_output=True,
+    )

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import gc
+import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from gql import Client, gql
 from gql.transport.exceptions import TransportQueryError, TransportServerError
 from gql.transport.websockets import WebsocketsTransport
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import REDIS_URL
-from tests.servers import create_admin, fresh_database, live_server
+from tests.servers import create_admin, fresh_database, live_server, set_features
 
 CREDITS = gql("subscription($id: ID!) { creditsUpdated(customerId: $id) { id available used assigned health } }")
 WALLET = gql("subscription($id: ID!) { walletUpdated(customerId: $id) { id balance { amount } } }")
@@ -110,7 +115,7 @@ def client(api: Api, token: str | None) -> Client:
 def server(tmp_path: Path) -> Iterator[tuple[Api, str, tuple[str, str]]]:
     with fresh_database(tmp_path) as url:
         admin = create_admin(url)
-        with live_server(url, tmp_path, WS_RECHECK_SECONDS="0.5") as base:
+        with live_server(url, tmp_path, WS_RECHECK_SECONDS="0.5", WS_INIT_TIMEOUT_SECONDS="1") as base:
             yield Api(base), url, admin
 
 
@@ -282,3 +287,191 @@ async def test_two_processes_fan_out_through_redis(tmp_path: Path) -> None:
                 update = await asyncio.wait_for(first, 10)
                 assert float(update["creditsUpdated"]["available"]) == 42
                 await stream.aclose()
+
+
+# --- the protocol, spoken by hand (close codes are what a client library hides) -------------------------------------
+
+
+class Socket:
+    """A raw graphql-transport-ws client."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def receive(self, within: float = 10) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), within))
+
+    async def init(self, token: str) -> None:
+        await self.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert (await self.receive()) == {"type": "connection_ack"}
+
+    async def subscribe(self, id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+        await self.send({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})
+
+    async def closed_with(self, within: float = 10) -> int | None:
+        """The close code the server ends the connection with (fails if a message arrives instead)."""
+        try:
+            message = await asyncio.wait_for(self.ws.recv(), within)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        raise AssertionError(f"expected the server to close, got {message}")
+
+
+@contextlib.asynccontextmanager
+async def socket(api: Api) -> AsyncIterator[Socket]:
+    async with websockets.connect(api.ws, subprotocols=["graphql-transport-ws"]) as ws:
+        yield Socket(ws)
+
+
+def pk(global_id: str) -> int:
+    return int(base64.b64decode(global_id).decode().split(":")[1])
+
+
+async def test_protocol_rules_close_with_the_documented_codes(server) -> None:
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    token = tenant["staff"]
+    credits = "subscription($id: ID!) { creditsUpdated(customerId: $id) { available } }"
+    variables = {"id": tenant["customers"][0]}
+    async with socket(api) as ws:  # subscribe before the acknowledgement
+        await ws.subscribe("1", credits, variables)
+        assert await ws.closed_with() == 4401
+    async with socket(api) as ws:
+        await ws.init(token)
+        await ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert await ws.closed_with() == 4429
+    async with socket(api) as ws:
+        await ws.init(token)
+        await ws.subscribe("1", credits, variables)
+        await ws.subscribe("1", credits, variables)
+        assert await ws.closed_with() == 4409
+    async with socket(api) as ws:
+        await ws.init(token)
+        await ws.send({"type": "shout"})
+        assert await ws.closed_with() == 4400
+    async with socket(api) as ws:
+        await ws.ws.send("not json")
+        assert await ws.closed_with() == 4400
+    async with socket(api) as ws:
+        await ws.send({"type": "connection_init", "payload": {"authorization": "Bearer pd_sess_forged"}})
+        assert await ws.closed_with() == 4403
+    async with socket(api) as ws:  # WS_INIT_TIMEOUT_SECONDS=1 on this server
+        assert await ws.closed_with(within=5) == 4408
+    with pytest.raises(websockets.exceptions.InvalidStatus):  # another subprotocol is refused at the handshake
+        async with websockets.connect(api.ws, subprotocols=["graphql-ws"]):
+            pass
+
+
+async def test_ping_queries_and_errors_over_the_socket(server) -> None:
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    async with socket(api) as ws:
+        await ws.init(tenant["staff"])
+        await ws.send({"type": "ping"})
+        assert (await ws.receive())["type"] == "pong"
+        # a query runs once through the full pipeline, then completes
+        await ws.subscribe("q", "{ me { email } }")
+        first, second = await ws.receive(), await ws.receive()
+        assert first["type"] == "next" and first["payload"]["data"]["me"]["email"].startswith("owner")
+        assert second == {"id": "q", "type": "complete"}
+        # a document that does not validate: an error message for that id, the socket stays open
+        await ws.subscribe("bad", "subscription { creditsUpdated(customerId: 1) { nope } }")
+        error = await ws.receive()
+        assert error["type"] == "error" and error["id"] == "bad" and "nope" in error["payload"][0]["message"]
+        # the same limits as over HTTP
+        deep = "subscription($id: ID!) { creditsUpdated(customerId: $id) " + "{ id " * 14 + "}" * 15
+        await ws.subscribe("deep", deep, {"id": tenant["customers"][0]})
+        assert (await ws.receive())["type"] == "error"
+        # a customer outside the viewer's reach: NOT_FOUND, as the query answers
+        other = await setup_tenant(api, *admin)
+        await ws.subscribe(
+            "x", "subscription($id: ID!) { walletUpdated(customerId: $id) { id } }", {"id": other["customers"][0]}
+        )
+        refused = await ws.receive()
+        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "NOT_FOUND"
+        # after all that, a subscription still works on the same socket
+        await ws.subscribe(
+            "c",
+            "subscription($id: ID!) { creditsUpdated(customerId: $id) { available } }",
+            {"id": tenant["customers"][0]},
+        )
+        await asyncio.sleep(0.2)
+        await recharge(api, tenant["staff"], tenant["customers"][0], "7")
+        update = await ws.receive()
+        assert update == {"id": "c", "type": "next", "payload": {"data": {"creditsUpdated": {"available": "7.000000"}}}}
+
+
+async def test_at_most_fifty_operations_per_connection(server) -> None:
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    query = "subscription($id: ID!) { spendingCapUpdated(customerId: $id) { id } }"
+    async with socket(api) as ws:
+        await ws.init(tenant["staff"])
+        for i in range(51):
+            await ws.subscribe(str(i), query, {"id": tenant["customers"][i % 2]})
+        refused = await ws.receive()
+        assert refused["id"] == "50" and refused["type"] == "error"
+        assert refused["payload"][0]["message"] == "Subscription limit reached"
+        # completing one frees a place
+        await ws.send({"id": "0", "type": "complete"})
+        await ws.subscribe("50", query, {"id": tenant["customers"][0]})
+        await ws.send({"type": "ping"})
+        assert (await ws.receive())["type"] == "pong"  # no error for "50" came before the pong
+
+
+async def test_api_keys_and_embed_tokens_on_sockets(server) -> None:
+    api, url, admin = server
+    tenant = await setup_tenant(api, *admin)
+    customer = tenant["customers"][0]
+    set_features(url, pk(customer), api_access=True, embed_urls_enabled=True, portal_enabled=True)
+
+    async def key(permissions: list[str]) -> tuple[str, str]:
+        data = await api(
+            """mutation($i: ApiKeyCreateInput!) { apiKeyCreate(input: $i) { apiKey { id } secret errors { code } } }""",
+            {"i": {"customerId": customer, "name": "dash", "permissions": permissions}},
+            tenant["staff"],
+        )
+        assert data["apiKeyCreate"]["errors"] == [], data
+        return data["apiKeyCreate"]["apiKey"]["id"], data["apiKeyCreate"]["secret"]
+
+    credits = "subscription($id: ID!) { creditsUpdated(customerId: $id) { available } }"
+    wallet = "subscription($id: ID!) { walletUpdated(customerId: $id) { balance { amount } } }"
+    read_id, read_key = await key(["READ"])
+    _, write_key = await key(["WRITE"])
+    async with socket(api) as ws:  # a READ key watches its customer
+        await ws.init(read_key)
+        await ws.subscribe("1", credits, {"id": customer})
+        await asyncio.sleep(0.2)
+        await recharge(api, tenant["staff"], customer, "3")
+        assert (await ws.receive())["payload"]["data"]["creditsUpdated"]["available"] == "3.000000"
+        # revoking the key ends the socket at the next session sweep
+        revoked = await api(
+            "mutation($i: ApiKeyRevokeInput!) { apiKeyRevoke(input: $i) { errors { code } } }",
+            {"i": {"apiKeyId": read_id}},
+            tenant["staff"],
+        )
+        assert revoked["apiKeyRevoke"]["errors"] == []
+        assert await ws.closed_with(within=5) == 4403
+    async with socket(api) as ws:  # a key without READ may not subscribe
+        await ws.init(write_key)
+        await ws.subscribe("1", credits, {"id": customer})
+        refused = await ws.receive()
+        assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+
+    data = await api(
+        """mutation($i: EmbedTokenCreateInput!) { embedTokenCreate(input: $i) { token errors { code } } }""",
+        {"i": {"customerId": customer, "sections": ["WALLET"], "expiresInSeconds": 600}},
+        tenant["staff"],
+    )
+    assert data["embedTokenCreate"]["errors"] == [], data
+    async with socket(api) as ws:  # an embed token watches its sections only
+        await ws.init(data["embedTokenCreate"]["token"])
+        await ws.subscribe("w", wallet, {"id": customer})
+        await ws.subscribe("c", credits, {"id": customer})
+        refused = await ws.receive()
+        assert refused["id"] == "c" and refused["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+        await ws.send({"type": "ping"})
+        assert (await ws.receive())["type"] == "pong"  # and the wallet subscription was accepted

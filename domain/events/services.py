@@ -1,7 +1,9 @@
 """Emitting and draining outbox events.
 
 Topics: `credits.changed`, `wallet.changed`, `spending_cap.changed` (customer state that live views show),
-`alert.raised` (an alert to deliver), `refill.requested` (notify the partner's billing staff).
+`alert.raised` (an alert to deliver), `refill.requested` (notify the partner's billing staff),
+`usage_report.requested` (build a report), `usage_report.updated` (a report's status changed, live),
+`report_delivery.requested` (email a scheduled report's link).
 """
 
 from __future__ import annotations
@@ -17,6 +19,17 @@ WALLET_CHANGED = "wallet.changed"
 SPENDING_CAP_CHANGED = "spending_cap.changed"
 ALERT_RAISED = "alert.raised"
 REFILL_REQUESTED = "refill.requested"
+USAGE_REPORT_REQUESTED = "usage_report.requested"
+USAGE_REPORT_UPDATED = "usage_report.updated"
+REPORT_DELIVERY_REQUESTED = "report_delivery.requested"
+
+# Topics that live subscriptions watch: the relay also publishes them to the pub/sub, keyed per customer.
+LIVE_TOPICS = frozenset({CREDITS_CHANGED, WALLET_CHANGED, SPENDING_CAP_CHANGED, ALERT_RAISED, USAGE_REPORT_UPDATED})
+
+
+def live_key(topic: str, customer_id: int | None) -> str:
+    """The pub/sub key of one customer's changes of one topic."""
+    return f"{topic}:{customer_id}"
 
 
 async def emit(topic: str, *, customer_id: int | None = None, partner_id: int | None = None, **payload: Any) -> None:

@@ -1,0 +1,401 @@
+"""API keys and embed tokens: issuing, revoking, listing, and turning any bearer token into a Viewer.
+
+Tokens are `pd_live_<id>_<secret>` (API keys) and `pd_embed_<id>_<secret>` (embed tokens): the id finds the row,
+the secret (256 random bits) is checked against its SHA-256 in constant time. Only the hash is stored; the full
+token is returned once, when issued. A token stops working as soon as it is revoked, its customer or partner is
+disabled, or the feature it needs is switched off: `authenticate_token` checks all of it on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from domain.access.models import ApiKey, ApiPermission, ApiTier, EmbedSection, EmbedToken
+from domain.accounts.models import Role
+from domain.accounts.services import SESSION_PREFIX, authenticate_session
+from domain.audit.models import AuditEventType
+from domain.audit.services import record
+from domain.common.validation import Validator
+from domain.config import config
+from domain.customers.models import Customer, CustomerStatus
+from domain.errors import DomainError, ErrorCode, forbidden
+from domain.features.models import FeatureToggles
+from domain.features.services import toggles_of
+from domain.partners.models import PartnerStatus
+from domain.viewer import Viewer
+from domain.visibility import get_visible, restrict
+
+API_KEY_PREFIX = "pd_live_"
+EMBED_TOKEN_PREFIX = "pd_embed_"
+MAX_TOKEN_LENGTH = 200
+
+TIER_LIMITS = {ApiTier.STANDARD: 100, ApiTier.PREMIUM: 500}  # requests per minute; ENTERPRISE is set per key
+MAX_CUSTOM_LIMIT = 1_000_000
+EMBED_MIN_SECONDS = 60
+EMBED_MAX_SECONDS = 30 * 24 * 3600
+EMBED_PATH = "/embed"
+R = TypeVar("R", ApiKey, EmbedToken)
+# `last_used_at` is written at most this often per key: a busy key must not cost a write per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _split(token: str, prefix: str) -> tuple[int, str] | None:
+    """(id, secret) of `<prefix><id>_<secret>`, or None when the token is not of that shape."""
+    if not token.startswith(prefix) or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    raw_id, sep, secret = token.removeprefix(prefix).partition("_")
+    if not sep or not secret or not raw_id.isdigit() or len(raw_id) > 18:
+        return None
+    return int(raw_id), secret
+
+
+def _secret_matches(secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(_digest(secret), stored_hash)
+
+
+@dataclass(slots=True)
+class _Owner:
+    """The customer a token acts for, if it may still act at all."""
+
+    customer: Customer
+    toggles: FeatureToggles
+
+
+async def _active_owner(customer_id: int) -> _Owner | None:
+    customer = await Customer.filter(id=customer_id).select_related("partner").first()
+    if customer is None or customer.status != CustomerStatus.ACTIVE or customer.partner.status != PartnerStatus.ACTIVE:
+        return None
+    return _Owner(customer, (await toggles_of([customer_id]))[customer_id])
+
+
+def embeds_enabled(toggles: FeatureToggles) -> bool:
+    """Embeds need their own toggle and the customer portal they are part of."""
+    return toggles.embed_urls_enabled and toggles.portal_enabled
+
+
+# --- authentication ------------------------------------------------------------------------------------------------
+
+
+async def authenticate_token(token: str, base: Viewer) -> Viewer | None:
+    """The viewer behind any bearer token (session, API key, embed token), or None when it is unknown, expired,
+    revoked, or its customer, partner or feature is disabled. Request metadata (ip, agent, request id) comes
+    from `base`. Cheap enough to call again on a live connection to re-check it."""
+    if token.startswith(SESSION_PREFIX):
+        return await authenticate_session(token, base)
+    if token.startswith(API_KEY_PREFIX):
+        return await authenticate_api_key(token, base)
+    if token.startswith(EMBED_TOKEN_PREFIX):
+        return await authenticate_embed_token(token, base)
+    return None
+
+
+def rate_limit_of(key: ApiKey) -> int:
+    if key.tier == ApiTier.ENTERPRISE and key.rate_limit_per_minute:
+        return key.rate_limit_per_minute
+    return TIER_LIMITS.get(ApiTier(key.tier), TIER_LIMITS[ApiTier.STANDARD])
+
+
+async def authenticate_api_key(token: str, base: Viewer) -> Viewer | None:
+    parts = _split(token, API_KEY_PREFIX)
+    if parts is None:
+        return None
+    key_id, secret = parts
+    key = await ApiKey.get_or_none(id=key_id, revoked_at=None)
+    if key is None or not _secret_matches(secret, key.secret_hash):
+        return None
+    owner = await _active_owner(key.customer_id)
+    if owner is None or not owner.toggles.api_access:
+        return None
+    at = now()
+    cutoff = at - LAST_USED_RESOLUTION
+    if key.last_used_at is None or key.last_used_at <= cutoff:
+        # Conditional, so of concurrent requests in the same minute only one changes the row.
+        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff)
+        await ApiKey.filter(stale, id=key.id).update(last_used_at=at)
+    permissions = frozenset(key.permissions)
+    return Viewer(
+        # A key acts as its customer; its permissions narrow what it may run (domain.access.policy).
+        role=Role.CUSTOMER_ADMIN,
+        partner_id=owner.customer.partner_id,
+        customer_id=key.customer_id,
+        api_key_id=key.id,
+        api_permissions=permissions,
+        rate_limit_per_minute=rate_limit_of(key),
+        label=f"API key {key.prefix}… ({key.name})",
+        ip=base.ip,
+        user_agent=base.user_agent,
+        request_id=base.request_id,
+    )
+
+
+async def authenticate_embed_token(token: str, base: Viewer) -> Viewer | None:
+    parts = _split(token, EMBED_TOKEN_PREFIX)
+    if parts is None:
+        return None
+    token_id, secret = parts
+    row = await EmbedToken.get_or_none(id=token_id, revoked_at=None)
+    if row is None or row.expires_at <= now() or not _secret_matches(secret, row.secret_hash):
+        return None
+    owner = await _active_owner(row.customer_id)
+    if owner is None or not embeds_enabled(owner.toggles):
+        return None
+    return Viewer(
+        role=Role.CUSTOMER_MEMBER,
+        partner_id=owner.customer.partner_id,
+        customer_id=row.customer_id,
+        embed_token_id=row.id,
+        embed_sections=frozenset(row.sections),
+        label=f"embed token {row.id}",
+        ip=base.ip,
+        user_agent=base.user_agent,
+        request_id=base.request_id,
+    )
+
+
+# --- managing --------------------------------------------------------------------------------------------------------
+
+
+def require_access_manager(viewer: Viewer, customer: Customer) -> None:
+    """Platform admins, the customer's partner admins and the customer's own admins (after a visibility check).
+
+    An API key acts as a customer admin; the permission it needs for these operations (ADMIN) is checked
+    with every other operation's in `domain.access.policy`. An embed token never manages anything.
+    """
+    if viewer.embed_token_id is not None:
+        raise forbidden("Embed tokens cannot manage access.")
+    if viewer.is_platform_admin:
+        return
+    if viewer.is_partner_admin and viewer.partner_id == customer.partner_id:
+        return
+    if viewer.is_customer_admin and viewer.customer_id == customer.id:
+        return
+    raise forbidden("Only partner administrators or the customer's administrators can manage access.")
+
+
+async def _managed_customer(viewer: Viewer, customer_id: int | None) -> Customer:
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    require_access_manager(viewer, customer)
+    return customer
+
+
+def _enum_values(v: Validator, field: str, values: Any, enum_type: type[Any]) -> list[str]:
+    """Distinct valid values in a stable order; an empty or invalid list is an error."""
+    if not isinstance(values, Iterable) or isinstance(values, str):
+        v.add(field, "Must be a list.")
+        return []
+    chosen: set[str] = set()
+    for value in values:
+        try:
+            chosen.add(enum_type(value).value)
+        except ValueError:
+            v.add(field, f"Unknown value {value!r}.")
+            return []
+    if not chosen:
+        v.add(field, "Choose at least one.", ErrorCode.REQUIRED)
+    return [m.value for m in enum_type if m.value in chosen]
+
+
+@dataclass(slots=True)
+class ApiKeyIssued:
+    api_key: ApiKey
+    secret: str  # the full `pd_live_<id>_<secret>` key, shown once
+
+
+async def api_key_create(
+    viewer: Viewer,
+    customer_id: int | None,
+    name: Any,
+    permissions: Any,
+    tier: Any,
+    rate_limit_per_minute: Any = None,
+) -> ApiKeyIssued:
+    customer = await _managed_customer(viewer, customer_id)
+    v = Validator()
+    clean_name = v.text("name", name, required=True, max_length=100)
+    chosen = _enum_values(v, "permissions", permissions, ApiPermission)
+    try:
+        clean_tier = ApiTier(tier or ApiTier.STANDARD)
+    except ValueError:
+        v.add("tier", f"Unknown tier {tier!r}.")
+        clean_tier = ApiTier.STANDARD
+    limit: int | None = None
+    if clean_tier == ApiTier.ENTERPRISE:
+        if not isinstance(rate_limit_per_minute, int) or not 1 <= rate_limit_per_minute <= MAX_CUSTOM_LIMIT:
+            v.add(
+                "rate_limit_per_minute",
+                f"An ENTERPRISE key needs a limit between 1 and {MAX_CUSTOM_LIMIT:,} requests per minute.",
+            )
+        else:
+            limit = rate_limit_per_minute
+    elif rate_limit_per_minute is not None:
+        v.add("rate_limit_per_minute", "Only ENTERPRISE keys have a custom limit.")
+    v.raise_if_invalid()
+    toggles = (await toggles_of([customer.id]))[customer.id]
+    if not toggles.api_access:
+        raise DomainError.single(
+            ErrorCode.REQUIRES_FEATURE, "Turn on API access for this customer first.", "customer_id"
+        )
+    secret = secrets.token_urlsafe(32)
+    async with in_transaction():
+        key = await ApiKey.create(
+            customer_id=customer.id,
+            partner_id=customer.partner_id,
+            name=clean_name,
+            prefix="",
+            secret_hash=_digest(secret),
+            permissions=chosen,
+            tier=clean_tier,
+            rate_limit_per_minute=limit,
+            created_by_user_id=viewer.user_id,
+        )
+        key.prefix = f"{API_KEY_PREFIX}{key.id}_{secret[:4]}"
+        await key.save(update_fields=["prefix"])
+        await record(
+            viewer,
+            AuditEventType.SECURITY,
+            "api_key.create",
+            object_type="ApiKey",
+            object_id=key.id,
+            partner_id=customer.partner_id,
+            customer_id=customer.id,
+            details={"name": clean_name, "prefix": key.prefix, "permissions": chosen, "tier": clean_tier.value}
+            | ({"rate_limit_per_minute": limit} if limit else {}),
+        )
+    return ApiKeyIssued(key, f"{API_KEY_PREFIX}{key.id}_{secret}")
+
+
+async def _revocable(viewer: Viewer, model: type[R], pk: int | None, field: str) -> R:
+    row = await get_visible(model, viewer, pk, field=field)
+    customer = await Customer.get(id=row.customer_id)
+    require_access_manager(viewer, customer)
+    return row
+
+
+async def api_key_revoke(viewer: Viewer, api_key_id: int | None) -> ApiKey:
+    """Revokes a key at once (every later request with it answers 401); revoking it again changes nothing."""
+    key = await _revocable(viewer, ApiKey, api_key_id, "api_key_id")
+    async with in_transaction():
+        key = await ApiKey.select_for_update().get(id=key.id)
+        if key.revoked_at is None:
+            key.revoked_at = now()
+            await key.save(update_fields=["revoked_at"])
+            await record(
+                viewer,
+                AuditEventType.SECURITY,
+                "api_key.revoke",
+                object_type="ApiKey",
+                object_id=key.id,
+                partner_id=key.partner_id,
+                customer_id=key.customer_id,
+                details={"name": key.name, "prefix": key.prefix},
+            )
+    return key
+
+
+async def api_keys_of(viewer: Viewer, customer_id: int | None) -> QuerySet[ApiKey]:
+    """A customer's keys (revoked ones included), for paginating."""
+    customer = await _managed_customer(viewer, customer_id)
+    return restrict(ApiKey, viewer).filter(customer_id=customer.id)
+
+
+@dataclass(slots=True)
+class EmbedTokenIssued:
+    embed_token: EmbedToken
+    token: str  # the full `pd_embed_<id>_<secret>` token, shown once
+    url: str
+
+
+def embed_url(token: str) -> str:
+    return f"{config().public_url.rstrip('/')}{EMBED_PATH}?token={quote(token, safe='')}"
+
+
+async def embed_token_create(
+    viewer: Viewer, customer_id: int | None, sections: Any, expires_in_seconds: Any
+) -> EmbedTokenIssued:
+    customer = await _managed_customer(viewer, customer_id)
+    v = Validator()
+    chosen = _enum_values(v, "sections", sections, EmbedSection)
+    if (
+        not isinstance(expires_in_seconds, int)
+        or isinstance(expires_in_seconds, bool)
+        or not EMBED_MIN_SECONDS <= expires_in_seconds <= EMBED_MAX_SECONDS
+    ):
+        v.add(
+            "expires_in_seconds",
+            f"Must be between {EMBED_MIN_SECONDS} seconds and {EMBED_MAX_SECONDS // 86400} days.",
+        )
+    v.raise_if_invalid()
+    toggles = (await toggles_of([customer.id]))[customer.id]
+    if not embeds_enabled(toggles):
+        raise DomainError.single(
+            ErrorCode.REQUIRES_FEATURE,
+            "Turn on the customer portal and embed URLs for this customer first.",
+            "customer_id",
+        )
+    secret = secrets.token_urlsafe(32)
+    at = now()
+    async with in_transaction():
+        row = await EmbedToken.create(
+            customer_id=customer.id,
+            partner_id=customer.partner_id,
+            secret_hash=_digest(secret),
+            sections=chosen,
+            created_by_user_id=viewer.user_id,
+            expires_at=at + timedelta(seconds=expires_in_seconds),
+        )
+        await record(
+            viewer,
+            AuditEventType.SECURITY,
+            "embed_token.create",
+            object_type="EmbedToken",
+            object_id=row.id,
+            partner_id=customer.partner_id,
+            customer_id=customer.id,
+            details={"sections": chosen, "expires_at": row.expires_at.isoformat()},
+        )
+    token = f"{EMBED_TOKEN_PREFIX}{row.id}_{secret}"
+    return EmbedTokenIssued(row, token, embed_url(token))
+
+
+async def embed_token_revoke(viewer: Viewer, embed_token_id: int | None) -> EmbedToken:
+    row = await _revocable(viewer, EmbedToken, embed_token_id, "embed_token_id")
+    async with in_transaction():
+        row = await EmbedToken.select_for_update().get(id=row.id)
+        if row.revoked_at is None:
+            row.revoked_at = now()
+            await row.save(update_fields=["revoked_at"])
+            await record(
+                viewer,
+                AuditEventType.SECURITY,
+                "embed_token.revoke",
+                object_type="EmbedToken",
+                object_id=row.id,
+                partner_id=row.partner_id,
+                customer_id=row.customer_id,
+                details={"sections": list(row.sections)},
+            )
+    return row
+
+
+async def embed_tokens_of(viewer: Viewer, customer_id: int | None) -> QuerySet[EmbedToken]:
+    customer = await _managed_customer(viewer, customer_id)
+    return restrict(EmbedToken, viewer).filter(customer_id=customer.id)

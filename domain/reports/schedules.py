@@ -1,0 +1,226 @@
+"""Scheduled reports (seed 001): a format, a frequency and recipients; each complete period is reported once.
+
+A periodic job (`run_due`) requests a report for every schedule whose latest complete period (yesterday, last
+Monday-Sunday week, last calendar month, UTC) has not been requested yet; when that report is READY the build emits
+`report_delivery.requested` and `deliver` emails its signed link, white-label, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from domain.audit.models import AuditEventType
+from domain.audit.services import record
+from domain.common.validation import Validator
+from domain.customers.models import Customer, CustomerStatus
+from domain.errors import DomainError, ErrorCode
+from domain.partners.models import Partner
+from domain.reports import services
+from domain.reports.models import ReportFormat, ReportFrequency, ReportSchedule, ReportStatus, UsageReport
+from domain.viewer import Viewer
+from domain.visibility import get_visible, require_customer_manager
+
+MAX_RECIPIENTS = 20
+SYSTEM = Viewer.system("report schedules")
+DEFAULT_SENDER = "reports@partnerdesk.example.com"
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html.j2"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_FORMAT_LABELS = {
+    ReportFormat.VOICE_CSV: "Voice CSV",
+    ReportFormat.SMS_CSV: "SMS CSV",
+    ReportFormat.PDF: "PDF summary",
+    ReportFormat.PDF_BY_CASE_TYPE: "PDF by case type (.zip)",
+}
+
+
+def last_complete_period(frequency: ReportFrequency, today: date) -> tuple[date, date]:
+    """The latest period that ended before `today` (inclusive days)."""
+    if frequency == ReportFrequency.DAILY:
+        day = today - timedelta(days=1)
+        return day, day
+    if frequency == ReportFrequency.WEEKLY:
+        end = today - timedelta(days=today.weekday() + 1)  # last Sunday
+        return end - timedelta(days=6), end
+    end = today.replace(day=1) - timedelta(days=1)
+    return end.replace(day=1), end
+
+
+def _recipients(raw: Any) -> list[str]:
+    v = Validator()
+    if not isinstance(raw, list) or not raw:
+        raise DomainError.single(ErrorCode.REQUIRED, "Add at least one recipient.", "recipients")
+    if len(raw) > MAX_RECIPIENTS:
+        raise DomainError.single(ErrorCode.INVALID, f"At most {MAX_RECIPIENTS} recipients.", "recipients")
+    cleaned = [v.email("recipients", r) for r in raw]
+    v.raise_if_invalid()
+    seen: dict[str, str] = {}
+    for email in cleaned:
+        if email:
+            seen.setdefault(email.lower(), email)
+    return list(seen.values())
+
+
+async def schedule_create(
+    viewer: Viewer, customer_id: int, fmt: Any, frequency: Any, recipients: Any, today: date | None = None
+) -> ReportSchedule:
+    """Partner staff or the customer's admins; the first report covers the first period that ends after today."""
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    require_customer_manager(viewer, customer)
+    try:
+        report_format, freq = ReportFormat(fmt), ReportFrequency(frequency)
+    except ValueError:
+        raise DomainError.single(ErrorCode.INVALID, "Unknown format or frequency.", "format") from None
+    emails = _recipients(recipients)
+    _, already = last_complete_period(freq, today or datetime.now(UTC).date())
+    async with in_transaction():
+        schedule = await ReportSchedule.create(
+            customer_id=customer.id,
+            partner_id=customer.partner_id,
+            created_by_user_id=viewer.user_id,
+            format=report_format,
+            frequency=freq,
+            recipients=emails,
+            last_period_to=already,
+        )
+        await record(
+            viewer,
+            AuditEventType.DATA_CHANGE,
+            "report_schedule.create",
+            object_type="ReportSchedule",
+            object_id=schedule.id,
+            partner_id=customer.partner_id,
+            customer_id=customer.id,
+            details={"format": str(report_format), "frequency": str(freq), "recipients": len(emails)},
+        )
+    return schedule
+
+
+async def schedule_delete(viewer: Viewer, schedule_id: int) -> ReportSchedule:
+    schedule = await get_visible(ReportSchedule, viewer, schedule_id, field="report_schedule_id")
+    customer = await Customer.get(id=schedule.customer_id)
+    require_customer_manager(viewer, customer)
+    async with in_transaction():
+        await ReportSchedule.filter(id=schedule.id).delete()
+        await record(
+            viewer,
+            AuditEventType.DATA_CHANGE,
+            "report_schedule.delete",
+            object_type="ReportSchedule",
+            object_id=schedule.id,
+            partner_id=schedule.partner_id,
+            customer_id=schedule.customer_id,
+        )
+    return schedule
+
+
+async def schedules_of(viewer: Viewer, customer_id: int) -> Any:
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    return ReportSchedule.filter(customer_id=customer.id)
+
+
+async def run_due(today: date | None = None) -> int:
+    """Requests the reports of every period that is complete and not yet requested; returns how many."""
+    today = today or datetime.now(UTC).date()
+    queued = 0
+    due: list[int] = []
+    for frequency in ReportFrequency:
+        _, until = last_complete_period(frequency, today)
+        due += await ReportSchedule.filter(
+            Q(last_period_to=None) | Q(last_period_to__lt=until), frequency=frequency
+        ).values_list("id", flat=True)
+    for schedule_id in sorted(due):
+        async with in_transaction():
+            # re-read under the lock: two schedulers (or a redelivery) request each period once
+            schedule = await ReportSchedule.select_for_update().get_or_none(id=schedule_id)
+            if schedule is None:
+                continue
+            since, until = last_complete_period(ReportFrequency(schedule.frequency), today)
+            if schedule.last_period_to is not None and schedule.last_period_to >= until:
+                continue
+            customer = await Customer.get_or_none(id=schedule.customer_id)
+            if customer is None or customer.status != CustomerStatus.ACTIVE:
+                continue
+            report = await services.queue_report(
+                customer, ReportFormat(schedule.format), since, until, schedule_id=schedule.id
+            )
+            await record(
+                SYSTEM,
+                AuditEventType.EXPORT,
+                "usage_report.create",
+                object_type="UsageReport",
+                object_id=report.id,
+                partner_id=customer.partner_id,
+                customer_id=customer.id,
+                details={
+                    "format": str(report.format),
+                    "from": since.isoformat(),
+                    "to": until.isoformat(),
+                    "schedule_id": schedule.id,
+                },
+            )
+            schedule.last_period_to = until
+            await schedule.save(update_fields=["last_period_to"])
+            queued += 1
+    return queued
+
+
+def render_delivery(
+    report: UsageReport, schedule: ReportSchedule, customer: Customer, partner: Partner, link: str, expires: datetime
+) -> EmailMessage:
+    fmt = ReportFormat(report.format)
+    frequency = str(schedule.frequency).lower()
+    period = f"{report.period_from.isoformat()} to {report.period_to.isoformat()}"
+    context = {
+        "headline": f"Your {frequency} usage report",
+        "body": f"Your {frequency} usage report for {period} is ready to download.",
+        "facts": [("Report", _FORMAT_LABELS[fmt]), ("Period", period), ("File", report.file_name)],
+        "customer": customer,
+        "partner": partner,
+        "link": link,
+        "link_label": "Download the report",
+        "expires": f"{expires:%Y-%m-%d %H:%M} UTC",
+    }
+    message = EmailMessage()
+    message["Subject"] = f"{partner.name}: {frequency} usage report {period}"
+    message["From"] = formataddr((partner.name, partner.sender_email or DEFAULT_SENDER))
+    message["To"] = ", ".join(schedule.recipients)
+    message["Message-ID"] = make_msgid(idstring=f"report-{report.id}", domain="partnerdesk")
+    message["X-Partnerdesk-Report"] = str(report.id)
+    message.set_content(_env.get_template("report.txt.j2").render(context))
+    message.add_alternative(_env.get_template("report.html.j2").render(context), subtype="html")
+    return message
+
+
+Send = Callable[[EmailMessage], Awaitable[None]]
+
+
+async def deliver(report_id: int, send: Send) -> bool:
+    """Emails a READY scheduled report's link to the schedule's recipients once (True when sent now). The link
+    lasts as long as the report. A failed send raises, for the broker to retry; a redelivered job finds
+    `delivered_at` set and stops."""
+    report = await UsageReport.get_or_none(id=report_id)
+    if report is None or report.schedule_id is None or report.delivered_at is not None:
+        return False
+    schedule = await ReportSchedule.get_or_none(id=report.schedule_id)
+    if schedule is None or report.status != ReportStatus.READY or report.expires_at is None:
+        return False  # deleted since, or nothing to send
+    link = services.download_url(report, ttl=report.expires_at - datetime.now(UTC))
+    if link is None:
+        return False
+    customer = await Customer.get(id=report.customer_id)
+    partner = await Partner.get(id=report.partner_id)
+    await send(render_delivery(report, schedule, customer, partner, link, report.expires_at))
+    return await UsageReport.filter(id=report.id, delivered_at=None).update(delivered_at=datetime.now(UTC)) == 1

@@ -1,0 +1,31 @@
+"""Usage reports: building requested exports, requesting scheduled ones, emailing their links, purging old files."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from domain.reports import schedules, services
+from jobs import mailer
+
+
+@dramatiq.actor(queue_name="exports", max_retries=3, min_backoff=5_000, max_backoff=300_000, time_limit=3_600_000)
+async def build_usage_report(report_id: int) -> str:
+    """Builds a QUEUED report once; a redelivered message finds it RUNNING or final and does nothing."""
+    return await services.build(report_id)
+
+
+@dramatiq.actor(queue_name="exports", max_retries=8, min_backoff=5_000, max_backoff=600_000)
+async def deliver_scheduled_report(report_id: int) -> bool:
+    """Emails a scheduled report's download link to its recipients, once."""
+    return await schedules.deliver(report_id, mailer.send)
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def report_schedules() -> int:
+    """Requests the reports of periods that just completed (each period once per schedule)."""
+    return await schedules.run_due()
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def purge_expired_reports() -> int:
+    return await services.purge_expired()

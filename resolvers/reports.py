@@ -1,0 +1,95 @@
+"""Usage reports: request an export, list a customer's reports, their download links, and report schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from domain.events.services import USAGE_REPORT_UPDATED
+from domain.reports import schedules, services
+from domain.reports.models import FINAL_STATUSES, ReportSchedule, UsageReport
+from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate
+from resolvers.subscriptions import watch
+
+T = TypeVar("T")
+
+
+async def usage_export_create(ctx: Any, data: dict[str, Any]) -> Outcome[UsageReport]:
+    async def run() -> UsageReport:
+        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
+        return await services.usage_export_create(
+            ctx.viewer, customer_id, data.get("format"), data.get("from_"), data.get("to")
+        )
+
+    return await attempt(run())
+
+
+async def usage_reports(ctx: Any, customer_id: Any, first: int | None, after: str | None) -> Page[UsageReport]:
+    pk = decode_global_id(customer_id, "Customer", "customerId")
+    return await paginate(await services.usage_reports(ctx.viewer, pk), first, after, newest_first=True)
+
+
+def download_url(report: UsageReport) -> str | None:
+    return services.download_url(report)
+
+
+async def report_schedule_create(ctx: Any, data: dict[str, Any]) -> Outcome[ReportSchedule]:
+    async def run() -> ReportSchedule:
+        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
+        return await schedules.schedule_create(
+            ctx.viewer, customer_id, data.get("format"), data.get("frequency"), data.get("recipients")
+        )
+
+    return await attempt(run())
+
+
+async def report_schedule_delete(ctx: Any, schedule_id: Any) -> Outcome[ReportSchedule]:
+    async def run() -> ReportSchedule:
+        pk = decode_global_id(schedule_id, "ReportSchedule", "report_schedule_id")
+        return await schedules.schedule_delete(ctx.viewer, pk)
+
+    return await attempt(run())
+
+
+async def report_schedules(ctx: Any, customer_id: Any, first: int | None, after: str | None) -> Page[ReportSchedule]:
+    pk = decode_global_id(customer_id, "Customer", "customerId")
+    return await paginate(await schedules.schedules_of(ctx.viewer, pk), first, after)
+
+
+async def report_updates(ctx: Any, report_id: Any, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
+    """`usageReportUpdated`: checks visibility now (NOT_FOUND at subscribe), then streams `present(report)` as it
+    is, and again after each change of its status, ending once it is READY or FAILED."""
+    report = await services.visible_report(ctx.viewer, decode_global_id(report_id, "UsageReport", "id"))
+    return _report_changes(ctx, report, present)
+
+
+async def _report_changes(ctx: Any, report: UsageReport, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
+    """Changes are watched per customer (every report of the customer wakes it, and a burst may be coalesced into
+    its latest payload), so each wake re-reads this report and skips it when its status did not move."""
+    changes = watch(ctx, USAGE_REPORT_UPDATED, report.customer_id).__aiter__()
+    next_change = asyncio.ensure_future(anext(changes))
+    try:
+        # one loop step lets the watch register before the first read, so no change can fall in between
+        await asyncio.sleep(0)
+        last: str | None = None
+        while True:
+            row = await UsageReport.get_or_none(id=report.id)
+            if row is None:
+                return
+            if row.status != last:
+                last = row.status
+                yield present(row)
+                if row.status in FINAL_STATUSES:
+                    return
+            try:
+                await next_change
+            except StopAsyncIteration:  # the watch ended (the session was revoked)
+                return
+            next_change = asyncio.ensure_future(anext(changes))
+    finally:
+        next_change.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await next_change
+        await changes.aclose()

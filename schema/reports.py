@@ -1,0 +1,147 @@
+"""Usage reports (exports) and scheduled reports."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from domain.reports.models import ReportFormat as DomainReportFormat
+from domain.reports.models import ReportFrequency as DomainReportFrequency
+from domain.reports.models import ReportStatus as DomainReportStatus
+from resolvers import reports as r
+from schema.common import input_data
+from schema.errors import ReportError
+from schema.nodes import Connection, ModelNode
+
+ReportFormat = strawberry.enum(
+    DomainReportFormat,
+    name="ReportFormat",
+    description="VOICE_CSV / SMS_CSV: one row per event; PDF: a summary by unit type and day; PDF_BY_CASE_TYPE: a "
+    ".zip with one summary PDF per case type.",
+)
+UsageReportStatus = strawberry.enum(DomainReportStatus, name="UsageReportStatus")
+ReportFrequency = strawberry.enum(DomainReportFrequency, name="ReportFrequency")
+
+
+@strawberry.type(description="An export of a customer's usage: built by a job, then downloadable by signed link.")
+class UsageReport(ModelNode):
+    loader = "usage_report_by_id"
+    renamed = {"from_": "period_from", "to": "period_to"}
+    id: relay.NodeID[int]
+    format: ReportFormat  # type: ignore[valid-type]
+    from_: date = strawberry.field(name="from", description="First day covered (UTC, inclusive).")
+    to: date = strawberry.field(description="Last day covered (UTC, inclusive).")
+    status: UsageReportStatus  # type: ignore[valid-type]
+    row_count: int | None = strawberry.field(description="Usage events included, once READY.")
+    byte_size: int | None
+    file_name: str | None
+    expires_at: datetime | None = strawberry.field(description="After this the file is gone (READY reports).")
+    created_at: datetime
+    completed_at: datetime | None
+    error: str | None
+    model: strawberry.Private[Any]
+
+    @classmethod
+    def from_model(cls, model: Any) -> UsageReport:
+        node = super().from_model(model)
+        node.file_name = node.file_name or None
+        node.error = node.error or None
+        return node
+
+    @strawberry.field(description="A signed link valid for 24 hours (never beyond `expiresAt`); only when READY.")
+    def download_url(self) -> str | None:
+        return r.download_url(self.model)
+
+
+@strawberry.type(description="A report emailed to recipients after each complete day, week or month (UTC).")
+class ReportSchedule(ModelNode):
+    loader = "report_schedule_by_id"
+    id: relay.NodeID[int]
+    format: ReportFormat  # type: ignore[valid-type]
+    frequency: ReportFrequency  # type: ignore[valid-type]
+    recipients: list[str]
+    last_period_to: date | None = strawberry.field(description="End of the latest period already reported.")
+    created_at: datetime
+    model: strawberry.Private[Any]
+
+
+@strawberry.input
+class UsageExportCreateInput:
+    customer_id: strawberry.ID
+    format: ReportFormat  # type: ignore[valid-type]
+    from_: date = strawberry.field(name="from", description="First day (UTC, inclusive).")
+    to: date = strawberry.field(description="Last day (UTC, inclusive); at most 366 days after `from`.")
+
+
+@strawberry.type
+class UsageExportCreatePayload:
+    usage_report: UsageReport | None
+    errors: list[ReportError]
+
+
+@strawberry.input
+class ReportScheduleCreateInput:
+    customer_id: strawberry.ID
+    format: ReportFormat  # type: ignore[valid-type]
+    frequency: ReportFrequency  # type: ignore[valid-type]
+    recipients: list[str]
+
+
+@strawberry.type
+class ReportScheduleCreatePayload:
+    report_schedule: ReportSchedule | None
+    errors: list[ReportError]
+
+
+@strawberry.input
+class ReportScheduleDeleteInput:
+    report_schedule_id: strawberry.ID
+
+
+@strawberry.type
+class ReportScheduleDeletePayload:
+    report_schedule: ReportSchedule | None
+    errors: list[ReportError]
+
+
+@strawberry.type
+class ReportQueries:
+    @strawberry.field(description="A customer's usage reports, newest first.")
+    async def usage_reports(
+        self, info: Info, customer_id: strawberry.ID, first: int | None = None, after: str | None = None
+    ) -> Connection[UsageReport]:
+        return Connection.of(await r.usage_reports(info.context, customer_id, first, after), UsageReport)
+
+    @strawberry.field(description="A customer's scheduled reports.")
+    async def report_schedules(
+        self, info: Info, customer_id: strawberry.ID, first: int | None = None, after: str | None = None
+    ) -> Connection[ReportSchedule]:
+        return Connection.of(await r.report_schedules(info.context, customer_id, first, after), ReportSchedule)
+
+
+@strawberry.type
+class ReportMutations:
+    @strawberry.mutation(description="Requests a usage export: QUEUED, then built by a job (`usageReportUpdated`).")
+    async def usage_export_create(self, info: Info, input: UsageExportCreateInput) -> UsageExportCreatePayload:
+        outcome = await r.usage_export_create(info.context, input_data(input))
+        return UsageExportCreatePayload(
+            usage_report=UsageReport.maybe(outcome.value), errors=ReportError.list(outcome.errors)
+        )
+
+    @strawberry.mutation(description="Emails a report of each complete period to the recipients.")
+    async def report_schedule_create(self, info: Info, input: ReportScheduleCreateInput) -> ReportScheduleCreatePayload:
+        outcome = await r.report_schedule_create(info.context, input_data(input))
+        return ReportScheduleCreatePayload(
+            report_schedule=ReportSchedule.maybe(outcome.value), errors=ReportError.list(outcome.errors)
+        )
+
+    @strawberry.mutation(description="Stops a scheduled report.")
+    async def report_schedule_delete(self, info: Info, input: ReportScheduleDeleteInput) -> ReportScheduleDeletePayload:
+        outcome = await r.report_schedule_delete(info.context, input.report_schedule_id)
+        return ReportScheduleDeletePayload(
+            report_schedule=ReportSchedule.maybe(outcome.value), errors=ReportError.list(outcome.errors)
+        )

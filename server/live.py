@@ -1,0 +1,540 @@
+"""Live subscriptions over WebSocket (`graphql-transport-ws`), lean enough for thousands of idle dashboards.
+
+The protocol is graphql-ws's (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md): connection_init
+within `ws_init_timeout_seconds` (10 s; 4408 otherwise) carrying `{"authorization": "Bearer …"}` (4403 when refused), one init only (4429),
+subscribe only after the ack (4401), unique ids (4409), ping/pong, complete, malformed messages 4400.
+
+Why not Strawberry's handler: it keeps a task, an async generator chain, graphql-core's executor state and the
+extension contexts alive per subscription while it waits, ~50 KB per idle subscriber (bench/push.py). Here a
+subscription is a pub/sub callback and a few slots: the subscription resolver (authorisation, arguments, the
+`LiveStream` it returns) runs through graphql-core once at subscribe, and each push executes the client's selection
+against the current object with a fresh context, parsed and validated by the same rules and caches as HTTP.
+Nothing runs for an idle subscription; a push costs one short task. Bursts are coalesced: at most one push per
+subscription per 100 ms, always of the latest state (streams of discrete events, such as alerts, keep each one).
+
+Sessions are re-checked per token, not per subscription: every `ws_recheck_seconds` one sweep authenticates each
+distinct token once and checks the customers its sockets watch are still visible; a revoked session or key, an
+expired token or a disabled customer closes the socket with 4403.
+
+Queries and mutations sent over the socket run through the full Strawberry pipeline (one result, then complete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterable
+from typing import Any
+
+import structlog
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationType,
+    create_source_event_stream,
+    execute_subscription_event,
+    get_operation_ast,
+)
+from graphql.execution import Executor
+
+from domain.customers.models import Customer
+from domain.errors import ErrorCode
+from domain.viewer import Viewer
+from domain.visibility import restrict
+from resolvers.subscriptions import LiveStream
+from schema import schema
+from schema.access_guard import refusal
+from schema.extensions import client_error, prepare_document, show_field_suggestions
+from server.auth import InvalidToken, client_ip, viewer_from_token
+from server.context import Context
+from server.logging import new_request_id
+from server.pubsub import PubSub, Subscription
+from server.ratelimit import ApiRateLimiter, RateLimited
+from server.settings import Settings
+
+log = structlog.get_logger("partnerdesk.live")
+
+PROTOCOL = "graphql-transport-ws"
+MAX_OPERATIONS = 50  # subscriptions (and in-flight queries) per connection
+MIN_INTERVAL = 0.1  # at most one push per subscription every 100 ms
+BACKLOG = 20  # discrete events kept per subscription while a push is under way
+
+
+class LiveEndpoint:
+    """The ASGI app of `/graphql` websockets, with the session sweep of its connections."""
+
+    def __init__(self, settings: Settings, pubsub: PubSub, rate_limiter: ApiRateLimiter) -> None:
+        self.settings = settings
+        self.pubsub = pubsub
+        self.rate_limiter = rate_limiter
+        self.graphql_schema = schema._schema
+        self.connections: set[Connection] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="live-session-sweep")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        base = self._accepted(scope)
+        if base is None:
+            await send({"type": "websocket.close", "code": 1008})  # before the accept: the handshake gets 403
+            return
+        await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
+        show_field_suggestions(self.settings.is_dev)  # this connection's task only
+        connection = Connection(self, send, base)
+        self.connections.add(connection)
+        try:
+            await connection.run(receive)
+        finally:
+            self.connections.discard(connection)
+            connection.release()
+
+    def _accepted(self, scope: dict[str, Any]) -> Viewer | None:
+        """The anonymous viewer of a handshake we accept (our subprotocol, an allowed origin), or None.
+
+        Kept out of `__call__`, whose frame lives as long as the socket: nothing of the handshake stays alive."""
+        headers = dict(scope.get("headers") or ())
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        allowed = self.settings.allowed_origins
+        if PROTOCOL not in scope.get("subprotocols", ()) or (allowed and origin and origin not in allowed):
+            return None
+        return Viewer.anonymous(
+            ip=client_ip(scope.get("client")),
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1") or None,
+            request_id=new_request_id(),
+        )
+
+    # --- session sweep ------------------------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ws_recheck_seconds)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("live_session_sweep_failed")
+
+    async def sweep(self) -> None:
+        """Closes (4403) the sockets whose token no longer authenticates or which watch a customer their viewer
+        may no longer see. One authentication and one visibility query per distinct token."""
+        by_token: defaultdict[str, list[Connection]] = defaultdict(list)
+        for connection in list(self.connections):
+            if connection.token is not None and not connection.closed:
+                by_token[connection.token].append(connection)
+        for token, connections in by_token.items():
+            try:
+                viewer: Viewer | None = await viewer_from_token(token, Viewer.anonymous())
+            except InvalidToken:
+                viewer = None
+            watched = {cid for connection in connections for cid in connection.customer_ids()}
+            visible: set[int] = set()
+            if viewer is not None and watched:
+                rows = await restrict(Customer, viewer).filter(id__in=watched).values_list("id", flat=True)
+                visible = set(rows)  # type: ignore[arg-type]
+            for connection in connections:
+                if viewer is None or not connection.customer_ids() <= visible:
+                    await connection.close(4403, "Forbidden")
+
+
+class Connection:
+    """One socket: who it is (after connection_init) and its operations by id."""
+
+    __slots__ = ("base", "closed", "endpoint", "operations", "send", "token", "viewer")
+
+    def __init__(self, endpoint: LiveEndpoint, send: Any, base: Viewer) -> None:
+        self.endpoint = endpoint
+        self.send = send
+        self.base = base
+        self.viewer: Viewer | None = None
+        self.token: str | None = None
+        self.closed = False
+        self.operations: dict[str, LiveOperation | OneShot | None] = {}  # None: being set up
+
+    async def run(self, receive: Any) -> None:
+        deadline = asyncio.get_running_loop().time() + self.endpoint.settings.ws_init_timeout_seconds
+        while not self.closed:
+            if self.viewer is None:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    await self.close(4408, "Connection initialisation timeout")
+                    return
+            else:
+                message = await receive()
+            if message["type"] == "websocket.disconnect":
+                self.closed = True
+                return
+            if message["type"] != "websocket.receive":
+                continue
+            data = _decoded(message)
+            message = None  # an idle socket keeps neither its last frame nor its last message alive
+            if data is None:
+                await self.close(4400, "Failed to parse message")
+                return
+            try:
+                await self.handle(data)
+            except Exception:
+                log.exception("live_message_failed", request_id=self.base.request_id)
+                await self.close(1011, "Internal error")
+                return
+            data = None
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "connection_init":
+            await self.init(message.get("payload"))
+        elif kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "pong":
+            pass
+        elif kind == "subscribe":
+            await self.subscribe(message.get("id"), message.get("payload"))
+        elif kind == "complete":
+            self.complete(message.get("id"))
+        else:
+            await self.close(4400, f"Unknown message type: {kind}")
+
+    async def init(self, payload: Any) -> None:
+        if self.viewer is not None:
+            await self.close(4429, "Too many initialisation requests")
+            return
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            await self.close(4400, "Invalid connection init payload")
+            return
+        raw = payload.get("authorization") or payload.get("Authorization")
+        scheme, _, token = str(raw or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            await self.close(4403, "Forbidden")
+            return
+        try:
+            self.viewer = await viewer_from_token(token, self.base)
+        except InvalidToken:
+            await self.close(4403, "Forbidden")
+            return
+        self.token = token
+        await self.send_json({"type": "connection_ack"})
+
+    async def subscribe(self, id: Any, payload: Any) -> None:
+        if self.viewer is None:
+            await self.close(4401, "Unauthorized")
+            return
+        if not isinstance(id, str) or not id or not isinstance(payload, dict):
+            await self.close(4400, "Invalid subscribe message")
+            return
+        if id in self.operations:
+            await self.close(4409, f"Subscriber for {id} already exists")
+            return
+        query, variables, name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+        if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
+            await self.close(4400, "Invalid subscribe message")
+            return
+        if len(self.operations) >= MAX_OPERATIONS:
+            await self.send_errors(id, [GraphQLError("Subscription limit reached")])
+            return
+        document = prepare_document(schema, query, suggestions=self.endpoint.settings.is_dev)
+        if isinstance(document, list):
+            await self.send_errors(id, document)
+            return
+        operation = get_operation_ast(document, name)
+        if operation is None:
+            await self.send_errors(id, [GraphQLError("Could not determine the operation to run.")])
+            return
+        if self.viewer.is_machine:  # API keys and embed tokens: their permissions, then their request limit
+            reason = refusal(self.viewer, self.endpoint.graphql_schema, document, name)
+            if reason:
+                await self.send_errors(id, [GraphQLError(reason, extensions={"code": str(ErrorCode.FORBIDDEN)})])
+                return
+            try:
+                await self.endpoint.rate_limiter.check(self.viewer)
+            except RateLimited as exc:
+                await self.send_errors(id, [GraphQLError(str(exc), extensions={"code": str(ErrorCode.RATE_LIMITED)})])
+                return
+        if operation.operation is not OperationType.SUBSCRIPTION:
+            one_shot = OneShot(self, id)
+            self.operations[id] = one_shot
+            one_shot.task = asyncio.ensure_future(one_shot.run(query, variables, name))
+            return
+        self.operations[id] = None
+        try:
+            stream = await self.source(document, variables, name)
+        except Exception as exc:  # a bug in a resolver: masked like any unexpected error
+            stream = ExecutionResult(None, [GraphQLError(str(exc), original_error=exc, path=[id])])
+        if self.closed or id not in self.operations:  # completed (or closed) while it was being set up
+            return
+        if isinstance(stream, ExecutionResult):
+            del self.operations[id]
+            await self.send_errors(id, stream.errors or [GraphQLError("Subscription refused")])
+        elif isinstance(stream, LiveStream):
+            self.operations[id] = LiveOperation(self, id, document, variables, name, stream)
+        else:  # a resolver yielding by itself: driven by a task like any async iterable
+            driven = OneShot(self, id)
+            self.operations[id] = driven
+            driven.task = asyncio.ensure_future(driven.iterate(document, variables, name, stream))
+
+    async def source(
+        self, document: DocumentNode, variables: dict[str, Any] | None, name: str | None
+    ) -> AsyncIterable[Any] | ExecutionResult:
+        """Runs the subscription field's resolver: authorisation, arguments, the stream it returns."""
+        executor = self.executor(document, variables, name)
+        if isinstance(executor, list):
+            return ExecutionResult(None, executor)
+        stream = create_source_event_stream(executor)
+        if asyncio.iscoroutine(stream) or isinstance(stream, asyncio.Future):
+            stream = await stream
+        return stream  # type: ignore[return-value]
+
+    def executor(self, document: DocumentNode, variables: dict[str, Any] | None, name: str | None) -> Any:
+        return Executor.build(
+            self.endpoint.graphql_schema,
+            document,
+            context_value=self.context(),
+            raw_variable_values=variables,
+            operation_name=name,
+            hide_suggestions=not self.endpoint.settings.is_dev,
+        )
+
+    def context(self) -> Context:
+        """A fresh context (and DataLoaders) for each execution: a push must never see a previous push's rows."""
+        assert self.viewer is not None
+        viewer = self.viewer
+        return Context(None, None, viewer, viewer.request_id or new_request_id(), pubsub=self.endpoint.pubsub)
+
+    def complete(self, id: Any) -> None:
+        operation = self.operations.pop(id, None) if isinstance(id, str) else None
+        if operation is not None:
+            operation.stop()
+
+    def customer_ids(self) -> set[int]:
+        return {op.stream.customer_id for op in self.operations.values() if isinstance(op, LiveOperation)}
+
+    async def send_result(self, id: str, result: ExecutionResult) -> None:
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            request_id = self.viewer.request_id if self.viewer else ""
+            payload["errors"] = [
+                client_error(e, request_id, suggestions=self.endpoint.settings.is_dev).formatted for e in result.errors
+            ]
+        await self.send_json({"id": id, "type": "next", "payload": payload})
+
+    async def send_errors(self, id: str, errors: list[GraphQLError]) -> None:
+        request_id = self.viewer.request_id if self.viewer else ""
+        suggestions = self.endpoint.settings.is_dev
+        formatted = [client_error(e, request_id, suggestions=suggestions).formatted for e in errors]
+        await self.send_json({"id": id, "type": "error", "payload": formatted})
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            await self.send({"type": "websocket.send", "text": json.dumps(message, separators=(",", ":"))})
+        except Exception:  # the peer went away: the receive loop sees the disconnect and cleans up
+            self.closed = True
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def release(self) -> None:
+        self.closed = True
+        operations, self.operations = self.operations, {}
+        for operation in operations.values():
+            if operation is not None:
+                operation.stop()
+
+
+class LiveOperation:
+    """A subscription: a pub/sub callback, the client's document, and the state of its coalescing."""
+
+    __slots__ = (
+        "backlog",
+        "busy",
+        "connection",
+        "document",
+        "id",
+        "last",
+        "name",
+        "stream",
+        "subscription",
+        "task",
+        "timer",
+        "variables",
+        "waiting",
+    )
+
+    def __init__(
+        self,
+        connection: Connection,
+        id: str,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        name: str | None,
+        stream: LiveStream,
+    ) -> None:
+        self.connection = connection
+        self.id = id
+        self.document = document
+        self.variables = variables
+        self.name = name
+        self.stream = stream
+        self.last = 0.0  # loop time of the last push
+        self.busy = False  # a push is under way
+        self.waiting = False  # a change arrived during the push or the pause
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.backlog: list[dict[str, Any]] | None = None
+        self.subscription: Subscription | None = connection.endpoint.pubsub.add(stream.key, self.changed)
+
+    def changed(self, subscription: Subscription) -> None:
+        if self.stream.each_change:
+            if self.backlog is None:
+                self.backlog = []
+            if len(self.backlog) < BACKLOG:
+                self.backlog.append(subscription.payload)
+        if self.busy or self.timer is not None:
+            self.waiting = True  # the push after this one reads the state then
+            return
+        self.schedule()
+
+    def schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.last + MIN_INTERVAL - loop.time()
+        if delay > 0:
+            self.timer = loop.call_later(delay, self.flush)
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        self.timer = None
+        self.busy = True
+        self.waiting = False
+        self.task = asyncio.ensure_future(self.push())
+
+    async def push(self) -> None:
+        try:
+            if self.stream.each_change:
+                payloads, self.backlog = self.backlog or [], None
+                for payload in payloads:
+                    await self.send(await self.stream.render(None, payload))
+            else:
+                assert self.subscription is not None
+                read = self.stream.read
+                state = await self.connection.endpoint.pubsub.shared_read(self.subscription, read) if read else None
+                await self.send(await self.stream.render(state, self.subscription.payload))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # a failed read (database restarting): the next change pushes the state again
+            log.exception("live_push_failed", key=self.stream.key)
+        finally:
+            self.task = None
+            self.busy = False
+            self.last = asyncio.get_running_loop().time()
+            if self.waiting and self.subscription is not None:
+                self.waiting = False
+                self.schedule()
+
+    async def send(self, value: Any) -> None:
+        if value is None or self.subscription is None:
+            return
+        connection = self.connection
+        executor = connection.executor(self.document, self.variables, self.name)
+        if isinstance(executor, list):  # variables stopped coercing: cannot happen with the same schema
+            await connection.send_errors(self.id, executor)
+            return
+        result = execute_subscription_event(executor.build_per_event_executor(value))
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            result = await result
+        await connection.send_result(self.id, result)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        if self.subscription is not None:
+            self.connection.endpoint.pubsub.remove(self.subscription)
+            self.subscription = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+
+class OneShot:
+    """A query or mutation sent over the socket (full Strawberry pipeline), or a stream a resolver yields itself."""
+
+    __slots__ = ("connection", "id", "task")
+
+    def __init__(self, connection: Connection, id: str) -> None:
+        self.connection = connection
+        self.id = id
+        self.task: asyncio.Future[None] | None = None
+
+    async def run(self, query: str, variables: dict[str, Any] | None, name: str | None) -> None:
+        connection = self.connection
+        try:
+            result = await schema.execute(
+                query, variable_values=variables, context_value=connection.context(), operation_name=name
+            )
+            await connection.send_json(
+                {"id": self.id, "type": "next", "payload": _formatted(result)}  # already masked by the extensions
+            )
+            await connection.send_json({"id": self.id, "type": "complete"})
+        finally:
+            if connection.operations.get(self.id) is self:
+                del connection.operations[self.id]
+
+    async def iterate(
+        self, document: DocumentNode, variables: dict[str, Any] | None, name: str | None, stream: Any
+    ) -> None:
+        connection = self.connection
+        try:
+            async for value in stream:
+                executor = connection.executor(document, variables, name)
+                result = execute_subscription_event(executor.build_per_event_executor(value))
+                if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                    result = await result
+                await connection.send_result(self.id, result)  # type: ignore[arg-type]
+            await connection.send_json({"id": self.id, "type": "complete"})
+        finally:
+            if connection.operations.get(self.id) is self:
+                del connection.operations[self.id]
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _decoded(message: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        data = json.loads(message.get("text") or message.get("bytes") or b"")
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("type"), str) else None
+
+
+def _formatted(result: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [error.formatted for error in result.errors]
+    return payload
