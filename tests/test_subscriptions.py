@@ -111,8 +111,10 @@ def client(api: Api, token: str | None) -> Client:
     return Client(transport=WebsocketsTransport(url=api.ws, init_payload=init, subprotocols=["graphql-transport-ws"]))
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Api, str, tuple[str, str]]]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str, tuple[str, str]]]:
+    """One server for the module (each test signs up its own tenant): a database and a process start cost ~7 s."""
+    tmp_path = tmp_path_factory.mktemp("live")
     with fresh_database(tmp_path) as url:
         admin = create_admin(url)
         with live_server(url, tmp_path, WS_RECHECK_SECONDS="0.5", WS_INIT_TIMEOUT_SECONDS="1") as base:
