@@ -283,32 +283,35 @@ async def api_key_create(
     return ApiKeyIssued(key, f"{API_KEY_PREFIX}{key.id}_{secret}")
 
 
-async def _revocable(viewer: Viewer, model: type[R], pk: int | None, field: str) -> R:
+async def _revoke(viewer: Viewer, model: type[R], pk: int | None, field: str, action: str) -> R:
+    """Revokes a key or token at once (every later request with it answers 401); again changes nothing."""
     row = await get_visible(model, viewer, pk, field=field)
-    customer = await Customer.get(id=row.customer_id)
-    require_access_manager(viewer, customer)
+    require_access_manager(viewer, await Customer.get(id=row.customer_id))
+    async with in_transaction():
+        row = await model.select_for_update().get(id=row.id)
+        if row.revoked_at is None:
+            row.revoked_at = now()
+            await row.save(update_fields=["revoked_at"])
+            details = (
+                {"name": row.name, "prefix": row.prefix}
+                if isinstance(row, ApiKey)
+                else {"sections": list(row.sections)}
+            )
+            await record(
+                viewer,
+                AuditEventType.SECURITY,
+                action,
+                object_type=model.__name__,
+                object_id=row.id,
+                partner_id=row.partner_id,
+                customer_id=row.customer_id,
+                details=details,
+            )
     return row
 
 
 async def api_key_revoke(viewer: Viewer, api_key_id: int | None) -> ApiKey:
-    """Revokes a key at once (every later request with it answers 401); revoking it again changes nothing."""
-    key = await _revocable(viewer, ApiKey, api_key_id, "api_key_id")
-    async with in_transaction():
-        key = await ApiKey.select_for_update().get(id=key.id)
-        if key.revoked_at is None:
-            key.revoked_at = now()
-            await key.save(update_fields=["revoked_at"])
-            await record(
-                viewer,
-                AuditEventType.SECURITY,
-                "api_key.revoke",
-                object_type="ApiKey",
-                object_id=key.id,
-                partner_id=key.partner_id,
-                customer_id=key.customer_id,
-                details={"name": key.name, "prefix": key.prefix},
-            )
-    return key
+    return await _revoke(viewer, ApiKey, api_key_id, "api_key_id", "api_key.revoke")
 
 
 async def api_keys_of(viewer: Viewer, customer_id: int | None) -> QuerySet[ApiKey]:
@@ -377,23 +380,7 @@ async def embed_token_create(
 
 
 async def embed_token_revoke(viewer: Viewer, embed_token_id: int | None) -> EmbedToken:
-    row = await _revocable(viewer, EmbedToken, embed_token_id, "embed_token_id")
-    async with in_transaction():
-        row = await EmbedToken.select_for_update().get(id=row.id)
-        if row.revoked_at is None:
-            row.revoked_at = now()
-            await row.save(update_fields=["revoked_at"])
-            await record(
-                viewer,
-                AuditEventType.SECURITY,
-                "embed_token.revoke",
-                object_type="EmbedToken",
-                object_id=row.id,
-                partner_id=row.partner_id,
-                customer_id=row.customer_id,
-                details={"sections": list(row.sections)},
-            )
-    return row
+    return await _revoke(viewer, EmbedToken, embed_token_id, "embed_token_id", "embed_token.revoke")
 
 
 async def embed_tokens_of(viewer: Viewer, customer_id: int | None) -> QuerySet[EmbedToken]:
