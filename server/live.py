@@ -12,9 +12,10 @@ against the current object with a fresh context, parsed and validated by the sam
 Nothing runs for an idle subscription; a push costs one short task. Bursts are coalesced: at most one push per
 subscription per 100 ms, always of the latest state (streams of discrete events, such as alerts, keep each one).
 
-Sessions are re-checked per token, not per subscription: every `ws_recheck_seconds` one sweep authenticates each
-distinct token once and checks the customers its sockets watch are still visible; a revoked session or key, an
-expired token or a disabled customer closes the socket with 4403.
+Sessions are re-checked per token, not per subscription: one sweep authenticates each distinct token once and
+checks the customers its sockets watch are still visible; a revoked session or key, an expired token or a disabled
+customer closes the socket with 4403. A sweep runs at once when any process commits a revocation (`access.revoked`
+through the outbox and the pub/sub) and every `ws_recheck_seconds` anyway, for expiries and anything else.
 
 Queries and mutations sent over the socket run through the full Strawberry pipeline (one result, then complete).
 """
@@ -42,6 +43,7 @@ from graphql.execution import Executor
 
 from domain.customers.models import Customer
 from domain.errors import ErrorCode
+from domain.events.services import ACCESS_REVOKED
 from domain.viewer import Viewer
 from domain.visibility import restrict
 from resolvers.subscriptions import LiveStream
@@ -61,6 +63,7 @@ PROTOCOL = "graphql-transport-ws"
 MAX_OPERATIONS = 50  # subscriptions (and in-flight queries) per connection
 MIN_INTERVAL = 0.1  # at most one push per subscription every 100 ms
 BACKLOG = 20  # discrete events kept per subscription while a push is under way
+REVOCATION_DEBOUNCE = 0.05  # seconds: revocations within it share one sweep
 
 
 class LiveEndpoint:
@@ -73,11 +76,31 @@ class LiveEndpoint:
         self.graphql_schema = schema._schema
         self.connections: set[Connection] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._revocations: Subscription | None = None
+        self._revocation_sweep: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="live-session-sweep")
+        self._revocations = self.pubsub.add(ACCESS_REVOKED, self._revoked)
+
+    def _revoked(self, _: Subscription) -> None:
+        """A session, key or token was revoked, or a customer disabled, somewhere: sweep now rather than at the
+        next period (revocations arriving together share one sweep)."""
+        if self._revocation_sweep is None or self._revocation_sweep.done():
+            self._revocation_sweep = asyncio.ensure_future(self._sweep_soon())
+
+    async def _sweep_soon(self) -> None:
+        await asyncio.sleep(REVOCATION_DEBOUNCE)
+        try:
+            await self.sweep()
+        except Exception:
+            log.exception("live_session_sweep_failed")
 
     async def stop(self) -> None:
+        if self._revocations is not None:
+            self.pubsub.remove(self._revocations)
+        if self._revocation_sweep is not None:
+            self._revocation_sweep.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import structlog
 
-from domain.events.services import LIVE_TOPICS, live_key
+from domain.events.services import ACCESS_REVOKED, LIVE_TOPICS, live_key
 
 log = structlog.get_logger("partnerdesk.pubsub")
 CHANNEL = "pd:events"
@@ -175,5 +175,7 @@ def live_publisher(pubsub: PubSub) -> Any:
     async def publish(event: Any) -> None:
         if event.topic in LIVE_TOPICS and event.customer_id is not None:
             await pubsub.publish(live_key(event.topic, event.customer_id), {"outbox_id": event.id, **event.payload})
+        elif event.topic == ACCESS_REVOKED:
+            await pubsub.publish(ACCESS_REVOKED, {"outbox_id": event.id})
 
     return publish

@@ -477,3 +477,34 @@ async def test_api_keys_and_embed_tokens_on_sockets(server) -> None:
         assert refused["id"] == "c" and refused["payload"][0]["extensions"]["code"] == "FORBIDDEN"
         await ws.send({"type": "ping"})
         assert (await ws.receive())["type"] == "pong"  # and the wallet subscription was accepted
+
+
+async def test_revocations_disconnect_at_once_without_waiting_for_the_periodic_check(tmp_path: Path) -> None:
+    # given a server whose periodic re-check is far away (5 minutes)
+    with fresh_database(tmp_path) as url:
+        admin = create_admin(url)
+        with live_server(url, tmp_path, WS_RECHECK_SECONDS="300") as base:
+            api = Api(base)
+            tenant = await setup_tenant(api, *admin)
+            credits = "subscription($id: ID!) { creditsUpdated(customerId: $id) { available } }"
+            token = await api.login(*tenant["customer_login"])
+            async with socket(api) as signed_out, socket(api) as disabled, socket(api) as bystander:
+                await signed_out.init(token)
+                await signed_out.subscribe("1", credits, {"id": tenant["customers"][0]})
+                await disabled.init(await api.login(*tenant["customer_login"]))
+                await disabled.subscribe("1", credits, {"id": tenant["customers"][0]})
+                await bystander.init(tenant["staff"])
+                await bystander.subscribe("1", credits, {"id": tenant["customers"][1]})
+                await asyncio.sleep(0.2)
+                # when the session signs out: its socket closes within seconds
+                await api("mutation { logout { errors { code } } }", token=token)
+                assert await signed_out.closed_with(within=5) == 4403
+                # when the customer is disabled: its users' sockets close, the partner's other watch goes on
+                await api(
+                    "mutation($i: CustomerDisableInput!) { customerDisable(input: $i) { errors { code } } }",
+                    {"i": {"customerId": tenant["customers"][0]}},
+                    tenant["staff"],
+                )
+                assert await disabled.closed_with(within=5) == 4403
+                await bystander.send({"type": "ping"})
+                assert (await bystander.receive())["type"] == "pong"

@@ -30,6 +30,7 @@ from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode, forbidden
+from domain.events import services as events
 from domain.features.models import FeatureToggles
 from domain.features.services import toggles_of
 from domain.partners.models import PartnerStatus
@@ -292,6 +293,7 @@ async def _revoke(viewer: Viewer, model: type[R], pk: int | None, field: str, ac
         if row.revoked_at is None:
             row.revoked_at = now()
             await row.save(update_fields=["revoked_at"])
+            await events.emit(events.ACCESS_REVOKED, customer_id=row.customer_id, partner_id=row.partner_id)
             details = (
                 {"name": row.name, "prefix": row.prefix}
                 if isinstance(row, ApiKey)

@@ -23,6 +23,7 @@ from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode, FieldError, forbidden
+from domain.events import services as events
 from domain.partners.models import PartnerStatus
 from domain.viewer import Viewer
 
@@ -216,6 +217,7 @@ async def logout(viewer: Viewer) -> None:
         raise forbidden("Only a signed-in session can sign out.")
     async with in_transaction():
         await Session.filter(id=viewer.session_id, revoked_at=None).update(revoked_at=now())
+        await events.emit(events.ACCESS_REVOKED, customer_id=viewer.customer_id, partner_id=viewer.partner_id)
         await record(viewer, AuditEventType.LOGOUT, "logout", object_type="User", object_id=viewer.user_id)
 
 

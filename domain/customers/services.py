@@ -23,6 +23,7 @@ from domain.audit.services import changes, record
 from domain.common.validation import Validator
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
+from domain.events import services as events
 from domain.partners.models import Partner
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_customer_manager, require_partner_staff, restrict
@@ -156,6 +157,7 @@ async def _set_status(viewer: Viewer, customer_id: int, status: CustomerStatus) 
         await customer.save(update_fields=["status", "disabled_at", "updated_at"])
         if status == CustomerStatus.DISABLED:
             revoked = await revoke_sessions_of_customer(customer.id)
+            await events.emit(events.ACCESS_REVOKED, customer_id=customer.id, partner_id=customer.partner_id)
         await record(
             viewer,
             AuditEventType.DATA_CHANGE,

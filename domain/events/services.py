@@ -3,7 +3,8 @@
 Topics: `credits.changed`, `wallet.changed`, `spending_cap.changed` (customer state that live views show),
 `alert.raised` (an alert to deliver), `refill.requested` (notify the partner's billing staff),
 `usage_report.requested` (build a report), `usage_report.updated` (a report's status changed, live),
-`report_delivery.requested` (email a scheduled report's link).
+`report_delivery.requested` (email a scheduled report's link), `access.revoked` (live sockets re-check their
+credentials at once).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ REFILL_REQUESTED = "refill.requested"
 USAGE_REPORT_REQUESTED = "usage_report.requested"
 USAGE_REPORT_UPDATED = "usage_report.updated"
 REPORT_DELIVERY_REQUESTED = "report_delivery.requested"
+ACCESS_REVOKED = "access.revoked"  # a session, key or token ended, or a customer was disabled: sockets re-check now
 
 # Topics that live subscriptions watch: the relay also publishes them to the pub/sub, keyed per customer.
 LIVE_TOPICS = frozenset({CREDITS_CHANGED, WALLET_CHANGED, SPENDING_CAP_CHANGED, ALERT_RAISED, USAGE_REPORT_UPDATED})
