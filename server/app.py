@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 consumer.start()
                 stack.push_async_callback(consumer.stop)
             if settings.background_tasks:
-                relay, scheduler = Relay(leases, publish=live_publisher(pubsub)), Scheduler(leases)
+                wake = settings.database_url if settings.is_postgres else None
+                relay = Relay(leases, publish=live_publisher(pubsub), wake_dsn=wake)
+                scheduler = Scheduler(leases)
                 app.state.relay, app.state.scheduler = relay, scheduler
                 relay.start()
                 scheduler.start()

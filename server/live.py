@@ -12,8 +12,9 @@ against the current object with a fresh context, parsed and validated by the sam
 Nothing runs for an idle subscription; a push costs one short task. Bursts are coalesced: at most one push per
 subscription per 100 ms, always of the latest state (streams of discrete events, such as alerts, keep each one).
 
-Sessions are re-checked per token, not per subscription: one sweep authenticates each distinct token once and
-checks the customers its sockets watch are still visible; a revoked session or key, an expired token or a disabled
+Sessions are re-checked per token, not per subscription: one sweep authenticates the distinct tokens of all
+sockets (the sessions among them in one query) and checks the customers they watch are still visible (one query
+per principal); a revoked session or key, an expired token or a disabled
 customer closes the socket with 4403. A sweep runs at once when any process commits a revocation (`access.revoked`
 through the outbox and the pub/sub) and every `ws_recheck_seconds` anyway, for expiries and anything else.
 
@@ -27,6 +28,7 @@ import contextlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -41,6 +43,7 @@ from graphql import (
 )
 from graphql.execution import Executor
 
+from domain.access.services import authenticate_tokens
 from domain.customers.models import Customer
 from domain.errors import ErrorCode
 from domain.events.services import ACCESS_REVOKED
@@ -155,18 +158,26 @@ class LiveEndpoint:
         for connection in list(self.connections):
             if connection.token is not None and not connection.closed:
                 by_token[connection.token].append(connection)
+        if not by_token:
+            return
+        viewers = await authenticate_tokens(list(by_token), Viewer.anonymous())
+        # visibility depends on who asks, not on which of their sessions: one query per principal
+        by_principal: defaultdict[Viewer, list[Connection]] = defaultdict(list)
         for token, connections in by_token.items():
-            try:
-                viewer: Viewer | None = await viewer_from_token(token, Viewer.anonymous())
-            except InvalidToken:
-                viewer = None
+            viewer = viewers.get(token)
+            if viewer is None:
+                for connection in connections:
+                    await connection.close(4403, "Forbidden")
+            else:
+                by_principal[replace(viewer, session_id=None)] += connections
+        for principal, connections in by_principal.items():
             watched = {cid for connection in connections for cid in connection.customer_ids()}
-            visible: set[int] = set()
-            if viewer is not None and watched:
-                rows = await restrict(Customer, viewer).filter(id__in=watched).values_list("id", flat=True)
-                visible = set(rows)  # type: ignore[arg-type]
+            if not watched:
+                continue
+            rows = await restrict(Customer, principal).filter(id__in=watched).values_list("id", flat=True)
+            visible = set(rows)  # type: ignore[arg-type]
             for connection in connections:
-                if viewer is None or not connection.customer_ids() <= visible:
+                if not connection.customer_ids() <= visible:
                     await connection.close(4403, "Forbidden")
 
 

@@ -94,7 +94,8 @@ class PubSub:
             self.remove(subscription)
 
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
+        """Subscribers of customers' live topics (the process's own listeners, such as revocations, not counted)."""
+        return sum(len(s) for key, s in self._subscribers.items() if key.partition(":")[0] in LIVE_TOPICS)
 
     async def shared_read(self, subscription: Subscription, read: Callable[[], Awaitable[T]]) -> T:
         """`read()` once per process for all the subscribers of a key woken by the same change(s).

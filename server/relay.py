@@ -1,7 +1,9 @@
 """The outbox relay: after commit, hands each outbox event to its jobs and to live subscribers, in id order.
 
 One relay is active per deployment (a lease), which keeps per-customer order; the others stand by. Delivery is
-at least once: a crash between dispatch and marking republishes, and every consumer is idempotent.
+at least once: a crash between dispatch and marking republishes, and every consumer is idempotent. On PostgreSQL
+the relay LISTENs for the NOTIFY that each transaction writing events sends at commit, and drains at once; it
+still polls (every 50 ms without a listener, every second with one) so nothing waits on a lost notification.
 """
 
 from __future__ import annotations
@@ -22,11 +24,25 @@ Publisher = Callable[[OutboxEvent], Awaitable[None]]
 
 
 class Relay:
-    def __init__(self, leases: Leases, publish: Publisher | None = None, interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        leases: Leases,
+        publish: Publisher | None = None,
+        interval: float = 0.05,
+        wake_dsn: str | None = None,
+        listening_interval: float = 1.0,
+    ) -> None:
+        """`wake_dsn`: a PostgreSQL URL to LISTEN on for commits that wrote events; while listening the relay
+        drains on each notification and polls only every `listening_interval`, otherwise every `interval`."""
         self.leases = leases
         self.publish = publish
         self.interval = interval
+        self.listening_interval = listening_interval
+        self.wake_dsn = wake_dsn
+        self._wake = asyncio.Event()
+        self._listening = False
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     async def drain_once(self, limit: int = 200) -> int:
         """Dispatches the pending events (if this process holds the relay lease); returns how many."""
@@ -46,18 +62,50 @@ class Relay:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # before draining: a commit notified during the drain wakes the next round
             try:
                 while await self.drain_once() == 200:
                     pass
             except Exception:
                 log.exception("relay_failed")
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.listening_interval if self._listening else self.interval):
+                    await self._wake.wait()
+
+    async def _listen(self) -> None:
+        """Keeps a LISTEN connection open (reconnecting after failures, polling fast meanwhile)."""
+        import asyncpg
+
+        dsn = "postgresql://" + str(self.wake_dsn).split("://", 1)[1].split("?", 1)[0]  # asyncpg's own URL form
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(dsn)
+                await connection.add_listener(events.WAKE_CHANNEL, lambda *_: self._wake.set())
+                self._listening = True
+                self._wake.set()  # whatever committed while nobody listened
+                while True:
+                    await asyncio.sleep(30)
+                    await connection.execute("SELECT 1")  # notices a dead connection
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("relay_listen_failed", exc_info=True)
+            finally:
+                self._listening = False
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(connection.close(), 5)
+            await asyncio.sleep(1)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        if self.wake_dsn:
+            self._listener = asyncio.create_task(self._listen(), name="outbox-relay-listen")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._listener, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -97,14 +97,60 @@ async def test_redis_worker_process_runs_actor_against_the_database(factory: Fac
             )
         )
         # then
-        for _ in range(200):
+        for _ in range(600):  # a worker starting on a busy 2-core CI machine can take a while
             if not await Session.filter(id=expired.id).exists():
                 break
             await asyncio.sleep(0.1)
-        assert not await Session.filter(id=expired.id).exists(), "the worker did not run the job"
+        done = not await Session.filter(id=expired.id).exists()
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
-            worker.wait(timeout=15)
+            output = worker.communicate(timeout=15)[0].decode(errors="replace")
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
+            output = worker.communicate()[0].decode(errors="replace")
+    assert done, f"the worker did not run the job:\n{output[-3000:]}"
+
+
+@pytest.mark.postgres
+async def test_the_relay_wakes_on_commit_instead_of_polling(database: str) -> None:
+    from tortoise.transactions import in_transaction
+
+    from domain.events import services as events
+    from server.locks import Leases
+    from server.relay import Relay
+
+    published: list[str] = []
+    arrived = asyncio.Event()
+
+    async def publish(event: object) -> None:
+        published.append(event.topic)  # type: ignore[attr-defined]
+        arrived.set()
+
+    # given a relay that would poll only every minute, listening for commits
+    relay = Relay(Leases(None), publish=publish, interval=60, listening_interval=60, wake_dsn=TEST_DATABASE_URL)
+    relay.start()
+    try:
+        for _ in range(100):  # listening (its first drain happened when the listener came up)
+            if relay._listening:
+                break
+            await asyncio.sleep(0.05)
+        assert relay._listening
+        await asyncio.sleep(0.2)
+        published.clear()
+        arrived.clear()
+        # a rolled-back transaction wakes nobody and publishes nothing
+        with pytest.raises(RuntimeError):
+            async with in_transaction():
+                await events.emit(events.ACCESS_REVOKED, customer_id=None)
+                raise RuntimeError("rolled back")
+        await asyncio.sleep(0.5)
+        assert published == []
+        # when a transaction writing an event commits
+        async with in_transaction():
+            await events.emit(events.ACCESS_REVOKED, customer_id=None)
+        # then the relay hands it on within a moment, not a minute
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert published == [events.ACCESS_REVOKED]
+    finally:
+        await relay.stop()

@@ -197,19 +197,27 @@ async def _open_session(user: User, membership: Membership, anon: Viewer, at: da
 
 async def authenticate_session(token: str, base: Viewer) -> Viewer | None:
     """The viewer behind a session token, or None when it is unknown, expired, revoked or its org is disabled."""
-    if not token.startswith(SESSION_PREFIX) or len(token) > 200:
-        return None
-    session = (
-        await Session.filter(token_hash=token_digest(token), revoked_at=None)
-        .select_related("user", "membership", "membership__partner", "membership__customer__partner")
-        .first()
+    return (await authenticate_sessions([token], base))[token]
+
+
+async def authenticate_sessions(tokens: list[str], base: Viewer) -> dict[str, Viewer | None]:
+    """`authenticate_session` for many tokens in one query (live sockets re-check theirs together)."""
+    result: dict[str, Viewer | None] = dict.fromkeys(tokens)
+    digests = {token_digest(t): t for t in tokens if t.startswith(SESSION_PREFIX) and len(t) <= 200}
+    if not digests:
+        return result
+    sessions = await Session.filter(token_hash__in=list(digests), revoked_at=None).select_related(
+        "user", "membership", "membership__partner", "membership__customer__partner"
     )
-    if session is None or session.expires_at <= now() or not session.user.is_active:
-        return None
-    membership = session.membership
-    if membership is not None and not _is_membership_active(membership):
-        return None
-    return viewer_for(session.user, membership, session.id, base)
+    at = now()
+    for session in sessions:
+        if session.expires_at <= at or not session.user.is_active:
+            continue
+        membership = session.membership
+        if membership is not None and not _is_membership_active(membership):
+            continue
+        result[digests[session.token_hash]] = viewer_for(session.user, membership, session.id, base)
+    return result
 
 
 async def logout(viewer: Viewer) -> None:

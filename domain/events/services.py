@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise import connections
+
 from domain.events.models import OutboxEvent
 
 CREDITS_CHANGED = "credits.changed"
@@ -23,6 +25,7 @@ REFILL_REQUESTED = "refill.requested"
 USAGE_REPORT_REQUESTED = "usage_report.requested"
 USAGE_REPORT_UPDATED = "usage_report.updated"
 REPORT_DELIVERY_REQUESTED = "report_delivery.requested"
+WAKE_CHANNEL = "partnerdesk_outbox"  # PostgreSQL NOTIFY channel that wakes the relay after a commit
 ACCESS_REVOKED = "access.revoked"  # a session, key or token ended, or a customer was disabled: sockets re-check now
 
 # Topics that live subscriptions watch: the relay also publishes them to the pub/sub, keyed per customer.
@@ -37,12 +40,22 @@ def live_key(topic: str, customer_id: int | None) -> str:
 async def emit(topic: str, *, customer_id: int | None = None, partner_id: int | None = None, **payload: Any) -> None:
     """Call inside the transaction of the change; the relay publishes it after commit."""
     await OutboxEvent.create(topic=topic, customer_id=customer_id, partner_id=partner_id, payload=payload)
+    await _wake_relay()
 
 
 async def emit_many(events: Iterable[tuple[str, int | None, int | None, dict[str, Any]]]) -> None:
     rows = [OutboxEvent(topic=t, customer_id=c, partner_id=p, payload=payload) for t, c, p, payload in events]
     if rows:
         await OutboxEvent.bulk_create(rows)
+        await _wake_relay()
+
+
+async def _wake_relay() -> None:
+    """On PostgreSQL, NOTIFY the relay: delivered when the transaction commits (never for a rolled-back one) and
+    folded into one per transaction, so the relay need not poll. SQLite has no such thing: the relay polls."""
+    connection = connections.get("default")  # the transaction's own connection inside `in_transaction()`
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_query(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
 
 
 async def pending(limit: int = 200) -> list[OutboxEvent]:
