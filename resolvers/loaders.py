@@ -21,6 +21,7 @@ from domain.billing import cap
 from domain.billing import services as billing
 from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
+from domain.features import services as features
 from domain.ledger.models import Transfer
 from domain.partners.models import Partner
 from domain.reports.models import ReportSchedule, UsageReport
@@ -162,6 +163,17 @@ class Loaders:
             return [states.get(i) for i in ids]
 
         return self._get("credits_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def features_by_customer(self) -> DataLoader:
+        """Feature toggles (with the low-credit threshold) of visible customers."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            visible = [c.id for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await features.feature_states(visible)
+            return [states.get(i) for i in ids]
+
+        return self._get("features_by_customer", lambda: DataLoader(batch_load_fn=batch))
 
     @property
     def wallet_by_customer(self) -> DataLoader:

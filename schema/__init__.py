@@ -15,6 +15,7 @@ from schema.audit import AuditQueries
 from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.extensions import default_extensions
+from schema.features import FeatureMutations
 from schema.partners import PartnerMutations, PartnerQueries
 from schema.reports import ReportMutations, ReportQueries
 from schema.subscriptions import Subscription
@@ -56,6 +57,7 @@ Mutation = merge_types(
         AccountMutations,
         PartnerMutations,
         CustomerMutations,
+        FeatureMutations,
         BillingMutations,
         UsageMutations,
         AlertMutations,

@@ -20,6 +20,7 @@ from schema.partners import Partner
 
 if TYPE_CHECKING:
     from schema.billing import BillingPreferencesType, CreditBalance, Wallet
+    from schema.features import FeatureToggles
     from schema.usage import Campaign, SpendingCap
 
 CustomerStatus = strawberry.enum(DomainCustomerStatus, name="CustomerStatus")
@@ -51,6 +52,12 @@ class Customer(ModelNode):
     async def partner(self, info: Info) -> Partner:
         partner = await info.context.loaders.partner_by_id.load(self.model.partner_id)
         return Partner.from_model(partner)
+
+    @strawberry.field(description="Features & Add-ons: portal, analytics add-ons, API access, AI credits, team.")
+    async def features(self, info: Info) -> Annotated[FeatureToggles, strawberry.lazy("schema.features")]:
+        from schema.features import FeatureToggles
+
+        return FeatureToggles.of(await info.context.loaders.features_by_customer.load(self.id))
 
     @strawberry.field(description="AI credits: available | used | assigned, with the meter's health.")
     async def credits(self, info: Info) -> Annotated[CreditBalance, strawberry.lazy("schema.billing")]:

@@ -40,6 +40,11 @@ class CustomerError(Error):
 
 
 @strawberry.type
+class FeatureError(Error):
+    pass
+
+
+@strawberry.type
 class BillingError(Error):
     pass
 

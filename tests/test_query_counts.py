@@ -1,5 +1,5 @@
-"""No N+1: a page of customers with their team, the team's memberships and the partner costs a fixed number of SQL
-statements, whether it holds 5 customers or 50."""
+"""No N+1: a page of customers with their features, team, the team's memberships and the partner costs a fixed
+number of SQL statements, whether it holds 5 customers or 50."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ query {
       node {
         name
         partner { name }
+        features { apiAccess portalSections lowCreditThreshold maxTeamMembers }
         teamMembers {
           totalCount
           nodes { username memberships { role customer { name } partner { name } } }

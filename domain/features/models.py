@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import enum
+
 from tortoise import fields, models
+
+
+class PortalSection(enum.StrEnum):
+    """Sections a partner can show in the customer portal; `portal_sections` stores them in this order."""
+
+    KNOWLEDGE_BASE = "KNOWLEDGE_BASE"
+    INTEGRATION = "INTEGRATION"
+    DOCS_AND_MEDIA = "DOCS_AND_MEDIA"
+    SCHEDULE_MEETING = "SCHEDULE_MEETING"
+    PHONE_NUMBERS = "PHONE_NUMBERS"
+    API_KEYS = "API_KEYS"
 
 
 class FeatureToggles(models.Model):
