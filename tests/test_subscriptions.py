@@ -9,6 +9,7 @@ import gc
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -508,3 +509,51 @@ async def test_revocations_disconnect_at_once_without_waiting_for_the_periodic_c
                 assert await disabled.closed_with(within=5) == 4403
                 await bystander.send({"type": "ping"})
                 assert (await bystander.receive())["type"] == "pong"
+
+
+async def test_each_alert_and_the_latest_cap_state_are_pushed(server) -> None:
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    customer, staff = tenant["customers"][0], tenant["staff"]
+    data = await api(
+        """mutation($i: BillingPreferencesUpdateInput!) { billingPreferencesUpdate(input: $i) { errors { code } } }""",
+        {"i": {"customerId": customer, "monthlySpendingCap": "1.00", "capAlertAt80": True}},
+        staff,
+    )
+    assert data["billingPreferencesUpdate"]["errors"] == [], data
+
+    async def minutes(count: str) -> None:
+        event = {
+            "idempotencyKey": uuid.uuid4().hex,
+            "customerId": customer,
+            "unitType": "VOICE_MINUTES",
+            "quantity": count,
+            "occurredAt": datetime.now(UTC).isoformat(),
+        }
+        recorded = await api(
+            "mutation($i: UsageRecordInput!) { usageRecord(input: $i) { accepted } }", {"i": {"events": [event]}}, staff
+        )
+        assert recorded["usageRecord"]["accepted"] == 1
+
+    async with socket(api) as ws:
+        await ws.init(staff)
+        await ws.subscribe("a", "subscription($id: ID!) { alertRaised(customerId: $id) { kind } }", {"id": customer})
+        await ws.subscribe(
+            "s", "subscription($id: ID!) { spendingCapUpdated(customerId: $id) { status } }", {"id": customer}
+        )
+        await asyncio.sleep(0.2)
+        # when usage crosses 80% ($0.84) and, right after, 100% ($1.02) of the $1 cap
+        await minutes("14")
+        await minutes("3")
+        alerts: list[str] = []
+        caps: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            while len(alerts) < 2 or caps[-1:] != ["REACHED"]:
+                message = await ws.receive(within=5)
+                if message["id"] == "a":
+                    alerts.append(message["payload"]["data"]["alertRaised"]["kind"])
+                else:
+                    caps.append(message["payload"]["data"]["spendingCapUpdated"]["status"])
+    # then both alerts arrive, in order (discrete events are not coalesced), and the cap ends REACHED
+    assert alerts == ["CAP_WARNING", "CAP_REACHED"]
+    assert caps[-1] == "REACHED"
