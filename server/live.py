@@ -302,6 +302,7 @@ class Connection:
             one_shot = OneShot(self, id)
             self.operations[id] = one_shot
             one_shot.task = asyncio.ensure_future(one_shot.run(query, variables, name))
+            one_shot.task.add_done_callback(_log_failure)
             return
         self.operations[id] = None
         try:
@@ -319,6 +320,7 @@ class Connection:
             driven = OneShot(self, id)
             self.operations[id] = driven
             driven.task = asyncio.ensure_future(driven.iterate(document, variables, name, stream))
+            driven.task.add_done_callback(_log_failure)
 
     async def source(
         self, document: DocumentNode, variables: dict[str, Any] | None, name: str | None
@@ -557,6 +559,12 @@ class OneShot:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    """An operation's task failed outside GraphQL's own error handling (a bug): log it, the socket goes on."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("live_operation_failed", exc_info=task.exception())
 
 
 def _decoded(message: dict[str, Any]) -> dict[str, Any] | None:
