@@ -17,6 +17,7 @@ class DomainConfig:
     secret_key: str = "dev-insecure-secret-key-change-me"  # signs download links
     exports_dir: str = "exports"  # where built usage reports are stored (local storage)
     export_retention_hours: int = 24 * 7  # how long a built report stays downloadable
+    avatars_dir: str = "avatars"  # profile images (local storage, served at /avatars/<name>)
 
 
 _config = DomainConfig()

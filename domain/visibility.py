@@ -21,6 +21,7 @@ from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, forbidden
 from domain.ledger.models import LedgerAccount, Transfer
+from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
 from domain.reports.models import ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
@@ -100,6 +101,15 @@ def _access_credential(v: Viewer) -> Q | None:
     return _NOTHING
 
 
+def _package(v: Viewer) -> Q | None:
+    """Partner staff see their partner's packages, customer users the packages their customer was given."""
+    if v.is_partner_staff:
+        return Q(partner_id=v.partner_id)
+    if v.is_customer_user:
+        return Q(id__in=Subquery(PackageAssignment.filter(customer_id=v.customer_id).values("package_id")))
+    return _NOTHING
+
+
 def _session(v: Viewer) -> Q | None:
     return Q(user_id=v.user_id) if v.user_id is not None else _NOTHING
 
@@ -120,6 +130,8 @@ _RULES: dict[type[Model], Callable[[Viewer], Q | None]] = {
     EmbedToken: _access_credential,
     UsageReport: _by_visible_customer,
     ReportSchedule: _by_visible_customer,
+    Package: _package,
+    PackageAssignment: _by_visible_customer,
 }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 
 def load_actors() -> None:
+    import jobs.accounts
     import jobs.alerts
     import jobs.exports
     import jobs.maintenance
@@ -14,6 +15,7 @@ def load_actors() -> None:
 
 def actors_for(topic: str) -> list[tuple[Any, str]]:
     """(actor, payload key holding its argument) for an outbox topic."""
+    from jobs.accounts import notify_email_changed, send_email_change_confirmation
     from jobs.alerts import notify_refill_request, send_alert
     from jobs.exports import build_usage_report, deliver_scheduled_report
 
@@ -22,6 +24,8 @@ def actors_for(topic: str) -> list[tuple[Any, str]]:
         "refill.requested": [(notify_refill_request, "refill_request_id")],
         "usage_report.requested": [(build_usage_report, "report_id")],
         "report_delivery.requested": [(deliver_scheduled_report, "report_id")],
+        "email_change.requested": [(send_email_change_confirmation, "mail")],
+        "email_change.confirmed": [(notify_email_changed, "mail")],
     }.get(topic, [])
 
 

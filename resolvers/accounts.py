@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.accounts import services
+from domain.accounts import settings as personal
 from domain.accounts.models import Membership, Role, User
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
@@ -101,3 +102,68 @@ async def organization_create(ctx: Any, name: str) -> Outcome[OrganizationView]:
         return next(o for o in orgs if o.customer_id == customer.id)
 
     return await attempt(run())
+
+
+# ---------------------------------------------------------------- personal settings
+
+
+def _changed_me(ctx: Any, user: User) -> User:
+    ctx.reset_loaders()  # the request's cached user is stale now
+    return user
+
+
+async def me_update(ctx: Any, data: dict[str, Any]) -> Outcome[User]:
+    async def run() -> User:
+        return _changed_me(ctx, await personal.me_update(ctx.viewer, data))
+
+    return await attempt(run())
+
+
+async def password_change(ctx: Any, current: str, new: str, confirmation: str) -> Outcome[int]:
+    return await attempt(personal.password_change(ctx.viewer, current, new, confirmation))
+
+
+async def totp_setup(ctx: Any) -> Outcome[personal.TotpSetup]:
+    return await attempt(personal.totp_setup(ctx.viewer))
+
+
+async def totp_enable(ctx: Any, code: str) -> Outcome[User]:
+    async def run() -> User:
+        return _changed_me(ctx, await personal.totp_enable(ctx.viewer, code))
+
+    return await attempt(run())
+
+
+async def totp_disable(ctx: Any, code: str | None, password: str | None) -> Outcome[User]:
+    async def run() -> User:
+        return _changed_me(ctx, await personal.totp_disable(ctx.viewer, code, password))
+
+    return await attempt(run())
+
+
+async def email_change_request(ctx: Any, new_email: str, password: str) -> Outcome[str]:
+    return await attempt(personal.email_change_request(ctx.viewer, new_email, password))
+
+
+async def email_change_confirm(ctx: Any, token: str) -> Outcome[User]:
+    async def run() -> User:
+        return _changed_me(ctx, await personal.email_change_confirm(ctx.viewer, token))
+
+    return await attempt(run())
+
+
+async def account_delete(ctx: Any, password: str) -> Outcome[None]:
+    return await attempt(personal.account_delete(ctx.viewer, password))
+
+
+async def avatar_upload(ctx: Any, upload: Any) -> Outcome[User]:
+    async def run() -> User:
+        # one byte past the cap is enough to refuse: never read an oversized upload whole
+        content = await upload.read(personal.AVATAR_MAX_BYTES + 1)
+        return _changed_me(ctx, await personal.avatar_upload(ctx.viewer, content))
+
+    return await attempt(run())
+
+
+def notification_preferences(user: User) -> dict[str, bool]:
+    return personal.notification_preferences(user)

@@ -23,6 +23,8 @@ from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.features import services as features
 from domain.ledger.models import Transfer
+from domain.packages import services as packages
+from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
 from domain.reports.models import ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
@@ -143,6 +145,34 @@ class Loaders:
     @property
     def report_schedule_by_id(self) -> DataLoader:
         return self._get("report_schedule_by_id", lambda: _by_id(ReportSchedule, self.viewer))
+
+    @property
+    def package_by_id(self) -> DataLoader:
+        return self._get("package_by_id", lambda: _by_id(Package, self.viewer))
+
+    @property
+    def package_assignment_by_id(self) -> DataLoader:
+        return self._get("package_assignment_by_id", lambda: _by_id(PackageAssignment, self.viewer))
+
+    @property
+    def package_by_customer(self) -> DataLoader:
+        """Each visible customer's current package assignment (None without one)."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            found = await packages.current_assignments(self.viewer, list(set(ids)))
+            return [found.get(i) for i in ids]
+
+        return self._get("package_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def package_user_count(self) -> DataLoader:
+        """Customers each package is in force for (visible ones only)."""
+
+        async def batch(ids: Sequence[int]) -> list[int]:
+            counts = await packages.user_counts(self.viewer, list(set(ids)))
+            return [counts[i] for i in ids]
+
+        return self._get("package_user_count", lambda: DataLoader(batch_load_fn=batch))
 
     @property
     def cap_by_customer(self) -> DataLoader:

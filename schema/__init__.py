@@ -16,6 +16,7 @@ from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.extensions import default_extensions
 from schema.features import FeatureMutations
+from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
 from schema.reports import ReportMutations, ReportQueries
 from schema.subscriptions import Subscription
@@ -49,6 +50,7 @@ Query = merge_types(
         AlertQueries,
         AccessQueries,
         ReportQueries,
+        PackageQueries,
     ),
 )
 Mutation = merge_types(
@@ -63,6 +65,7 @@ Mutation = merge_types(
         AlertMutations,
         AccessMutations,
         ReportMutations,
+        PackageMutations,
     ),
 )
 

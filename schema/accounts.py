@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
+from strawberry.file_uploads import Upload
 from strawberry.types import Info
 
 from domain.accounts.models import Role as DomainRole
@@ -15,6 +16,7 @@ from domain.accounts.models import Theme as DomainTheme
 from resolvers import accounts as r
 from schema.errors import AccountError
 from schema.nodes import ModelNode
+from schema.scalars import JSON
 
 if TYPE_CHECKING:
     from schema.customers import Customer
@@ -89,10 +91,25 @@ class User(ModelNode):
     phone: str
     job_title: str = strawberry.field(description="The user's role in their company (free text).")
     theme: Theme  # type: ignore[valid-type]
+    avatar_url: str | None = strawberry.field(description="URL of the profile image, if one was uploaded.")
     is_active: bool
     last_login_at: datetime | None
     created_at: datetime
     model: strawberry.Private[Any]
+
+    @strawberry.field(
+        description="Email notifications the signed-in user receives, name → on/off (null for other users)."
+    )
+    def notification_preferences(self, info: Info) -> JSON | None:
+        if info.context.viewer.user_id != self.id:
+            return None
+        return r.notification_preferences(self.model)
+
+    @strawberry.field(description="Whether sign-in asks for an authenticator code (null for other users).")
+    def totp_enabled(self, info: Info) -> bool | None:
+        if info.context.viewer.user_id != self.id:
+            return None
+        return bool(self.model.totp_enabled)
 
     @strawberry.field(description="Memberships of this user that the viewer may see.")
     async def memberships(self, info: Info) -> list[Membership]:
@@ -160,6 +177,110 @@ class OrganizationCreatePayload:
     errors: list[AccountError]
 
 
+@strawberry.input
+class MeUpdateInput:
+    display_name: str | None = None
+    theme: Theme | None = None  # type: ignore[valid-type]
+    notification_preferences: JSON | None = strawberry.field(
+        default=None,
+        description="Preferences to change, name → true/false: assignedConversations, assignedTickets, "
+        "assignedConversationNotes, assignedReminders, assignedInquiries.",
+    )
+
+
+@strawberry.type
+class MeUpdatePayload:
+    user: User | None
+    errors: list[AccountError]
+
+
+@strawberry.input
+class PasswordChangeInput:
+    current_password: str
+    new_password: str
+    new_password_confirmation: str
+
+
+@strawberry.type
+class PasswordChangePayload:
+    revoked_sessions: int | None = strawberry.field(description="How many of your other sessions were signed out.")
+    errors: list[AccountError]
+
+
+@strawberry.input
+class TotpSetupInput:
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class TotpSetupPayload:
+    secret: str | None = strawberry.field(description="Base32 secret, for typing into an authenticator app.")
+    otpauth_uri: str | None = strawberry.field(description="`otpauth://` URI to show as a QR code.")
+    errors: list[AccountError]
+
+
+@strawberry.input
+class TotpEnableInput:
+    code: str
+
+
+@strawberry.input
+class TotpDisableInput:
+    code: str | None = strawberry.field(default=None, description="A current authenticator code, or:")
+    password: str | None = strawberry.field(default=None, description="your password.")
+
+
+@strawberry.type
+class TotpPayload:
+    user: User | None
+    errors: list[AccountError]
+
+
+@strawberry.input
+class EmailChangeRequestInput:
+    new_email: str
+    password: str
+
+
+@strawberry.type
+class EmailChangeRequestPayload:
+    new_email: str | None = strawberry.field(description="Where the confirmation link was sent.")
+    errors: list[AccountError]
+
+
+@strawberry.input
+class EmailChangeConfirmInput:
+    token: str
+
+
+@strawberry.type
+class EmailChangeConfirmPayload:
+    user: User | None
+    errors: list[AccountError]
+
+
+@strawberry.input
+class AccountDeleteInput:
+    password: str
+
+
+@strawberry.type
+class AccountDeletePayload:
+    ok: bool
+    errors: list[AccountError]
+
+
+@strawberry.input
+class AvatarUploadInput:
+    file: Upload = strawberry.field(description="A JPG, PNG or GIF of at most 512 KB (multipart request).")
+
+
+@strawberry.type
+class AvatarUploadPayload:
+    user: User | None
+    errors: list[AccountError]
+
+
 @strawberry.type
 class AccountQueries:
     @strawberry.field(description="The signed-in user, or null.")
@@ -204,3 +325,62 @@ class AccountMutations:
             organization=Organization.of(outcome.value) if outcome.value else None,
             errors=AccountError.list(outcome.errors),
         )
+
+    @strawberry.mutation(description="Changes your display name, theme and email notification preferences.")
+    async def me_update(self, info: Info, input: MeUpdateInput) -> MeUpdatePayload:
+        data = {
+            "display_name": input.display_name,
+            "theme": input.theme.value if input.theme is not None else None,
+            "notification_preferences": input.notification_preferences,
+        }
+        outcome = await r.me_update(info.context, data)
+        return MeUpdatePayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))
+
+    @strawberry.mutation(description="Changes your password and signs out your other sessions.")
+    async def password_change(self, info: Info, input: PasswordChangeInput) -> PasswordChangePayload:
+        outcome = await r.password_change(
+            info.context, input.current_password, input.new_password, input.new_password_confirmation
+        )
+        return PasswordChangePayload(revoked_sessions=outcome.value, errors=AccountError.list(outcome.errors))
+
+    @strawberry.mutation(description="Starts two-factor set-up: a new secret, on once totpEnable confirms a code.")
+    async def totp_setup(self, info: Info, input: TotpSetupInput | None = None) -> TotpSetupPayload:
+        outcome = await r.totp_setup(info.context)
+        setup = outcome.value
+        return TotpSetupPayload(
+            secret=setup.secret if setup else None,
+            otpauth_uri=setup.otpauth_uri if setup else None,
+            errors=AccountError.list(outcome.errors),
+        )
+
+    @strawberry.mutation(description="Turns two-factor sign-in on with a code from the app set up by totpSetup.")
+    async def totp_enable(self, info: Info, input: TotpEnableInput) -> TotpPayload:
+        outcome = await r.totp_enable(info.context, input.code)
+        return TotpPayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))
+
+    @strawberry.mutation(description="Turns two-factor sign-in off, given a current code or your password.")
+    async def totp_disable(self, info: Info, input: TotpDisableInput) -> TotpPayload:
+        outcome = await r.totp_disable(info.context, input.code, input.password)
+        return TotpPayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))
+
+    @strawberry.mutation(description="Emails a confirmation link (valid 24 hours) to the new address.")
+    async def email_change_request(self, info: Info, input: EmailChangeRequestInput) -> EmailChangeRequestPayload:
+        outcome = await r.email_change_request(info.context, input.new_email, input.password)
+        return EmailChangeRequestPayload(new_email=outcome.value, errors=AccountError.list(outcome.errors))
+
+    @strawberry.mutation(description="Confirms an email change with the token from the emailed link.")
+    async def email_change_confirm(self, info: Info, input: EmailChangeConfirmInput) -> EmailChangeConfirmPayload:
+        outcome = await r.email_change_confirm(info.context, input.token)
+        return EmailChangeConfirmPayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))
+
+    @strawberry.mutation(
+        description="Deletes your account: you lose access to every organization; refused for a last admin."
+    )
+    async def account_delete(self, info: Info, input: AccountDeleteInput) -> AccountDeletePayload:
+        outcome = await r.account_delete(info.context, input.password)
+        return AccountDeletePayload(ok=not outcome.errors, errors=AccountError.list(outcome.errors))
+
+    @strawberry.mutation(description="Sets your profile image (JPG, PNG or GIF, checked by content; at most 512 KB).")
+    async def avatar_upload(self, info: Info, input: AvatarUploadInput) -> AvatarUploadPayload:
+        outcome = await r.avatar_upload(info.context, input.file)
+        return AvatarUploadPayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))

@@ -21,6 +21,7 @@ from schema.partners import Partner
 if TYPE_CHECKING:
     from schema.billing import BillingPreferencesType, CreditBalance, Wallet
     from schema.features import FeatureToggles
+    from schema.packages import PackageAssignment
     from schema.usage import Campaign, SpendingCap
 
 CustomerStatus = strawberry.enum(DomainCustomerStatus, name="CustomerStatus")
@@ -92,6 +93,12 @@ class Customer(ModelNode):
         from schema.usage import Campaign
 
         return Connection.of(await campaigns_of(info.context, self.id, first, after), Campaign)
+
+    @strawberry.field(description="The customer's current package assignment (null: none).")
+    async def package(self, info: Info) -> Annotated[PackageAssignment, strawberry.lazy("schema.packages")] | None:
+        from schema.packages import PackageAssignment
+
+        return PackageAssignment.maybe(await info.context.loaders.package_by_customer.load(self.id))
 
     @strawberry.field(description="Users who belong to this customer.")
     async def team_members(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[User]:

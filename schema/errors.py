@@ -62,3 +62,8 @@ class ReportError(Error):
 @strawberry.type
 class AccessError(Error):
     pass
+
+
+@strawberry.type
+class PackageError(Error):
+    pass

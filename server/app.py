@@ -1,4 +1,5 @@
-"""The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /exports/<signed>, /healthz, /metrics."""
+"""The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /exports/<signed>, /avatars/<name>,
+/healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
 from jobs.broker import EmbeddedConsumer
+from server.avatars import avatar_download
 from server.bootstrap import bootstrap
 from server.exports import export_download
 from server.graphql import GraphQLView
@@ -117,6 +119,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/v1/usage/events", usage_events_endpoint, methods=["POST"]),
             Route("/exports/{token}", export_download, methods=["GET"]),
+            Route("/avatars/{name}", avatar_download, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],

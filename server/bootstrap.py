@@ -25,6 +25,7 @@ def bootstrap(settings: Settings) -> dramatiq.Broker:
         secret_key=settings.secret_key,
         exports_dir=str(settings.exports_dir),
         export_retention_hours=settings.export_retention_hours,
+        avatars_dir=str(settings.avatars_dir),
     )
     mailer.configure(settings.smtp_url, settings.outbox_dir)
     broker = configure_broker(settings.redis_url, settings.tortoise_config(), settings.dramatiq_namespace)

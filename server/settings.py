@@ -30,6 +30,7 @@ MODEL_MODULES = [
     "domain.alerts.models",
     "domain.access.models",
     "domain.reports.models",
+    "domain.packages.models",
 ]
 
 
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     outbox_dir: Path = ROOT / "outbox"
     exports_dir: Path = ROOT / "exports"  # built usage reports (local storage)
     export_retention_hours: int = 24 * 7
+    avatars_dir: Path = ROOT / "avatars"  # uploaded profile images (local storage)
     ws_recheck_seconds: float = 15.0  # how often live sockets' tokens and watched customers are re-checked
     ws_init_timeout_seconds: float = 10.0  # connection_init must arrive within this after the handshake
     background_tasks: bool = True  # outbox relay and scheduler inside `serve` (all processes may run them)

@@ -22,6 +22,7 @@ query {
         name
         partner { name }
         features { apiAccess portalSections lowCreditThreshold maxTeamMembers }
+        package { version expiresAt package { title userCount } }
         teamMembers {
           totalCount
           nodes { username memberships { role customer { name } partner { name } } }

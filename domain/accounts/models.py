@@ -37,6 +37,7 @@ class User(models.Model):
     display_name = fields.CharField(max_length=200, default="")
     phone = fields.CharField(max_length=32, default="")
     job_title = fields.CharField(max_length=100, default="")
+    avatar_url = fields.CharField(max_length=500, null=True)
     password_hash = fields.CharField(max_length=255)
     is_active = fields.BooleanField(default=True)
     theme = fields.CharEnumField(Theme, default=Theme.SYSTEM, max_length=8)

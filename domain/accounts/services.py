@@ -109,7 +109,6 @@ async def login(anon: Viewer, login: str, password: str, totp_code: str | None =
 
     failure: FieldError | None = None
     result: LoginResult | None = None
-    cfg = config()
     async with in_transaction():
         user = await User.select_for_update().get(id=user.id)
         at = now()
@@ -122,22 +121,14 @@ async def login(anon: Viewer, login: str, password: str, totp_code: str | None =
             failure = FieldError(None, "Too many failed sign-ins. Try again later.", ErrorCode.ACCOUNT_LOCKED)
             reason = "locked"
         elif not password_ok:
-            window = timedelta(minutes=cfg.login_failure_window_minutes)
-            if user.failed_window_started_at is None or at - user.failed_window_started_at > window:
-                user.failed_logins, user.failed_window_started_at = 0, at
-            user.failed_logins += 1
-            reason = "bad_password"
-            if user.failed_logins >= cfg.login_max_failures:
-                user.locked_until = at + timedelta(minutes=cfg.login_lockout_minutes)
-                user.failed_logins, user.failed_window_started_at = 0, None
-                reason = "bad_password_locked"
-            await user.save(update_fields=["failed_logins", "failed_window_started_at", "locked_until"])
+            reason = await count_failed_login(user, at)
             failure = _bad_credentials().errors[0]
-        elif user.totp_enabled and not _totp_ok(user, totp_code):
+        elif user.totp_enabled and not totp_ok(user, totp_code):
             failure = FieldError(
                 "totpCode", "Enter the current code from your authenticator app.", ErrorCode.INVALID_TOTP
             )
-            reason = "bad_totp"
+            # a missing code is the first step of a 2FA sign-in; a wrong one is a guess and counts
+            reason = await count_failed_login(user, at, "bad_totp") if totp_code else "totp_required"
         else:
             active = [m for m in memberships if _is_membership_active(m)]
             if not active:
@@ -174,12 +165,32 @@ async def login(anon: Viewer, login: str, password: str, totp_code: str | None =
     return result
 
 
+async def count_failed_login(user: User, at: datetime, reason: str = "bad_password") -> str:
+    """Counts one failed credential check (call with the user row locked); locks the account at the limit."""
+    cfg = config()
+    window = timedelta(minutes=cfg.login_failure_window_minutes)
+    if user.failed_window_started_at is None or at - user.failed_window_started_at > window:
+        user.failed_logins, user.failed_window_started_at = 0, at
+    user.failed_logins += 1
+    if user.failed_logins >= cfg.login_max_failures:
+        user.locked_until = at + timedelta(minutes=cfg.login_lockout_minutes)
+        user.failed_logins, user.failed_window_started_at = 0, None
+        reason = f"{reason}_locked"
+    await user.save(update_fields=["failed_logins", "failed_window_started_at", "locked_until"])
+    return reason
+
+
 def _bad_credentials() -> DomainError:
     return DomainError.single(ErrorCode.INVALID_CREDENTIALS, "Wrong login or password.")
 
 
-def _totp_ok(user: User, code: str | None) -> bool:
-    return bool(code and user.totp_secret and pyotp.TOTP(user.totp_secret).verify(code.strip(), valid_window=1))
+def totp_ok(user: User, code: str | None) -> bool:
+    return bool(
+        code
+        and len(code) <= 16
+        and user.totp_secret
+        and pyotp.TOTP(user.totp_secret).verify(code.strip(), valid_window=1)
+    )
 
 
 async def _open_session(user: User, membership: Membership, anon: Viewer, at: datetime) -> LoginResult:

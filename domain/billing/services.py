@@ -343,6 +343,43 @@ async def customer_credits_reclaim(
     return await _move_credits(viewer, customer_id, credits, idempotency_key, reclaim=True)
 
 
+async def grant_package_credits(
+    viewer: Viewer, customer: Customer, amount: Decimal, expires_at: datetime | None, metadata: dict[str, Any]
+) -> CreditGrant:
+    """Pool → customer credits as an expiring PACKAGE grant (call inside the caller's transaction; the caller owns
+    idempotency). POOL_EXHAUSTED when the partner's pool is short, before anything is written."""
+    transfer = await ledger.post(
+        ledger.partner_pool(customer.partner_id),
+        ledger.customer_credits(customer.id, customer.partner_id),
+        amount,
+        TransferKind.CREDITS_GRANT,
+        metadata=metadata,
+    )
+    grant = await grant_credits(customer, amount, GrantSource.PACKAGE, transfer, expires_at)
+    await credits_changed(customer, transfer.credit_balance_after)
+    await PartnerPool.bulk_create([PartnerPool(partner_id=customer.partner_id)], ignore_conflicts=True)
+    await PartnerPool.filter(partner_id=customer.partner_id).update(assigned=F("assigned") + amount)
+    await record(
+        viewer,
+        AuditEventType.BILLING,
+        "customer.credits_grant",
+        object_type="Customer",
+        object_id=customer.id,
+        partner_id=customer.partner_id,
+        customer_id=customer.id,
+        details={
+            **metadata,
+            "credits": str(amount),
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "customer_balance_after": str(transfer.credit_balance_after),
+            "pool_balance_after": str(transfer.debit_balance_after),
+            "transfer_id": transfer.id,
+            "grant_id": grant.id,
+        },
+    )
+    return grant
+
+
 async def burn_credits(customer: Customer, amount: Decimal, metadata: dict[str, Any] | None = None) -> Transfer:
     """Usage burns credits, earliest-expiring grant first (call inside a transaction)."""
     transfer = await ledger.post(

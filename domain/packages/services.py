@@ -1,0 +1,399 @@
+"""Agency packages (seed 004): creating, changing and archiving them, and assigning one to a customer.
+
+Assigning applies the package in one transaction through the owning services, so their rules stay in one place:
+feature toggles and the team-member limit through `customer_features_update` (a combination its rules refuse
+refuses the assignment with the same code), the monthly spending cap through `spending_cap_update`, and the AI
+credits as an expiring grant from the partner's pool (`grant_package_credits`, POOL_EXHAUSTED when short). With an
+idempotency key the whole assignment runs once per key (`run_idempotent`). A package restricted to some emails can
+only go to a customer one of whose users has one of them (NOT_ELIGIBLE otherwise), and so can no archived package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tortoise.expressions import Q
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from domain.access.models import ApiTier
+from domain.accounts.models import Membership
+from domain.audit.models import AuditEventType
+from domain.audit.services import changes, record
+from domain.billing import cap as spending_cap
+from domain.billing.models import BillingPreferences
+from domain.billing.services import grant_package_credits
+from domain.common.validation import Validator, parse_amount
+from domain.customers.models import Customer
+from domain.errors import DomainError, ErrorCode, FieldError
+from domain.features import services as features
+from domain.features.models import FeatureToggles, PortalSection
+from domain.ledger.idempotency import check_key, run_idempotent
+from domain.packages.models import FeatureKey, Package, PackageAssignment
+from domain.partners.models import Partner
+from domain.viewer import Viewer
+from domain.visibility import get_visible, require_partner_staff, restrict
+
+MAX_TEAM_MEMBERS = features.MAX_TEAM_MEMBERS
+MAX_STORAGE_MB = 10_000_000
+MAX_EXPIRY_DAYS = 3650
+MAX_RESTRICTED_EMAILS = 500
+ZERO = Decimal(0)
+
+# The feature toggle each package feature switches (KNOWLEDGE_BASE is a portal section, handled apart).
+TOGGLE_OF: dict[FeatureKey, str] = {
+    FeatureKey.CUSTOMER_PORTAL: "portal_enabled",
+    FeatureKey.ADVANCED_ANALYTICS: "advanced_analytics",
+    FeatureKey.DETAILED_CALL_ANALYSIS: "detailed_call_analysis",
+    FeatureKey.ACTION_POINT_ANALYSIS: "action_point_analysis",
+    FeatureKey.API_ACCESS: "api_access",
+    FeatureKey.AI_CREDITS: "ai_credits_enabled",
+    FeatureKey.TEAM_MEMBERS: "team_members_enabled",
+    FeatureKey.EMBEDS: "embed_urls_enabled",
+}
+FEATURE_OF_TOGGLE = {toggle: key for key, toggle in TOGGLE_OF.items()}
+EDITABLE = (
+    "title",
+    "description",
+    "features",
+    "max_team_members",
+    "storage_mb",
+    "api_rate_tier",
+    "monthly_spending_cap",
+    "ai_credits",
+    "expiry_days",
+    "restricted_emails",
+)
+LIMITS = ("max_team_members", "storage_mb", "api_rate_tier", "monthly_spending_cap")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- reads
+
+
+def visible_packages(viewer: Viewer, archived: bool | None = None) -> Any:
+    qs = restrict(Package, viewer)
+    return qs if archived is None else qs.filter(archived=archived)
+
+
+def live(at: datetime | None = None) -> Q:
+    """Assignments still in force: current and not expired."""
+    return Q(current_customer_id__isnull=False) & (Q(expires_at__isnull=True) | Q(expires_at__gt=at or now()))
+
+
+async def user_counts(viewer: Viewer, package_ids: list[int]) -> dict[int, int]:
+    """Customers (visible to the viewer) each package is in force for, in one query (DataLoader batch)."""
+    rows = (
+        await restrict(PackageAssignment, viewer)
+        .filter(live(), package_id__in=package_ids)
+        .annotate(n=Count("id"))
+        .group_by("package_id")
+        .values("package_id", "n")
+    )
+    counts = {row["package_id"]: row["n"] for row in rows}
+    return {pid: counts.get(pid, 0) for pid in package_ids}
+
+
+async def current_assignments(viewer: Viewer, customer_ids: list[int]) -> dict[int, PackageAssignment]:
+    rows = await restrict(PackageAssignment, viewer).filter(current_customer_id__in=customer_ids)
+    return {row.customer_id: row for row in rows}
+
+
+# ---------------------------------------------------------------- create, update, archive
+
+
+def _features(v: Validator, values: Any) -> list[str] | None:
+    known = {k.value for k in FeatureKey}
+    if values is None or any(str(value) not in known for value in values):
+        v.add("features", f"Choose features among {', '.join(sorted(known))} (an empty list is allowed).")
+        return None
+    present = {str(value) for value in values}
+    chosen = [k.value for k in FeatureKey if k.value in present]
+    # the features service's own dependency rules, judged on the package alone
+    toggles = {TOGGLE_OF[FeatureKey(k)] for k in chosen if FeatureKey(k) in TOGGLE_OF}
+    for rule in features.REQUIREMENTS:
+        if rule.field in toggles and rule.needs not in toggles:
+            v.add("features", rule.message, ErrorCode.REQUIRES_FEATURE)
+    if FeatureKey.KNOWLEDGE_BASE in present and "portal_enabled" not in toggles:
+        v.add("features", "The knowledge base needs customer portal access.", ErrorCode.REQUIRES_FEATURE)
+    return chosen
+
+
+def _count(v: Validator, field: str, value: Any, maximum: int, *, minimum: int = 0) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        v.add(field, f"Must be a whole number between {minimum} and {maximum:,}.")
+        return None
+    return value
+
+
+def _clean(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """The sent fields, checked (INVALID / REQUIRED / REQUIRES_FEATURE); all failures at once."""
+    v = Validator()
+    out: dict[str, Any] = {}
+    if creating or "title" in data:
+        out["title"] = v.text("title", data.get("title"), required=True, max_length=200)
+    if "description" in data:
+        out["description"] = v.text("description", data["description"], max_length=2000) or ""
+    if creating or "features" in data:
+        out["features"] = _features(v, data.get("features", []))
+    for name, maximum in (("max_team_members", MAX_TEAM_MEMBERS), ("storage_mb", MAX_STORAGE_MB)):
+        if name in data:
+            out[name] = _count(v, name, data[name], maximum)
+    if "api_rate_tier" in data:
+        if data["api_rate_tier"] is None:
+            v.add("api_rate_tier", "Choose an API rate tier.", ErrorCode.REQUIRED)
+        else:
+            out["api_rate_tier"] = ApiTier(data["api_rate_tier"])
+    if "monthly_spending_cap" in data:
+        raw = data["monthly_spending_cap"]
+        out["monthly_spending_cap"] = None if raw is None else parse_amount(v, "monthly_spending_cap", raw, places=2)
+    if "ai_credits" in data:
+        raw = data["ai_credits"]
+        out["ai_credits"] = ZERO if raw is None else parse_amount(v, "ai_credits", raw, allow_zero=True)
+    if "expiry_days" in data:
+        raw = data["expiry_days"]
+        out["expiry_days"] = None if raw is None else _count(v, "expiry_days", raw, MAX_EXPIRY_DAYS, minimum=1)
+    if "restricted_emails" in data:
+        emails = data["restricted_emails"] or []
+        if len(emails) > MAX_RESTRICTED_EMAILS:
+            v.add("restricted_emails", f"At most {MAX_RESTRICTED_EMAILS} addresses.")
+        cleaned = [v.email("restricted_emails", e) for e in emails[:MAX_RESTRICTED_EMAILS]]
+        out["restricted_emails"] = sorted({c.lower() for c in cleaned if c})
+    v.raise_if_invalid()
+    return out
+
+
+def _check_credits_need_feature(features_: list[str], credits: Decimal) -> None:
+    if credits > ZERO and FeatureKey.AI_CREDITS.value not in features_:
+        raise DomainError.single(
+            ErrorCode.REQUIRES_FEATURE, "AI credits can only be given with the AI_CREDITS feature.", "ai_credits"
+        )
+
+
+def snapshot(package: Package) -> dict[str, Any]:
+    """The package's terms as plain JSON (audit diffs and the copy an assignment keeps)."""
+    out: dict[str, Any] = {}
+    for name in EDITABLE:
+        value = getattr(package, name)
+        out[name] = str(value) if isinstance(value, Decimal) else value
+    return out
+
+
+def _audit_target(package: Package) -> dict[str, Any]:
+    return {"object_type": "Package", "object_id": package.id, "partner_id": package.partner_id}
+
+
+async def package_create(viewer: Viewer, data: dict[str, Any]) -> Package:
+    """Partner admins create packages for their partner; platform admins name the partner."""
+    require_partner_staff(viewer, admin=True)
+    if viewer.is_platform_admin:
+        if data.get("partner_id") is None:
+            raise DomainError.single(ErrorCode.REQUIRED, "Platform administrators choose the partner.", "partner_id")
+        partner_id = (await get_visible(Partner, viewer, data["partner_id"], field="partner_id")).id
+    else:
+        assert viewer.partner_id is not None
+        partner_id = viewer.partner_id
+    clean = _clean(data, creating=True)
+    _check_credits_need_feature(clean["features"], clean.get("ai_credits", ZERO))
+    async with in_transaction():
+        package = await Package.create(partner_id=partner_id, **clean)
+        await record(
+            viewer,
+            AuditEventType.DATA_CHANGE,
+            "package.create",
+            **_audit_target(package),
+            details={"package": snapshot(package)},
+        )
+    return package
+
+
+async def _locked_package(viewer: Viewer, package_id: int) -> Package:
+    """Call inside a transaction: NOT_FOUND beyond the viewer's reach, else the row locked."""
+    visible = await get_visible(Package, viewer, package_id, field="package_id")
+    return await Package.select_for_update().get(id=visible.id)
+
+
+async def package_update(viewer: Viewer, package_id: int, data: dict[str, Any]) -> Package:
+    """Partial update; a real change increments `version` (existing assignments keep theirs)."""
+    require_partner_staff(viewer, admin=True)
+    await get_visible(Package, viewer, package_id, field="package_id")
+    clean = _clean(data, creating=False)
+    async with in_transaction():
+        package = await _locked_package(viewer, package_id)
+        before = snapshot(package)
+        for name, value in clean.items():
+            setattr(package, name, value)
+        _check_credits_need_feature(package.features, Decimal(package.ai_credits))
+        diff = changes(before, snapshot(package))
+        if diff:
+            package.version += 1
+            await package.save()
+            await record(
+                viewer,
+                AuditEventType.DATA_CHANGE,
+                "package.update",
+                **_audit_target(package),
+                details={"changes": diff, "version": package.version},
+            )
+    return package
+
+
+async def package_archive(viewer: Viewer, package_id: int) -> Package:
+    """Archived packages stay with the customers that have them but cannot be newly assigned."""
+    require_partner_staff(viewer, admin=True)
+    await get_visible(Package, viewer, package_id, field="package_id")
+    async with in_transaction():
+        package = await _locked_package(viewer, package_id)
+        if not package.archived:
+            package.archived = True
+            await package.save(update_fields=["archived", "updated_at"])
+            await record(
+                viewer,
+                AuditEventType.DATA_CHANGE,
+                "package.archive",
+                **_audit_target(package),
+                details={"changes": {"archived": {"before": False, "after": True}}},
+            )
+    return package
+
+
+# ---------------------------------------------------------------- assign
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    assignment_id: int
+
+
+async def _eligible(customer: Customer, package: Package) -> None:
+    if package.archived:
+        raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "This package is archived.", "package_id")
+    if package.partner_id != customer.partner_id:
+        # a platform admin could name a package and a customer of different partners
+        raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "The package belongs to another partner.", "package_id")
+    if package.restricted_emails:
+        allowed = await Membership.filter(
+            customer_id=customer.id, user__email_key__in=package.restricted_emails
+        ).exists()
+        if not allowed:
+            message = "This package is reserved for other clients: none of this customer's users has a listed email."
+            raise DomainError.single(ErrorCode.NOT_ELIGIBLE, message, "package_id")
+
+
+def _toggle_changes(package: Package, current: FeatureToggles) -> dict[str, Any]:
+    """What `customer_features_update` is asked for: every packaged switch on or off, the team-member limit, and
+    the portal sections with the knowledge base as the package says (other sections kept while still allowed)."""
+    chosen = {FeatureKey(k) for k in package.features}
+    wanted: dict[str, Any] = {toggle: key in chosen for key, toggle in TOGGLE_OF.items()}
+    wanted["max_team_members"] = package.max_team_members
+    shown = {str(value) for value in current.portal_sections or []}
+    kept = [
+        s
+        for s in PortalSection
+        if s.value in shown
+        and s is not PortalSection.KNOWLEDGE_BASE
+        and all(wanted.get(need, getattr(current, need)) for need in features.SECTION_NEEDS[s])
+    ]
+    if FeatureKey.KNOWLEDGE_BASE in chosen:
+        kept.append(PortalSection.KNOWLEDGE_BASE)
+    wanted["portal_sections"] = [s.value for s in PortalSection if s in kept]
+    return wanted
+
+
+def _feature_error(exc: DomainError) -> DomainError:
+    """The features service's refusal, pinned on `packageId` and naming the package feature behind it."""
+    errors = []
+    for e in exc.errors:
+        key = FEATURE_OF_TOGGLE.get(e.field or "")
+        errors.append(FieldError("package_id", f"{key.value}: {e.message}" if key else e.message, e.code))
+    return DomainError(errors)
+
+
+async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> Assigned:
+    """The whole assignment; call inside a transaction. Locks the package, then the customer's rows in the order
+    the owning services take them (toggles, preferences, customer), then the ledger accounts, so nothing here
+    waits in the opposite order of a concurrent features, cap or credits change."""
+    package = await _locked_package(viewer, package_id)
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    await _eligible(customer, package)
+    await FeatureToggles.bulk_create([FeatureToggles(customer_id=customer.id)], ignore_conflicts=True)
+    current = await FeatureToggles.select_for_update().get(customer_id=customer.id)
+    await BillingPreferences.bulk_create([BillingPreferences(customer_id=customer.id)], ignore_conflicts=True)
+    await BillingPreferences.select_for_update().get(customer_id=customer.id)
+    customer = await Customer.select_for_update().get(id=customer.id)
+
+    assigned_at = now()
+    expires_at = assigned_at + timedelta(days=package.expiry_days) if package.expiry_days else None
+    terms = snapshot(package)
+    if package.ai_credits > ZERO:
+        await grant_package_credits(
+            viewer,
+            customer,
+            Decimal(package.ai_credits),
+            expires_at,
+            {"package_id": package.id, "package_version": package.version},
+        )
+    try:
+        await features.customer_features_update(viewer, customer.id, _toggle_changes(package, current))
+    except DomainError as exc:
+        raise _feature_error(exc) from None
+    if package.monthly_spending_cap is not None:
+        await spending_cap.spending_cap_update(viewer, customer.id, Decimal(package.monthly_spending_cap))
+
+    await PackageAssignment.filter(current_customer_id=customer.id).update(current_customer_id=None)
+    assignment = await PackageAssignment.create(
+        customer_id=customer.id,
+        partner_id=customer.partner_id,
+        package_id=package.id,
+        current_customer_id=customer.id,
+        version=package.version,
+        snapshot=terms,
+        assigned_at=assigned_at,
+        expires_at=expires_at,
+        assigned_by_user_id=viewer.user_id,
+    )
+    await record(
+        viewer,
+        AuditEventType.DATA_CHANGE,
+        "package.assign",
+        object_type="Customer",
+        object_id=customer.id,
+        partner_id=customer.partner_id,
+        customer_id=customer.id,
+        details={
+            "package_id": package.id,
+            "version": package.version,
+            "assignment_id": assignment.id,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "package": terms,
+        },
+    )
+    return Assigned(assignment.id)
+
+
+async def package_assign(
+    viewer: Viewer, customer_id: int, package_id: int, idempotency_key: str | None = None
+) -> Assigned:
+    """Applies a package to a customer in one transaction; refused whole (nothing kept) on any failure.
+
+    With `idempotency_key` a repeat returns the first outcome (one credit grant, however often it is sent)."""
+    require_partner_staff(viewer, admin=True)
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    package = await get_visible(Package, viewer, package_id, field="package_id")
+    if idempotency_key is None:
+        async with in_transaction():
+            return await _apply(viewer, customer.id, package.id)
+    key = check_key(idempotency_key)
+
+    async def perform() -> dict[str, Any]:
+        return {"assignment_id": (await _apply(viewer, customer.id, package.id)).assignment_id}
+
+    request = {"customer_id": customer.id, "package_id": package.id}
+    response = await run_idempotent(viewer, "packageAssign", key, request, perform)
+    return Assigned(response["assignment_id"])
