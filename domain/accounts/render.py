@@ -5,19 +5,12 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
+from domain.common.emails import email_templates
 from domain.partners.models import Partner
 
-_env = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html.j2"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_env = email_templates(__file__)
 DEFAULT_SENDER = "no-reply@partnerdesk.example.com"
 
 

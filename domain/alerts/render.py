@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
 from domain.alerts.models import Alert, AlertKind
+from domain.common.emails import email_templates
 from domain.config import config
 from domain.customers.models import Customer
 from domain.partners.models import Partner
 
-_env = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html.j2"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_env = email_templates(__file__)
 DEFAULT_SENDER = "billing@partnerdesk.example.com"
 
 _COPY: dict[AlertKind, tuple[str, str]] = {

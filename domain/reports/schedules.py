@@ -11,15 +11,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
+from domain.common.emails import email_templates
 from domain.common.validation import Validator
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
@@ -32,12 +31,7 @@ from domain.visibility import get_visible, require_customer_manager
 MAX_RECIPIENTS = 20
 SYSTEM = Viewer.system("report schedules")
 DEFAULT_SENDER = "reports@partnerdesk.example.com"
-_env = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html.j2"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_env = email_templates(__file__)
 _FORMAT_LABELS = {
     ReportFormat.VOICE_CSV: "Voice CSV",
     ReportFormat.SMS_CSV: "SMS CSV",
