@@ -41,6 +41,8 @@ async def customer_create(ctx: Any, data: dict[str, Any]) -> Outcome[services.Cu
     async def run() -> services.CustomerCreated:
         if data.get("partner_id") is not None:
             data["partner_id"] = decode_global_id(data["partner_id"], "Partner", "partner_id")
+        if data.get("package_id") is not None:
+            data["package_id"] = decode_global_id(data["package_id"], "Package", "package_id")
         return await services.customer_create(ctx.viewer, data)
 
     return await attempt(run())

@@ -129,6 +129,9 @@ class CustomerCreateInput:
     address2: str | None = None
     role: str | None = strawberry.field(default=None, description="The admin's role in their company.")
     partner_id: strawberry.ID | None = strawberry.field(default=None, description="Platform admins only.")
+    package_id: strawberry.ID | None = strawberry.field(
+        default=None, description="A package to assign at once (partner admins): refused whole if it cannot apply."
+    )
 
 
 @strawberry.type

@@ -15,6 +15,7 @@ import pytest
 from domain.accounts.models import Role
 from domain.audit.models import AuditEvent
 from domain.billing.models import BillingPreferences, CreditGrant, GrantSource
+from domain.customers.models import Customer
 from domain.features.models import FeatureToggles
 from domain.ledger import services as ledger
 from domain.ledger.models import Currency, LedgerAccount, Transfer
@@ -384,3 +385,41 @@ async def test_concurrent_assignments_never_overdraw_the_pool(
     assert problems == []
     totals = await LedgerAccount.filter(currency=Currency.CREDITS).values_list("balance", flat=True)
     assert sum(totals, Decimal(0)) == 0
+
+
+CUSTOMER_CREATE = """mutation($i: CustomerCreateInput!) { customerCreate(input: $i) {
+    customer { id name package { version package { title } } credits { available } }
+    errors { field code } } }"""
+
+
+def new_customer(package_id: str) -> dict[str, Any]:
+    n = key()[:8]
+    return {
+        "username": f"pkg{n}",
+        "firstName": "Pat",
+        "lastName": "Kay",
+        "email": f"pkg{n}@example.com",
+        "password": "Test-pass-1",
+        "passwordConfirmation": "Test-pass-1",
+        "companyName": f"Packaged {n}",
+        "packageId": package_id,
+    }
+
+
+async def test_customer_create_with_a_package_assigns_it_or_creates_nothing(
+    gql: GQL, factory: Factory, tenant: Tenant, staff: str
+) -> None:
+    # given a funded pool and a package
+    await fund(gql, factory, tenant, "1000")
+    package = await create(gql, staff)
+    # when a customer is created with it: created with the package applied
+    created = (await gql(CUSTOMER_CREATE, {"i": new_customer(package["id"])}, staff))["customerCreate"]
+    assert created["errors"] == [], created
+    assert created["customer"]["package"]["package"]["title"] == GROWTH["title"]
+    assert Decimal(created["customer"]["credits"]["available"]) == Decimal(GROWTH["aiCredits"])
+    # when the package cannot apply (archived): refused whole, no customer
+    await gql(ARCHIVE, {"i": {"packageId": package["id"]}}, staff)
+    count = await Customer.all().count()
+    refused = (await gql(CUSTOMER_CREATE, {"i": new_customer(package["id"])}, staff))["customerCreate"]
+    assert refused["customer"] is None and ("packageId", "NOT_ELIGIBLE") in codes(refused)
+    assert await Customer.all().count() == count

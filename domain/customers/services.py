@@ -104,6 +104,11 @@ async def customer_create(viewer: Viewer, data: Mapping[str, Any]) -> CustomerCr
             customer_id=customer.id,
             details={"name": company, "admin_user_id": user.id, "admin_username": username, **address},
         )
+        if data.get("package_id") is not None:
+            # same transaction: a package that cannot apply (archived, pool too small, rules) creates nothing
+            from domain.packages.services import package_assign  # packages build on customers
+
+            await package_assign(viewer, customer.id, data["package_id"])
     return CustomerCreated(customer, user)
 
 
