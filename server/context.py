@@ -20,7 +20,6 @@ class Context:
     viewer: Viewer
     request_id: str
     loaders: Loaders = field(init=False)
-    extra: dict[str, Any] = field(default_factory=dict)
     pubsub: Any = None  # the process's pub/sub, for live streams iterated outside the websocket endpoint
 
     def __post_init__(self) -> None:
@@ -29,12 +28,3 @@ class Context:
     def reset_loaders(self) -> None:
         """After the viewer changes (login, organization switch) cached rows may no longer be visible."""
         self.loaders = Loaders(self.viewer)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.extra[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.extra[key] = value
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.extra.get(key, default)

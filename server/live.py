@@ -42,6 +42,7 @@ from graphql import (
     get_operation_ast,
 )
 from graphql.execution import Executor
+from graphql.pyutils import is_awaitable
 
 from domain.access.services import authenticate_tokens
 from domain.customers.models import Customer
@@ -330,9 +331,7 @@ class Connection:
         if isinstance(executor, list):
             return ExecutionResult(None, executor)
         stream = create_source_event_stream(executor)
-        if asyncio.iscoroutine(stream) or isinstance(stream, asyncio.Future):
-            stream = await stream
-        return stream  # type: ignore[return-value]
+        return await stream if is_awaitable(stream) else stream  # type: ignore[return-value]
 
     def executor(self, document: DocumentNode, variables: dict[str, Any] | None, name: str | None) -> Any:
         return Executor.build(
@@ -357,6 +356,17 @@ class Connection:
 
     def customer_ids(self) -> set[int]:
         return {op.stream.customer_id for op in self.operations.values() if isinstance(op, LiveOperation)}
+
+    async def send_event(
+        self, id: str, document: DocumentNode, variables: dict[str, Any] | None, name: str | None, value: Any
+    ) -> None:
+        """Executes the operation's selection against one event's object and sends the result."""
+        executor = self.executor(document, variables, name)
+        if isinstance(executor, list):  # variables stopped coercing: cannot happen with the same schema
+            await self.send_errors(id, executor)
+            return
+        result = execute_subscription_event(executor.build_per_event_executor(value))
+        await self.send_result(id, await result if is_awaitable(result) else result)  # type: ignore[arg-type]
 
     async def send_result(self, id: str, result: ExecutionResult) -> None:
         payload: dict[str, Any] = {"data": result.data}
@@ -490,15 +500,7 @@ class LiveOperation:
     async def send(self, value: Any) -> None:
         if value is None or self.subscription is None:
             return
-        connection = self.connection
-        executor = connection.executor(self.document, self.variables, self.name)
-        if isinstance(executor, list):  # variables stopped coercing: cannot happen with the same schema
-            await connection.send_errors(self.id, executor)
-            return
-        result = execute_subscription_event(executor.build_per_event_executor(value))
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            result = await result
-        await connection.send_result(self.id, result)  # type: ignore[arg-type]
+        await self.connection.send_event(self.id, self.document, self.variables, self.name, value)
 
     def stop(self) -> None:
         if self.subscription is not None:
@@ -528,9 +530,7 @@ class OneShot:
             result = await schema.execute(
                 query, variable_values=variables, context_value=connection.context(), operation_name=name
             )
-            await connection.send_json(
-                {"id": self.id, "type": "next", "payload": _formatted(result)}  # already masked by the extensions
-            )
+            await connection.send_result(self.id, result)  # type: ignore[arg-type]
             await connection.send_json({"id": self.id, "type": "complete"})
         finally:
             if connection.operations.get(self.id) is self:
@@ -542,11 +542,7 @@ class OneShot:
         connection = self.connection
         try:
             async for value in stream:
-                executor = connection.executor(document, variables, name)
-                result = execute_subscription_event(executor.build_per_event_executor(value))
-                if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                    result = await result
-                await connection.send_result(self.id, result)  # type: ignore[arg-type]
+                await connection.send_event(self.id, document, variables, name, value)
             await connection.send_json({"id": self.id, "type": "complete"})
         finally:
             if connection.operations.get(self.id) is self:
@@ -573,10 +569,3 @@ def _decoded(message: dict[str, Any]) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) and isinstance(data.get("type"), str) else None
-
-
-def _formatted(result: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [error.formatted for error in result.errors]
-    return payload
