@@ -18,6 +18,12 @@ class DomainConfig:
     exports_dir: str = "exports"  # where built usage reports are stored (local storage)
     export_retention_hours: int = 24 * 7  # how long a built report stays downloadable
     avatars_dir: str = "avatars"  # profile images (local storage, served at /avatars/<name>)
+    # exports share the workers between tenants: bounded per customer and per partner (domain/reports/queue.py)
+    export_max_pending_per_customer: int = 10  # requested exports QUEUED or RUNNING at once
+    export_max_running_per_customer: int = 2  # builds in flight (dispatched or running)
+    export_max_running_per_partner: int = 4  # builds in flight for all the partner's customers together
+    report_max_schedules_per_customer: int = 10
+    export_lease_seconds: float = 120  # a RUNNING report without a heartbeat for this long is rebuilt
 
 
 _config = DomainConfig()

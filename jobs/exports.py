@@ -1,16 +1,18 @@
-"""Usage reports: building requested exports, requesting scheduled ones, emailing their links, purging old files."""
+"""Usage reports: building dispatched exports, sweeping the export queue, requesting scheduled reports, emailing
+their links, purging old files."""
 
 from __future__ import annotations
 
 import dramatiq
 
-from domain.reports import schedules, services
+from domain.reports import queue, schedules, services
 from jobs import mailer
 
 
 @dramatiq.actor(queue_name="exports", max_retries=3, min_backoff=5_000, max_backoff=300_000, time_limit=3_600_000)
 async def build_usage_report(report_id: int) -> str:
-    """Builds a QUEUED report once; a redelivered message finds it RUNNING or final and does nothing."""
+    """Builds a dispatched report once. A redelivered message finds it final, or held by a live build, and stops; a
+    RUNNING report whose build stopped renewing its lease (the worker died) is built again."""
     return await services.build(report_id)
 
 
@@ -18,6 +20,12 @@ async def build_usage_report(report_id: int) -> str:
 async def deliver_scheduled_report(report_id: int) -> bool:
     """Emails a scheduled report's download link to its recipients, once."""
     return await schedules.deliver(report_id, mailer.send)
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def sweep_export_queue() -> int:
+    """Re-sends builds whose worker died or whose message was lost, and fills free build slots fairly."""
+    return await queue.sweep()
 
 
 @dramatiq.actor(queue_name="scheduled", max_retries=5)

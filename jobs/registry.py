@@ -41,5 +41,6 @@ def schedule() -> list[tuple[str, Any, int]]:
         ("housekeeping", scheduled.housekeeping, 3600),
         ("purge_expired_sessions", maintenance.purge_expired_sessions, 86400),
         ("report_schedules", exports.report_schedules, 300),
+        ("sweep_export_queue", exports.sweep_export_queue, 60),
         ("purge_expired_reports", exports.purge_expired_reports, 3600),
     ]

@@ -1,4 +1,5 @@
-"""Usage reports: request an export, list a customer's reports, their download links, and report schedules."""
+"""Usage reports: request an export, list a customer's reports, their download links, report schedules and the
+customer's report settings."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from domain.events.services import USAGE_REPORT_UPDATED
-from domain.reports import schedules, services
-from domain.reports.models import FINAL_STATUSES, ReportSchedule, UsageReport
+from domain.reports import recipients, schedules, services
+from domain.reports.models import FINAL_STATUSES, ReportSchedule, ReportSettings, UsageReport
 from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate
 from resolvers.subscriptions import watch
 
@@ -49,6 +50,18 @@ async def report_schedule_delete(ctx: Any, schedule_id: Any) -> Outcome[ReportSc
     async def run() -> ReportSchedule:
         pk = decode_global_id(schedule_id, "ReportSchedule", "report_schedule_id")
         return await schedules.schedule_delete(ctx.viewer, pk)
+
+    return await attempt(run())
+
+
+async def report_settings(ctx: Any, customer_id: Any) -> ReportSettings:
+    return await recipients.settings_of(ctx.viewer, decode_global_id(customer_id, "Customer", "customerId"))
+
+
+async def report_settings_update(ctx: Any, data: dict[str, Any]) -> Outcome[ReportSettings]:
+    async def run() -> ReportSettings:
+        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
+        return await recipients.settings_update(ctx.viewer, customer_id, data.get("allowed_recipients"))
 
     return await attempt(run())
 

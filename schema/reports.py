@@ -1,4 +1,4 @@
-"""Usage reports (exports) and scheduled reports."""
+"""Usage reports (exports), scheduled reports and a customer's report settings."""
 
 from __future__ import annotations
 
@@ -69,6 +69,22 @@ class ReportSchedule(ModelNode):
     model: strawberry.Private[Any]
 
 
+@strawberry.type(description="Who else may receive a customer's scheduled reports (set by the partner's admins).")
+class ReportSettings:
+    allowed_recipients: list[str] = strawberry.field(
+        description="Addresses (`cfo@example.com`) or domains (`@example.com`) that schedules may email, besides "
+        "the customer's users and its billing recipients."
+    )
+
+    @classmethod
+    def from_model(cls, model: Any) -> ReportSettings:
+        return cls(allowed_recipients=list(model.allowed_recipients))
+
+    @classmethod
+    def maybe(cls, model: Any) -> ReportSettings | None:
+        return None if model is None else cls.from_model(model)
+
+
 @strawberry.input
 class UsageExportCreateInput:
     customer_id: strawberry.ID
@@ -108,6 +124,18 @@ class ReportScheduleDeletePayload:
     errors: list[ReportError]
 
 
+@strawberry.input
+class CustomerReportSettingsUpdateInput:
+    customer_id: strawberry.ID
+    allowed_recipients: list[str] = strawberry.field(description="Replaces the list; at most 50 entries.")
+
+
+@strawberry.type
+class CustomerReportSettingsUpdatePayload:
+    report_settings: ReportSettings | None
+    errors: list[ReportError]
+
+
 @strawberry.type
 class ReportQueries:
     @strawberry.field(description="A customer's usage reports, newest first.")
@@ -121,6 +149,10 @@ class ReportQueries:
         self, info: Info, customer_id: strawberry.ID, first: int | None = None, after: str | None = None
     ) -> Connection[ReportSchedule]:
         return Connection.of(await r.report_schedules(info.context, customer_id, first, after), ReportSchedule)
+
+    @strawberry.field(description="Who else may receive the customer's scheduled reports (partner staff, its admins).")
+    async def report_settings(self, info: Info, customer_id: strawberry.ID) -> ReportSettings:
+        return ReportSettings.from_model(await r.report_settings(info.context, customer_id))
 
 
 @strawberry.type
@@ -137,6 +169,17 @@ class ReportMutations:
         outcome = await r.report_schedule_create(info.context, input_data(input))
         return ReportScheduleCreatePayload(
             report_schedule=ReportSchedule.maybe(outcome.value), errors=ReportError.list(outcome.errors)
+        )
+
+    @strawberry.mutation(
+        description="Partner admins: addresses or @domains the customer's scheduled reports may also go to."
+    )
+    async def customer_report_settings_update(
+        self, info: Info, input: CustomerReportSettingsUpdateInput
+    ) -> CustomerReportSettingsUpdatePayload:
+        outcome = await r.report_settings_update(info.context, input_data(input))
+        return CustomerReportSettingsUpdatePayload(
+            report_settings=ReportSettings.maybe(outcome.value), errors=ReportError.list(outcome.errors)
         )
 
     @strawberry.mutation(description="Stops a scheduled report.")

@@ -25,6 +25,11 @@ def bootstrap(settings: Settings) -> dramatiq.Broker:
         secret_key=settings.secret_key,
         exports_dir=str(settings.exports_dir),
         export_retention_hours=settings.export_retention_hours,
+        export_max_pending_per_customer=settings.export_max_pending_per_customer,
+        export_max_running_per_customer=settings.export_max_running_per_customer,
+        export_max_running_per_partner=settings.export_max_running_per_partner,
+        report_max_schedules_per_customer=settings.report_max_schedules_per_customer,
+        export_lease_seconds=settings.export_lease_seconds,
         avatars_dir=str(settings.avatars_dir),
     )
     mailer.configure(settings.smtp_url, settings.outbox_dir)

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     outbox_dir: Path = ROOT / "outbox"
     exports_dir: Path = ROOT / "exports"  # built usage reports (local storage)
     export_retention_hours: int = 24 * 7
+    # per-tenant bounds on the shared export workers (README: Usage reports)
+    export_max_pending_per_customer: int = Field(10, ge=1)
+    export_max_running_per_customer: int = Field(2, ge=1)
+    export_max_running_per_partner: int = Field(4, ge=1)
+    report_max_schedules_per_customer: int = Field(10, ge=0)
+    export_lease_seconds: int = Field(120, ge=10)
     avatars_dir: Path = ROOT / "avatars"  # uploaded profile images (local storage)
     ws_recheck_seconds: float = 15.0  # how often live sockets' tokens and watched customers are re-checked
     ws_init_timeout_seconds: float = 10.0  # connection_init must arrive within this after the handshake

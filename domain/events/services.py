@@ -2,9 +2,9 @@
 
 Topics: `credits.changed`, `wallet.changed`, `spending_cap.changed` (customer state that live views show),
 `alert.raised` (an alert to deliver), `refill.requested` (notify the partner's billing staff),
-`usage_report.requested` (build a report), `usage_report.updated` (a report's status changed, live),
-`report_delivery.requested` (email a scheduled report's link), `access.revoked` (live sockets re-check their
-credentials at once).
+`usage_report.requested` (build a report: the export queue gave it a build slot), `usage_report.updated` (a report's
+status changed, live), `report_delivery.requested` (email a scheduled report's link), `access.revoked` (live sockets
+re-check their credentials at once).
 """
 
 from __future__ import annotations

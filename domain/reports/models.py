@@ -1,4 +1,5 @@
-"""Usage reports: one row per requested export, from QUEUED to READY (a stored file) or FAILED."""
+"""Usage reports: one row per requested export, from QUEUED to READY (a stored file) or FAILED; report schedules;
+and each customer's report settings (who else may receive its scheduled reports)."""
 
 from __future__ import annotations
 
@@ -45,13 +46,17 @@ class UsageReport(models.Model):
     error = fields.CharField(max_length=500, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     started_at = fields.DatetimeField(null=True)
+    # the QUEUED rows are the export queue: a report gets a build slot (and its build message) when dispatched
+    dispatched_at = fields.DatetimeField(null=True)
+    # the running build's last sign of life: a RUNNING report whose heartbeat is older than the lease is dead
+    heartbeat_at = fields.DatetimeField(null=True)
     completed_at = fields.DatetimeField(null=True)
     expires_at = fields.DatetimeField(null=True)
     delivered_at = fields.DatetimeField(null=True)  # a scheduled report emailed to its recipients
 
     class Meta:
         table = "usage_report"
-        indexes = (("customer_id", "id"), ("status", "expires_at"))
+        indexes = (("customer_id", "id"), ("status", "expires_at"), ("partner_id", "status"))
 
 
 class ReportFrequency(enum.StrEnum):
@@ -77,3 +82,17 @@ class ReportSchedule(models.Model):
     class Meta:
         table = "report_schedule"
         indexes = (("customer_id", "id"),)
+
+
+class ReportSettings(models.Model):
+    """Who else may receive a customer's scheduled reports, as set by its partner's admins.
+
+    Entries are addresses (`cfo@example.com`) or domains (`@example.com`), on top of the customer's own users and
+    its billing recipients (domain/reports/recipients.py)."""
+
+    customer_id = fields.IntField(primary_key=True)
+    allowed_recipients = fields.JSONField(default=list)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "report_settings"

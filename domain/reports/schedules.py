@@ -2,7 +2,8 @@
 
 A periodic job (`run_due`) requests a report for every schedule whose latest complete period (yesterday, last
 Monday-Sunday week, last calendar month, UTC) has not been requested yet; when that report is READY the build emits
-`report_delivery.requested` and `deliver` emails its signed link, white-label, once.
+`report_delivery.requested` and `deliver` emails its signed link, white-label, once. A customer has at most
+`report_max_schedules_per_customer` schedules, and their recipients are limited by `recipients.py`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 from typing import Any
 
+import structlog
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -20,14 +22,17 @@ from domain.audit.models import AuditEventType
 from domain.audit.services import record
 from domain.common.emails import email_templates
 from domain.common.validation import Validator
+from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
 from domain.partners.models import Partner
+from domain.reports import recipients as recipient_rules
 from domain.reports import services
 from domain.reports.models import ReportFormat, ReportFrequency, ReportSchedule, ReportStatus, UsageReport
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_customer_manager
 
+log = structlog.get_logger("partnerdesk.reports")
 MAX_RECIPIENTS = 20
 SYSTEM = Viewer.system("report schedules")
 DEFAULT_SENDER = "reports@partnerdesk.example.com"
@@ -70,7 +75,8 @@ def _recipients(raw: Any) -> list[str]:
 async def schedule_create(
     viewer: Viewer, customer_id: int, fmt: Any, frequency: Any, recipients: Any, today: date | None = None
 ) -> ReportSchedule:
-    """Partner staff or the customer's admins; the first report covers the first period that ends after today."""
+    """Partner staff or the customer's admins; the first report covers the first period that ends after today. At
+    most `report_max_schedules_per_customer` per customer (QUOTA_EXCEEDED), to allowed recipients only."""
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
     require_customer_manager(viewer, customer)
     try:
@@ -78,8 +84,15 @@ async def schedule_create(
     except ValueError:
         raise DomainError.single(ErrorCode.INVALID, "Unknown format or frequency.", "format") from None
     emails = _recipients(recipients)
+    await recipient_rules.check(customer.id, emails)
     _, already = last_complete_period(freq, today or datetime.now(UTC).date())
     async with in_transaction():
+        await Customer.select_for_update().get(id=customer.id)  # two concurrent creations count one after the other
+        limit = config().report_max_schedules_per_customer
+        if await ReportSchedule.filter(customer_id=customer.id).count() >= limit:
+            raise DomainError.single(
+                ErrorCode.QUOTA_EXCEEDED, f"A customer has at most {limit} report schedules; delete one first."
+            )
         schedule = await ReportSchedule.create(
             customer_id=customer.id,
             partner_id=customer.partner_id,
@@ -172,7 +185,13 @@ async def run_due(today: date | None = None) -> int:
 
 
 def render_delivery(
-    report: UsageReport, schedule: ReportSchedule, customer: Customer, partner: Partner, link: str, expires: datetime
+    report: UsageReport,
+    schedule: ReportSchedule,
+    customer: Customer,
+    partner: Partner,
+    link: str,
+    expires: datetime,
+    to: list[str],
 ) -> EmailMessage:
     fmt = ReportFormat(report.format)
     frequency = str(schedule.frequency).lower()
@@ -190,7 +209,7 @@ def render_delivery(
     message = EmailMessage()
     message["Subject"] = f"{partner.name}: {frequency} usage report {period}"
     message["From"] = formataddr((partner.name, partner.sender_email or DEFAULT_SENDER))
-    message["To"] = ", ".join(schedule.recipients)
+    message["To"] = ", ".join(to)
     message["Message-ID"] = make_msgid(idstring=f"report-{report.id}", domain="partnerdesk")
     message["X-Partnerdesk-Report"] = str(report.id)
     message.set_content(_env.get_template("report.txt.j2").render(context))
@@ -202,9 +221,9 @@ Send = Callable[[EmailMessage], Awaitable[None]]
 
 
 async def deliver(report_id: int, send: Send) -> bool:
-    """Emails a READY scheduled report's link to the schedule's recipients once (True when sent now). The link
-    lasts as long as the report. A failed send raises, for the broker to retry; a redelivered job finds
-    `delivered_at` set and stops."""
+    """Emails a READY scheduled report's link once (True when sent now) to the schedule's recipients that may still
+    receive it. The link lasts as long as the report. A failed send raises, for the broker to retry; a redelivered
+    job finds `delivered_at` set and stops."""
     report = await UsageReport.get_or_none(id=report_id)
     if report is None or report.schedule_id is None or report.delivered_at is not None:
         return False
@@ -214,7 +233,13 @@ async def deliver(report_id: int, send: Send) -> bool:
     link = services.download_url(report, ttl=report.expires_at - datetime.now(UTC))
     if link is None:
         return False
+    allowed = await recipient_rules.allowed_for(report.customer_id)
+    to = [r for r in schedule.recipients if allowed.admits(r)]
+    if len(to) < len(schedule.recipients):
+        log.info("report_recipients_dropped", report_id=report.id, dropped=len(schedule.recipients) - len(to))
+    if not to:
+        return False
     customer = await Customer.get(id=report.customer_id)
     partner = await Partner.get(id=report.partner_id)
-    await send(render_delivery(report, schedule, customer, partner, link, report.expires_at))
+    await send(render_delivery(report, schedule, customer, partner, link, report.expires_at, to))
     return await UsageReport.filter(id=report.id, delivered_at=None).update(delivered_at=datetime.now(UTC)) == 1

@@ -1,14 +1,17 @@
 """Usage reports: request one (validated, QUEUED, announced through the outbox), build it in a job (streaming the
 customer's events in keyset chunks into a file), and hand out signed download links.
 
-Each status change (RUNNING, READY, FAILED) is its own committed transaction emitting `usage_report.updated`, so
-live subscribers see it. A build is idempotent: a redelivered job finds the report RUNNING or final and stops; a
-RUNNING report whose worker died is taken over after `STALE_AFTER`.
+A request waits QUEUED until the export queue (`queue.py`) gives it a build slot. Each status change (RUNNING,
+READY, FAILED) is its own committed transaction emitting `usage_report.updated`, so live subscribers see it. A
+build is idempotent: a redelivered job finds the report final, or RUNNING under a live build, and stops. A running
+build renews a heartbeat; a RUNNING report without one within the lease lost its worker and is built again by the
+next delivery (or by the sweep, which re-sends it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import secrets
@@ -29,9 +32,9 @@ from domain.audit.services import record, record_standalone
 from domain.config import config
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, FieldError
-from domain.events.services import REPORT_DELIVERY_REQUESTED, USAGE_REPORT_REQUESTED, USAGE_REPORT_UPDATED, emit
+from domain.events.services import REPORT_DELIVERY_REQUESTED, USAGE_REPORT_UPDATED, emit
 from domain.partners.models import Partner
-from domain.reports import links, render
+from domain.reports import links, queue, render
 from domain.reports.models import FINAL_STATUSES, ReportFormat, ReportStatus, UsageReport
 from domain.reports.storage import ExportStorage, storage
 from domain.usage.models import UnitType, UsageEvent
@@ -41,7 +44,6 @@ from domain.visibility import get_visible
 log = structlog.get_logger("partnerdesk.reports")
 MAX_DAYS = 366
 CHUNK = 2000
-STALE_AFTER = timedelta(minutes=30)
 CSV_UNITS = {ReportFormat.VOICE_CSV: UnitType.VOICE_MINUTES, ReportFormat.SMS_CSV: UnitType.SMS_SEGMENTS}
 _FILES = {
     ReportFormat.VOICE_CSV: ("voice", ".csv", "text/csv; charset=utf-8"),
@@ -85,7 +87,12 @@ async def queue_report(
     requested_by_user_id: int | None = None,
     schedule_id: int | None = None,
 ) -> UsageReport:
-    """Stores a QUEUED report and announces it (call inside the transaction that requests it)."""
+    """Stores a QUEUED report and gives it a build slot if its customer and partner have one free (call inside the
+    transaction that requests it). A person's request beyond the customer's quota of pending exports is refused
+    (QUOTA_EXCEEDED); scheduled reports are bounded by the cap on schedules instead."""
+    await queue.lock_partner(customer.partner_id)
+    if schedule_id is None:
+        await queue.check_quota(customer.id)
     report = await UsageReport.create(
         customer_id=customer.id,
         partner_id=customer.partner_id,
@@ -95,7 +102,7 @@ async def queue_report(
         period_from=since,
         period_to=until,
     )
-    await emit(USAGE_REPORT_REQUESTED, customer_id=customer.id, partner_id=customer.partner_id, report_id=report.id)
+    await queue.dispatch(customer.partner_id)
     return report
 
 
@@ -280,18 +287,41 @@ async def render_report(report: UsageReport, store: ExportStorage, now: datetime
 
 
 async def _claim(report_id: int, now: datetime) -> UsageReport | None:
-    """QUEUED (or stale RUNNING) → RUNNING, committed with its event; None when there is nothing to build."""
+    """QUEUED (or RUNNING without a live build) → RUNNING, committed with its event; None when there is nothing to
+    build or a live build holds it."""
     async with in_transaction():
         report = await UsageReport.select_for_update().get_or_none(id=report_id)
-        if report is None or report.status in FINAL_STATUSES:
+        if report is None or report.status in FINAL_STATUSES or queue.is_held(report, now):
             return None
-        if report.status == ReportStatus.RUNNING and report.started_at and report.started_at > now - STALE_AFTER:
-            return None
-        report.status, report.started_at = ReportStatus.RUNNING, now
+        report.status, report.started_at, report.heartbeat_at = ReportStatus.RUNNING, now, now
         report.attempts += 1
-        await report.save(update_fields=["status", "started_at", "attempts"])
+        await report.save(update_fields=["status", "started_at", "heartbeat_at", "attempts"])
         await _announce(report)
     return report
+
+
+@contextlib.asynccontextmanager
+async def _heartbeat(report_id: int, attempt: int) -> AsyncIterator[None]:
+    """Renews this attempt's lease while the block runs, so a long build is never mistaken for a dead one."""
+
+    async def beat() -> None:
+        every = queue.lease().total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await UsageReport.filter(id=report_id, status=ReportStatus.RUNNING, attempts=attempt).update(
+                    heartbeat_at=datetime.now(UTC)
+                )
+            except Exception:  # a missed beat only risks a takeover, which `_finish` resolves
+                log.warning("usage_report_heartbeat_failed", report_id=report_id, exc_info=True)
+
+    task = asyncio.create_task(beat(), name=f"usage-report-{report_id}-heartbeat")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _announce(report: UsageReport) -> None:
@@ -304,11 +334,13 @@ async def _announce(report: UsageReport) -> None:
     )
 
 
-async def _finish(report_id: int, attempt: int, apply: Callable[[UsageReport], list[str]]) -> UsageReport | None:
-    """Applies the outcome if this attempt still owns the report (a stale takeover may have replaced it)."""
+async def _finish(claimed: UsageReport, apply: Callable[[UsageReport], list[str]]) -> UsageReport | None:
+    """Applies the outcome if this attempt still owns the report (a takeover may have replaced it), and hands the
+    freed build slot to the partner's next waiting report."""
     async with in_transaction():
-        report = await UsageReport.select_for_update().get_or_none(id=report_id)
-        if report is None or report.status != ReportStatus.RUNNING or report.attempts != attempt:
+        await queue.lock_partner(claimed.partner_id)
+        report = await UsageReport.select_for_update().get_or_none(id=claimed.id)
+        if report is None or report.status != ReportStatus.RUNNING or report.attempts != claimed.attempts:
             return None
         await report.save(update_fields=apply(report))
         await _announce(report)
@@ -319,11 +351,12 @@ async def _finish(report_id: int, attempt: int, apply: Callable[[UsageReport], l
                 partner_id=report.partner_id,
                 report_id=report.id,
             )
+        await queue.dispatch(report.partner_id)
     return report
 
 
 async def build(report_id: int, store: ExportStorage | None = None, now: datetime | None = None) -> str:
-    """The job: builds a QUEUED report once. A failure is final (FAILED, with a message the customer may read);
+    """The job: builds a dispatched report once. A failure is final (FAILED, with a message the customer may read);
     the cause is logged. Returns the report's status afterwards."""
     store = store or storage()
     now = now or datetime.now(UTC)
@@ -331,9 +364,9 @@ async def build(report_id: int, store: ExportStorage | None = None, now: datetim
     if report is None:
         current = await UsageReport.get_or_none(id=report_id)
         return str(current.status) if current else "MISSING"
-    attempt = report.attempts
     try:
-        built = await render_report(report, store, now)
+        async with _heartbeat(report.id, report.attempts):
+            built = await render_report(report, store, now)
     except Exception as exc:
         log.exception("usage_report_failed", report_id=report_id)
         message = f"Building the report failed ({type(exc).__name__})."
@@ -342,7 +375,7 @@ async def build(report_id: int, store: ExportStorage | None = None, now: datetim
             r.status, r.error, r.completed_at = ReportStatus.FAILED, message, datetime.now(UTC)
             return ["status", "error", "completed_at"]
 
-        await _finish(report_id, attempt, failed)
+        await _finish(report, failed)
         return str(ReportStatus.FAILED)
 
     def ready(r: UsageReport) -> list[str]:
@@ -353,7 +386,7 @@ async def build(report_id: int, store: ExportStorage | None = None, now: datetim
         r.byte_size, r.row_count, r.error = built.byte_size, built.row_count, ""
         return [*_READY_FIELDS]
 
-    if await _finish(report_id, attempt, ready) is None:
+    if await _finish(report, ready) is None:
         await store.delete(built.storage_key)  # another attempt took over: its file is the one kept
         current = await UsageReport.get_or_none(id=report_id)
         return str(current.status) if current else "MISSING"
