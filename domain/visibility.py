@@ -1,12 +1,17 @@
-"""The one place that decides which rows a viewer may see (NetBox's `restrict()`).
+"""The one place that decides which rows, and which parts of a row, a viewer may see (NetBox's `restrict()`).
 
 Every resolver, loader and service reads tenant data through `restrict(Model, viewer)`. Rows outside the
 viewer's reach are simply absent, so callers answer NOT_FOUND and never reveal that they exist.
+
+Within a visible row, customer users (their sessions, API keys and embed tokens) see only figures their customer
+owns: a ledger transfer's balance after only for an account `restrict(LedgerAccount)` shows them (never a
+partner's pool or revenue, never the funding account), an audit event's customer part of the details, and who
+acted (label, IP, user agent) only when it was one of their own people or API keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from tortoise.expressions import Q, Subquery
@@ -17,6 +22,7 @@ from domain.access.models import ApiKey, EmbedToken
 from domain.accounts.models import Membership, Session, User
 from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
+from domain.audit.services import customer_part
 from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, forbidden
@@ -74,13 +80,21 @@ def _audit_event(v: Viewer) -> Q | None:
     return _NOTHING
 
 
-def _transfer(v: Viewer) -> Q | None:
+def _ledger_account(v: Viewer) -> Q | None:
+    """Accounts the viewer owns, whose balances it may see: partner staff their partner's (pool, revenue, its
+    customers'), customer users their customer's. Accounts of no partner (platform-wide) are the platform admins'."""
     if v.is_partner_staff:
-        accounts = LedgerAccount.filter(partner_id=v.partner_id).values("id")
-    elif v.is_customer_user:
-        accounts = LedgerAccount.filter(customer_id=v.customer_id).values("id")
-    else:
+        return Q(partner_id=v.partner_id)
+    if v.is_customer_user:
+        return Q(customer_id=v.customer_id)
+    return _NOTHING
+
+
+def _transfer(v: Viewer) -> Q | None:
+    """Transfers touching an account the viewer owns; the other side's balance is still its owner's alone."""
+    if not (v.is_partner_staff or v.is_customer_user):
         return _NOTHING
+    accounts = LedgerAccount.filter(_ledger_account(v)).values("id")
     return Q(debit_account_id__in=Subquery(accounts)) | Q(credit_account_id__in=Subquery(accounts))
 
 
@@ -121,6 +135,7 @@ _RULES: dict[type[Model], Callable[[Viewer], Q | None]] = {
     User: _user,
     AuditEvent: _audit_event,
     Session: _session,
+    LedgerAccount: _ledger_account,
     Transfer: _transfer,
     UsageEvent: _by_visible_customer,
     UsageHold: _by_visible_customer,
@@ -154,6 +169,37 @@ async def get_visible(model: type[M], viewer: Viewer, pk: Any, *, field: str | N
     if obj is None:
         raise DomainError.single(ErrorCode.NOT_FOUND, f"{model.__name__} not found.", field)
     return obj
+
+
+def sees_partner_figures(viewer: Viewer) -> bool:
+    """Platform admins and partner staff; customer users see only what their customer owns."""
+    return viewer.is_platform_admin or viewer.is_partner_staff
+
+
+def audit_details(viewer: Viewer, event: AuditEvent) -> Any:
+    """An event's details as the viewer may read them: the customer's part only for customer users."""
+    return event.details if sees_partner_figures(viewer) else customer_part(event.details)
+
+
+async def audit_actors_shown(viewer: Viewer, actors: Sequence[tuple[int | None, int | None]]) -> list[bool]:
+    """For each audit actor (user id, API key id): whether the viewer may see who it was and from where (label,
+    IP, user agent). Partner staff and platform admins always; customer users only for their customer's own
+    members and API keys, not for partner staff, platform admins, jobs or anonymous link downloads."""
+    if sees_partner_figures(viewer):
+        return [True] * len(actors)
+    user_ids = {u for u, _ in actors if u is not None}
+    key_ids = {k for u, k in actors if u is None and k is not None}
+    own_users: set[int] = set()
+    own_keys: set[int] = set()
+    if viewer.customer_id is not None and user_ids:
+        own_users = set(
+            await Membership.filter(customer_id=viewer.customer_id, user_id__in=user_ids).values_list(
+                "user_id", flat=True
+            )
+        )
+    if viewer.customer_id is not None and key_ids:
+        own_keys = set(await ApiKey.filter(customer_id=viewer.customer_id, id__in=key_ids).values_list("id", flat=True))
+    return [u in own_users if u is not None else k in own_keys for u, k in actors]
 
 
 def require_authenticated(viewer: Viewer) -> None:

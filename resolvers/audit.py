@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.audit.models import AuditEvent, AuditEventType
-from domain.visibility import restrict
+from domain.visibility import audit_details, restrict, sees_partner_figures
 from resolvers.common import Page, decode_global_id, paginate
 
 
@@ -34,3 +34,17 @@ async def audit_events(
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     return await paginate(qs, first, after, newest_first=True)
+
+
+def details_of(ctx: Any, event: AuditEvent) -> Any:
+    return audit_details(ctx.viewer, event)
+
+
+async def actor_shown(ctx: Any, event: AuditEvent) -> bool:
+    """Whether the viewer may see who acted on the event and from where (label, IP, user agent)."""
+    return bool(await ctx.loaders.audit_actor_shown.load((event.actor_user_id, event.actor_api_key_id)))
+
+
+def chain_position(ctx: Any, event: AuditEvent) -> int | None:
+    """The event's place in its partner's chain: a count of the partner's events, so not for customer users."""
+    return event.seq if sees_partner_figures(ctx.viewer) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from domain.billing import services
@@ -71,6 +72,11 @@ async def wallet_state(ctx: Any, customer_id: int) -> services.WalletState:
 async def refills(ctx: Any, customer_id: int, first: int | None, after: str | None) -> Page[Transfer]:
     customer = await restrict(Customer, ctx.viewer).get(id=customer_id)
     return await paginate(services.refills_of(customer), first, after, newest_first=True)
+
+
+async def balance_after(ctx: Any, account_id: int, balance: Decimal) -> Decimal | None:
+    """One side's balance after a transfer, when the viewer owns that account (else None)."""
+    return balance if await ctx.loaders.ledger_account_by_id.load(account_id) is not None else None
 
 
 def decoded_or_none(global_id: Any, type_name: str) -> int | None:

@@ -22,23 +22,26 @@ from domain.billing import services as billing
 from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.features import services as features
-from domain.ledger.models import Transfer
+from domain.ledger.models import LedgerAccount, Transfer, TransferKind
 from domain.packages import services as packages
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
 from domain.reports.models import ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
-from domain.visibility import restrict
+from domain.visibility import audit_actors_shown, restrict
 from resolvers.common import pk_fits
 
 M = TypeVar("M", bound=Model)
 
 
-def _by_id(model: type[M], viewer: Viewer) -> DataLoader:
+def _by_id(model: type[M], viewer: Viewer, **narrow: Any) -> DataLoader:
+    """Visible rows by id (None for the rest), of those matching `narrow` when given."""
+
     async def batch(ids: Sequence[int]) -> list[M | None]:
         wanted = [i for i in set(ids) if pk_fits(model, i)]
-        rows = {row.pk: row for row in await restrict(model, viewer).filter(id__in=wanted)} if wanted else {}
+        visible = restrict(model, viewer).filter(id__in=wanted, **narrow)
+        rows = {row.pk: row for row in await visible} if wanted else {}
         return [rows.get(i) for i in ids]
 
     return DataLoader(batch_load_fn=batch)
@@ -113,6 +116,25 @@ class Loaders:
     @property
     def transfer_by_id(self) -> DataLoader:
         return self._get("transfer_by_id", lambda: _by_id(Transfer, self.viewer))
+
+    @property
+    def wallet_refill_by_id(self) -> DataLoader:
+        """Visible transfers that are wallet refills (the credited side is then always the customer's wallet)."""
+        return self._get("wallet_refill_by_id", lambda: _by_id(Transfer, self.viewer, kind=TransferKind.WALLET_REFILL))
+
+    @property
+    def ledger_account_by_id(self) -> DataLoader:
+        """Ledger accounts the viewer owns (None for the rest): whose balances it may see."""
+        return self._get("ledger_account_by_id", lambda: _by_id(LedgerAccount, self.viewer))
+
+    @property
+    def audit_actor_shown(self) -> DataLoader:
+        """By (user id, API key id): whether the viewer may see who acted on an audit event, and from where."""
+
+        async def batch(actors: Sequence[tuple[int | None, int | None]]) -> list[bool]:
+            return await audit_actors_shown(self.viewer, actors)
+
+        return self._get("audit_actor_shown", lambda: DataLoader(batch_load_fn=batch))
 
     @property
     def usage_event_by_id(self) -> DataLoader:

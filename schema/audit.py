@@ -29,15 +29,36 @@ class AuditEvent(ModelNode):
     action: str
     object_type: str
     object_id: str
-    actor_label: str | None = strawberry.field(description="Email of the acting user (redacted after retention).")
-    details: JSON
-    ip: str | None
-    user_agent: str | None
     request_id: str
     created_at: datetime
-    seq: int
     hash: str
     model: strawberry.Private[Any]
+
+    @strawberry.field(
+        description="Email of the acting user (redacted after retention). Customer users see it only for their "
+        "own members and API keys: null for partner staff, platform admins and jobs."
+    )
+    async def actor_label(self, info: Info) -> str | None:
+        return self.model.actor_label if await r.actor_shown(info.context, self.model) else None
+
+    @strawberry.field(description="Where the actor came from; shown like `actorLabel`.")
+    async def ip(self, info: Info) -> str | None:
+        return self.model.ip if await r.actor_shown(info.context, self.model) else None
+
+    @strawberry.field(description="The actor's user agent; shown like `actorLabel`.")
+    async def user_agent(self, info: Info) -> str | None:
+        return self.model.user_agent if await r.actor_shown(info.context, self.model) else None
+
+    @strawberry.field(
+        description="What the event changed. Customer users get the customer's part: no partner pool, revenue or "
+        "funding figures and no package's restricted emails."
+    )
+    def details(self, info: Info) -> JSON:
+        return r.details_of(info.context, self.model)
+
+    @strawberry.field(description="Position in the partner's hash chain; null for customer users.")
+    def seq(self, info: Info) -> int | None:
+        return r.chain_position(info.context, self.model)
 
     @strawberry.field
     async def actor(self, info: Info) -> User | None:

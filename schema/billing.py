@@ -80,16 +80,25 @@ class LedgerTransfer(ModelNode):
     kind: TransferKind  # type: ignore[valid-type]
     currency: str
     amount: Decimal
-    debit_balance_after: Decimal
-    credit_balance_after: Decimal
     metadata: JSON
     created_at: datetime
     model: strawberry.Private[Any]
 
+    @strawberry.field(
+        description="The debited account's balance right after; null unless the viewer owns that account (a "
+        "customer user never sees a partner's pool or revenue, nor a funding account)."
+    )
+    async def debit_balance_after(self, info: Info) -> Decimal | None:
+        return await r.balance_after(info.context, self.model.debit_account_id, self.model.debit_balance_after)
+
+    @strawberry.field(description="The credited account's balance right after; shown like `debitBalanceAfter`.")
+    async def credit_balance_after(self, info: Info) -> Decimal | None:
+        return await r.balance_after(info.context, self.model.credit_account_id, self.model.credit_balance_after)
+
 
 @strawberry.type(description="One manual refill of a wallet, with the balance right after it.")
 class WalletRefill(ModelNode):
-    loader = "transfer_by_id"
+    loader = "wallet_refill_by_id"
     id: relay.NodeID[int]
     created_at: datetime
     model: strawberry.Private[Any]

@@ -569,3 +569,33 @@ def test_guard_reads_the_whole_document() -> None:
     # people are never checked here
     person = Viewer(role=Role.CUSTOMER_MEMBER, customer_id=1, user_id=1)
     assert check(person, hidden_mutation) is None
+
+
+# --- disabling the customer ----------------------------------------------------------------------------------------
+
+STATUS = """mutation($d: CustomerDisableInput!, $e: CustomerEnableInput!) {
+  customerDisable(input: $d) { errors { code } } customerEnable(input: $e) { errors { code } } }"""
+
+
+async def test_enabling_a_customer_again_brings_back_no_key_or_embed_token(gql: GQL, setup: tuple[Any, str]) -> None:
+    # given a key and an embed token in use before the partner disables the customer
+    tenant, token = setup
+    customer = tenant.customers[0]
+    cid = {"id": gid("Customer", customer.id)}
+    key = await new_key(gql, token, customer, ["READ"])
+    embed = (await issue_embed(gql, token, customer, ["WALLET"]))["token"]
+    assert [(await gql.raw(CUSTOMER_NAME, cid, t)).status_code for t in (key, embed)] == [200, 200]
+    staff = await gql.login(tenant.owner.email)
+    # when it is disabled, then enabled again
+    switched = await gql(STATUS, {"d": {"customerId": cid["id"]}, "e": {"customerId": cid["id"]}}, staff)
+    # then both stay dead, listed as revoked, and the customer's admin issues new ones
+    assert switched == {"customerDisable": {"errors": []}, "customerEnable": {"errors": []}}
+    assert [(await gql.raw(CUSTOMER_NAME, cid, t)).status_code for t in (key, embed)] == [401, 401]
+    admin = await gql.login(tenant.admins[0].email)
+    keys = (await gql(KEYS, {"c": cid["id"]}, admin))["apiKeys"]["edges"]
+    embeds = (await gql(EMBEDS, {"c": cid["id"]}, admin))["embedTokens"]["edges"]
+    assert [e["node"]["revokedAt"] is not None for e in keys + embeds] == [True, True]
+    disabled = await AuditEvent.get(action="customer.disable")
+    assert (disabled.details["api_keys_revoked"], disabled.details["embeds_revoked"]) == (1, 1)
+    fresh = await new_key(gql, admin, customer, ["READ"])
+    assert (await gql.raw(CUSTOMER_NAME, cid, fresh)).status_code == 200

@@ -321,6 +321,16 @@ async def _revoke(viewer: Viewer, model: type[R], pk: int | None, field: str, ac
     return row
 
 
+async def revoke_credentials_of_customer(customer_id: int) -> tuple[int, int]:
+    """Revokes every API key and embed token of the customer still in force: (keys, tokens). Call inside the
+    disabling transaction. Enabling the customer again brings none of them back: a credential handed out before
+    the disable (to an integration, a page) stays dead, and the customer's admins issue new ones."""
+    at = now()
+    keys = await ApiKey.filter(customer_id=customer_id, revoked_at=None).update(revoked_at=at)
+    tokens = await EmbedToken.filter(customer_id=customer_id, revoked_at=None).update(revoked_at=at)
+    return keys, tokens
+
+
 async def api_key_revoke(viewer: Viewer, api_key_id: int | None) -> ApiKey:
     return await _revoke(viewer, ApiKey, api_key_id, "api_key_id", "api_key.revoke")
 

@@ -1,4 +1,4 @@
-"""Writing and verifying the audit log.
+"""Writing and verifying the audit log, and which part of an event's details belongs to its customer.
 
 `record()` must run inside the caller's transaction so the event commits or rolls back with the change it
 describes. Appending locks the chain head row (FOR UPDATE on Postgres); chains are per partner so tenants do not
@@ -21,6 +21,10 @@ from domain.viewer import Viewer
 
 GENESIS = "0" * 64
 SECRET_MARKERS = ("password", "secret", "token", "totp", "hash")
+# Detail keys that describe the partner (or the platform) rather than the customer an event is about: the partner's
+# pool, revenue and funding balances, and a package's restricted emails (other clients' addresses). Matched like
+# SECRET_MARKERS, by substring at any depth, so a later `pool_available` or `revenue_after` stays partner-only too.
+PARTNER_ONLY_MARKERS = ("pool", "revenue", "funding", "restricted_emails")
 
 
 def _canonical(value: Any) -> str:
@@ -50,6 +54,21 @@ def _drop_secrets(value: Any) -> Any:
 def scrub(details: Mapping[str, Any]) -> dict[str, Any]:
     """Drops anything that looks like a secret, at any depth, and makes the rest plain JSON."""
     return json.loads(_canonical(_drop_secrets(details)))
+
+
+def _is_partner_only(key: Any) -> bool:
+    return any(m in str(key).lower() for m in PARTNER_ONLY_MARKERS)
+
+
+def customer_part(details: Any) -> Any:
+    """The part of an event's details a customer's own users may read: everything but the partner-only keys, at
+    any depth. Decided when read, from the key names, so events recorded before the split (and their hashes) stay
+    as they are."""
+    if isinstance(details, Mapping):
+        return {k: customer_part(v) for k, v in details.items() if not _is_partner_only(k)}
+    if isinstance(details, list | tuple):
+        return [customer_part(v) for v in details]
+    return details
 
 
 def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from domain.access.services import revoke_credentials_of_customer
 from domain.accounts.models import Membership, Role
 from domain.accounts.services import (
     NewUser,
@@ -155,13 +156,18 @@ async def _set_status(viewer: Viewer, customer_id: int, status: CustomerStatus) 
         customer = await Customer.select_for_update().get(id=customer.id)
         if customer.status == status:
             return customer
-        revoked = 0
+        revoked: dict[str, int] = {}
         before = customer.status
         customer.status = status
         customer.disabled_at = now() if status == CustomerStatus.DISABLED else None
         await customer.save(update_fields=["status", "disabled_at", "updated_at"])
         if status == CustomerStatus.DISABLED:
-            revoked = await revoke_sessions_of_customer(customer.id)
+            keys, tokens = await revoke_credentials_of_customer(customer.id)
+            revoked = {
+                "sessions_revoked": await revoke_sessions_of_customer(customer.id),
+                "api_keys_revoked": keys,
+                "embeds_revoked": tokens,  # "token" would read as a secret and be scrubbed
+            }
             await events.emit(events.ACCESS_REVOKED, customer_id=customer.id, partner_id=customer.partner_id)
         await record(
             viewer,
@@ -171,13 +177,14 @@ async def _set_status(viewer: Viewer, customer_id: int, status: CustomerStatus) 
             object_id=customer.id,
             partner_id=customer.partner_id,
             customer_id=customer.id,
-            details={"changes": {"status": {"before": before, "after": status}}, "sessions_revoked": revoked},
+            details={"changes": {"status": {"before": before, "after": status}}, **revoked},
         )
     return customer
 
 
 async def customer_disable(viewer: Viewer, customer_id: int) -> Customer:
-    """Its users can no longer sign in and their sessions end; data and metering are untouched."""
+    """Its users can no longer sign in, their sessions end and its API keys and embed tokens are revoked (enabling
+    it again brings none of them back); data and metering are untouched."""
     return await _set_status(viewer, customer_id, CustomerStatus.DISABLED)
 
 
