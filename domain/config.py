@@ -8,9 +8,12 @@ from dataclasses import dataclass, replace
 @dataclass(frozen=True, slots=True)
 class DomainConfig:
     session_ttl_hours: int = 24 * 14
-    login_max_failures: int = 5
-    login_failure_window_minutes: int = 15
-    login_lockout_minutes: int = 15
+    # sign-in throttling (domain/accounts/throttle.py): `limits` notation, several windows separated by ";"
+    login_ip_attempt_limits: str = "30/minute"
+    login_ip_failure_limits: str = "50/hour;200/day"
+    login_failure_limits: str = "5/minute;10/15 minutes;20/hour;50/day"
+    # where the throttle counts: a `limits` storage URI, shared by every process when it is Redis
+    rate_limit_storage: str = "async+memory://"
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
     public_url: str = "http://127.0.0.1:8000"
@@ -32,9 +35,10 @@ _config = DomainConfig()
 def configure(**values: object) -> DomainConfig:
     global _config
     _config = replace(_config, **values)  # type: ignore[arg-type]
-    from domain.accounts import passwords
+    from domain.accounts import passwords, throttle
 
     passwords.reset_hasher()
+    throttle.reset_throttle()
     return _config
 
 

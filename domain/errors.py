@@ -19,7 +19,7 @@ class ErrorCode(enum.StrEnum):
     UNIQUE = "UNIQUE"
     WEAK_PASSWORD = "WEAK_PASSWORD"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
-    ACCOUNT_LOCKED = "ACCOUNT_LOCKED"
+    ACCOUNT_LOCKED = "ACCOUNT_LOCKED"  # no longer answered (sign-in is throttled, never locked); kept for clients
     ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
     INVALID_TOTP = "INVALID_TOTP"
     RATE_LIMITED = "RATE_LIMITED"

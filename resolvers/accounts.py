@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from domain.accounts import services
+from domain.accounts import second_factor, services
 from domain.accounts import settings as personal
 from domain.accounts.models import Membership, Role, User
+from domain.accounts.throttle import Throttled
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
-from resolvers.common import Outcome, attempt, decode_global_id_typed, encode_global_id
+from resolvers.common import Outcome, attempt, camel_errors, decode_global_id_typed, encode_global_id
 
 
 @dataclass(slots=True)
@@ -63,12 +64,19 @@ async def me(ctx: Any) -> User | None:
     return await ctx.loaders.user_by_id.load(ctx.viewer.user_id)
 
 
-async def login(ctx: Any, login: str, password: str, totp_code: str | None) -> Outcome[services.LoginResult]:
-    outcome = await attempt(services.login(ctx.viewer, login, password, totp_code))
-    if outcome.value is not None:
-        ctx.viewer = outcome.value.viewer
-        ctx.reset_loaders()
-    return outcome
+async def login(
+    ctx: Any, login: str, password: str, totp_code: str | None, recovery_code: str | None
+) -> tuple[Outcome[services.LoginResult], int | None]:
+    """The outcome, and the seconds to wait when sign-in was throttled."""
+    try:
+        result = await services.login(ctx.viewer, login, password, totp_code, recovery_code)
+    except Throttled as exc:
+        return Outcome(None, camel_errors(exc.errors)), exc.retry_after
+    except DomainError as exc:
+        return Outcome(None, camel_errors(exc.errors)), None
+    ctx.viewer = result.viewer
+    ctx.reset_loaders()
+    return Outcome(result, []), None
 
 
 async def logout(ctx: Any) -> Outcome[None]:
@@ -127,11 +135,23 @@ async def totp_setup(ctx: Any) -> Outcome[personal.TotpSetup]:
     return await attempt(personal.totp_setup(ctx.viewer))
 
 
-async def totp_enable(ctx: Any, code: str) -> Outcome[User]:
-    async def run() -> User:
-        return _changed_me(ctx, await personal.totp_enable(ctx.viewer, code))
+async def totp_enable(ctx: Any, code: str) -> Outcome[personal.RecoveryCodes]:
+    async def run() -> personal.RecoveryCodes:
+        enabled = await personal.totp_enable(ctx.viewer, code)
+        _changed_me(ctx, enabled.user)
+        return enabled
 
     return await attempt(run())
+
+
+async def totp_recovery_codes_generate(
+    ctx: Any, code: str | None, password: str | None
+) -> Outcome[personal.RecoveryCodes]:
+    return await attempt(personal.totp_recovery_codes_generate(ctx.viewer, code, password))
+
+
+async def totp_recovery_codes_left(user: User) -> int:
+    return await second_factor.recovery_codes_left(user.id)
 
 
 async def totp_disable(ctx: Any, code: str | None, password: str | None) -> Outcome[User]:

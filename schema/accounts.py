@@ -111,6 +111,12 @@ class User(ModelNode):
             return None
         return bool(self.model.totp_enabled)
 
+    @strawberry.field(description="Unused recovery codes of the signed-in user (null for other users).")
+    async def totp_recovery_codes_left(self, info: Info) -> int | None:
+        if info.context.viewer.user_id != self.id:
+            return None
+        return await r.totp_recovery_codes_left(self.model)
+
     @strawberry.field(description="Memberships of this user that the viewer may see.")
     async def memberships(self, info: Info) -> list[Membership]:
         return [Membership.from_model(m) for m in await info.context.loaders.memberships_by_user.load(self.id)]
@@ -132,7 +138,12 @@ class User(ModelNode):
 class LoginInput:
     login: str = strawberry.field(description="Email or username.")
     password: str
-    totp_code: str | None = None
+    totp_code: str | None = strawberry.field(
+        default=None, description="With 2FA on: the current authenticator code (each code works once)."
+    )
+    recovery_code: str | None = strawberry.field(
+        default=None, description="With 2FA on, instead of totpCode: an unused recovery code (it is then spent)."
+    )
 
 
 @strawberry.type
@@ -140,6 +151,9 @@ class LoginPayload:
     token: str | None = strawberry.field(description="Send as `Authorization: Bearer <token>`.")
     expires_at: datetime | None
     user: User | None
+    retry_after: int | None = strawberry.field(
+        description="With RATE_LIMITED: seconds until the next attempt is looked at."
+    )
     errors: list[AccountError]
 
 
@@ -233,6 +247,25 @@ class TotpDisableInput:
 @strawberry.type
 class TotpPayload:
     user: User | None
+    recovery_codes: list[str] | None = strawberry.field(
+        default=None,
+        description="From totpEnable: ten single-use codes that stand in for an authenticator code, shown once.",
+    )
+    errors: list[AccountError]
+
+
+@strawberry.input
+class TotpRecoveryCodesGenerateInput:
+    code: str | None = strawberry.field(default=None, description="A current authenticator code, or:")
+    password: str | None = strawberry.field(default=None, description="your password.")
+
+
+@strawberry.type
+class TotpRecoveryCodesGeneratePayload:
+    recovery_codes: list[str] | None = strawberry.field(
+        description="Ten new single-use codes, shown once; the earlier ones no longer work."
+    )
+    user: User | None
     errors: list[AccountError]
 
 
@@ -290,14 +323,19 @@ class AccountQueries:
 
 @strawberry.type
 class AccountMutations:
-    @strawberry.mutation(description="Signs in with email or username; 5 failures in 15 minutes lock the account.")
+    @strawberry.mutation(
+        description="Signs in with email or username. Too many attempts answer RATE_LIMITED with retryAfter."
+    )
     async def login(self, info: Info, input: LoginInput) -> LoginPayload:
-        outcome = await r.login(info.context, input.login, input.password, input.totp_code)
+        outcome, retry_after = await r.login(
+            info.context, input.login, input.password, input.totp_code, input.recovery_code
+        )
         result = outcome.value
         return LoginPayload(
             token=result.token if result else None,
             expires_at=result.session.expires_at if result else None,
             user=User.from_model(result.user) if result else None,
+            retry_after=retry_after,
             errors=AccountError.list(outcome.errors),
         )
 
@@ -353,10 +391,32 @@ class AccountMutations:
             errors=AccountError.list(outcome.errors),
         )
 
-    @strawberry.mutation(description="Turns two-factor sign-in on with a code from the app set up by totpSetup.")
+    @strawberry.mutation(
+        description="Turns two-factor sign-in on with a code from the app set up by totpSetup; answers recovery codes."
+    )
     async def totp_enable(self, info: Info, input: TotpEnableInput) -> TotpPayload:
         outcome = await r.totp_enable(info.context, input.code)
-        return TotpPayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))
+        enabled = outcome.value
+        return TotpPayload(
+            user=User.from_model(enabled.user) if enabled else None,
+            recovery_codes=enabled.codes if enabled else None,
+            errors=AccountError.list(outcome.errors),
+        )
+
+    @strawberry.mutation(
+        description="Replaces your recovery codes with ten new ones, given a current authenticator code or your "
+        "password."
+    )
+    async def totp_recovery_codes_generate(
+        self, info: Info, input: TotpRecoveryCodesGenerateInput
+    ) -> TotpRecoveryCodesGeneratePayload:
+        outcome = await r.totp_recovery_codes_generate(info.context, input.code, input.password)
+        generated = outcome.value
+        return TotpRecoveryCodesGeneratePayload(
+            recovery_codes=generated.codes if generated else None,
+            user=User.from_model(generated.user) if generated else None,
+            errors=AccountError.list(outcome.errors),
+        )
 
     @strawberry.mutation(description="Turns two-factor sign-in off, given a current code or your password.")
     async def totp_disable(self, info: Info, input: TotpDisableInput) -> TotpPayload:

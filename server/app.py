@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from jobs.broker import EmbeddedConsumer
 from server.avatars import avatar_download
@@ -60,11 +61,26 @@ async def index(request: Request) -> Response:
 
 class App(Starlette):
     """Websockets of /graphql go straight to the live endpoint: the HTTP middleware stack (request ids, error
-    pages, routing) would otherwise keep a frame per layer alive for as long as each socket stays open."""
+    pages, routing) would otherwise keep a frame per layer alive for as long as each socket stays open.
+
+    Behind proxies listed in TRUSTED_PROXIES, uvicorn's proxy-headers middleware first takes the client address
+    (and scheme) from their X-Forwarded-For (and X-Forwarded-Proto), for HTTP and websockets alike; anyone else's
+    headers are ignored, so a client cannot choose the address that sign-in throttling and audit see."""
 
     live: LiveEndpoint
+    forwarded: ProxyHeadersMiddleware | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.forwarded is not None:
+            await self.forwarded(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    def trust_proxies(self, proxies: list[str]) -> None:
+        """Takes the client address from X-Forwarded-For when the peer is one of `proxies` (IPs or CIDRs)."""
+        self.forwarded = ProxyHeadersMiddleware(self.dispatch, trusted_hosts=proxies) if proxies else None
+
+    async def dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/graphql":
             await self.live(scope, receive, send)
             return
@@ -130,5 +146,6 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     app.state.pubsub = pubsub
     app.state.rate_limiter = graphql.rate_limiter
     app.live = live
+    app.trust_proxies(settings.trusted_proxies)
     app.add_middleware(RequestIdMiddleware)
     return app

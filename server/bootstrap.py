@@ -9,6 +9,7 @@ from jobs import mailer
 from jobs.broker import configure as configure_broker
 from jobs.registry import load_actors
 from server.logging import configure_logging
+from server.ratelimit import storage_uri
 from server.settings import Settings
 
 
@@ -16,9 +17,10 @@ def bootstrap(settings: Settings) -> dramatiq.Broker:
     configure_logging(settings.log_level, settings.log_json)
     configure_domain(
         session_ttl_hours=settings.session_ttl_hours,
-        login_max_failures=settings.login_max_failures,
-        login_failure_window_minutes=settings.login_failure_window_minutes,
-        login_lockout_minutes=settings.login_lockout_minutes,
+        login_ip_attempt_limits=settings.login_ip_attempt_limits,
+        login_ip_failure_limits=settings.login_ip_failure_limits,
+        login_failure_limits=settings.login_failure_limits,
+        rate_limit_storage=storage_uri(settings.redis_url),
         argon2_time_cost=settings.argon2_time_cost,
         argon2_memory_cost=settings.argon2_memory_cost,
         public_url=settings.public_url,

@@ -134,7 +134,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         ws="wsproto",
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
-        proxy_headers=True,
+        # the app reads X-Forwarded-For itself, from TRUSTED_PROXIES only (server/app.py)
+        proxy_headers=False,
     )
     return 0
 

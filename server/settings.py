@@ -7,10 +7,12 @@ SECRET_KEY and APP_ENV=prod.
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from limits import parse_many
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +64,13 @@ class Settings(BaseSettings):
 
     db_pool_size: int = 20
     session_ttl_hours: int = 24 * 14
-    login_max_failures: int = 5
-    login_failure_window_minutes: int = 15
-    login_lockout_minutes: int = 15
+    # sign-in throttling (README "Sign-in"), in the `limits` notation: windows separated by ";"
+    login_ip_attempt_limits: str = "30/minute"  # every attempt from one client IP
+    login_ip_failure_limits: str = "50/hour;200/day"  # failed attempts from one client IP
+    # attempts on one login from one client IP (a success clears them), and from clients without a recent session
+    login_failure_limits: str = "5/minute;10/15 minutes;20/hour;50/day"
+    # proxies (IPs or CIDRs) whose X-Forwarded-For names the client; empty: the peer address is the client
+    trusted_proxies: list[str] = Field(default_factory=list)
     # argon2 cost; tests lower it so fixtures stay fast (never below the library's minimums in prod)
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
@@ -73,6 +79,22 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(default_factory=list)
     log_json: bool = False
     log_level: str = "INFO"
+
+    @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")
+    @classmethod
+    def _limits_notation(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"use the `limits` notation, e.g. '5/minute;50/day': {exc}") from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ip_network(item, strict=False)  # a ValueError names the bad entry
+        return value
 
     @model_validator(mode="after")
     def _secret_required_outside_dev(self) -> Settings:

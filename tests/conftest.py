@@ -50,6 +50,7 @@ from tortoise import Tortoise, connections  # noqa: E402
 
 from domain.accounts.models import Membership, Role, User  # noqa: E402
 from domain.accounts.services import NewUser, create_user, hash_password_async, org_key  # noqa: E402
+from domain.accounts.throttle import throttle  # noqa: E402
 from domain.customers.models import Customer  # noqa: E402
 from domain.customers.services import customer_create  # noqa: E402
 from domain.partners.models import Partner  # noqa: E402
@@ -145,6 +146,7 @@ async def truncate_all() -> None:
 async def clean_db(database: str) -> AsyncIterator[None]:
     yield
     await truncate_all()
+    await throttle().reset()  # every test signs in from the same client address
 
 
 @pytest.fixture(scope="session")

@@ -99,6 +99,7 @@ def live_server(database_url: str, log_dir: Path, **env: str) -> Iterator[str]:
                 "wsproto",  # as `partnerdesk serve` runs
                 "--ws-per-message-deflate",
                 "false",
+                "--no-proxy-headers",  # as `partnerdesk serve` runs: the app applies TRUSTED_PROXIES itself
             ],
             cwd=ROOT,
             env=base_env(DATABASE_URL=database_url, **env),

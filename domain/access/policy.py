@@ -63,6 +63,7 @@ PERSONAL_MUTATIONS = frozenset(
         "totpSetup",
         "totpEnable",
         "totpDisable",
+        "totpRecoveryCodesGenerate",
         "accountDelete",
     }
 )

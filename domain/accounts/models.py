@@ -1,4 +1,4 @@
-"""Users, their memberships in organizations (platform, partners, customers) and their sessions."""
+"""Users, their memberships in organizations (platform, partners, customers), sessions and recovery codes."""
 
 from __future__ import annotations
 
@@ -44,9 +44,8 @@ class User(models.Model):
     notification_preferences = fields.JSONField(default=dict)
     totp_secret = fields.CharField(max_length=64, null=True)
     totp_enabled = fields.BooleanField(default=False)
-    failed_logins = fields.IntField(default=0)
-    failed_window_started_at = fields.DatetimeField(null=True)
-    locked_until = fields.DatetimeField(null=True)
+    # the last TOTP time step a code was accepted for: each code works once
+    totp_last_step = fields.IntField(null=True)
     last_login_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -104,3 +103,19 @@ class Session(models.Model):
     class Meta:
         table = "session"
         indexes = (("user_id", "revoked_at"),)
+
+
+class RecoveryCode(models.Model):
+    """A single-use stand-in for a TOTP code (only its SHA-256 is stored), marked used when it is burned."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("models.User", related_name="recovery_codes", on_delete=fields.CASCADE)
+    code_hash = fields.CharField(max_length=64)
+    used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    user_id: int
+
+    class Meta:
+        table = "recovery_code"
+        unique_together = (("user_id", "code_hash"),)

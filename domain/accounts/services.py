@@ -1,8 +1,10 @@
 """Sign-in, sessions, organizations and users.
 
-Login locks an account for `login_lockout_minutes` after `login_max_failures` failures within
-`login_failure_window_minutes`; every attempt is audited, failures included (their audit commits even though the
-login is refused).
+Sign-in is throttled before any password hashing (domain/accounts/throttle.py): too many attempts answer
+RATE_LIMITED with the seconds to wait, and nothing locks an account. An unknown login costs the same argon2
+verification and gets the same answers as a wrong password. With 2FA on, a TOTP code or a recovery code is needed,
+each usable once (domain/accounts/second_factor.py). Every attempt is audited, failures included (their audit
+commits even though the login is refused); throttled ones once a minute per full counter.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
-import pyotp
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import CUSTOMER_ROLES, PARTNER_ROLES, Membership, Role, Session, User
 from domain.accounts.passwords import burn_time, hash_password, new_token, token_digest, verify_password
+from domain.accounts.second_factor import recovery_codes_left, use_recovery_code, use_totp, wrong_totp
+from domain.accounts.throttle import Throttled, Wait, throttle
 from domain.audit.models import AuditEventType
 from domain.audit.services import record, record_standalone
 from domain.common.validation import Validator
@@ -91,106 +95,139 @@ class LoginResult:
     viewer: Viewer
 
 
-async def login(anon: Viewer, login: str, password: str, totp_code: str | None = None) -> LoginResult:
+# refusals that prove nothing was guessed wrong: the first step of a 2FA sign-in, a disabled organization
+_NOT_GUESSES = frozenset({"totp_required", "disabled"})
+
+
+async def login(
+    anon: Viewer, login: str, password: str, totp_code: str | None = None, recovery_code: str | None = None
+) -> LoginResult:
     v = Validator()
     login_clean = v.text("login", login, required=True, max_length=254)
     if not isinstance(password, str) or not password or len(password) > 1024:
         v.add("password", "This field is required.", ErrorCode.REQUIRED)
     v.raise_if_invalid()
     key = login_clean.lower()  # type: ignore[union-attr]
+    ip = (anon.ip or "")[:64]
+    guard = throttle()
+    wait = await guard.admit_client(ip)
+    if wait is not None:
+        await _refuse(anon, wait, None, key)
     user = await User.filter(email_key=key).first() or await User.filter(username_key=key).first()
-    if user is None or not user.is_active:
+    if user is not None and not user.is_active:
+        user = None
+    recognised = user is not None and await _recognised_client(user.id, ip)
+    wait = await guard.admit_login(key, ip, recognised=recognised)
+    if wait is not None:
+        await _refuse(anon, wait, user, key)
+    if user is None:
         await asyncio.to_thread(burn_time)
-        await record_standalone(
-            anon, AuditEventType.LOGIN_FAILED, "login.failed", details={"reason": "unknown_login"}, actor_label=key
-        )
+        await guard.login_failed(ip)
+        await _record_failure(anon, None, key, {"reason": "unknown_login"})
         raise _bad_credentials()
     password_ok = await asyncio.to_thread(verify_password, user.password_hash, password)
 
     failure: FieldError | None = None
+    reason: str | None = None
+    second_factor: str | None = None
     result: LoginResult | None = None
     async with in_transaction():
-        user = await User.select_for_update().get(id=user.id)
         at = now()
+        if not password_ok:
+            failure, reason = _bad_credentials().errors[0], "bad_password"
+        elif user.totp_enabled:
+            failure, second_factor = await _check_second_factor(user, totp_code, recovery_code, at)
+            reason = second_factor
         memberships = await memberships_of(user.id)
-        # a refused attempt is filed under the user's first tenant organization, so its admins see it
-        home = next((m for m in memberships if m.role != Role.PLATFORM_ADMIN), None)
-        partner_id = (home.partner_id or home.customer.partner_id) if home else None
-        customer_id = home.customer_id if home else None
-        if user.locked_until and user.locked_until > at:
-            failure = FieldError(None, "Too many failed sign-ins. Try again later.", ErrorCode.ACCOUNT_LOCKED)
-            reason = "locked"
-        elif not password_ok:
-            reason = await count_failed_login(user, at)
-            failure = _bad_credentials().errors[0]
-        elif user.totp_enabled and not totp_ok(user, totp_code):
-            failure = FieldError(
-                "totpCode", "Enter the current code from your authenticator app.", ErrorCode.INVALID_TOTP
-            )
-            # a missing code is the first step of a 2FA sign-in; a wrong one is a guess and counts
-            reason = await count_failed_login(user, at, "bad_totp") if totp_code else "totp_required"
-        else:
-            active = [m for m in memberships if _is_membership_active(m)]
-            if not active:
-                failure = FieldError(None, "This account is disabled.", ErrorCode.ACCOUNT_DISABLED)
-                reason = "disabled"
-            else:
-                result = await _open_session(user, active[0], anon, at)
-                user.failed_logins, user.failed_window_started_at, user.last_login_at = 0, None, at
-                await user.save(update_fields=["failed_logins", "failed_window_started_at", "last_login_at"])
-                await record(
-                    result.viewer,
-                    AuditEventType.LOGIN,
-                    "login",
-                    object_type="User",
-                    object_id=user.id,
-                    details={"session_id": result.session.id},
-                )
+        active = [m for m in memberships if _is_membership_active(m)]
+        if failure is None and not active:
+            failure, reason = FieldError(None, "This account is disabled.", ErrorCode.ACCOUNT_DISABLED), "disabled"
         if failure is not None:
+            await _record_failure(anon, user, key, {"reason": reason}, memberships)
+        else:
+            result = await _open_session(user, active[0], anon, at)
+            user.last_login_at = at
+            await user.save(update_fields=["last_login_at"])
+            details: dict[str, object] = {"session_id": result.session.id}
+            if second_factor is not None:
+                details["second_factor"] = second_factor
+            if second_factor == "recovery_code":
+                details["recovery_codes_left"] = await recovery_codes_left(user.id)
             await record(
-                anon,
-                AuditEventType.LOGIN_FAILED,
-                "login.failed",
-                object_type="User",
-                object_id=user.id,
-                details={"reason": reason},
-                actor_user_id=user.id,
-                actor_label=user.email,
-                partner_id=partner_id,
-                customer_id=customer_id,
+                result.viewer, AuditEventType.LOGIN, "login", object_type="User", object_id=user.id, details=details
             )
     if failure is not None:
+        if reason not in _NOT_GUESSES:
+            await guard.login_failed(ip)
         raise DomainError(failure)
+    await guard.login_succeeded(key, ip)
     assert result is not None
     return result
 
 
-async def count_failed_login(user: User, at: datetime, reason: str = "bad_password") -> str:
-    """Counts one failed credential check (call with the user row locked); locks the account at the limit."""
-    cfg = config()
-    window = timedelta(minutes=cfg.login_failure_window_minutes)
-    if user.failed_window_started_at is None or at - user.failed_window_started_at > window:
-        user.failed_logins, user.failed_window_started_at = 0, at
-    user.failed_logins += 1
-    if user.failed_logins >= cfg.login_max_failures:
-        user.locked_until = at + timedelta(minutes=cfg.login_lockout_minutes)
-        user.failed_logins, user.failed_window_started_at = 0, None
-        reason = f"{reason}_locked"
-    await user.save(update_fields=["failed_logins", "failed_window_started_at", "locked_until"])
-    return reason
+async def _recognised_client(user_id: int, ip: str) -> bool:
+    """Whether the user opened a session from this IP within a session lifetime."""
+    if not ip:
+        return False
+    since = now() - timedelta(hours=config().session_ttl_hours)
+    return await Session.filter(user_id=user_id, ip=ip, created_at__gte=since).exists()
+
+
+async def _check_second_factor(
+    user: User, totp_code: str | None, recovery_code: str | None, at: datetime
+) -> tuple[FieldError | None, str]:
+    """(None, the factor used) when the TOTP or recovery code is good (and now spent), else (error, reason)."""
+    if recovery_code:
+        if await use_recovery_code(user.id, recovery_code, at):
+            return None, "recovery_code"
+        wrong = FieldError("recovery_code", "This recovery code is wrong or was used already.", ErrorCode.INVALID_TOTP)
+        return wrong, "bad_recovery_code"
+    if not totp_code:
+        return wrong_totp("totp_code"), "totp_required"
+    problem = await use_totp(user, totp_code, at)
+    if problem is not None:
+        return wrong_totp("totp_code", problem), problem
+    return None, "totp"
+
+
+async def _refuse(anon: Viewer, wait: Wait, user: User | None, key: str) -> NoReturn:
+    """Answers a throttled attempt; the first refusal by a full counter in a minute is audited."""
+    if await throttle().first_refusal(wait):
+        await _record_failure(anon, user, key, {"reason": "rate_limited", "limit": str(wait.scope)})
+    raise Throttled(wait, "sign-in attempts")
+
+
+async def _record_failure(
+    anon: Viewer,
+    user: User | None,
+    key: str,
+    details: dict[str, object],
+    memberships: list[Membership] | None = None,
+) -> None:
+    """Audits a refused sign-in (in its own transaction, or the caller's): an existing user's is filed under
+    their first tenant organization, so its admins see it."""
+    if user is None:
+        await record_standalone(anon, AuditEventType.LOGIN_FAILED, "login.failed", details=details, actor_label=key)
+        return
+    if memberships is None:
+        memberships = await memberships_of(user.id)
+    home = next((m for m in memberships if m.role != Role.PLATFORM_ADMIN), None)
+    await record_standalone(
+        anon,
+        AuditEventType.LOGIN_FAILED,
+        "login.failed",
+        object_type="User",
+        object_id=user.id,
+        details=details,
+        actor_user_id=user.id,
+        actor_label=user.email,
+        partner_id=(home.partner_id or home.customer.partner_id) if home else None,
+        customer_id=home.customer_id if home else None,
+    )
 
 
 def _bad_credentials() -> DomainError:
     return DomainError.single(ErrorCode.INVALID_CREDENTIALS, "Wrong login or password.")
-
-
-def totp_ok(user: User, code: str | None) -> bool:
-    return bool(
-        code
-        and len(code) <= 16
-        and user.totp_secret
-        and pyotp.TOTP(user.totp_secret).verify(code.strip(), valid_window=1)
-    )
 
 
 async def _open_session(user: User, membership: Membership, anon: Viewer, at: datetime) -> LoginResult:

@@ -1,8 +1,10 @@
 """A signed-in user's own settings: profile, theme, email notifications, password, 2FA (TOTP) and email change.
 
-Every credential check here (current password, TOTP code) counts towards the same lockout as sign-in, so a stolen
-session cannot be used to guess the password. Email changes need no table: the confirmation token is an HMAC under
-the secret key of (user id, new email, current email, expiry), so it dies when it expires or the email changes.
+Every credential check here (current password, TOTP code) is throttled per user before any hashing
+(domain/accounts/throttle.py), so a stolen session cannot be used to guess the password. Turning 2FA on answers ten
+recovery codes, once; `totp_recovery_codes_generate` replaces them. Email changes need no table: the confirmation
+token is an HMAC under the secret key of (user id, new email, current email, expiry), so it dies when it expires or
+the email changes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,9 +28,11 @@ from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Membership, Role, Session, Theme, User
 from domain.accounts.passwords import verify_password
-from domain.accounts.services import count_failed_login, hash_password_async, now, totp_ok
+from domain.accounts.second_factor import drop_recovery_codes, replace_recovery_codes, use_totp, wrong_totp
+from domain.accounts.services import hash_password_async, now
+from domain.accounts.throttle import Throttled, throttle
 from domain.audit.models import AuditEventType
-from domain.audit.services import changes, record
+from domain.audit.services import changes, record, record_standalone
 from domain.common.validation import Validator
 from domain.config import config
 from domain.errors import DomainError, ErrorCode, FieldError, forbidden
@@ -115,35 +120,67 @@ async def me_update(viewer: Viewer, data: dict[str, Any]) -> User:
     return user
 
 
-async def _check_credential(viewer: Viewer, user: User, ok: bool, failure: FieldError, action: str) -> None:
-    """Refuses a locked account; a failed check counts towards the lockout and is audited (both commit)."""
-    refusal: FieldError | None = None
-    async with in_transaction():
-        locked = await User.select_for_update().get(id=user.id)
-        at = now()
-        if locked.locked_until and locked.locked_until > at:
-            refusal = FieldError(None, "Too many failed attempts. Try again later.", ErrorCode.ACCOUNT_LOCKED)
-            reason = "locked"
-        elif not ok:
-            refusal, reason = failure, await count_failed_login(locked, at)
-        if refusal is not None:
-            await record(
-                viewer,
-                AuditEventType.SECURITY,
-                f"{action}.failed",
-                object_type="User",
-                object_id=user.id,
-                details={"reason": reason},
-            )
-    if refusal is not None:
-        raise DomainError(refusal)
+async def _check_credential(
+    viewer: Viewer,
+    user: User,
+    check: Callable[[], Awaitable[str | None]],
+    failure: Callable[[str], FieldError],
+    action: str,
+) -> None:
+    """Runs `check` (None when the credential is right, else why not) unless the user failed too often lately
+    (RATE_LIMITED, before any hashing); a failure counts and is audited as `<action>.failed`."""
+    guard = throttle()
+    wait = await guard.admit_user(user.id)
+    if wait is not None:
+        if await guard.first_refusal(wait):
+            await _record_refusal(viewer, user, action, "rate_limited")
+        raise Throttled(wait, "failed attempts")
+    reason = await check()
+    if reason is not None:
+        await _record_refusal(viewer, user, action, reason)
+        raise DomainError(failure(reason))
+    await guard.user_succeeded(user.id)
+
+
+async def _record_refusal(viewer: Viewer, user: User, action: str, reason: str) -> None:
+    await record_standalone(
+        viewer,
+        AuditEventType.SECURITY,
+        f"{action}.failed",
+        object_type="User",
+        object_id=user.id,
+        details={"reason": reason},
+    )
 
 
 async def _check_password(viewer: Viewer, user: User, password: Any, field: str, action: str) -> None:
     if not isinstance(password, str) or not password or len(password) > 1024:
         raise DomainError.single(ErrorCode.REQUIRED, "Enter your current password.", field)
-    ok = await asyncio.to_thread(verify_password, user.password_hash, password)
-    await _check_credential(viewer, user, ok, FieldError(field, "Wrong password.", ErrorCode.INVALID), action)
+
+    async def check() -> str | None:
+        ok = await asyncio.to_thread(verify_password, user.password_hash, password)
+        return None if ok else "bad_password"
+
+    wrong = FieldError(field, "Wrong password.", ErrorCode.INVALID)
+    await _check_credential(viewer, user, check, lambda _: wrong, action)
+
+
+async def _check_code(viewer: Viewer, user: User, code: Any, field: str, action: str) -> None:
+    async def check() -> str | None:
+        return await use_totp(user, code, now())
+
+    await _check_credential(viewer, user, check, lambda reason: wrong_totp(field, reason), action)
+
+
+async def _prove_second_factor(viewer: Viewer, user: User, code: Any, password: Any, action: str) -> str:
+    """Checks a current authenticator code or, failing that, the password; returns which one was given."""
+    if code:
+        await _check_code(viewer, user, code, "code", action)
+        return "code"
+    if password:
+        await _check_password(viewer, user, password, "password", action)
+        return "password"
+    raise DomainError.single(ErrorCode.REQUIRED, "Enter a code from your authenticator app or your password.")
 
 
 async def password_change(viewer: Viewer, current: Any, new: Any, confirmation: Any) -> int:
@@ -160,8 +197,7 @@ async def password_change(viewer: Viewer, current: Any, new: Any, confirmation: 
     async with in_transaction():
         user = await _me(viewer, lock=True)
         user.password_hash = pw_hash
-        user.failed_logins, user.failed_window_started_at = 0, None
-        await user.save(update_fields=["password_hash", "failed_logins", "failed_window_started_at", "updated_at"])
+        await user.save(update_fields=["password_hash", "updated_at"])
         others = Session.filter(user_id=user.id, revoked_at=None)
         if viewer.session_id is not None:
             others = others.exclude(id=viewer.session_id)
@@ -203,52 +239,84 @@ async def totp_setup(viewer: Viewer) -> TotpSetup:
         user = await _me(viewer, lock=True)
         if user.totp_enabled:
             raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Two-factor authentication is already on.")
-        user.totp_secret = pyotp.random_base32()
-        await user.save(update_fields=["totp_secret", "updated_at"])
+        # the used step belonged to the old secret's codes
+        user.totp_secret, user.totp_last_step = pyotp.random_base32(), None
+        await user.save(update_fields=["totp_secret", "totp_last_step", "updated_at"])
         await record(viewer, AuditEventType.SECURITY, "2fa.setup", object_type="User", object_id=user.id)
     uri = pyotp.TOTP(user.totp_secret).provisioning_uri(name=user.email, issuer_name=issuer)
     return TotpSetup(user.totp_secret, uri)
 
 
-async def totp_enable(viewer: Viewer, code: Any) -> User:
+@dataclass(slots=True)
+class RecoveryCodes:
+    user: User
+    codes: list[str]  # readable this once only
+
+
+async def totp_enable(viewer: Viewer, code: Any) -> RecoveryCodes:
+    """Turns 2FA on with a code of the pending secret; answers the first recovery codes."""
     async with in_transaction():
         user = await _me(viewer, lock=True)
         if user.totp_enabled or not user.totp_secret:
             raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Start with totpSetup, then confirm its code.")
-        if not totp_ok(user, code if isinstance(code, str) else None):
-            raise DomainError.single(
-                ErrorCode.INVALID_TOTP, "Enter the current code from your authenticator app.", "code"
-            )
+        reason = await use_totp(user, code, now())
+        if reason is not None:
+            raise DomainError(wrong_totp("code", reason))
         user.totp_enabled = True
         await user.save(update_fields=["totp_enabled", "updated_at"])
-        await record(viewer, AuditEventType.SECURITY, "2fa.enable", object_type="User", object_id=user.id)
-    return user
+        codes = await replace_recovery_codes(user.id)
+        await record(
+            viewer,
+            AuditEventType.SECURITY,
+            "2fa.enable",
+            object_type="User",
+            object_id=user.id,
+            details={"recovery_codes": len(codes)},
+        )
+    return RecoveryCodes(user, codes)
 
 
-async def totp_disable(viewer: Viewer, code: Any, password: Any) -> User:
-    """Turns 2FA off after proving the second factor (a current code) or the password."""
+async def totp_recovery_codes_generate(viewer: Viewer, code: Any, password: Any) -> RecoveryCodes:
+    """Replaces the user's recovery codes (the old ones stop working), given the same proof as `totp_disable`."""
     user = await _me(viewer)
     if not user.totp_enabled:
         raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Two-factor authentication is not on.")
-    if code:
-        wrong = FieldError("code", "Enter the current code from your authenticator app.", ErrorCode.INVALID_TOTP)
-        ok = totp_ok(user, code if isinstance(code, str) else None)
-        await _check_credential(viewer, user, ok, wrong, "2fa.disable")
-    elif password:
-        await _check_password(viewer, user, password, "password", "2fa.disable")
-    else:
-        raise DomainError.single(ErrorCode.REQUIRED, "Enter a code from your authenticator app or your password.")
+    proof = await _prove_second_factor(viewer, user, code, password, "2fa.recovery_codes.generate")
+    async with in_transaction():
+        user = await _me(viewer, lock=True)
+        if not user.totp_enabled:
+            raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Two-factor authentication is not on.")
+        codes = await replace_recovery_codes(user.id)
+        await record(
+            viewer,
+            AuditEventType.SECURITY,
+            "2fa.recovery_codes.generate",
+            object_type="User",
+            object_id=user.id,
+            details={"recovery_codes": len(codes), "proof": proof},
+        )
+    return RecoveryCodes(user, codes)
+
+
+async def totp_disable(viewer: Viewer, code: Any, password: Any) -> User:
+    """Turns 2FA off (and drops the recovery codes) after proving the second factor (a current code) or the
+    password."""
+    user = await _me(viewer)
+    if not user.totp_enabled:
+        raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Two-factor authentication is not on.")
+    proof = await _prove_second_factor(viewer, user, code, password, "2fa.disable")
     async with in_transaction():
         user = await _me(viewer, lock=True)
         user.totp_enabled, user.totp_secret = False, None
         await user.save(update_fields=["totp_enabled", "totp_secret", "updated_at"])
+        await drop_recovery_codes(user.id)
         await record(
             viewer,
             AuditEventType.SECURITY,
             "2fa.disable",
             object_type="User",
             object_id=user.id,
-            details={"proof": "code" if code else "password"},
+            details={"proof": proof},
         )
     return user
 
