@@ -204,7 +204,7 @@ async def run(url: str, args: argparse.Namespace) -> list[Result]:
         async with in_transaction():
             for p in partners:
                 await ledger.post(
-                    ledger.external_funding(Currency.CREDITS),
+                    ledger.external_funding(Currency.CREDITS, p.id),
                     ledger.partner_pool(p.id),
                     FUNDING,
                     TransferKind.ADJUSTMENT,

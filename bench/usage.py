@@ -127,7 +127,7 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
             credits = credit_every > 0 and n % credit_every == 0
             async with in_transaction():
                 await ledger.post(
-                    ledger.external_funding(Currency.USD),
+                    ledger.external_funding(Currency.USD, customer.partner_id),
                     ledger.customer_wallet(customer.id, customer.partner_id),
                     Decimal(10) ** 9,
                     TransferKind.WALLET_REFILL,
@@ -137,7 +137,7 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
                 async with in_transaction():
                     amount = Decimal(10) ** 11
                     transfer = await ledger.post(
-                        ledger.external_funding(Currency.CREDITS),
+                        ledger.external_funding(Currency.CREDITS, customer.partner_id),
                         ledger.customer_credits(customer.id, customer.partner_id),
                         amount,
                         TransferKind.CREDITS_GRANT,

@@ -36,6 +36,7 @@ class ErrorCode(enum.StrEnum):
     IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
     EVENT_TOO_OLD = "EVENT_TOO_OLD"
     EVENT_IN_FUTURE = "EVENT_IN_FUTURE"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 
 
 @dataclass(frozen=True, slots=True)

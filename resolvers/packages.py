@@ -49,7 +49,7 @@ async def package_assign(ctx: Any, data: dict[str, Any]) -> Outcome[PackageAssig
     async def run() -> PackageAssignment:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         package_id = decode_global_id(data["package_id"], "Package", "package_id")
-        assigned = await services.package_assign(ctx.viewer, customer_id, package_id, data.get("idempotency_key"))
+        assigned = await services.package_assign(ctx.viewer, customer_id, package_id, data["idempotency_key"])
         return await PackageAssignment.get(id=assigned.assignment_id)
 
     return await attempt(run())

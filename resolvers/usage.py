@@ -33,7 +33,7 @@ def to_event(raw: dict[str, Any]) -> services.UsageEventIn:
         quantity=raw.get("quantity"),
         occurred_at=raw.get("occurred_at"),
         case_type=raw.get("case_type"),
-        hold_id=decode_or_none(hold, "UsageHold") if hold is not None else None,
+        hold_id=None if hold is None else decode_or_none(hold, "UsageHold") or services.UNKNOWN_HOLD,
         metadata=raw.get("metadata"),
     )
 

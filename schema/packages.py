@@ -145,8 +145,8 @@ class PackageArchiveInput:
 class PackageAssignInput:
     customer_id: strawberry.ID
     package_id: strawberry.ID
-    idempotency_key: str | None = strawberry.field(
-        default=None, description="Recommended: a repeat with the same key returns the first outcome (one grant)."
+    idempotency_key: str = strawberry.field(
+        description="A repeat with the same key returns the first outcome (one grant, however often it is sent)."
     )
 
 

@@ -4,6 +4,7 @@ A JSON array of the same events as `usageRecord` (plain `application/json`, or a
 `application/cloudevents-batch+json` whose `data` holds the event, `id` the idempotency key, `time` the occurrence
 and `subject` the customer id). Same bearer tokens as /graphql and the same domain service. Answers 200
 `{accepted, duplicates, rejected: [{index, code, message, field}]}`; 400 malformed; 413 over 1,000 events or 1 MB.
+Every answer is JSON: a failure nobody foresaw is logged with the request id and answers 500 with that id.
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ from starlette.responses import Response
 
 from domain.access.policy import OperationKind, machine_refusal
 from domain.errors import ErrorCode
-from domain.usage.services import MAX_BATCH, RecordResult, UsageEventIn, audit_usage_batch, record_usage
+from domain.usage.services import (
+    MAX_BATCH,
+    UNKNOWN_HOLD,
+    RecordResult,
+    UsageEventIn,
+    audit_usage_batch,
+    record_usage,
+)
 from domain.viewer import Viewer
 from resolvers.common import attempt
 from resolvers.usage import decode_or_none
+from schema.extensions import INTERNAL_ERROR_CODE
 from server.auth import InvalidToken, bearer_token, viewer_from_token
-from server.logging import new_request_id
+from server.logging import log, new_request_id
 from server.ratelimit import ApiRateLimiter, RateLimited
 
 MAX_BYTES = 1_000_000
@@ -85,13 +94,21 @@ def _to_event(item: Any, ids: dict[tuple[Any, str], int | None]) -> UsageEventIn
         quantity=item.get("quantity"),
         occurred_at=item.get("occurredAt"),
         case_type=item.get("caseType"),
-        hold_id=_decoded(hold, "UsageHold", ids) if hold is not None else None,
+        hold_id=None if hold is None else _decoded(hold, "UsageHold", ids) or UNKNOWN_HOLD,
         metadata=item.get("metadata"),
     )
 
 
 async def usage_events_endpoint(request: Request) -> Response:
     request_id = request.scope.get("state", {}).get("request_id") or new_request_id()
+    try:
+        return await _ingest(request, request_id)
+    except Exception:
+        log.exception("usage ingestion failed", request_id=request_id)
+        return _error(500, "Unexpected error.", INTERNAL_ERROR_CODE, request_id)
+
+
+async def _ingest(request: Request, request_id: str) -> Response:
     try:
         base = Viewer.anonymous(
             ip=request.client.host if request.client else None,
@@ -126,6 +143,8 @@ async def usage_events_endpoint(request: Request) -> Response:
         items = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         return _error(400, f"Malformed JSON: {exc}.", "MALFORMED", request_id)
+    except RecursionError:  # msgspec gives up around 1,000 levels of nesting
+        return _error(400, "Malformed JSON: nested too deeply.", "MALFORMED", request_id)
     if not isinstance(items, list):
         return _error(400, "The body must be a JSON array of usage events.", "MALFORMED", request_id)
     if len(items) > MAX_BATCH:

@@ -352,7 +352,7 @@ async def _fund_credits(customer: Any, credits: str) -> None:
     await set_ai_credits(customer.id, True)
     async with in_transaction():
         transfer = await ledger.post(
-            ledger.external_funding(Currency.CREDITS),
+            ledger.external_funding(Currency.CREDITS, customer.partner_id),
             ledger.customer_credits(customer.id, customer.partner_id),
             Decimal(credits),
             TransferKind.CREDITS_GRANT,

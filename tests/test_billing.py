@@ -9,12 +9,15 @@ from decimal import Decimal
 
 import pytest
 from tortoise import connections
+from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Role
 from domain.billing import services as billing
 from domain.billing.models import CreditGrant, RefillRequest
+from domain.errors import DomainError, ErrorCode
 from domain.ledger import services as ledger
-from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
+from domain.ledger.models import AccountKind, Currency, LedgerAccount, Transfer, TransferKind
+from domain.viewer import Viewer
 from tests.conftest import GQL, SYSTEM, Factory, gid, run_cli
 
 FUND = """mutation($i: PartnerCreditsAddInput!) { partnerCreditsAdd(input: $i) {
@@ -116,6 +119,7 @@ async def test_reclaim_never_takes_more_than_available(gql: GQL, factory: Factor
         ("1.0000001", "credits"),
         ("1e15", "credits"),
         ("Infinity", "credits"),
+        ("1e-9999999999", "credits"),
     ],
 )
 async def test_bad_amounts_get_a_coded_error_and_no_transfer(
@@ -217,7 +221,7 @@ async def test_burn_order_is_earliest_expiry_first_then_oldest(factory: Factory)
 
     async with in_transaction():
         t = await ledger.post(
-            ledger.external_funding(Currency.CREDITS),
+            ledger.external_funding(Currency.CREDITS, partner.id),
             ledger.customer_credits(customer.id, partner.id),
             Decimal(30),
             TransferKind.CREDITS_GRANT,
@@ -365,7 +369,7 @@ async def test_estimated_days_until_refill_arithmetic(factory: Factory) -> None:
 
     async with in_transaction():
         await ledger.post(
-            ledger.external_funding(Currency.USD),
+            ledger.external_funding(Currency.USD, partner.id),
             ledger.customer_wallet(customer.id, partner.id),
             Decimal(270),
             TransferKind.WALLET_REFILL,
@@ -478,3 +482,120 @@ async def test_100_concurrent_calls_with_one_key_give_one_effect_and_identical_a
     assert await Transfer.filter(kind=TransferKind.CREDITS_RECHARGE).count() == 1
     first = answers[0]["customerCreditsRecharge"]["transfer"]
     assert all(a["customerCreditsRecharge"]["transfer"] in (first, None) for a in answers)
+
+
+# ---------------------------------------------------------------- hardening (issue 11)
+
+
+@pytest.mark.postgres
+async def test_one_partners_refills_cannot_fill_an_account_another_partner_needs(gql: GQL, factory: Factory) -> None:
+    # given partner A's staff refilling a wallet 100 times with the largest amount accepted (the review's sequence)
+    tenant, _, _ = await _setup(gql, factory, pool="")
+    a_staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=tenant.partner.id, label="tests")
+    for _ in range(100):
+        await billing.wallet_refill(a_staff, tenant.customers[0].id, "999999999999.99", None, key())
+    # when partner B refills its customer's wallet
+    other = await factory.tenant(customers=1)
+    b_staff = await gql.login(other.owner.email)
+    data = await gql(
+        REFILL,
+        {"i": {"customerId": gid("Customer", other.customers[0].id), "amount": "10.00", "idempotencyKey": key()}},
+        b_staff,
+    )
+    # then it goes through: each partner's money enters through its own funding account
+    assert data["walletRefill"]["errors"] == [], data
+    assert await ledger.balance_of(ledger.external_funding(Currency.USD, tenant.partner.id)) == Decimal(
+        "-99999999999999"
+    )
+    assert await ledger.balance_of(ledger.external_funding(Currency.USD, other.partner.id)) == Decimal("-10")
+    assert not await LedgerAccount.filter(kind=AccountKind.EXTERNAL_FUNDING, partner_id=None).exists()
+    assert (await ledger.verify())[1] == []
+
+
+async def test_a_transfer_past_the_ledger_limit_is_refused_with_a_code(gql: GQL, factory: Factory) -> None:
+    # given partner A's funding account at the ledger's limit
+    tenant, _, staff = await _setup(gql, factory, pool="")
+    customer = tenant.customers[0]
+    funding = ledger.external_funding(Currency.USD, tenant.partner.id)
+    async with in_transaction():
+        await ledger.post(
+            funding, ledger.revenue(Currency.USD, tenant.partner.id), ledger.BALANCE_LIMIT, TransferKind.ADJUSTMENT
+        )
+    transfers = await Transfer.all().count()
+    # when one more dollar would enter through it
+    data = await gql(
+        REFILL, {"i": {"customerId": gid("Customer", customer.id), "amount": "1", "idempotencyKey": key()}}, staff
+    )
+    # then the refill is refused with a code on the amount, and nothing is written
+    assert [(e["field"], e["code"]) for e in data["walletRefill"]["errors"]] == [("amount", "LIMIT_EXCEEDED")]
+    assert await Transfer.all().count() == transfers
+    assert await ledger.balance_of(funding) == -ledger.BALANCE_LIMIT
+    with pytest.raises(DomainError) as refused:
+        async with in_transaction():
+            await ledger.post(
+                funding,
+                ledger.customer_wallet(customer.id, customer.partner_id),
+                Decimal("0.000001"),
+                TransferKind.ADJUSTMENT,
+            )
+    assert [e.code for e in refused.value.errors] == [ErrorCode.LIMIT_EXCEEDED]
+    assert (await ledger.verify())[1] == []
+
+
+async def test_a_shared_funding_account_from_before_per_partner_accounts_is_left_as_it_was(
+    gql: GQL, factory: Factory
+) -> None:
+    # given a database whose shared (partner-less) USD funding account paid for a refill, as before migration 0009
+    tenant, _, staff = await _setup(gql, factory, pool="")
+    customer = tenant.customers[0]
+    shared = ledger.AccountRef(AccountKind.EXTERNAL_FUNDING, Currency.USD)
+    async with in_transaction():
+        await ledger.post(
+            shared, ledger.customer_wallet(customer.id, customer.partner_id), Decimal(40), TransferKind.WALLET_REFILL
+        )
+    # when the partner records a refill now
+    data = await gql(
+        REFILL, {"i": {"customerId": gid("Customer", customer.id), "amount": "2.50", "idempotencyKey": key()}}, staff
+    )
+    # then it enters through the partner's own account; the shared one keeps its balance; the books still agree
+    assert data["walletRefill"]["wallet"]["balance"] == {"amount": "42.50"}
+    assert await ledger.balance_of(shared) == Decimal(-40)
+    assert await ledger.balance_of(ledger.external_funding(Currency.USD, tenant.partner.id)) == Decimal("-2.5")
+    assert (await ledger.verify())[1] == []
+
+
+async def test_a_refill_of_an_amount_that_rounds_to_nothing_is_invalid(gql: GQL, factory: Factory) -> None:
+    # given
+    tenant, _, staff = await _setup(gql, factory, pool="")
+    customer = tenant.customers[0]
+    # when
+    data = await gql(
+        REFILL,
+        {"i": {"customerId": gid("Customer", customer.id), "amount": "1e-9999999999", "idempotencyKey": key()}},
+        staff,
+    )
+    # then nothing is recorded (on SQLite the review saw a $0.00 refill recorded and alerted)
+    assert [(e["field"], e["code"]) for e in data["walletRefill"]["errors"]] == [("amount", "INVALID")]
+    assert await Transfer.filter(kind=TransferKind.WALLET_REFILL).count() == 0
+
+
+async def test_a_refill_threshold_above_the_refill_amount_is_invalid(gql: GQL, factory: Factory) -> None:
+    # given a wallet customer refilled with $100 at a time
+    tenant, _, staff = await _setup(gql, factory, pool="")
+    customer = tenant.customers[0]
+    cid = gid("Customer", customer.id)
+    await gql(PREFS, {"i": {"customerId": cid, "billingMode": "REFILLABLE_WALLET", "refillAmount": "100"}}, staff)
+    # when the threshold is set above the refill amount, or the amount below the threshold
+    above = await gql(PREFS, {"i": {"customerId": cid, "refillThreshold": "100.01"}}, staff)
+    await gql(PREFS, {"i": {"customerId": cid, "refillThreshold": "100"}}, staff)
+    below = await gql(PREFS, {"i": {"customerId": cid, "refillAmount": "99"}}, staff)
+    # then each is refused on the field sent, and no refill request opened
+    assert [(e["field"], e["code"]) for e in above["billingPreferencesUpdate"]["errors"]] == [
+        ("refillThreshold", "INVALID")
+    ]
+    assert [(e["field"], e["code"]) for e in below["billingPreferencesUpdate"]["errors"]] == [
+        ("refillAmount", "INVALID")
+    ]
+    prefs = (await billing.preferences_of([customer.id]))[customer.id]
+    assert (prefs.refill_amount, prefs.refill_threshold) == (Decimal(100), Decimal(100))
+    assert await RefillRequest.filter(customer_id=customer.id).count() == 1  # threshold 100 on an empty wallet

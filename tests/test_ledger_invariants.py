@@ -11,11 +11,14 @@ a failure replays from Hypothesis' example database.
 
 The world: 2 partners × 2 customers. Operations: fund a partner pool, recharge and reclaim customer credits,
 refill a wallet (all idempotent, through the services), burn credits and charge a wallet (usage, in a
-transaction), change a refill threshold, and replay an earlier idempotency key with the same input (same outcome,
-no new effect) or a different one (IDEMPOTENCY_KEY_REUSED). The model predicts every outcome; refusals must leave
-it, and the database, unchanged. After every step, against the database:
+transaction), change a refill threshold (INVALID above the refill amount), take a partner's funding account to the
+ledger's limit or one micro-credit past it (LIMIT_EXCEEDED; later funding of that partner is refused the same way),
+and replay an earlier idempotency key with the same input (same outcome, no new effect) or a different one
+(IDEMPOTENCY_KEY_REUSED). The model predicts every outcome; refusals must leave it, and the database, unchanged.
+After every step, against the database:
 - `ledger.verify()` finds no problem: each balance equals credits − debits of its transfers, each currency sums to
   0, no non-negative account is below 0; and the transfer count is the model's (a replay writes nothing);
+- no balance is beyond ±`ledger.BALANCE_LIMIT`;
 - every account balance equals the model's (exact Decimals);
 - each customer's grants (remaining, in id order) equal the model's, sum to its credit balance and are ≥ 0;
   assigned/used counters and the partners' assigned totals equal the model's;
@@ -56,6 +59,9 @@ CREDIT_UNIT = Decimal("0.000001")
 CENT = Decimal("0.01")
 REFILL_AMOUNT = Decimal(100)
 STEP_TIMEOUT = 120.0
+# Largest amount a step moves: far below what an input may carry (10^12), and within the 15 digits SQLite's
+# floating-point `F()` updates of the credit counters keep exact.
+LARGEST = Decimal(1_000_000)
 
 SETTINGS = settings(max_examples=30, stateful_step_count=25, deadline=None)
 EMBEDDED_SETTINGS = settings(SETTINGS, max_examples=10)
@@ -195,7 +201,8 @@ class LedgerMachine(RuleBasedStateMachine):
         return ledger.customer_wallet(customer.id, customer.partner_id)
 
     def resolve(self, spec: AmountSpec, debit: ledger.AccountRef, unit: Decimal) -> Decimal:
-        """Concrete amount: a literal, or half, all, or all plus one unit of the debited account's balance."""
+        """Concrete amount: a literal, or half, all, or all plus one unit of the debited account's balance, at most
+        LARGEST (a pool filled to the ledger's limit holds more than any input may carry)."""
         if isinstance(spec, Decimal):
             return spec
         balance = self.model.balances[debit.key]
@@ -203,7 +210,7 @@ class LedgerMachine(RuleBasedStateMachine):
             amount = (balance / 2).quantize(unit)
         else:
             amount = balance + (unit if spec is Edge.ALL_PLUS_ONE else ZERO)
-        return amount if amount > ZERO else unit
+        return min(amount, LARGEST) if amount > ZERO else unit
 
     # ------------------------------------------------------------ setup
 
@@ -264,7 +271,11 @@ class LedgerMachine(RuleBasedStateMachine):
         """Applies a first-time call to the model; returns the expected refusal codes, or None for success."""
         m = self.model
         if operation == "fund":
-            m.move(ledger.external_funding(Currency.CREDITS), ledger.partner_pool(self.partners[target].id), amount)
+            partner_id = self.partners[target].id
+            funding = ledger.external_funding(Currency.CREDITS, partner_id)
+            if m.balances[funding.key] - amount < -ledger.BALANCE_LIMIT:
+                return (ErrorCode.LIMIT_EXCEEDED,)
+            m.move(funding, ledger.partner_pool(partner_id), amount)
             return None
         customer = self.customer(target)
         if operation == "recharge":
@@ -284,7 +295,7 @@ class LedgerMachine(RuleBasedStateMachine):
             m.pool_assigned[customer.partner_id] -= amount
             return None
         assert operation == "refill"
-        m.move(ledger.external_funding(Currency.USD), self.wallet(customer), amount)
+        m.move(ledger.external_funding(Currency.USD, customer.partner_id), self.wallet(customer), amount)
         m.open_request[customer.id] = False
         m.maybe_open_request(customer.id, self.wallet(customer))
         return None
@@ -319,6 +330,28 @@ class LedgerMachine(RuleBasedStateMachine):
     def refill(self, customer: int, amount: AmountSpec) -> Call:
         concrete = amount if isinstance(amount, Decimal) else Decimal(25)
         return self._first_call("refill", customer, concrete)
+
+    @rule(partner=PARTNER, beyond=st.booleans())
+    def fund_to_the_limit(self, partner: int, beyond: bool) -> None:
+        """An adjustment that takes the partner's credit funding account exactly to the ledger's limit, or one
+        micro-credit past it (refused, nothing written)."""
+        partner_id = self.partners[partner].id
+        funding, pool = ledger.external_funding(Currency.CREDITS, partner_id), ledger.partner_pool(partner_id)
+        room = ledger.BALANCE_LIMIT + self.model.balances[funding.key]
+        amount = room + CREDIT_UNIT if beyond or room <= ZERO else room
+        before = self.model.snapshot()
+
+        async def go() -> int:
+            async with in_transaction():
+                return (await ledger.post(funding, pool, amount, TransferKind.ADJUSTMENT)).id
+
+        outcome = self.attempt(go)
+        if amount > room:
+            assert outcome == (ErrorCode.LIMIT_EXCEEDED,), outcome
+            assert self.model.snapshot() == before
+            return
+        assert isinstance(outcome, int), f"adjustment of {amount} to the limit was refused: {outcome}"
+        self.model.move(funding, pool, amount)
 
     @rule(call=calls)
     def replay_same_input(self, call: Call) -> None:
@@ -388,6 +421,9 @@ class LedgerMachine(RuleBasedStateMachine):
         # two decimals as text: never textually equal to the stored 6-decimal value, so it always counts as a change
         value = None if threshold is None else f"{threshold:.2f}"
         outcome = self.attempt(lambda: billing.billing_preferences_update(SYSTEM, c.id, {"refill_threshold": value}))
+        if threshold is not None and threshold > REFILL_AMOUNT:
+            assert outcome == (ErrorCode.INVALID,), outcome
+            return
         assert not isinstance(outcome, tuple), outcome
         self.model.thresholds[c.id] = threshold
         self.model.maybe_open_request(c.id, self.wallet(c))
@@ -410,6 +446,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for row in accounts:
             totals[row["currency"]] += row["balance"]
             assert not (row["non_negative"] and row["balance"] < ZERO), row
+            assert abs(row["balance"]) <= ledger.BALANCE_LIMIT, row
         assert all(total == ZERO for total in totals.values()), totals
         in_db = {row["key"]: row["balance"] for row in accounts if row["balance"] != ZERO}
         assert in_db == {k: v for k, v in m.balances.items() if v != ZERO}
@@ -461,7 +498,7 @@ async def test_balances_with_16_significant_digits_stay_exact(database: str) -> 
     pool, revenue = ledger.partner_pool(1), ledger.revenue(Currency.CREDITS, 1)
     async with in_transaction():
         await ledger.post(
-            ledger.external_funding(Currency.CREDITS), pool, Decimal("1234567890.123456"), TransferKind.ADJUSTMENT
+            ledger.external_funding(Currency.CREDITS, 1), pool, Decimal("1234567890.123456"), TransferKind.ADJUSTMENT
         )
     # when one micro-credit leaves it
     async with in_transaction():

@@ -73,7 +73,10 @@ async def create(gql: GQL, token: str, **overrides: Any) -> dict[str, Any]:
 
 
 async def assign(gql: GQL, token: str, customer_id: int, package_id: str, **extra: Any) -> dict[str, Any]:
-    variables = {"i": {"customerId": gid("Customer", customer_id), "packageId": package_id, **extra}}
+    """packageAssign with a fresh idempotency key unless `extra` names one."""
+    variables = {
+        "i": {"customerId": gid("Customer", customer_id), "packageId": package_id, "idempotencyKey": key(), **extra}
+    }
     return (await gql(ASSIGN, variables, token))["packageAssign"]
 
 
@@ -285,6 +288,24 @@ async def test_same_idempotency_key_grants_once(gql: GQL, factory: Factory, tena
     other = await gql(CREATE, {"i": {**GROWTH, "title": "Other"}}, staff)
     reused = await assign(gql, staff, customer.id, other["packageCreate"]["package"]["id"], idempotencyKey=same)
     assert codes(reused) == [("idempotencyKey", "IDEMPOTENCY_KEY_REUSED")]
+
+
+async def test_assign_without_idempotency_key_is_refused_and_grants_nothing(
+    gql: GQL, factory: Factory, tenant: Tenant, staff: str
+) -> None:
+    # given a package with credits and a funded pool
+    await fund(gql, factory, tenant, "1000")
+    package = await create(gql, staff)
+    customer = tenant.customers[0]
+    variables = {"i": {"customerId": gid("Customer", customer.id), "packageId": package["id"]}}
+    # when a client retries an assignment that names no key
+    answers = [(await gql.raw(ASSIGN, variables, staff)).json() for _ in range(2)]
+    # then the request is refused before it runs (`idempotencyKey: String!`) and no credits moved
+    for body in answers:
+        assert "data" not in body and "idempotencyKey" in body["errors"][0]["message"], body
+    assert await CreditGrant.filter(customer_id=customer.id).count() == 0
+    assert await PackageAssignment.filter(customer_id=customer.id).count() == 0
+    assert await ledger.balance_of(ledger.partner_pool(tenant.partner.id)) == Decimal(1000)
 
 
 async def test_tenancy_and_roles(gql: GQL, factory: Factory, tenant: Tenant, staff: str) -> None:

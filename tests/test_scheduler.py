@@ -142,7 +142,7 @@ async def _fund_wallet(customer: Customer, amount: str) -> None:
     await billing.billing_preferences_update(SYSTEM, customer.id, {"billing_mode": "REFILLABLE_WALLET"})
     async with in_transaction():
         await ledger.post(
-            ledger.external_funding(Currency.USD),
+            ledger.external_funding(Currency.USD, customer.partner_id),
             ledger.customer_wallet(customer.id, customer.partner_id),
             Decimal(amount),
             TransferKind.WALLET_REFILL,

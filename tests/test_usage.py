@@ -21,6 +21,7 @@ from domain.features.services import set_ai_credits
 from domain.ledger import services as ledger
 from domain.ledger.models import Currency, LedgerAccount, TransferKind
 from domain.usage import services as usage
+from domain.usage import store
 from domain.usage.models import CapCrossing, PhoneNumber, UsageEvent, UsageHold, UsageRollup
 from tests.conftest import GQL, IS_POSTGRES, SYSTEM, Factory, gid
 
@@ -58,7 +59,7 @@ async def _fund_wallet(customer: Any, amount: str) -> None:
     await billing.billing_preferences_update(SYSTEM, customer.id, {"billing_mode": "REFILLABLE_WALLET"})
     async with in_transaction():
         await ledger.post(
-            ledger.external_funding(Currency.USD),
+            ledger.external_funding(Currency.USD, customer.partner_id),
             ledger.customer_wallet(customer.id, customer.partner_id),
             Decimal(amount),
             TransferKind.WALLET_REFILL,
@@ -69,7 +70,7 @@ async def _fund_credits(customer: Any, credits: str) -> None:
     await set_ai_credits(customer.id, True)
     async with in_transaction():
         t = await ledger.post(
-            ledger.external_funding(Currency.CREDITS),
+            ledger.external_funding(Currency.CREDITS, customer.partner_id),
             ledger.customer_credits(customer.id, customer.partner_id),
             Decimal(credits),
             TransferKind.CREDITS_GRANT,
@@ -642,3 +643,217 @@ async def test_concurrent_batches_across_interleaved_partners_do_not_deadlock(gq
     # then every batch is accepted in full
     assert [r["usageRecord"]["accepted"] for r in results] == [6] * 8
     assert (await ledger.verify())[1] == []
+
+
+# ---------------------------------------------------------------- hardening (issue 11)
+
+
+@pytest.mark.postgres
+async def test_holds_and_charges_racing_never_commit_more_than_the_wallet_holds(gql: GQL, factory: Factory) -> None:
+    # given a wallet of $1.00 and SMS at $0.01 a segment
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "1.00")
+    await store.ensure_partitions([store.month_start(datetime.now(UTC))])  # as the scheduler does ahead of time
+    # when 15 authorizations of $0.10 race 15 recordings of $0.10
+    authorizations = [_authorize(gql, token, customer.id, "10", "SMS_SEGMENTS") for _ in range(15)]
+    recordings = [gql(RECORD, {"i": {"events": [event(customer.id, "SMS_SEGMENTS", "10")]}}, token) for _ in range(15)]
+    await asyncio.gather(*[aw for pair in zip(authorizations, recordings, strict=True) for aw in pair])
+    # then what was charged to the wallet and what is still held never exceed what the wallet had
+    wallet = await balance(ledger.customer_wallet(customer.id, customer.partner_id))
+    held = sum((h.amount for h in await UsageHold.filter(customer_id=customer.id, status="ACTIVE")), Decimal(0))
+    assert wallet >= 0
+    assert (Decimal("1.00") - wallet) + held <= Decimal("1.00"), (wallet, held)
+
+
+async def _ingest(client: Any, token: str, body: bytes) -> Any:
+    return await client.post(
+        "/v1/usage/events",
+        content=body,
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+
+
+async def test_each_bad_event_is_refused_alone_and_reads_stay_healthy(client, gql: GQL, factory: Factory) -> None:
+    # given events the review saw fail whole batches with a plain-text 500, or poison later reads
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    cid = customer.id
+    deep: dict[str, Any] = {}
+    for _ in range(20):
+        deep = {"d": deep}
+    bad = [
+        json.dumps(event(cid, caseType="in\u0000take")),
+        json.dumps(event(cid, metadata={"note": "a\u0000b"})),
+        json.dumps(event(cid, metadata={"ke\u0000y": 1})),
+        json.dumps(event(cid, occurredAt="0001-01-01T00:00:00+14:00")),
+        json.dumps(event(cid, occurredAt="9999-12-31T23:59:59-14:00")),
+        json.dumps(event(cid, quantity="1e-9999999999")),
+        json.dumps(event(cid, metadata=deep)),
+        json.dumps(event(cid, metadata={"blob": "x" * 5000})),
+        json.dumps(event(cid, metadata={"n": 1})).replace('{"n": 1}', '{"n": 1e5000}'),
+        json.dumps(event(cid, metadata={"n": 1})).replace('{"n": 1}', '{"n": 1e-5000}'),
+    ]
+    good = json.dumps(event(cid, metadata={"ratio": 0.25, "tags": ["a", {"b": None}]}))
+    # when they arrive in one batch with a good event
+    response = await _ingest(client, token, f"[{', '.join([*bad, good])}]".encode())
+    # then each bad event is refused with a code on its field, the good one is recorded
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["code"], r["field"]) for r in body["rejected"]] == [
+        (0, "INVALID", "caseType"),
+        (1, "INVALID", "metadata"),
+        (2, "INVALID", "metadata"),
+        (3, "INVALID", "occurredAt"),
+        (4, "INVALID", "occurredAt"),
+        (5, "INVALID", "quantity"),
+        (6, "INVALID", "metadata"),
+        (7, "INVALID", "metadata"),
+        (8, "INVALID", "metadata"),
+        (9, "INVALID", "metadata"),
+    ]
+    # and the customer's usage log still reads
+    log = await gql(
+        "query($id: ID!) { usageEvents(customerId: $id) { totalCount nodes { metadata caseType } } }",
+        {"id": gid("Customer", cid)},
+        token,
+    )
+    assert log["usageEvents"]["totalCount"] == 1
+    assert log["usageEvents"]["nodes"][0]["metadata"] == {"ratio": 0.25, "tags": ["a", {"b": None}]}
+
+
+async def test_usage_record_over_graphql_refuses_the_same_values(gql: GQL, factory: Factory) -> None:
+    # given
+    tenant, token = await _tenant(gql, factory)
+    cid = tenant.customers[0].id
+    events = [
+        event(cid, caseType="in\u0000take"),
+        event(cid, occurredAt="0001-01-01T00:00:00+14:00"),
+        event(cid, metadata={"n": 1e300 * 10}),  # JSON has no infinity: Python's encoder writes `Infinity`
+        event(cid, holdId="not-a-hold"),
+        event(cid),
+    ]
+    # when
+    data = (await gql(RECORD, {"i": {"events": events}}, token))["usageRecord"]
+    # then
+    assert data["accepted"] == 1
+    assert [(r["index"], r["code"], r["field"]) for r in data["rejected"]] == [
+        (0, "INVALID", "caseType"),
+        (1, "INVALID", "occurredAt"),
+        (2, "INVALID", "metadata"),
+        (3, "NOT_FOUND", "holdId"),
+    ]
+
+
+async def test_an_unknown_hold_id_refuses_the_event_instead_of_ignoring_it(client, gql: GQL, factory: Factory) -> None:
+    # given a wallet with an active hold
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "1.00")
+    hold = (await _authorize(gql, token, customer.id, "1"))["hold"]
+    # when events name a hold id that is not a hold's
+    events = [event(customer.id, "VOICE_MINUTES", "1", holdId=h) for h in ("garbage", gid("Customer", customer.id))]
+    response = await _ingest(client, token, json.dumps(events).encode())
+    # then both are refused and nothing was charged or consumed
+    assert response.json() == {
+        "accepted": 0,
+        "duplicates": 0,
+        "rejected": [
+            {"index": 0, "code": "NOT_FOUND", "message": "Hold not found.", "field": "holdId"},
+            {"index": 1, "code": "NOT_FOUND", "message": "Hold not found.", "field": "holdId"},
+        ],
+    }
+    assert await UsageEvent.filter(customer_id=customer.id).count() == 0
+    assert (await UsageHold.get(customer_id=customer.id)).status == "ACTIVE" and hold is not None
+
+
+async def test_json_nested_too_deep_answers_a_coded_400(client, gql: GQL, factory: Factory) -> None:
+    # given
+    _, token = await _tenant(gql, factory)
+    body = b"[" * 100_000 + b"]" * 100_000
+    # when
+    response = await _ingest(client, token, body)
+    # then
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "MALFORMED"
+
+
+async def test_an_unexpected_failure_answers_json_with_the_request_id(
+    client, gql: GQL, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a metering service that fails in a way nobody foresaw
+    import server.ingest
+
+    tenant, token = await _tenant(gql, factory)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server.ingest, "record_usage", broken)
+    # when
+    response = await _ingest(client, token, json.dumps([event(tenant.customers[0].id)]).encode())
+    # then the client gets JSON naming the request, never a plain-text 500 or the error itself
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "INTERNAL_SERVER_ERROR" and error["requestId"] == response.headers["x-request-id"]
+    assert "boom" not in response.text
+
+
+async def test_quantities_are_bounded_per_event_and_per_batch(client, gql: GQL, factory: Factory) -> None:
+    # given a customer who reports absurd phone-number months (the review filled the partner's revenue with 49)
+    tenant, token = await _tenant(gql, factory)
+    noisy, sibling = tenant.customers
+    other = await factory.tenant(customers=1)
+    absurd = [event(noisy.id, "PHONE_NUMBER_MONTHS", "999999999999") for _ in range(49)]
+    # when it sends them twice
+    answers = [await _ingest(client, token, json.dumps(absurd).encode()) for _ in range(2)]
+    # then every one is refused on its quantity, alone
+    for response in answers:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["accepted"] == 0
+        assert {(r["code"], r["field"]) for r in body["rejected"]} == {("INVALID", "quantity")}
+        assert len(body["rejected"]) == 49
+    # and a batch may carry at most 100,000 phone-number months per customer: the 101st thousand is refused alone
+    big = [event(noisy.id, "PHONE_NUMBER_MONTHS", "1000") for _ in range(101)] + [event(sibling.id)]
+    data = (await gql(RECORD, {"i": {"events": big}}, token))["usageRecord"]
+    assert data["accepted"] == 101
+    assert [(r["index"], r["code"], r["field"]) for r in data["rejected"]] == [(100, "LIMIT_EXCEEDED", "quantity")]
+    # and siblings, and a platform batch mixing partners, keep recording
+    mixed = [event(sibling.id, "PHONE_NUMBER_MONTHS", "1"), event(other.customers[0].id, "PHONE_NUMBER_MONTHS", "1")]
+    assert (await _ingest(client, token, json.dumps(mixed).encode())).json()["accepted"] == 2
+    assert (await ledger.verify())[1] == []
+
+
+async def test_a_customer_whose_accounts_are_full_is_refused_alone(gql: GQL, factory: Factory) -> None:
+    # given partner A's USD revenue one dollar below the ledger's limit
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    other = await factory.tenant(customers=1)
+    async with in_transaction():
+        await ledger.post(
+            ledger.external_funding(Currency.USD, customer.partner_id),
+            ledger.revenue(Currency.USD, customer.partner_id),
+            ledger.BALANCE_LIMIT - 1,
+            TransferKind.ADJUSTMENT,
+        )
+    full = event(customer.id, "PHONE_NUMBER_MONTHS", "1")  # $2
+    # when a batch mixes A's customer with partner B's
+    data = (await gql(RECORD, {"i": {"events": [full, event(other.customers[0].id)]}}, token))["usageRecord"]
+    # then A's event is refused with a code, B's is recorded, and the books stay whole
+    assert data["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in data["rejected"]] == [(0, "LIMIT_EXCEEDED")]
+    assert await UsageEvent.filter(customer_id=customer.id).count() == 0
+    assert await balance(ledger.revenue(Currency.USD, customer.partner_id)) == ledger.BALANCE_LIMIT - 1
+    assert (await ledger.verify())[1] == []
+    # and its key was not spent: a retry is refused again, not counted as a duplicate
+    again = (await gql(RECORD, {"i": {"events": [full]}}, token))["usageRecord"]
+    assert (again["duplicates"], [r["code"] for r in again["rejected"]]) == (0, ["LIMIT_EXCEEDED"])
+
+
+async def test_authorize_refuses_more_than_one_event_may_carry(gql: GQL, factory: Factory) -> None:
+    tenant, token = await _tenant(gql, factory)
+    answer = await _authorize(gql, token, tenant.customers[0].id, "999999999999", "PHONE_NUMBER_MONTHS")
+    assert [e["code"] for e in answer["errors"]] == ["INVALID"] and answer["hold"] is None

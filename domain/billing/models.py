@@ -6,6 +6,8 @@ import enum
 
 from tortoise import fields, models
 
+from domain.ledger.models import MONEY_DIGITS
+
 
 class BillingMode(enum.StrEnum):
     MONTHLY_INVOICE = "MONTHLY_INVOICE"
@@ -39,9 +41,9 @@ class CustomerCredits(models.Model):
     """Counters behind the available, used and assigned meter. The balance itself is the ledger account."""
 
     customer_id = fields.IntField(primary_key=True)
-    assigned = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
-    used = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
-    expired = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
+    assigned = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+    used = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+    expired = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
 
     class Meta:
         table = "customer_credits"
@@ -51,7 +53,7 @@ class PartnerPool(models.Model):
     """Credits a partner has handed to its customers, net of reclaims."""
 
     partner_id = fields.IntField(primary_key=True)
-    assigned = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
+    assigned = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
 
     class Meta:
         table = "partner_pool"
@@ -89,7 +91,7 @@ class RefillRequest(models.Model):
     open_customer_id = fields.IntField(null=True, unique=True)
     status = fields.CharEnumField(RefillRequestStatus, max_length=8, default=RefillRequestStatus.OPEN)
     requested_amount = fields.DecimalField(max_digits=20, decimal_places=6, null=True)
-    balance_at_open = fields.DecimalField(max_digits=20, decimal_places=6)
+    balance_at_open = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     threshold = fields.DecimalField(max_digits=20, decimal_places=6)
     opened_at = fields.DatetimeField(auto_now_add=True)
     closed_at = fields.DatetimeField(null=True)

@@ -4,6 +4,7 @@ preferences (seeds 000, 001, 002). Every balance change is a ledger transfer in 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -215,7 +216,7 @@ async def partner_credits_add(
 
     async def perform() -> dict[str, Any]:
         transfer = await ledger.post(
-            ledger.external_funding(Currency.CREDITS),
+            ledger.external_funding(Currency.CREDITS, partner.id),
             ledger.partner_pool(partner.id),
             amount,
             TransferKind.PARTNER_CREDITS_ADD,
@@ -380,14 +381,21 @@ async def grant_package_credits(
     return grant
 
 
-async def burn_credits(customer: Customer, amount: Decimal, metadata: dict[str, Any] | None = None) -> Transfer:
-    """Usage burns credits, earliest-expiring grant first (call inside a transaction)."""
+async def burn_credits(
+    customer: Customer,
+    amount: Decimal,
+    metadata: dict[str, Any] | None = None,
+    locked: Mapping[str, LedgerAccount] | None = None,
+) -> Transfer:
+    """Usage burns credits, earliest-expiring grant first (call inside a transaction; `locked`: the accounts, if
+    the caller locked them already)."""
     transfer = await ledger.post(
         ledger.customer_credits(customer.id, customer.partner_id),
         ledger.revenue(Currency.CREDITS, customer.partner_id),
         amount,
         TransferKind.USAGE_CHARGE,
         metadata=metadata,
+        locked=locked,
     )
     await _take_from_grants(customer.id, amount, newest_first=False, at=now())
     await CustomerCredits.filter(customer_id=customer.id).update(used=F("used") + amount)
@@ -411,14 +419,21 @@ async def wallet_changed(customer: Customer, balance: Decimal) -> None:
 # ---------------------------------------------------------------- wallet
 
 
-async def charge_wallet(customer: Customer, amount: Decimal, metadata: dict[str, Any] | None = None) -> Transfer:
-    """Usage debits the wallet; falling below the refill threshold opens the one refill request (in a transaction)."""
+async def charge_wallet(
+    customer: Customer,
+    amount: Decimal,
+    metadata: dict[str, Any] | None = None,
+    locked: Mapping[str, LedgerAccount] | None = None,
+) -> Transfer:
+    """Usage debits the wallet; falling below the refill threshold opens the one refill request (in a transaction;
+    `locked`: the accounts, if the caller locked them already)."""
     transfer = await ledger.post(
         ledger.customer_wallet(customer.id, customer.partner_id),
         ledger.revenue(Currency.USD, customer.partner_id),
         amount,
         TransferKind.USAGE_CHARGE,
         metadata=metadata,
+        locked=locked,
     )
     await wallet_changed(customer, transfer.debit_balance_after)
     return transfer
@@ -469,7 +484,7 @@ async def wallet_refill(
 
     async def perform() -> dict[str, Any]:
         transfer = await ledger.post(
-            ledger.external_funding(Currency.USD),
+            ledger.external_funding(Currency.USD, customer.partner_id),
             ledger.customer_wallet(customer.id, customer.partner_id),
             value,
             TransferKind.WALLET_REFILL,
@@ -595,12 +610,17 @@ async def billing_preferences_update(viewer: Viewer, customer_id: int, data: dic
         before = _snapshot(prefs)
         for key, value in updates.items():
             setattr(prefs, key, value)
+        # above the refill amount, refilling an empty wallet would leave it below the threshold, its request open
         if (
             prefs.refill_amount is not None
             and prefs.refill_threshold is not None
-            and prefs.refill_threshold > prefs.refill_amount * 100
+            and prefs.refill_threshold > prefs.refill_amount
         ):
-            raise DomainError.single(ErrorCode.INVALID, "The refill threshold is implausibly high.", "refill_threshold")
+            raise DomainError.single(
+                ErrorCode.INVALID,
+                "The refill threshold must not be above the refill amount.",
+                "refill_threshold" if "refill_threshold" in updates else "refill_amount",
+            )
         diff = changes(before, _snapshot(prefs))
         if diff:
             await prefs.save()

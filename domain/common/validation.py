@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -52,8 +53,9 @@ class Validator:
             if required:
                 self.add(field, "This field is required.", ErrorCode.REQUIRED)
             return None if required else ""
-        if "\x00" in cleaned:
-            self.add(field, "Must not contain NUL characters.")
+        problem = text_problem(cleaned)
+        if problem:
+            self.add(field, problem)
             return None
         if len(cleaned) > max_length:
             self.add(field, f"Must be at most {max_length} characters.")
@@ -121,6 +123,75 @@ class Validator:
         return value
 
 
+def text_problem(value: str) -> str | None:
+    """Why PostgreSQL would refuse to store this text (NUL, or an unpaired surrogate that has no UTF-8), or None."""
+    if "\x00" in value:
+        return "Must not contain NUL characters."
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return "Must be valid Unicode text."
+    return None
+
+
+JSON_NUMBER_LIMIT = 10**15  # integers this small are exact as doubles (what JSON readers, and ours, turn numbers into)
+JSON_MAX_PLACES = 30
+
+
+def json_problem(value: Any, *, max_depth: int, max_bytes: int) -> str | None:
+    """Why a decoded JSON value must not be stored, or None: nested deeper than `max_depth`, more than about
+    `max_bytes` of JSON, text `text_problem` refuses, or a number that would not read back as a number (not finite,
+    ±10^15 or beyond, more than 30 decimal places: 1e5000 reads back as infinity, which no JSON can carry).
+
+    Walks the value with a stack, so no nesting exhausts Python's recursion."""
+    budget = max_bytes
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        problem = None
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"Must not be nested more than {max_depth} levels deep."
+            budget -= 2
+            if isinstance(item, list):
+                stack.extend((element, depth + 1) for element in item)
+            for key, element in item.items() if isinstance(item, dict) else ():
+                if not isinstance(key, str):
+                    return "Object keys must be text."
+                problem = text_problem(key)
+                if problem:
+                    break
+                budget -= len(key) + 4
+                stack.append((element, depth + 1))
+        elif isinstance(item, str):
+            problem = text_problem(item)
+            budget -= len(item) + 2
+        elif item is None or isinstance(item, bool):
+            budget -= 5
+        elif isinstance(item, int | float | Decimal):
+            problem = _json_number_problem(item)
+            budget -= 0 if problem else len(str(item))
+        else:
+            return "Must be plain JSON."
+        if problem:
+            return problem
+        if budget < 0:
+            return f"Must be at most {max_bytes:,} bytes of JSON."
+    return None
+
+
+def _json_number_problem(number: int | float | Decimal) -> str | None:
+    if isinstance(number, Decimal):
+        finite = number.is_finite()
+    else:  # an int never converts to float here: past ~10^308 that raises
+        finite = isinstance(number, int) or math.isfinite(number)
+    if not finite or abs(number) >= JSON_NUMBER_LIMIT:
+        return f"Numbers must be finite and below {JSON_NUMBER_LIMIT:.0e} in size."
+    if isinstance(number, Decimal) and decimal_places(number) > JSON_MAX_PLACES:
+        return f"Numbers may have at most {JSON_MAX_PLACES} decimal places."
+    return None
+
+
 MAX_AMOUNT = Decimal("1000000000000")
 
 
@@ -149,8 +220,17 @@ def parse_amount(
     if amount >= MAX_AMOUNT:
         v.add(field, "Amount is too large.")
         return None
-    exponent = amount.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > places:
+    if decimal_places(amount) > places:
         v.add(field, f"Use at most {places} decimal places.")
         return None
     return amount
+
+
+def decimal_places(amount: Decimal) -> int:
+    """Digits after the point once trailing zeros are dropped, read from the digits themselves: `normalize()`
+    works in the default context, which rounds 1e-9999999999 to 0 (no decimals at all)."""
+    _, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int) or not any(digits):
+        return 0
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros))

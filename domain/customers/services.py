@@ -107,9 +107,9 @@ async def customer_create(viewer: Viewer, data: Mapping[str, Any]) -> CustomerCr
         )
         if data.get("package_id") is not None:
             # same transaction: a package that cannot apply (archived, pool too small, rules) creates nothing
-            from domain.packages.services import package_assign  # packages build on customers
+            from domain.packages.services import package_assign_to_new_customer  # packages build on customers
 
-            await package_assign(viewer, customer.id, data["package_id"])
+            await package_assign_to_new_customer(viewer, customer.id, data["package_id"])
     return CustomerCreated(customer, user)
 
 

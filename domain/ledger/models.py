@@ -4,6 +4,14 @@ balance = credits − debits. A transfer debits one account and credits another 
 the sum of all balances per currency is always zero. System accounts (external funding, revenue, invoice
 accrual) may go negative; customer- and partner-owned stores of value are flagged `non_negative` and the posting
 code refuses to take them below zero (with a CHECK constraint as the last line of defence on PostgreSQL).
+
+Every account belongs to one partner (and maybe one customer), so no tenant's volume can fill an account another
+tenant posts to. Databases from before migration 0009 keep one shared EXTERNAL_FUNDING account per currency (no
+partner): it is left as it was, with its transfers, and receives no new ones.
+
+Balances, amounts and running totals are NUMERIC(38, 6) (`MONEY_DIGITS`): `ledger.post` keeps every balance
+within ±10^21 (`BALANCE_LIMIT`), far inside what the column holds, so a limit is reached as a coded refusal, never
+as a database error, and running totals of usage have room beyond it.
 """
 
 from __future__ import annotations
@@ -11,6 +19,9 @@ from __future__ import annotations
 import enum
 
 from tortoise import fields, models
+
+# digits of balances, amounts and running totals, 6 of them decimals (up to 10^32)
+MONEY_DIGITS = 38
 
 
 class Currency(enum.StrEnum):
@@ -24,7 +35,7 @@ class AccountKind(enum.StrEnum):
     CUSTOMER_WALLET = "CUSTOMER_WALLET"  # a customer's prepaid USD wallet
     CUSTOMER_INVOICE = "CUSTOMER_INVOICE"  # USD a monthly-invoice customer owes (negative = owed)
     REVENUE = "REVENUE"  # where usage lands (per currency)
-    EXTERNAL_FUNDING = "EXTERNAL_FUNDING"  # the outside world: money and credits enter from here
+    EXTERNAL_FUNDING = "EXTERNAL_FUNDING"  # the outside world: money and credits enter a partner from here
     EXPIRED = "EXPIRED"  # credits that expired unused
 
 
@@ -50,7 +61,7 @@ class LedgerAccount(models.Model):
     partner_id = fields.IntField(null=True)
     customer_id = fields.IntField(null=True)
     non_negative = fields.BooleanField(default=False)
-    balance = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
+    balance = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -64,11 +75,11 @@ class Transfer(models.Model):
     id = fields.BigIntField(primary_key=True)
     debit_account = fields.ForeignKeyField("models.LedgerAccount", related_name="debits", on_delete=fields.RESTRICT)
     credit_account = fields.ForeignKeyField("models.LedgerAccount", related_name="credits", on_delete=fields.RESTRICT)
-    amount = fields.DecimalField(max_digits=20, decimal_places=6)
+    amount = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     currency = fields.CharEnumField(Currency, max_length=8)
     kind = fields.CharEnumField(TransferKind, max_length=24)
-    debit_balance_after = fields.DecimalField(max_digits=20, decimal_places=6)
-    credit_balance_after = fields.DecimalField(max_digits=20, decimal_places=6)
+    debit_balance_after = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
+    credit_balance_after = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     idempotency_key = fields.CharField(max_length=300, null=True, unique=True)
     metadata = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -1,24 +1,29 @@
 """Posting transfers and checking the books.
 
 `post()` runs inside the caller's transaction: it locks both accounts (FOR UPDATE, in id order so opposite
-transfers cannot deadlock), refuses to take a non-negative account below zero, moves the balances and writes the
-immutable transfer with both balances after. Nothing is written when it refuses.
+transfers cannot deadlock), refuses to take a non-negative account below zero or any account beyond ±10^21
+(`BALANCE_LIMIT`, LIMIT_EXCEEDED), moves the balances and writes the immutable transfer with both balances after.
+Nothing is written when it refuses.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from tortoise.backends.asyncpg import AsyncpgDBClient
 
-from domain.errors import DomainError, ErrorCode
+from domain.errors import DomainError, ErrorCode, FieldError
 from domain.ledger.models import NON_NEGATIVE_KINDS, AccountKind, Currency, LedgerAccount, Transfer, TransferKind
 
 ZERO = Decimal(0)
+# Every balance stays within ±BALANCE_LIMIT, so an account that fills up refuses further transfers with a code. The
+# bound is Python's, not the column's (NUMERIC(38, 6) holds 10^32): the default decimal context computes 28
+# significant digits, which with 6 decimals is exact below 10^22, for a balance and for the sum of two of them.
+BALANCE_LIMIT = Decimal(10) ** 21
 SHORTFALL_CODES = {
     AccountKind.PARTNER_POOL: (ErrorCode.POOL_EXHAUSTED, "The partner's credit pool does not hold enough credits."),
     AccountKind.CUSTOMER_CREDITS: (ErrorCode.INSUFFICIENT_CREDITS, "The customer does not have enough credits."),
@@ -60,8 +65,10 @@ def revenue(currency: Currency, partner_id: int) -> AccountRef:
     return AccountRef(AccountKind.REVENUE, currency, partner_id=partner_id)
 
 
-def external_funding(currency: Currency) -> AccountRef:
-    return AccountRef(AccountKind.EXTERNAL_FUNDING, currency)
+def external_funding(currency: Currency, partner_id: int) -> AccountRef:
+    """Where money or credits enter one partner's books from outside (one per partner: no tenant's volume can fill
+    an account another tenant posts to)."""
+    return AccountRef(AccountKind.EXTERNAL_FUNDING, currency, partner_id=partner_id)
 
 
 def expired_credits(partner_id: int) -> AccountRef:
@@ -113,6 +120,34 @@ def shortfall(account: LedgerAccount) -> DomainError:
     return DomainError.single(code, message)
 
 
+class LimitExceeded(DomainError):
+    """A transfer would take an account beyond ±BALANCE_LIMIT (LIMIT_EXCEEDED); raised before anything is written."""
+
+
+def check_limits(
+    locked: Mapping[str, LedgerAccount],
+    moves: Sequence[tuple[AccountRef, AccountRef, Decimal]],
+    error_field: str | None = None,
+) -> None:
+    """Raises LIMIT_EXCEEDED when these (debit, credit, amount) moves, applied in order to the locked balances,
+    would take an account beyond ±BALANCE_LIMIT. Writes nothing: a caller checks a whole batch before posting."""
+    after: dict[str, Decimal] = {}
+    for debit, credit, amount in moves:
+        if debit.key == credit.key:
+            continue
+        for ref, delta in ((debit, -amount), (credit, amount)):
+            balance = after.get(ref.key, locked[ref.key].balance) + delta
+            if abs(balance) > BALANCE_LIMIT:
+                raise LimitExceeded(
+                    FieldError(
+                        error_field,
+                        "This would take an account of the ledger beyond its limit.",
+                        ErrorCode.LIMIT_EXCEEDED,
+                    )
+                )
+            after[ref.key] = balance
+
+
 async def post(
     debit: AccountRef,
     credit: AccountRef,
@@ -136,6 +171,7 @@ async def post(
     if source.non_negative and source.balance - amount < ZERO:
         error = shortfall(source)
         raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
+    check_limits(accounts, [(debit, credit, amount)], error_field)
     if source.id != target.id:  # a transfer to itself moves nothing
         await _move(source, target, amount)
     source.balance -= amount
@@ -173,6 +209,10 @@ async def _move(source: LedgerAccount, target: LedgerAccount, amount: Decimal) -
     await LedgerAccount.filter(id=target.id).update(balance=target.balance + amount)
 
 
+# Sums over all accounts may pass the 28 digits of the default context (which would round them): these stay exact.
+_WIDE = Context(prec=60)
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerProblem:
     account_key: str | None
@@ -194,14 +234,14 @@ async def verify() -> tuple[int, list[LedgerProblem]]:
         if not batch:
             break
         for row in batch:
-            expected[row["debit_account_id"]] -= row["amount"]
-            expected[row["credit_account_id"]] += row["amount"]
+            expected[row["debit_account_id"]] = _WIDE.subtract(expected[row["debit_account_id"]], row["amount"])
+            expected[row["credit_account_id"]] = _WIDE.add(expected[row["credit_account_id"]], row["amount"])
         count += len(batch)
         last = batch[-1]["id"]
     problems: list[LedgerProblem] = []
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for account in await LedgerAccount.all().order_by("id"):
-        totals[account.currency] += account.balance
+        totals[account.currency] = _WIDE.add(totals[account.currency], account.balance)
         if account.balance != expected.get(account.id, ZERO):
             problems.append(
                 LedgerProblem(

@@ -3,8 +3,8 @@
 Assigning applies the package in one transaction through the owning services, so their rules stay in one place:
 feature toggles and the team-member limit through `customer_features_update` (a combination its rules refuse
 refuses the assignment with the same code), the monthly spending cap through `spending_cap_update`, and the AI
-credits as an expiring grant from the partner's pool (`grant_package_credits`, POOL_EXHAUSTED when short). With an
-idempotency key the whole assignment runs once per key (`run_idempotent`). A package restricted to some emails can
+credits as an expiring grant from the partner's pool (`grant_package_credits`, POOL_EXHAUSTED when short). The
+whole assignment runs once per idempotency key (`run_idempotent`). A package restricted to some emails can
 only go to a customer one of whose users has one of them (NOT_ELIGIBLE otherwise), and so can no archived package.
 """
 
@@ -377,18 +377,14 @@ async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> Assigned:
     return Assigned(assignment.id)
 
 
-async def package_assign(
-    viewer: Viewer, customer_id: int, package_id: int, idempotency_key: str | None = None
-) -> Assigned:
+async def package_assign(viewer: Viewer, customer_id: int, package_id: int, idempotency_key: str) -> Assigned:
     """Applies a package to a customer in one transaction; refused whole (nothing kept) on any failure.
 
-    With `idempotency_key` a repeat returns the first outcome (one credit grant, however often it is sent)."""
+    A money mutation: a repeat with the same key returns the first outcome (one credit grant, however often it is
+    sent)."""
     require_partner_staff(viewer, admin=True)
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
     package = await get_visible(Package, viewer, package_id, field="package_id")
-    if idempotency_key is None:
-        async with in_transaction():
-            return await _apply(viewer, customer.id, package.id)
     key = check_key(idempotency_key)
 
     async def perform() -> dict[str, Any]:
@@ -397,3 +393,12 @@ async def package_assign(
     request = {"customer_id": customer.id, "package_id": package.id}
     response = await run_idempotent(viewer, "packageAssign", key, request, perform)
     return Assigned(response["assignment_id"])
+
+
+async def package_assign_to_new_customer(viewer: Viewer, customer_id: int, package_id: int) -> Assigned:
+    """`package_assign` inside `customer_create`'s transaction, without a key: the customer is created in the same
+    transaction, so a repeated creation cannot grant twice to one customer (it fails on the unique username)."""
+    require_partner_staff(viewer, admin=True)
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    package = await get_visible(Package, viewer, package_id, field="package_id")
+    return await _apply(viewer, customer.id, package.id)

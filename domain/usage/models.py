@@ -7,6 +7,8 @@ import enum
 
 from tortoise import fields, models
 
+from domain.ledger.models import MONEY_DIGITS
+
 
 class UnitType(enum.StrEnum):
     VOICE_MINUTES = "VOICE_MINUTES"
@@ -56,8 +58,8 @@ class UsageEvent(models.Model):
     idempotency_key = fields.CharField(max_length=255)
     hold_id = fields.BigIntField(null=True)
     unit_price = fields.DecimalField(max_digits=20, decimal_places=6)
-    cost = fields.DecimalField(max_digits=20, decimal_places=6)
-    credits = fields.DecimalField(max_digits=20, decimal_places=6)
+    cost = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
+    credits = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     funding = fields.CharEnumField(Funding, max_length=8)
     paid = fields.BooleanField()
     transfer_id = fields.BigIntField(null=True)
@@ -90,10 +92,10 @@ class UsageRollup(models.Model):
     day = fields.DateField()
     unit_type = fields.CharEnumField(UnitType, max_length=24)
     events = fields.IntField(default=0)
-    quantity = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
-    cost = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
-    credits = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
-    unpaid_cost = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
+    quantity = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+    cost = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+    credits = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+    unpaid_cost = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
 
     class Meta:
         table = "usage_rollup"
@@ -107,7 +109,7 @@ class MonthlySpend(models.Model):
     id = fields.BigIntField(primary_key=True)
     customer_id = fields.IntField()
     month = fields.DateField()
-    spent = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
+    spent = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
 
     class Meta:
         table = "monthly_spend"
@@ -128,8 +130,8 @@ class UsageHold(models.Model):
     customer_id = fields.IntField()
     unit_type = fields.CharEnumField(UnitType, max_length=24)
     estimated_quantity = fields.DecimalField(max_digits=20, decimal_places=6)
-    amount = fields.DecimalField(max_digits=20, decimal_places=6)
-    credits = fields.DecimalField(max_digits=20, decimal_places=6)
+    amount = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
+    credits = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     funding = fields.CharEnumField(Funding, max_length=8)
     status = fields.CharEnumField(HoldStatus, max_length=10, default=HoldStatus.ACTIVE)
     expires_at = fields.DatetimeField()
@@ -154,7 +156,7 @@ class CapCrossing(models.Model):
     month = fields.DateField()
     cap = fields.DecimalField(max_digits=20, decimal_places=6)
     level = fields.IntField()
-    spent = fields.DecimalField(max_digits=20, decimal_places=6)
+    spent = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

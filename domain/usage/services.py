@@ -4,6 +4,12 @@ Both `usageRecord` (GraphQL) and `POST /v1/usage/events` call `record_usage`. A 
 fixed number of statements per customer: claim the idempotency keys (duplicates drop out here), settle each
 customer's events against credits, wallet or invoice in order, insert the events, add to the daily rollups and the
 monthly spend, consume holds, and apply the spending cap.
+
+What one event may carry is bounded so that no value can fail a batch or poison a later read: a quantity per
+event and per customer and unit type in one batch (`QUANTITY_LIMITS`, `BATCH_FACTOR`), text without NUL or
+unpaired surrogates, a timestamp that exists in UTC, and metadata of bounded depth, size and numbers. A customer
+whose ledger accounts would pass their limit has its events of that batch refused (LIMIT_EXCEEDED) and the others
+go through.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from domain.audit.services import record
 from domain.billing import services as billing
 from domain.billing.cap import current_month, evaluate, spent_this_month
 from domain.billing.models import BillingMode, BillingPreferences
-from domain.common.validation import Validator, parse_amount
+from domain.common.validation import Validator, json_problem, parse_amount, text_problem
 from domain.customers.models import Customer, ServiceState
 from domain.errors import DomainError, ErrorCode
 from domain.features.services import toggles_of
@@ -41,11 +47,28 @@ CLOCK_SKEW = timedelta(minutes=5)
 HOLD_TTL = timedelta(minutes=15)
 ZERO = Decimal(0)
 MICRO = Decimal("0.000001")
+METADATA_MAX_DEPTH = 8
+METADATA_MAX_BYTES = 4096
+# The most of a unit type one event may report: far above a real call, campaign, mailbox or number plan, so an
+# absurd quantity is refused where it arrives instead of filling the partner's revenue. One batch may carry
+# BATCH_FACTOR times as much for one customer.
+QUANTITY_LIMITS: dict[UnitType, Decimal] = {
+    UnitType.VOICE_MINUTES: Decimal(10_000),
+    UnitType.SMS_SEGMENTS: Decimal(100_000),
+    UnitType.CHAT_TURNS: Decimal(100_000),
+    UnitType.EMAILS: Decimal(1_000_000),
+    UnitType.PHONE_NUMBER_MONTHS: Decimal(1_000),
+    UnitType.STORAGE_MB: Decimal(10_000_000),  # 10 TB-months
+}
+BATCH_FACTOR = 100
+# `UsageEventIn.hold_id` of a holdId that was sent but names no hold (not a UsageHold id): refused like a missing hold
+UNKNOWN_HOLD = 0
 
 
 @dataclass(slots=True)
 class UsageEventIn:
-    """One event as sent; fields are checked by `record_usage`, which reports failures per event."""
+    """One event as sent; fields are checked by `record_usage`, which reports failures per event. `hold_id`: None
+    when no hold was named, UNKNOWN_HOLD when the id sent is not a hold's."""
 
     idempotency_key: Any
     customer_id: int | None
@@ -128,6 +151,8 @@ def _check(index: int, raw: UsageEventIn, now: datetime, amounts: dict[Any, Deci
     quantity = _quantity(raw.quantity, amounts)
     if isinstance(quantity, str):
         return reject(ErrorCode.INVALID, quantity, "quantity")
+    if quantity > QUANTITY_LIMITS[unit]:
+        return reject(ErrorCode.INVALID, f"At most {QUANTITY_LIMITS[unit]:,} {unit} per event.", "quantity")
     occurred = raw.occurred_at
     if isinstance(occurred, str):
         try:
@@ -136,7 +161,10 @@ def _check(index: int, raw: UsageEventIn, now: datetime, amounts: dict[Any, Deci
             return reject(ErrorCode.INVALID, "occurredAt is not an ISO-8601 timestamp.", "occurredAt")
     if not isinstance(occurred, datetime):
         return reject(ErrorCode.REQUIRED, "occurredAt is required.", "occurredAt")
-    occurred = occurred.replace(tzinfo=UTC) if occurred.tzinfo is None else occurred.astimezone(UTC)
+    try:
+        occurred = occurred.replace(tzinfo=UTC) if occurred.tzinfo is None else occurred.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 and 9999-12-31T23:59-14:00 have no UTC time
+        return reject(ErrorCode.INVALID, "occurredAt is out of range.", "occurredAt")
     if occurred > now + CLOCK_SKEW:
         return reject(ErrorCode.EVENT_IN_FUTURE, "occurredAt is in the future.", "occurredAt")
     if occurred < now - MAX_AGE:
@@ -144,9 +172,15 @@ def _check(index: int, raw: UsageEventIn, now: datetime, amounts: dict[Any, Deci
     case_type = raw.case_type if raw.case_type is not None else ""
     if not isinstance(case_type, str) or len(case_type) > 64:
         return reject(ErrorCode.INVALID, "caseType must be text of at most 64 characters.", "caseType")
+    problem = text_problem(case_type)
+    if problem:
+        return reject(ErrorCode.INVALID, problem, "caseType")
     metadata = raw.metadata if raw.metadata is not None else {}
-    if not isinstance(metadata, dict) or len(str(metadata)) > 4000:
-        return reject(ErrorCode.INVALID, "metadata must be an object of at most 4 KB.", "metadata")
+    if not isinstance(metadata, dict):
+        return reject(ErrorCode.INVALID, "metadata must be an object.", "metadata")
+    problem = json_problem(metadata, max_depth=METADATA_MAX_DEPTH, max_bytes=METADATA_MAX_BYTES)
+    if problem:
+        return reject(ErrorCode.INVALID, problem, "metadata")
     return _Event(index, key, raw.customer_id, unit, quantity, occurred, case_type, raw.hold_id, metadata)
 
 
@@ -198,10 +232,11 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
         if checked
         else {}
     )
-    hold_ids = [e.hold_id for e in checked if e.hold_id is not None]
+    hold_ids = [e.hold_id for e in checked if e.hold_id not in (None, UNKNOWN_HOLD)]
     holds = {h.id: h for h in await UsageHold.filter(id__in=hold_ids)} if hold_ids else {}
     valid: list[_Event] = []
     seen: set[tuple[int, str]] = set()
+    batch_totals: dict[tuple[int, UnitType], Decimal] = defaultdict(Decimal)
     for e in checked:
         if e.customer_id not in customers:
             result.rejected.append(Rejection(e.index, ErrorCode.NOT_FOUND, "Customer not found.", "customerId"))
@@ -219,6 +254,13 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
         if (e.customer_id, e.key) in seen:
             result.duplicates += 1
             continue
+        total = batch_totals[(e.customer_id, e.unit_type)] + e.quantity
+        most = QUANTITY_LIMITS[e.unit_type] * BATCH_FACTOR
+        if total > most:
+            message = f"At most {most:,} {e.unit_type} per customer in one batch."
+            result.rejected.append(Rejection(e.index, ErrorCode.LIMIT_EXCEEDED, message, "quantity"))
+            continue
+        batch_totals[(e.customer_id, e.unit_type)] = total
         seen.add((e.customer_id, e.key))
         valid.append(e)
     result.rejected.sort(key=lambda r: r.index)
@@ -247,14 +289,25 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
             *(ref for cid, f in funding_by.items() for ref in _accounts_of(customers[cid], f))
         )
         holds_of = await _active_holds_of([cid for cid, f in funding_by.items() if f != Funding.INVOICE], now)
+        refused: list[tuple[int, str]] = []
         for customer_id, fresh in fresh_of.items():
             result.duplicates += len(by_customer[customer_id]) - len(fresh)
             if not fresh:
                 continue
             customer = customers[customer_id]
             funding = funding_by[customer_id]
-            rows += await _settle(customer, fresh, funding, book, now, locked, holds_of[customer_id])
+            try:
+                rows += await _settle(customer, fresh, funding, book, now, locked, holds_of[customer_id])
+            except ledger.LimitExceeded as exc:  # raised before `_settle` wrote anything: the other customers go on
+                error = exc.errors[0]
+                result.rejected += [Rejection(e.index, error.code, error.message, error.field) for e in fresh]
+                refused += [(customer_id, e.key) for e in fresh]
+                continue
             result.accepted += len(fresh)
+        if refused:  # not recorded, so a retry must not count as a duplicate
+            await store.release_keys(refused)
+            new_keys -= set(refused)
+            result.rejected.sort(key=lambda r: r.index)
         for row in rows:
             key = (row["customer_id"], row["occurred_at"].date(), row["unit_type"])
             acc = rollups.setdefault(key, [0, ZERO, ZERO, ZERO, ZERO])
@@ -282,8 +335,12 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
 
 
 def _accounts_of(customer: Customer, funding: Funding) -> list[ledger.AccountRef]:
-    """The ledger accounts `_settle` may post to for this customer: what pays, and the partner's revenue."""
-    refs = [ledger.revenue(Currency.USD, customer.partner_id)]
+    """The ledger accounts `_settle` may post to for this customer: what pays, the invoice that takes what it
+    cannot pay, and the partner's revenue."""
+    refs = [
+        ledger.revenue(Currency.USD, customer.partner_id),
+        ledger.customer_invoice(customer.id, customer.partner_id),
+    ]
     if funding == Funding.CREDITS:
         refs += [
             ledger.customer_credits(customer.id, customer.partner_id),
@@ -291,8 +348,6 @@ def _accounts_of(customer: Customer, funding: Funding) -> list[ledger.AccountRef
         ]
     elif funding == Funding.WALLET:
         refs.append(ledger.customer_wallet(customer.id, customer.partner_id))
-    else:
-        refs.append(ledger.customer_invoice(customer.id, customer.partner_id))
     return refs
 
 
@@ -306,8 +361,9 @@ async def _settle(
     holds: list[tuple[int, Decimal, Decimal]],
 ) -> list[dict[str, Any]]:
     """Rates each event and pays it from credits or the wallet while they last (holds of these events included);
-    the rest accrues to the month's invoice as unpaid. `locked`: the batch's accounts, locked by the caller;
-    `holds`: the customer's live holds. Returns the event rows to insert."""
+    the rest accrues to the month's invoice as unpaid. `locked`: the batch's accounts (`_accounts_of`), locked by
+    the caller, whose balances the postings keep current; `holds`: the customer's live holds. Returns the event
+    rows to insert; raises `ledger.LimitExceeded` before writing anything if an account would pass its limit."""
     own_holds = {e.hold_id for e in events if e.hold_id is not None}
     rated = []
     for e in events:
@@ -317,15 +373,15 @@ async def _settle(
         rated.append((e, rate.price, cost, credits))
 
     paid_flags: list[bool] = []
+    payer = (
+        ledger.customer_credits(customer.id, customer.partner_id)
+        if funding == Funding.CREDITS
+        else ledger.customer_wallet(customer.id, customer.partner_id)
+    )
     if funding in (Funding.CREDITS, Funding.WALLET):
-        account = (
-            ledger.customer_credits(customer.id, customer.partner_id)
-            if funding == Funding.CREDITS
-            else ledger.customer_wallet(customer.id, customer.partner_id)
-        )
         held_usd = sum((usd for hold_id, usd, _ in holds if hold_id not in own_holds), ZERO)
         held_credits = sum((credits for hold_id, _, credits in holds if hold_id not in own_holds), ZERO)
-        room = locked[account.key].balance - (held_credits if funding == Funding.CREDITS else held_usd)
+        room = locked[payer.key].balance - (held_credits if funding == Funding.CREDITS else held_usd)
         for _, _, cost, credits in rated:
             need = credits if funding == Funding.CREDITS else cost
             ok = need <= room
@@ -344,20 +400,27 @@ async def _settle(
         ZERO,
     )
     unpaid_cost = sum((cost for (_, _, cost, _), ok in zip(rated, paid_flags, strict=True) if not ok), ZERO)
+    invoice = ledger.customer_invoice(customer.id, customer.partner_id)
+    revenue_usd = ledger.revenue(Currency.USD, customer.partner_id)
+    moves = [(invoice, revenue_usd, unpaid_cost)] if unpaid_cost > ZERO else []
+    if paid_amount > ZERO:
+        moves.append((payer, ledger.revenue(payer.currency, customer.partner_id), paid_amount))
+    ledger.check_limits(locked, moves)
     paid_transfer = unpaid_transfer = None
     meta = {"events": len(events)}
     if paid_amount > ZERO:
         if funding == Funding.CREDITS:
-            paid_transfer = await billing.burn_credits(customer, paid_amount, meta)
+            paid_transfer = await billing.burn_credits(customer, paid_amount, meta, locked)
         else:
-            paid_transfer = await billing.charge_wallet(customer, paid_amount, meta)
+            paid_transfer = await billing.charge_wallet(customer, paid_amount, meta, locked)
     if unpaid_cost > ZERO:
         unpaid_transfer = await ledger.post(
-            ledger.customer_invoice(customer.id, customer.partner_id),
-            ledger.revenue(Currency.USD, customer.partner_id),
+            invoice,
+            revenue_usd,
             unpaid_cost,
             TransferKind.USAGE_CHARGE,
             metadata={**meta, "unpaid": True},
+            locked=locked,
         )
     rows = []
     for (e, price, cost, credits), ok in zip(rated, paid_flags, strict=True):
@@ -418,21 +481,32 @@ async def usage_authorize(
         v.add("unit_type", "Unknown unit type.")
         unit = UnitType.VOICE_MINUTES
     quantity = parse_amount(v, "estimated_quantity", estimated_quantity)
+    if quantity is not None and quantity > QUANTITY_LIMITS[unit]:
+        v.add("estimated_quantity", f"At most {QUANTITY_LIMITS[unit]:,} {unit} per event.")
     key = check_key(idempotency_key)
     v.raise_if_invalid()
     assert quantity is not None
 
     async def perform() -> dict[str, Any]:
         now = at or datetime.now(UTC)
+        prefs = (await billing.preferences_of([customer.id]))[customer.id]
+        ai_credits = (await toggles_of([customer.id]))[customer.id].ai_credits_enabled
+        funding = funding_of(ai_credits, prefs)
+        payer = (
+            ledger.customer_credits(customer.id, customer.partner_id)
+            if funding == Funding.CREDITS
+            else ledger.customer_wallet(customer.id, customer.partner_id)
+        )
+        # The account that pays is locked before the balance is read, so no charge of `record_usage` (which locks
+        # it, and reads the holds, first) commits in between; both take ledger rows before the month's spend row,
+        # in that order, so they cannot deadlock.
+        locked = await ledger.lock_accounts(payer) if funding != Funding.INVOICE else {}
         await _lock_customer_month(customer.id, now)
         fresh = await Customer.get(id=customer.id)
         if fresh.service_state != ServiceState.ACTIVE:
             raise DomainError.single(
                 ErrorCode.SERVICE_PAUSED, "Service is paused: the monthly spending cap was reached."
             )
-        prefs = (await billing.preferences_of([customer.id]))[customer.id]
-        ai_credits = (await toggles_of([customer.id]))[customer.id].ai_credits_enabled
-        funding = funding_of(ai_credits, prefs)
         rate = (await rate_book([customer.partner_id])).rate(customer.partner_id, unit, now)
         amount = (quantity * rate.price).quantize(MICRO)
         credits = (quantity * rate.credit_price).quantize(MICRO) if funding == Funding.CREDITS else ZERO
@@ -440,14 +514,10 @@ async def usage_authorize(
         cap = prefs.monthly_spending_cap
         if cap is not None and await spent_this_month(customer.id, now) + held_usd + amount > cap:
             raise DomainError.single(ErrorCode.CAP_REACHED, "This would exceed the monthly spending cap.")
-        if funding == Funding.CREDITS:
-            balance = await ledger.balance_of(ledger.customer_credits(customer.id, customer.partner_id))
-            if balance - held_credits < credits:
-                raise DomainError.single(ErrorCode.INSUFFICIENT_CREDITS, "Not enough AI credits for this.")
-        elif funding == Funding.WALLET:
-            balance = await ledger.balance_of(ledger.customer_wallet(customer.id, customer.partner_id))
-            if balance - held_usd < amount:
-                raise DomainError.single(ErrorCode.INSUFFICIENT_BALANCE, "The wallet balance is too low for this.")
+        if funding == Funding.CREDITS and locked[payer.key].balance - held_credits < credits:
+            raise DomainError.single(ErrorCode.INSUFFICIENT_CREDITS, "Not enough AI credits for this.")
+        if funding == Funding.WALLET and locked[payer.key].balance - held_usd < amount:
+            raise DomainError.single(ErrorCode.INSUFFICIENT_BALANCE, "The wallet balance is too low for this.")
         hold = await UsageHold.create(
             customer_id=customer.id,
             unit_type=unit,

@@ -98,6 +98,23 @@ async def claim_keys(pairs: Sequence[tuple[int, str]], at: datetime) -> set[tupl
     return {(row["customer_id"], row["idempotency_key"]) for row in rows}
 
 
+async def release_keys(pairs: Sequence[tuple[int, str]]) -> None:
+    """Deletes claimed (customer_id, idempotency_key) pairs whose events were refused after all."""
+    if not pairs:
+        return
+    conn = _conn()
+    if is_postgres():
+        await conn.execute_query(
+            "DELETE FROM usage_dedup WHERE (customer_id, idempotency_key) IN "
+            "(SELECT * FROM unnest($1::int[], $2::text[]))",
+            [[p[0] for p in pairs], [p[1] for p in pairs]],
+        )
+        return
+    await conn.execute_many(
+        "DELETE FROM usage_dedup WHERE customer_id = ? AND idempotency_key = ?", [list(p) for p in pairs]
+    )
+
+
 EVENT_COLUMNS = (
     "customer_id",
     "partner_id",
