@@ -31,7 +31,7 @@ def _money(**kwargs) -> fields.DecimalField:
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0008_packages')]
+    dependencies = [('models', '0010_login_hardening')]
 
     initial = False
 
