@@ -857,3 +857,19 @@ async def test_authorize_refuses_more_than_one_event_may_carry(gql: GQL, factory
     tenant, token = await _tenant(gql, factory)
     answer = await _authorize(gql, token, tenant.customers[0].id, "999999999999", "PHONE_NUMBER_MONTHS")
     assert [e["code"] for e in answer["errors"]] == ["INVALID"] and answer["hold"] is None
+
+
+@pytest.mark.postgres
+async def test_first_batches_of_a_new_month_racing_do_not_deadlock_on_its_partition(gql: GQL, factory: Factory) -> None:
+    # given this month's usage partition does not exist yet (no scheduler ran ahead of time)
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    conn = connections.get("default")
+    await conn.execute_script(f"DROP TABLE IF EXISTS usage_event_{datetime.now(UTC):%Y_%m}")
+    store.forget_partitions()
+    # when the month's first batches race, each needing the partition
+    results = await asyncio.gather(
+        *[gql(RECORD, {"i": {"events": [event(customer.id, "SMS_SEGMENTS", "1")]}}, token) for _ in range(8)]
+    )
+    # then every batch is recorded (none fails on a deadlock while creating the partition)
+    assert [r["usageRecord"]["accepted"] for r in results] == [1] * 8

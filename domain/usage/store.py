@@ -42,10 +42,16 @@ def next_month(month: date) -> date:
     return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
 
 
+# Any constant shared by every process: partition DDL of usage_event takes this transaction-level advisory lock.
+_PARTITION_LOCK = 7_220_001
+
+
 async def ensure_partitions(months: Sequence[date]) -> None:
     """Creates the monthly partitions of usage_event that do not exist yet (PostgreSQL; a no-op on SQLite).
 
-    Runs outside the batch transaction: DDL on the parent table should hold its lock only for an instant.
+    Runs outside the batch transaction: DDL on the parent table should hold its lock only for an instant. Concurrent
+    `CREATE TABLE IF NOT EXISTS … PARTITION OF` statements for the same month deadlock each other on the catalog, so
+    creation is serialised by an advisory lock and skipped when the partition is already there.
     """
     if not is_postgres():
         return
@@ -56,8 +62,12 @@ async def ensure_partitions(months: Sequence[date]) -> None:
             continue
         name = f"usage_event_{month:%Y_%m}"
         await conn.execute_script(
-            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF usage_event "
-            f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+            "DO $$ BEGIN "
+            f"PERFORM pg_advisory_xact_lock({_PARTITION_LOCK}); "
+            f"IF to_regclass('{name}') IS NULL THEN "
+            f"CREATE TABLE {name} PARTITION OF usage_event "
+            f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}'); "
+            "END IF; END $$"
         )
         _partitions_ready.add((db, month))
 
