@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import defaultdict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pypika_tortoise import Order, Table
+from pypika_tortoise.analytics import RowNumber
 from strawberry.utils.str_converters import to_camel_case
+from tortoise import connections
+from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -56,6 +61,15 @@ def decode_global_id(value: Any, expected: str | tuple[str, ...], field: str) ->
     return pk
 
 
+def node_pk(raw: str) -> int | None:
+    """The primary key in the id part of a global id: ASCII digits within 1 … MAX_INT_PK, or None. (`int()` also
+    takes "²", " 7", "1_0" and "-3", and a number beyond the column's range is a database error.)"""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10):
+        return None
+    pk = int(raw)
+    return pk if 0 < pk <= MAX_INT_PK else None
+
+
 def pk_fits(model: type[Model], pk: int) -> bool:
     """Whether `pk` fits the model's primary-key column: an out-of-range literal is a database error on Postgres."""
     bounds = model._meta.pk.constraints
@@ -100,12 +114,18 @@ def page_size(first: int | None) -> int:
     return first
 
 
+def cursor_pk(model: type[Model], cursor: str | None) -> int | None:
+    """The primary key an `after` cursor points past (None: from the start); INVALID when it cannot be one."""
+    pk = _cursor_pk(cursor)
+    if pk is not None and not pk_fits(model, pk):
+        raise DomainError.single(ErrorCode.INVALID, "Invalid cursor.", "after")
+    return pk
+
+
 async def paginate(qs: QuerySet[Any], first: int | None, after: str | None, *, newest_first: bool = False) -> Page[Any]:
     """Keyset pagination by primary key: two queries (count and one page) whatever the position."""
     size = page_size(first)
-    after_pk = _cursor_pk(after)
-    if after_pk is not None and not pk_fits(qs.model, after_pk):
-        raise DomainError.single(ErrorCode.INVALID, "Invalid cursor.", "after")
+    after_pk = cursor_pk(qs.model, after)
     total = await qs.count()
     window = qs
     if after_pk is not None:
@@ -114,6 +134,60 @@ async def paginate(qs: QuerySet[Any], first: int | None, after: str | None, *, n
     has_next = len(rows) > size
     rows = rows[:size]
     return Page(rows, [_cursor(r.id) for r in rows], total, has_next, after_pk is not None)
+
+
+async def paginate_many(
+    qs: QuerySet[Any],
+    parent: str,
+    parent_ids: Sequence[int],
+    size: int,
+    after_pk: int | None,
+    *,
+    newest_first: bool = False,
+) -> dict[int, Page[Any]]:
+    """`paginate` for many parents at once (a DataLoader's batch): the rows of `qs` grouped by the column
+    `parent`, the same page of each group. Three statements whatever the number of parents: the counts, the ids
+    of each group's page (a window function numbers the rows of each group), and those rows.
+
+    `size` and `after_pk` are already validated (`page_size`, `cursor_pk`).
+    """
+    scoped = qs.filter(**{f"{parent}__in": list(parent_ids)})
+    totals = dict(await scoped.annotate(total=Count("id")).group_by(parent).values_list(parent, "total"))
+    rows_by_parent: dict[int, list[Any]] = defaultdict(list)
+    if any(totals.values()):
+        window = scoped
+        if after_pk is not None:
+            window = window.filter(id__lt=after_pk) if newest_first else window.filter(id__gt=after_pk)
+        table = Table(qs.model._meta.db_table)
+        order = Order.desc if newest_first else Order.asc
+        ranked = window.annotate(page_rank=RowNumber().over(table.field(parent)).orderby(table.id, order=order))
+        sql, params = _parameterized(ranked.values("id", "page_rank"))
+        # `size + 1` rows tell whether there is a next page; an int, so formatting it in is safe
+        wanted = await connections.get("default").execute_query_dict(
+            f'SELECT "id" FROM ({sql}) AS "ranked" WHERE "page_rank" <= {int(size) + 1}', params
+        )
+        rows = await qs.model.filter(id__in=[row["id"] for row in wanted]).order_by("-id" if newest_first else "id")
+        for row in rows:
+            rows_by_parent[getattr(row, parent)].append(row)
+    pages: dict[int, Page[Any]] = {}
+    for parent_id in parent_ids:
+        rows = rows_by_parent.get(parent_id, [])
+        chunk = rows[:size]
+        pages[parent_id] = Page(
+            chunk,
+            [_cursor(r.id) for r in chunk],
+            totals.get(parent_id, 0),
+            len(rows) > size,
+            after_pk is not None,
+        )
+    return pages
+
+
+def _parameterized(query: Any) -> tuple[str, list[Any]]:
+    """The SQL and parameters Tortoise would send for `query` (its own `sql()` drops the parameters)."""
+    query.sql()
+    sql, params = query.query.get_parameterized_sql()
+    return sql, list(params)
 
 
 def paginate_list(items: Sequence[T], first: int | None, after: str | None, key: Any = lambda x: x.id) -> Page[T]:

@@ -8,7 +8,16 @@ from domain.accounts.models import User
 from domain.customers import services
 from domain.customers.models import Customer, CustomerStatus
 from domain.visibility import restrict
-from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate, paginate_list
+from resolvers.common import (
+    Outcome,
+    Page,
+    attempt,
+    cursor_pk,
+    decode_global_id,
+    page_size,
+    paginate,
+    paginate_list,
+)
 
 
 async def customer(ctx: Any, id: str) -> Customer | None:
@@ -20,17 +29,18 @@ async def customer(ctx: Any, id: str) -> Customer | None:
 
 
 async def customers(
-    ctx: Any,
-    status: CustomerStatus | None,
-    search: str | None,
-    first: int | None,
-    after: str | None,
-    partner_id: int | None = None,
+    ctx: Any, status: CustomerStatus | None, search: str | None, first: int | None, after: str | None
 ) -> Page[Customer]:
-    qs = services.search_customers(ctx.viewer, status, search)
-    if partner_id is not None:
-        qs = qs.filter(partner_id=partner_id)
-    return await paginate(qs, first, after)
+    return await paginate(services.search_customers(ctx.viewer, status, search), first, after)
+
+
+async def partner_customers(
+    ctx: Any, partner_id: int, status: CustomerStatus | None, search: str | None, first: int | None, after: str | None
+) -> Page[Customer]:
+    """`Partner.customers`: batched with the other partners of the same request (a page of partners, or the same
+    partner reached again through its customers, costs one page query)."""
+    key = (partner_id, status, search, page_size(first), cursor_pk(Customer, after))
+    return await ctx.loaders.customers_by_partner.load(key)
 
 
 async def team_members(ctx: Any, customer_id: int, first: int | None, after: str | None) -> Page[User]:

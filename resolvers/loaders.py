@@ -1,16 +1,18 @@
 """Per-request DataLoaders (aiodataloader), one per relation, each reading through `restrict()`.
 
 They live on the request context, never at module level: a loader's cache must not outlive the request or
-cross tenants.
+cross tenants. Nested connections (a partner's customers, a customer's campaigns) load through them too, so a
+page of parents costs the same few statements whatever its size.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from aiodataloader import DataLoader
+from aiodataloader import DataLoader as BaseDataLoader
 from tortoise.models import Model
 
 from domain.access.models import ApiKey, EmbedToken
@@ -20,7 +22,9 @@ from domain.audit.models import AuditEvent
 from domain.billing import cap
 from domain.billing import services as billing
 from domain.campaigns.models import Campaign
+from domain.customers import services as customers
 from domain.customers.models import Customer
+from domain.errors import DomainError
 from domain.features import services as features
 from domain.ledger.models import LedgerAccount, Transfer, TransferKind
 from domain.packages import services as packages
@@ -30,9 +34,21 @@ from domain.reports.models import ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 from domain.visibility import audit_actors_shown, restrict
-from resolvers.common import pk_fits
+from resolvers.common import Page, paginate_many, pk_fits
 
 M = TypeVar("M", bound=Model)
+
+
+class DataLoader(BaseDataLoader):
+    """A DataLoader whose futures survive the cancellation of any one caller.
+
+    aiodataloader hands every caller of a key the same future, and graphql-core cancels the sibling fields of a
+    field that failed: the cancellation then reached the shared future, and every other field waiting on that key
+    (elsewhere in the document, or later in the request) got a CancelledError that escaped as an HTTP 500.
+    """
+
+    def load(self, key: Any) -> asyncio.Future[Any]:
+        return asyncio.shield(super().load(key))
 
 
 def _by_id(model: type[M], viewer: Viewer, **narrow: Any) -> DataLoader:
@@ -43,6 +59,27 @@ def _by_id(model: type[M], viewer: Viewer, **narrow: Any) -> DataLoader:
         visible = restrict(model, viewer).filter(id__in=wanted, **narrow)
         rows = {row.pk: row for row in await visible} if wanted else {}
         return [rows.get(i) for i in ids]
+
+    return DataLoader(batch_load_fn=batch)
+
+
+def _pages(fetch: Callable[[Any, list[int], int, int | None], Any]) -> DataLoader:
+    """Pages of a nested connection, keyed `(parent id, *arguments, page size, after pk)`: the parents that share
+    the arguments are paginated together (`paginate_many`). A refusal (a bad filter) fails only its own keys."""
+
+    async def batch(keys: Sequence[tuple[Any, ...]]) -> list[Page[Any] | Exception]:
+        groups: dict[tuple[Hashable, ...], set[int]] = defaultdict(set)
+        for key in keys:
+            groups[key[1:]].add(key[0])
+        pages: dict[tuple[Any, ...], Page[Any] | Exception] = {}
+        for (*arguments, size, after_pk), parent_ids in groups.items():
+            try:
+                found = await fetch(tuple(arguments), sorted(parent_ids), size, after_pk)
+            except DomainError as exc:
+                found = dict.fromkeys(parent_ids, exc)
+            for parent_id, page in found.items():
+                pages[(parent_id, *arguments, size, after_pk)] = page
+        return [pages[tuple(key)] for key in keys]
 
     return DataLoader(batch_load_fn=batch)
 
@@ -107,6 +144,26 @@ class Loaders:
             return restrict(Membership, self.viewer).filter(customer_id__in=ids).order_by("id")
 
         return self._get("members_by_customer", lambda: _grouped(fetch, lambda m: m.customer_id))
+
+    @property
+    def customers_by_partner(self) -> DataLoader:
+        """A page of each partner's visible customers; key `(partner id, status, search, size, after pk)`."""
+
+        def fetch(arguments: tuple[Any, ...], ids: list[int], size: int, after_pk: int | None) -> Any:
+            status, search = arguments
+            qs = customers.search_customers(self.viewer, status, search)
+            return paginate_many(qs, "partner_id", ids, size, after_pk)
+
+        return self._get("customers_by_partner", lambda: _pages(fetch))
+
+    @property
+    def campaigns_by_customer(self) -> DataLoader:
+        """A page of each (visible) customer's campaigns, oldest first; key `(customer id, size, after pk)`."""
+
+        def fetch(arguments: tuple[Any, ...], ids: list[int], size: int, after_pk: int | None) -> Any:
+            return paginate_many(Campaign.all(), "customer_id", ids, size, after_pk)
+
+        return self._get("campaigns_by_customer", lambda: _pages(fetch))
 
     async def users_of_customer(self, customer_id: int) -> list[User]:
         memberships = await self.members_by_customer.load(customer_id)

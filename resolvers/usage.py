@@ -11,7 +11,7 @@ from domain.campaigns.models import Campaign
 from domain.usage import services
 from domain.usage.models import UnitType, UsageHold
 from domain.usage.rating import Rate, rate_book
-from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate
+from resolvers.common import Outcome, Page, attempt, cursor_pk, decode_global_id, page_size, paginate
 
 
 def decode_or_none(value: Any, type_name: str) -> int | None:
@@ -106,7 +106,8 @@ async def campaign_create(ctx: Any, data: dict[str, Any]) -> Outcome[Campaign]:
 
 
 async def campaigns_of(ctx: Any, customer_id: int, first: int | None, after: str | None) -> Page[Campaign]:
-    return await paginate(Campaign.filter(customer_id=customer_id), first, after)
+    """`Customer.campaigns`, batched with the other customers of the same request."""
+    return await ctx.loaders.campaigns_by_customer.load((customer_id, page_size(first), cursor_pk(Campaign, after)))
 
 
 async def rate_card(ctx: Any, partner_id: int) -> list[Rate]:

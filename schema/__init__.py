@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
+from graphql import GraphQLError
 from strawberry import relay
 from strawberry.tools import merge_types
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
+from resolvers.common import node_pk
 from schema.access import AccessMutations, AccessQueries
 from schema.access_guard import MachineAccessGuard
 from schema.accounts import AccountMutations, AccountQueries
@@ -14,11 +18,12 @@ from schema.alerts import AlertMutations, AlertQueries
 from schema.audit import AuditQueries
 from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
-from schema.extensions import default_extensions
+from schema.extensions import BoundedExecution, default_extensions, log_client_error
 from schema.features import FeatureMutations
 from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
 from schema.reports import ReportMutations, ReportQueries
+from schema.scalars import DateTimeDefinition
 from schema.subscriptions import Subscription
 from schema.usage import UsageMutations, UsageQueries
 
@@ -33,7 +38,13 @@ class NodeQueries:
             return None
         definition = info.schema.get_type_by_name(global_id.type_name)
         origin = getattr(definition, "origin", None)
-        if not (isinstance(origin, type) and issubclass(origin, relay.Node)):
+        # an object type implementing Node (the `Node` interface itself resolves nothing) with an id every type's
+        # `resolve_nodes` can take: every Node's id is a positive 32-bit integer
+        if getattr(definition, "is_interface", True) or not (
+            isinstance(origin, type) and issubclass(origin, relay.Node)
+        ):
+            return None
+        if node_pk(global_id.node_id) is None:
             return None
         return await global_id.resolve_node(info, required=False)
 
@@ -69,6 +80,21 @@ Mutation = merge_types(
     ),
 )
 
-schema = strawberry.Schema(
-    query=Query, mutation=Mutation, subscription=Subscription, extensions=[*default_extensions(), MachineAccessGuard]
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        # Strawberry logs every error at ERROR with its traceback; most are the client's (a bad id, FORBIDDEN, a
+        # typo in the query). Unexpected ones are logged by MaskUnexpectedErrors, once, with the request id.
+        request_id = getattr(getattr(execution_context, "context", None), "request_id", None)
+        for error in errors:
+            log_client_error(error, request_id)
+
+
+schema = Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=[*default_extensions(), MachineAccessGuard],
+    execution_context_class=BoundedExecution,
+    scalar_overrides={datetime: DateTimeDefinition},
 )

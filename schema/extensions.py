@@ -1,13 +1,18 @@
-"""Execution guards from DESIGN.md §3: depth ≤ 12, aliases ≤ 30, tokens ≤ 5,000, unexpected errors masked.
+"""Execution guards from DESIGN.md §3: depth ≤ 12, aliases ≤ 30, tokens ≤ 5,000, a cost ≤ 5,000 objects
+(schema/cost.py), queries bounded in time, unexpected errors masked; introspection refused where the transport
+says so.
 
 A client that crosses a limit learns which kind of limit it hit, never its value: the numbers would tell an
 attacker exactly how far to go. Field suggestions ("Did you mean …?") are hidden unless the transport says the
 caller may see them (dev and test do; prod does not), because they let anyone map the schema without
-introspection.
+introspection. Every error a client sees carries `extensions.code`: the guards' own, a DomainError's, INVALID for
+a request that does not parse, validate or coerce, INTERNAL_SERVER_ERROR (with a request id) for anything
+unexpected. Errors the client caused are logged at INFO without a traceback, unexpected ones at ERROR.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -20,30 +25,44 @@ from typing import Any, cast
 import structlog
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLError,
+    GraphQLSchema,
     GraphQLSyntaxError,
+    OperationType,
     ValidationContext,
     ValidationRule,
     parse,
     specified_rules,
     validate,
 )
+from graphql import (
+    ExecutionResult as CoreExecutionResult,
+)
+from graphql.pyutils import AwaitableOrValue
 from strawberry.extensions import AddValidationRules, MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.types import ExecutionResult
 from strawberry.utils.str_converters import to_camel_case
 
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCode
+from schema.cost import operation_cost
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 5000
+MAX_COST = 5000  # objects an operation may resolve (schema/cost.py); graphql-armor's default maximum cost
 
 # `extensions.code` of the errors these guards produce; the HTTP view maps INTERNAL_ERROR_CODE to a 5xx.
 LIMIT_CODE = "QUERY_TOO_COMPLEX"
+TIMEOUT_CODE = "TIMEOUT"
 INTERNAL_ERROR_CODE = "INTERNAL_SERVER_ERROR"
+# A request the server could not parse, validate or coerce: the client's to fix, as INVALID is in payloads.
+REQUEST_ERROR_CODE = str(ErrorCode.INVALID)
 
 log = structlog.get_logger("partnerdesk.graphql")
 
@@ -180,6 +199,80 @@ def opaque_parse_limit(error: GraphQLError) -> GraphQLError:
     return error
 
 
+def cost_error(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict[str, Any] | None
+) -> GraphQLError | None:
+    """The error refusing an operation that could resolve more than MAX_COST objects; None when it may run."""
+    if operation_cost(schema, document, operation_name, variables) <= MAX_COST:
+        return None
+    return GraphQLError(
+        "The operation asks for too much at once: request smaller pages or fewer nested connections.",
+        extensions={"code": LIMIT_CODE},
+    )
+
+
+class QueryCost(SchemaExtension):
+    """Refuses, before anything runs, an operation whose pages multiply past MAX_COST objects: a partner's
+    customers, each with its partner's customers, each with … would otherwise run for seconds and slow every
+    other tenant on the process down. The count needs the variables, so it runs here, not during validation."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.result is None and context.graphql_document is not None:
+            variables = context.variables if isinstance(context.variables, dict) else None
+            error = cost_error(context.schema._schema, context.graphql_document, context.operation_name, variables)
+            if error is not None:
+                context.result = ExecutionResult(data=None, errors=[error])  # set before execution: nothing runs
+        yield
+
+
+class BoundedExecution(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor with a time limit (the context's `execution_timeout`) on queries and subscription
+    pushes. Mutations run to completion: stopping one after its commit would report a failure for a change that
+    happened. A query that runs out of time answers `data: null` and one TIMEOUT error."""
+
+    def execute_operation(self, serially: bool | None = None) -> AwaitableOrValue[Any]:
+        result = super().execute_operation(serially)
+        timeout = getattr(self.context_value, "execution_timeout", None)
+        if timeout is None or self.operation.operation is OperationType.MUTATION or not self.is_awaitable(result):
+            return result
+        return self._bounded(result, timeout)
+
+    async def _bounded(self, result: Any, seconds: float) -> Any:
+        try:
+            async with asyncio.timeout(seconds):
+                return await result
+        except TimeoutError:
+            log.info("operation_timed_out", request_id=getattr(self.context_value, "request_id", None))
+            error = GraphQLError("The operation took too long and was stopped.", extensions={"code": TIMEOUT_CODE})
+            return CoreExecutionResult(None, [error])
+
+
+class _NoIntrospection(ValidationRule):
+    """Refuses the two ways into the schema's description (everything else of it lies beneath them)."""
+
+    def enter_field(self, node: FieldNode, *_: Any) -> None:
+        if node.name.value in ("__schema", "__type"):
+            self.report_error(
+                GraphQLError(
+                    "Introspection is not available without signing in.",
+                    node,
+                    extensions={"code": str(ErrorCode.FORBIDDEN)},
+                )
+            )
+
+
+class IntrospectionGuard(SchemaExtension):
+    """Refuses `__schema` and `__type` when the transport says the caller may not introspect (anonymous callers
+    in production: the schema is a map of everything to try). `__typename` stays available."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        if not getattr(context.context, "introspection", True):
+            context.validation_rules = (*context.validation_rules, _NoIntrospection)
+        yield
+
+
 # --- parsing -----------------------------------------------------------------------------------------------------
 
 
@@ -281,16 +374,54 @@ def _anonymised(error: GraphQLError, request_id: str) -> GraphQLError:
     )
 
 
+def _with_code(error: GraphQLError) -> GraphQLError:
+    """`error` with a code: its own, or INVALID (a request that did not parse, validate or coerce). A copy: the
+    validation errors of a document are shared between requests (SharedDocuments)."""
+    error = opaque_parse_limit(error)
+    if (error.extensions or {}).get("code"):
+        return error
+    return GraphQLError(
+        message=error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions={**(error.extensions or {}), "code": REQUEST_ERROR_CODE},
+    )
+
+
+def log_client_error(error: GraphQLError, request_id: str | None) -> None:
+    """An error the client caused, at INFO and without a traceback: it is no fault of ours, yet worth counting.
+    Unexpected errors are logged at ERROR, with their traceback, where they are masked."""
+    if _is_unexpected(error):
+        return
+    original = error.original_error
+    if isinstance(original, DomainError) and original.errors:
+        code: Any = str(original.errors[0].code)
+    else:
+        code = (error.extensions or {}).get("code") or REQUEST_ERROR_CODE
+    log.info("client_error", request_id=request_id, code=code, path=error.path, message=error.message)
+
+
 def client_error(error: GraphQLError, request_id: str, *, suggestions: bool = False) -> GraphQLError:
     """What a client may see of an error: unexpected ones masked (and logged), DomainErrors with their code and
-    field, suggestions cut unless shown. The HTTP path gets the same from the extensions below."""
+    field, every other one coded, suggestions cut unless shown. The HTTP path gets the same from the extensions
+    below."""
     if _is_unexpected(error):
         return _anonymised(error, request_id)
+    log_client_error(error, request_id)
     if isinstance(error.original_error, DomainError):
         return _coded(error)
     if not suggestions and "Did you mean" in error.message:
         error.message = _SUGGESTION.sub("", error.message)
-    return error
+    return _with_code(error)
+
+
+def mask_unexpected(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
+    """The transport's last pass: an exception raised by an extension hook reaches the result without passing
+    through MaskUnexpectedErrors (Strawberry catches it outside the extensions); it is masked here all the same."""
+    return [_anonymised(e, request_id) if _is_unexpected(e) else e for e in errors]
 
 
 class MaskUnexpectedErrors(MaskErrors):
@@ -303,7 +434,10 @@ class MaskUnexpectedErrors(MaskErrors):
         super().__init__(should_mask_error=_is_unexpected)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [_coded(e) if isinstance(e.original_error, DomainError) else e for e in super()._process_errors(errors)]
+        return [
+            _coded(e) if isinstance(e.original_error, DomainError) else _with_code(e)
+            for e in super()._process_errors(errors)
+        ]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         return _anonymised(error, getattr(self.execution_context.context, "request_id", ""))
@@ -338,4 +472,4 @@ def prepare_document(schema: Any, query: str, *, suggestions: bool = False) -> D
 
 
 def default_extensions() -> list[Any]:
-    return [RequestLimits, SharedDocuments, HideSuggestions, MaskUnexpectedErrors]
+    return [RequestLimits, IntrospectionGuard, SharedDocuments, HideSuggestions, QueryCost, MaskUnexpectedErrors]

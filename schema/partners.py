@@ -83,13 +83,8 @@ class Partner(ModelNode):
     ) -> Connection[Annotated[Customer, strawberry.lazy("schema.customers")]]:
         from schema.customers import Customer
 
-        page = await rc.customers(
-            info.context,
-            filter.status if filter else None,
-            filter.search if filter else None,
-            first,
-            after,
-            partner_id=self.id,
+        page = await rc.partner_customers(
+            info.context, self.id, filter.status if filter else None, filter.search if filter else None, first, after
         )
         return Connection.of(page, Customer)
 

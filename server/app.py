@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
@@ -41,8 +42,26 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+def metrics_allowed(settings: Settings, authorization: str | None) -> bool | None:
+    """Whether /metrics answers this `Authorization` header; None when it is not served at all.
+
+    Metrics name queues, tasks and subscriber counts: in production only a scraper holding METRICS_TOKEN reads
+    them. Elsewhere they are open unless a token is set."""
+    if settings.metrics_token is None:
+        return True if settings.is_dev else None
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode("utf-8", "surrogatepass"), settings.metrics_token.encode()
+    )
+
+
 async def metrics(request: Request) -> Response:
     """Prometheus metrics, plus live-subscription and task gauges of this process (leak checks use them)."""
+    allowed = metrics_allowed(request.app.state.settings, request.headers.get("authorization"))
+    if allowed is None:
+        return PlainTextResponse("Not Found", status_code=404)
+    if not allowed:
+        return PlainTextResponse("Unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"})
     pubsub = getattr(request.app.state, "pubsub", None)
     extra = (
         "# HELP partnerdesk_live_subscriptions Subscribers waiting for changes in this process.\n"

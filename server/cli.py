@@ -134,6 +134,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         ws="wsproto",
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        # a frame over the cap is refused while it arrives (the live endpoint checks the same cap on every server)
+        ws_max_size=settings.max_body_bytes,
         # the app reads X-Forwarded-For itself, from TRUSTED_PROXIES only (server/app.py)
         proxy_headers=False,
     )

@@ -21,6 +21,8 @@ class Context:
     request_id: str
     loaders: Loaders = field(init=False)
     pubsub: Any = None  # the process's pub/sub, for live streams iterated outside the websocket endpoint
+    execution_timeout: float | None = None  # seconds a query may run (schema/extensions.py); None: unbounded
+    introspection: bool = True  # whether this caller may introspect the schema
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.viewer)

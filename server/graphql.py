@@ -15,6 +15,7 @@ HTTP follows the GraphQL-over-HTTP draft (https://graphql.github.io/graphql-over
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -34,7 +35,7 @@ from strawberry.types.graphql import OperationType
 
 from domain.viewer import Viewer
 from schema import schema
-from schema.extensions import INTERNAL_ERROR_CODE, field_suggestions
+from schema.extensions import INTERNAL_ERROR_CODE, TIMEOUT_CODE, field_suggestions, mask_unexpected
 from server.auth import InvalidToken, bearer_token, client_ip, viewer_from_token
 from server.context import Context
 from server.logging import new_request_id
@@ -112,9 +113,14 @@ def is_request_error(result: ExecutionResult) -> bool:
     """True when the operation never started: the document did not parse or validate, or variables did not coerce.
 
     Such a response must carry no `data`. Errors raised while executing fields always carry a `path`; errors
-    raised before execution never do, which tells the two apart whatever phase produced them.
+    raised before execution never do, which tells the two apart whatever phase produced them. The one exception
+    is a timeout: it stops the whole execution (no path), yet the operation did start (`data: null`, 200).
     """
-    return result.data is None and bool(result.errors) and all(error.path is None for error in result.errors)
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None and (error.extensions or {}).get("code") != TIMEOUT_CODE for error in result.errors)
+    )
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
@@ -183,6 +189,14 @@ class GraphQLView(GraphQL):
             return fail(exc.status_code, exc.reason, exc.headers)
         except HTTPException as exc:
             return fail(exc.status_code, exc.reason, {"Allow": "GET, POST"} if exc.status_code == 405 else None)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the request itself is being cancelled (the client went away, the server stops)
+            # a cancellation that leaked out of the operation (a bug, once: graphql-core cancelling the siblings
+            # of a failed field reached a shared DataLoader future): still a JSON error, never a plain-text 500
+            log.error("unexpected_cancellation", request_id=request_id, exc_info=True)
+            return fail(500, f"Unexpected error. Quote request id {request_id} to support.")
         except Exception:
             log.exception("unexpected_http_error", request_id=request_id)
             return fail(500, f"Unexpected error. Quote request id {request_id} to support.")
@@ -220,7 +234,17 @@ class GraphQLView(GraphQL):
                 request_id=request_id,
             )
         pubsub = getattr(request.app.state, "pubsub", None)
-        return Context(request=request, response=response, viewer=viewer, request_id=request_id, pubsub=pubsub)
+        return Context(
+            request=request,
+            response=response,
+            viewer=viewer,
+            request_id=request_id,
+            pubsub=pubsub,
+            execution_timeout=self.settings.execution_timeout_seconds,
+            introspection=self.settings.introspection_for_anonymous
+            or viewer.is_authenticated
+            or viewer.user_id is not None,
+        )
 
     # --- GraphQL over HTTP ---------------------------------------------------------------------------------------
 
@@ -279,6 +303,8 @@ class GraphQLView(GraphQL):
             raise
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        if result.errors:
+            result.errors = mask_unexpected(result.errors, request.scope.get("state", {}).get("request_id", ""))
         response_data = await super().process_result(request, result)
         if is_request_error(result):
             response_data.pop("data", None)

@@ -41,7 +41,6 @@ from graphql import (
     execute_subscription_event,
     get_operation_ast,
 )
-from graphql.execution import Executor
 from graphql.pyutils import is_awaitable
 
 from domain.access.services import authenticate_tokens
@@ -53,7 +52,7 @@ from domain.visibility import restrict
 from resolvers.subscriptions import LiveStream
 from schema import schema
 from schema.access_guard import refusal
-from schema.extensions import client_error, prepare_document, show_field_suggestions
+from schema.extensions import BoundedExecution, client_error, cost_error, prepare_document, show_field_suggestions
 from server.auth import InvalidToken, client_ip, viewer_from_token
 from server.context import Context
 from server.logging import new_request_id
@@ -213,6 +212,10 @@ class Connection:
                 return
             if message["type"] != "websocket.receive":
                 continue
+            if _too_big(message, self.endpoint.settings.max_body_bytes):
+                # the same cap as HTTP bodies: a huge frame is parsed by nobody (1009: message too big)
+                await self.close(1009, "Message too big")
+                return
             data = _decoded(message)
             message = None  # an idle socket keeps neither its last frame nor its last message alive
             if data is None:
@@ -289,6 +292,10 @@ class Connection:
         if operation is None:
             await self.send_errors(id, [GraphQLError("Could not determine the operation to run.")])
             return
+        too_costly = cost_error(self.endpoint.graphql_schema, document, name, variables)
+        if too_costly is not None:  # the same limit as over HTTP, for subscriptions (their pushes) and one-shots
+            await self.send_errors(id, [too_costly])
+            return
         if self.viewer.is_machine:  # API keys and embed tokens: their permissions, then their request limit
             reason = refusal(self.viewer, self.endpoint.graphql_schema, document, name)
             if reason:
@@ -334,7 +341,7 @@ class Connection:
         return await stream if is_awaitable(stream) else stream  # type: ignore[return-value]
 
     def executor(self, document: DocumentNode, variables: dict[str, Any] | None, name: str | None) -> Any:
-        return Executor.build(
+        return BoundedExecution.build(
             self.endpoint.graphql_schema,
             document,
             context_value=self.context(),
@@ -347,7 +354,14 @@ class Connection:
         """A fresh context (and DataLoaders) for each execution: a push must never see a previous push's rows."""
         assert self.viewer is not None
         viewer = self.viewer
-        return Context(None, None, viewer, viewer.request_id or new_request_id(), pubsub=self.endpoint.pubsub)
+        return Context(
+            None,
+            None,
+            viewer,
+            viewer.request_id or new_request_id(),
+            pubsub=self.endpoint.pubsub,
+            execution_timeout=self.endpoint.settings.execution_timeout_seconds,
+        )
 
     def complete(self, id: Any) -> None:
         operation = self.operations.pop(id, None) if isinstance(id, str) else None
@@ -527,9 +541,16 @@ class OneShot:
     async def run(self, query: str, variables: dict[str, Any] | None, name: str | None) -> None:
         connection = self.connection
         try:
-            result = await schema.execute(
-                query, variable_values=variables, context_value=connection.context(), operation_name=name
-            )
+            try:
+                result = await schema.execute(
+                    query, variable_values=variables, context_value=connection.context(), operation_name=name
+                )
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # completed by the client, or the socket closed
+                # a cancellation leaked out of the operation (see server/graphql.py): answer it, masked
+                result = ExecutionResult(None, [GraphQLError(str(exc), original_error=exc, path=[self.id])])
             await connection.send_result(self.id, result)  # type: ignore[arg-type]
             await connection.send_json({"id": self.id, "type": "complete"})
         finally:
@@ -561,6 +582,17 @@ def _log_failure(task: asyncio.Future[None]) -> None:
     """An operation's task failed outside GraphQL's own error handling (a bug): log it, the socket goes on."""
     if not task.cancelled() and task.exception() is not None:
         log.error("live_operation_failed", exc_info=task.exception())
+
+
+def _too_big(message: dict[str, Any], cap: int) -> bool:
+    """Whether a frame is over `cap` bytes (as UTF-8, like an HTTP body). A character is 1 to 4 bytes: most
+    frames are decided without encoding them."""
+    text = message.get("text")
+    if text is None:
+        return len(message.get("bytes") or b"") > cap
+    if len(text) > cap or len(text) * 4 <= cap:
+        return len(text) > cap
+    return len(text.encode("utf-8", "surrogatepass")) > cap
 
 
 def _decoded(message: dict[str, Any]) -> dict[str, Any] | None:

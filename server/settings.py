@@ -75,8 +75,15 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
 
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = 1_000_000  # HTTP request bodies and WebSocket messages alike
     allowed_origins: list[str] = Field(default_factory=list)
+    # queries and subscription pushes running longer are stopped with code TIMEOUT (mutations run to completion:
+    # cutting one off after its commit would report a failure for a change that happened)
+    execution_timeout_seconds: float = 10.0
+    # anonymous introspection (`__schema`, `__type`); None: allowed outside prod, refused in prod
+    public_introspection: bool | None = None
+    # `Authorization: Bearer <token>` for /metrics; without one /metrics is open outside prod and off in prod
+    metrics_token: str | None = None
     log_json: bool = False
     log_level: str = "INFO"
 
@@ -109,6 +116,10 @@ class Settings(BaseSettings):
     @property
     def is_dev(self) -> bool:
         return self.app_env != "prod"
+
+    @property
+    def introspection_for_anonymous(self) -> bool:
+        return self.is_dev if self.public_introspection is None else self.public_introspection
 
     def tortoise_config(self, database_url: str | None = None) -> dict[str, Any]:
         url = database_url or self.database_url

@@ -250,8 +250,9 @@ async def test_bad_requests_get_a_json_4xx_never_a_500(
 
 
 def nested(depth: int) -> str:
-    """A query whose selections nest `depth` object fields deep: partner → customers → nodes → partner → …"""
-    fields = ['partner(id: "x")'] + [("customers", "nodes", "partner")[i % 3] for i in range(depth - 1)]
+    """A query whose selections nest `depth` object fields deep: partner → customers → nodes → partner → …
+    (pages of one, so that only its depth counts)"""
+    fields = ['partner(id: "x")'] + [("customers(first: 1)", "nodes", "partner")[i % 3] for i in range(depth - 1)]
     return "{ " + "".join(f"{field} {{ " for field in fields) + "__typename" + " }" * depth + " }"
 
 

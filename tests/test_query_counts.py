@@ -1,5 +1,6 @@
 """No N+1: a page of customers with their features, team, the team's memberships and the partner costs a fixed
-number of SQL statements, whether it holds 5 customers or 50."""
+number of SQL statements, whether it holds 5 customers or 50; so do connections nested in connections (a
+partner's customers, each with its campaigns and its partner's customers again)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from domain.accounts.models import Membership, Role
 from domain.accounts.services import org_key
+from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.partners.models import Partner
 from tests.conftest import GQL, Factory, count_queries, gid
@@ -23,7 +25,7 @@ query {
         partner { name }
         features { apiAccess portalSections lowCreditThreshold maxTeamMembers }
         package { version expiresAt package { title userCount } }
-        teamMembers {
+        teamMembers(first: 10) {
           totalCount
           nodes { username memberships { role customer { name } partner { name } } }
         }
@@ -37,7 +39,7 @@ query($id: ID!) {
     name
     customers(first: 100) {
       totalCount
-      nodes { name partner { name } teamMembers { nodes { username memberships { customer { name } } } } }
+      nodes { name partner { name } teamMembers(first: 10) { nodes { username memberships { customer { name } } } } }
     }
   }
 }"""
@@ -125,3 +127,61 @@ async def test_customer_user_page_costs_no_more_with_more_siblings(gql: GQL, fac
     assert [e["node"]["name"] for e in small_data["customers"]["edges"]] == ["Watched Co"]
     assert [e["node"]["name"] for e in large_data["customers"]["edges"]] == ["Watched Co"]
     assert small == large
+
+
+NESTED = """
+query($id: ID!) {
+  partner(id: $id) {
+    customers(first: 50) {
+      nodes {
+        name
+        campaigns(first: 5) { totalCount nodes { name } }
+        partner { customers(first: 50) { totalCount nodes { name } } }
+      }
+    }
+  }
+}"""
+PARTNERS = "{ partners(first: 50) { nodes { name customers(first: 50) { totalCount nodes { name } } } } }"
+
+
+async def test_nested_connections_are_loaded_in_batches(gql: GQL, factory: Factory) -> None:
+    # given a partner whose customers each have campaigns, reached again through each customer's partner
+    partner, owner = await factory.partner("Counting Agency")
+    token = await gql.login(owner.email)
+    variables = {"id": gid("Partner", partner.id)}
+
+    async def grow_with_campaigns(until: int) -> None:
+        await grow(factory, partner, until)
+        launched = set(await Campaign.all().values_list("customer_id", flat=True))
+        for customer in await Customer.filter(partner_id=partner.id).exclude(id__in=launched):
+            await Campaign.create(customer_id=customer.id, name=f"Launch {customer.id}")
+
+    await grow_with_campaigns(5)
+    # when
+    small, _ = await measure(gql, NESTED, variables, token)
+    await grow_with_campaigns(50)
+    large, large_data = await measure(gql, NESTED, variables, token)
+    # then
+    nodes = large_data["partner"]["customers"]["nodes"]
+    assert len(nodes) == 50 and all(n["campaigns"]["totalCount"] == 1 for n in nodes)
+    assert all(n["partner"]["customers"]["totalCount"] == 50 for n in nodes)
+    print(f"\nSQL statements for nested connections: 5 customers → {small}, 50 customers → {large}")
+    assert small == large, f"5 customers took {small} statements, 50 took {large}: a nested connection is N+1"
+
+
+async def test_a_page_of_partners_loads_their_customers_in_one_batch(gql: GQL, factory: Factory) -> None:
+    # given
+    admin = await factory.admin()
+    token = await gql.login(admin.email)
+    for _ in range(3):
+        await factory.tenant(customers=2)
+    # when
+    small, _ = await measure(gql, PARTNERS, None, token)
+    for _ in range(12):
+        await factory.tenant(customers=3)
+    large, data = await measure(gql, PARTNERS, None, token)
+    # then
+    counts = [p["customers"]["totalCount"] for p in data["partners"]["nodes"]]
+    assert counts == [2] * 3 + [3] * 12
+    assert [len(p["customers"]["nodes"]) for p in data["partners"]["nodes"]] == counts
+    assert small == large, f"3 partners took {small} statements, 15 took {large}"

@@ -557,3 +557,44 @@ async def test_each_alert_and_the_latest_cap_state_are_pushed(server) -> None:
     # then both alerts arrive, in order (discrete events are not coalesced), and the cap ends REACHED
     assert alerts == ["CAP_WARNING", "CAP_REACHED"]
     assert caps[-1] == "REACHED"
+
+
+async def test_review_regressions_over_the_socket(server) -> None:
+    """Issue 11 over graphql-transport-ws: the same cost limit as HTTP, an answer when a failed field cancels its
+    siblings, tokens with odd characters refused (not 1011), and frames capped like HTTP bodies."""
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    customer = tenant["customers"][0]
+    shared_load = (
+        f'{{ a: customer(id: "{customer}") {{ features {{ id }} }}'
+        f' b: customer(id: "{customer}") {{ features {{ id }} campaigns(after: "x") {{ totalCount }} }} }}'
+    )
+    nested_pages = (
+        "query($p: ID!) { partner(id: $p) { customers(first: 100) { nodes { partner { customers(first: 100) {"
+        " nodes { partner { customers(first: 3) { nodes { id } } } } } } } } } }"
+    )
+    refills = " ".join(f"r{i}: refills(first: 100) {{ edges {{ node {{ id }} }} nodes {{ id }} }}" for i in range(20))
+    costly_subscription = f"subscription($id: ID!) {{ walletUpdated(customerId: $id) {{ {refills} }} }}"
+    async with socket(api) as ws:
+        await ws.init(tenant["staff"])
+        # when a field fails while a sibling waits for the same loader key: one answer, then complete
+        await ws.subscribe("shared", shared_load)
+        answer, done = await ws.receive(), await ws.receive()
+        assert answer["type"] == "next", answer
+        assert answer["payload"]["data"]["b"] is None and answer["payload"]["data"]["a"]["features"]["id"]
+        assert [e["extensions"]["code"] for e in answer["payload"]["errors"]] == ["INVALID"]
+        assert done == {"id": "shared", "type": "complete"}
+        # when a query or a subscription would resolve too much: refused with the limit's code, as over HTTP
+        await ws.subscribe("pages", nested_pages, {"p": tenant["partner"]})
+        await ws.subscribe("push", costly_subscription, {"id": customer})
+        for id in ("pages", "push"):
+            refused = await ws.receive()
+            assert refused["id"] == id and refused["type"] == "error", refused
+            assert refused["payload"][0]["extensions"] == {"code": "QUERY_TOO_COMPLEX"}
+        # when a frame is larger than an HTTP body may be
+        await ws.send({"type": "ping", "payload": {"pad": "x" * 1_000_001}})
+        assert await ws.closed_with() == 1009
+    for token in ("pd_live_\u00b2_x", "pd_embed_\u00b2_x", "pd_sess_\ud800"):
+        async with socket(api) as ws:
+            await ws.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+            assert await ws.closed_with() == 4403, token

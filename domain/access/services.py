@@ -64,9 +64,16 @@ def _split(token: str, prefix: str) -> tuple[int, str] | None:
     if not token.startswith(prefix) or len(token) > MAX_TOKEN_LENGTH:
         return None
     raw_id, sep, secret = token.removeprefix(prefix).partition("_")
-    if not sep or not secret or not raw_id.isdigit() or len(raw_id) > 18:
+    # isdigit() alone takes "²", which int() refuses
+    if not sep or not secret or not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
         return None
     return int(raw_id), secret
+
+
+def _well_formed(token: str) -> bool:
+    """Every token we issue is short printable ASCII; anything else (a WebSocket's JSON may even carry a lone
+    surrogate, which cannot be hashed) is refused before it is looked up."""
+    return len(token) <= MAX_TOKEN_LENGTH and token.isascii() and token.isprintable()
 
 
 def _secret_matches(secret: str, stored_hash: str) -> bool:
@@ -100,6 +107,8 @@ async def authenticate_token(token: str, base: Viewer) -> Viewer | None:
     """The viewer behind any bearer token (session, API key, embed token), or None when it is unknown, expired,
     revoked, or its customer, partner or feature is disabled. Request metadata (ip, agent, request id) comes
     from `base`. Cheap enough to call again on a live connection to re-check it."""
+    if not _well_formed(token):
+        return None
     if token.startswith(SESSION_PREFIX):
         return await authenticate_session(token, base)
     if token.startswith(API_KEY_PREFIX):
@@ -111,7 +120,7 @@ async def authenticate_token(token: str, base: Viewer) -> Viewer | None:
 
 async def authenticate_tokens(tokens: list[str], base: Viewer) -> dict[str, Viewer | None]:
     """`authenticate_token` for many tokens at once: the sessions among them in one query."""
-    found = await authenticate_sessions([t for t in tokens if t.startswith(SESSION_PREFIX)], base)
+    found = await authenticate_sessions([t for t in tokens if t.startswith(SESSION_PREFIX) and _well_formed(t)], base)
     for token in tokens:
         if token not in found:
             found[token] = await authenticate_token(token, base)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from datetime import UTC, datetime, timedelta
 
 from domain.config import config
 
 LINK_TTL = timedelta(hours=24)
 PATH_PREFIX = "/exports/"
+# ASCII digits only (`str.isdigit` also takes "²", which `int` refuses), and no more of them than a report id
+# and a Unix time have: a 5,000-digit expiry is past `int()`'s digit limit.
+_LINK = re.compile(r"(?P<report>[0-9]{1,10})\.(?P<expires>[0-9]{1,12})\.(?P<signature>[A-Za-z0-9_-]{1,64})")
 
 
 class LinkInvalid(Exception):
@@ -39,11 +43,11 @@ def sign(report_id: int, expires_at: datetime) -> str:
 
 def verify(token: str, now: datetime | None = None) -> int:
     """The report id of an authentic, unexpired link; LinkInvalid or LinkExpired otherwise."""
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 10:
+    match = _LINK.fullmatch(token)
+    if match is None:
         raise LinkInvalid(token)
-    report_id, expires = int(parts[0]), int(parts[1])
-    if not hmac.compare_digest(parts[2], _signature(report_id, expires)):
+    report_id, expires = int(match["report"]), int(match["expires"])
+    if not hmac.compare_digest(match["signature"], _signature(report_id, expires)):
         raise LinkInvalid(token)
     if expires <= (now or datetime.now(UTC)).timestamp():
         raise LinkExpired(token)
