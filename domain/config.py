@@ -1,46 +1,92 @@
-"""Knobs the domain needs, set once by the composition root (server/) at start-up; defaults suit development."""
+"""Every setting the domain reads, each with its one default: `DomainConfig`, read from the environment once.
+
+`server.settings.Settings` extends `DomainConfig` with what only the server needs (database, bind address, limits of
+the transport), so a setting and its default are written once, here or there. The domain reads its part through
+`config()`, which loads it on first use and never replaces it; nothing copies values across at start-up. Tests that
+need other values for a while use `overridden()`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from limits import parse_many
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET = "dev-insecure-secret-key-change-me"
 
 
-@dataclass(frozen=True, slots=True)
-class DomainConfig:
+class DomainConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    secret_key: str = DEV_SECRET  # signs download links, email-change tokens; required in prod (Settings)
+    public_url: str = "http://127.0.0.1:8000"  # base of links in emails and embed URLs
+    # switches the sign-in throttle (and the server's broker, pub/sub and API-key limits) to Redis
+    redis_url: str | None = None
     session_ttl_hours: int = 24 * 14
-    # sign-in throttling (domain/accounts/throttle.py): `limits` notation, several windows separated by ";"
-    login_ip_attempt_limits: str = "30/minute"
-    login_ip_failure_limits: str = "50/hour;200/day"
+    # sign-in throttling (domain/accounts/throttle.py), in the `limits` notation: windows separated by ";"
+    login_ip_attempt_limits: str = "30/minute"  # every attempt from one client IP
+    login_ip_failure_limits: str = "50/hour;200/day"  # failed attempts from one client IP
+    # attempts on one login from one client IP (a success clears them), and from clients without a recent session
     login_failure_limits: str = "5/minute;10/15 minutes;20/hour;50/day"
-    # where the throttle counts: a `limits` storage URI, shared by every process when it is Redis
-    rate_limit_storage: str = "async+memory://"
+    # argon2 cost; tests lower it so fixtures stay fast (never below the library's minimums in prod)
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
-    public_url: str = "http://127.0.0.1:8000"
-    secret_key: str = "dev-insecure-secret-key-change-me"  # signs download links
-    exports_dir: str = "exports"  # where built usage reports are stored (local storage)
+    exports_dir: Path = ROOT / "exports"  # built usage reports (local storage)
     export_retention_hours: int = 24 * 7  # how long a built report stays downloadable
-    avatars_dir: str = "avatars"  # profile images (local storage, served at /avatars/<name>)
     # exports share the workers between tenants: bounded per customer and per partner (domain/reports/queue.py)
-    export_max_pending_per_customer: int = 10  # requested exports QUEUED or RUNNING at once
-    export_max_running_per_customer: int = 2  # builds in flight (dispatched or running)
-    export_max_running_per_partner: int = 4  # builds in flight for all the partner's customers together
-    report_max_schedules_per_customer: int = 10
-    export_lease_seconds: float = 120  # a RUNNING report without a heartbeat for this long is rebuilt
+    export_max_pending_per_customer: int = Field(10, ge=1)  # requested exports QUEUED or RUNNING at once
+    export_max_running_per_customer: int = Field(2, ge=1)  # builds in flight (dispatched or running)
+    export_max_running_per_partner: int = Field(4, ge=1)  # builds in flight for all its customers together
+    report_max_schedules_per_customer: int = Field(10, ge=0)
+    export_lease_seconds: float = Field(120, ge=10)  # a RUNNING report without a heartbeat this long is rebuilt
+    avatars_dir: Path = ROOT / "avatars"  # uploaded profile images (local storage, served at /avatars/<name>)
+
+    @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")
+    @classmethod
+    def _limits_notation(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"use the `limits` notation, e.g. '5/minute;50/day': {exc}") from exc
+        return value
+
+    @property
+    def rate_limit_storage(self) -> str:
+        return limits_storage_uri(self.redis_url)
 
 
-_config = DomainConfig()
+def limits_storage_uri(redis_url: str | None) -> str:
+    """The `limits` storage for a deployment: process memory, or the Redis every process shares."""
+    if redis_url is None:
+        return "async+memory://"
+    # `limits` wants `async+redis://…` (or `async+redis+unix://…`); the redis-py client is already a dependency
+    scheme, _, rest = redis_url.partition("://")
+    return f"async+redis+unix://{rest}" if scheme == "unix" else f"async+{redis_url}"
 
 
-def configure(**values: object) -> DomainConfig:
-    global _config
-    _config = replace(_config, **values)  # type: ignore[arg-type]
-    from domain.accounts import passwords, throttle
-
-    passwords.reset_hasher()
-    throttle.reset_throttle()
-    return _config
+_loaded: DomainConfig | None = None
 
 
 def config() -> DomainConfig:
-    return _config
+    """The process's domain configuration (read from the environment on first use)."""
+    global _loaded
+    if _loaded is None:
+        _loaded = DomainConfig()
+    return _loaded
+
+
+@contextmanager
+def overridden(**changes: object) -> Iterator[DomainConfig]:
+    """For tests: other values while the block runs, then the configuration as it was."""
+    global _loaded
+    before = config()
+    _loaded = before.model_copy(update=changes)
+    try:
+        yield _loaded
+    finally:
+        _loaded = before

@@ -4,7 +4,7 @@ A sliding one-minute window from the `limits` library (its sliding-window counte
 ENTERPRISE limit of any size costs the same; a moving window would keep one entry per request): in process memory
 in the embedded default, in Redis when REDIS_URL is set (so every server process counts against the same window).
 People's sessions and embed tokens are not limited here; sign-in is throttled by domain/accounts/throttle.py, on the
-storage `storage_uri` names. If Redis is unreachable the request is let through and the failure logged: an outage
+storage `domain.config.limits_storage_uri` names. If Redis is unreachable the request is let through and the failure logged: an outage
 of the limiter must not take the API down with it.
 """
 
@@ -18,6 +18,7 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from domain.config import limits_storage_uri
 from domain.viewer import Viewer
 
 log = structlog.get_logger("partnerdesk.ratelimit")
@@ -31,19 +32,12 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-def storage_uri(redis_url: str | None) -> str:
-    """The `limits` storage for this deployment: process memory, or the Redis every process shares."""
-    if redis_url is None:
-        return "async+memory://"
-    # `limits` wants `async+redis://…` (or `async+redis+unix://…`); the redis-py client is already a dependency.
-    scheme, _, rest = redis_url.partition("://")
-    return f"async+redis+unix://{rest}" if scheme == "unix" else f"async+{redis_url}"
-
-
 def _storage(redis_url: str | None, key_prefix: str) -> Storage:
     if redis_url is None:
         return MemoryStorage()
-    return RedisStorage(storage_uri(redis_url), implementation="redispy", key_prefix=key_prefix, wrap_exceptions=True)
+    return RedisStorage(
+        limits_storage_uri(redis_url), implementation="redispy", key_prefix=key_prefix, wrap_exceptions=True
+    )
 
 
 class ApiRateLimiter:

@@ -11,12 +11,10 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
 
-from limits import parse_many
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parent.parent
-DEV_SECRET = "dev-insecure-secret-key-change-me"
+from domain.config import DEV_SECRET, ROOT, DomainConfig
 
 MODEL_MODULES = [
     "domain.accounts.models",
@@ -36,26 +34,16 @@ MODEL_MODULES = [
 ]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+class Settings(DomainConfig):
+    """The domain's settings (`DomainConfig`, defaults written there) and the server's own."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     app_env: Literal["dev", "test", "prod"] = "dev"
     database_url: str = f"sqlite://{ROOT / 'data' / 'partnerdesk.sqlite3'}"
-    redis_url: str | None = None
     dramatiq_namespace: str = "dramatiq"
-    secret_key: str = DEV_SECRET
-    public_url: str = "http://127.0.0.1:8000"
     smtp_url: str | None = None
     outbox_dir: Path = ROOT / "outbox"
-    exports_dir: Path = ROOT / "exports"  # built usage reports (local storage)
-    export_retention_hours: int = 24 * 7
-    # per-tenant bounds on the shared export workers (README: Usage reports)
-    export_max_pending_per_customer: int = Field(10, ge=1)
-    export_max_running_per_customer: int = Field(2, ge=1)
-    export_max_running_per_partner: int = Field(4, ge=1)
-    report_max_schedules_per_customer: int = Field(10, ge=0)
-    export_lease_seconds: int = Field(120, ge=10)
-    avatars_dir: Path = ROOT / "avatars"  # uploaded profile images (local storage)
     ws_recheck_seconds: float = 15.0  # how often live sockets' tokens and watched customers are re-checked
     ws_init_timeout_seconds: float = 10.0  # connection_init must arrive within this after the handshake
     background_tasks: bool = True  # outbox relay and scheduler inside `serve` (all processes may run them)
@@ -63,17 +51,8 @@ class Settings(BaseSettings):
     port: int = 8000
 
     db_pool_size: int = 20
-    session_ttl_hours: int = 24 * 14
-    # sign-in throttling (README "Sign-in"), in the `limits` notation: windows separated by ";"
-    login_ip_attempt_limits: str = "30/minute"  # every attempt from one client IP
-    login_ip_failure_limits: str = "50/hour;200/day"  # failed attempts from one client IP
-    # attempts on one login from one client IP (a success clears them), and from clients without a recent session
-    login_failure_limits: str = "5/minute;10/15 minutes;20/hour;50/day"
     # proxies (IPs or CIDRs) whose X-Forwarded-For names the client; empty: the peer address is the client
     trusted_proxies: list[str] = Field(default_factory=list)
-    # argon2 cost; tests lower it so fixtures stay fast (never below the library's minimums in prod)
-    argon2_time_cost: int = 3
-    argon2_memory_cost: int = 65536
 
     max_body_bytes: int = 1_000_000  # HTTP request bodies and WebSocket messages alike
     allowed_origins: list[str] = Field(default_factory=list)
@@ -86,15 +65,6 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     log_json: bool = False
     log_level: str = "INFO"
-
-    @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")
-    @classmethod
-    def _limits_notation(cls, value: str) -> str:
-        try:
-            parse_many(value)
-        except ValueError as exc:
-            raise ValueError(f"use the `limits` notation, e.g. '5/minute;50/day': {exc}") from exc
-        return value
 
     @field_validator("trusted_proxies")
     @classmethod

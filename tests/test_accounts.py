@@ -6,7 +6,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,8 +21,8 @@ from domain.accounts.models import Membership, Role, Session, User
 from domain.accounts.services import org_key
 from domain.accounts.throttle import Scope, build_throttle
 from domain.audit.models import AuditEvent, AuditEventType
+from domain.config import limits_storage_uri as storage_uri
 from domain.customers.models import Customer
-from server.ratelimit import storage_uri
 from tests.conftest import GQL, PASSWORD, REDIS_URL, Factory, gather, gid
 
 LOGIN = """
@@ -216,17 +216,12 @@ async def client_at(app: Any, ip: str) -> AsyncIterator[GQL]:
 @pytest.fixture
 def limits() -> Iterator[Any]:
     """Sets other sign-in limits for one test."""
-    before = domain_config.config()
+    with ExitStack() as stack:
 
-    def set_limits(**values: str) -> None:
-        domain_config.configure(**values)
+        def set_limits(**values: str) -> None:
+            stack.enter_context(domain_config.overridden(**values))
 
-    yield set_limits
-    domain_config.configure(
-        login_ip_attempt_limits=before.login_ip_attempt_limits,
-        login_ip_failure_limits=before.login_ip_failure_limits,
-        login_failure_limits=before.login_failure_limits,
-    )
+        yield set_limits
 
 
 async def test_failures_from_elsewhere_never_lock_a_user_out_where_they_sign_in(

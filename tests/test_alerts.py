@@ -106,10 +106,8 @@ def mailbox(tmp_path: Path) -> Iterator[Mailbox]:
 
 @pytest.fixture(autouse=True)
 def public_url() -> Iterator[str]:
-    before = domain_config.config().public_url
-    domain_config.configure(public_url=PUBLIC_URL)
-    yield PUBLIC_URL
-    domain_config.configure(public_url=before)
+    with domain_config.overridden(public_url=PUBLIC_URL):
+        yield PUBLIC_URL
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,13 +54,12 @@ TODAY = datetime.now(UTC).date()
 @pytest.fixture
 def limits() -> Iterator[Callable[..., None]]:
     """Sets domain limits for one test (as the settings would at start-up)."""
-    before = domain_config.config()
+    with ExitStack() as stack:
 
-    def set_limits(**values: Any) -> None:
-        domain_config.configure(**values)
+        def set_limits(**values: Any) -> None:
+            stack.enter_context(domain_config.overridden(**values))
 
-    yield set_limits
-    domain_config.configure(**dataclasses.asdict(before))
+        yield set_limits
 
 
 async def run_until_idle(app: Any) -> None:

@@ -554,10 +554,8 @@ GIF = b"GIF89a" + b"\x00" * 64
 
 @pytest.fixture
 def avatars_dir(tmp_path: Path) -> Iterator[Path]:
-    before = domain_config.config().avatars_dir
-    domain_config.configure(avatars_dir=str(tmp_path / "avatars"))
-    yield tmp_path / "avatars"
-    domain_config.configure(avatars_dir=before)
+    with domain_config.overridden(avatars_dir=tmp_path / "avatars"):
+        yield tmp_path / "avatars"
 
 
 def stored(folder: Path) -> list[str]:

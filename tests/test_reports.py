@@ -90,11 +90,9 @@ EVENTS = [
 
 @pytest.fixture(autouse=True)
 def exports_dir(tmp_path: Path) -> Iterator[Path]:
-    before = domain_config.config().exports_dir
     folder = tmp_path / "exports"
-    domain_config.configure(exports_dir=str(folder))
-    yield folder
-    domain_config.configure(exports_dir=before)
+    with domain_config.overridden(exports_dir=folder):
+        yield folder
     configure_storage(None)
 
 

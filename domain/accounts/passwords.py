@@ -12,14 +12,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from domain.config import config
 
 
-@lru_cache(maxsize=1)
 def _hasher() -> PasswordHasher:
     cfg = config()
-    return PasswordHasher(time_cost=cfg.argon2_time_cost, memory_cost=cfg.argon2_memory_cost)
+    return _hasher_for(cfg.argon2_time_cost, cfg.argon2_memory_cost)
 
 
-def reset_hasher() -> None:
-    _hasher.cache_clear()
+@lru_cache(maxsize=4)
+def _hasher_for(time_cost: int, memory_cost: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost)
 
 
 def hash_password(password: str) -> str:

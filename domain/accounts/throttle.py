@@ -41,7 +41,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from domain.config import config
+from domain.config import DomainConfig, config
 from domain.errors import DomainError, ErrorCode, FieldError
 
 log = structlog.get_logger("partnerdesk.throttle")
@@ -203,19 +203,14 @@ def build_throttle(storage_uri: str, key_prefix: str = KEY_PREFIX) -> LoginThrot
     )
 
 
-_throttle: LoginThrottle | None = None
+_throttle: tuple[DomainConfig, LoginThrottle] | None = None
 
 
 def throttle() -> LoginThrottle:
-    """The process's throttle, built on first use: inside the running event loop, where the memory storage
-    schedules its expiry task."""
+    """The process's throttle, built on first use (inside the running event loop, where the memory storage
+    schedules its expiry task) for the configuration in force."""
     global _throttle
-    if _throttle is None:
-        _throttle = build_throttle(config().rate_limit_storage)
-    return _throttle
-
-
-def reset_throttle() -> None:
-    """Drops the throttle so the next use builds one from the current configuration."""
-    global _throttle
-    _throttle = None
+    cfg = config()
+    if _throttle is None or _throttle[0] is not cfg:
+        _throttle = (cfg, build_throttle(cfg.rate_limit_storage))
+    return _throttle[1]
