@@ -7,19 +7,20 @@ from typing import Any
 from domain.access import services
 from domain.access.models import ApiKey, EmbedToken
 from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate
+from resolvers.context import Context
 
 
-async def api_keys(ctx: Any, customer_id: Any, first: int | None, after: str | None) -> Page[ApiKey]:
+async def api_keys(ctx: Context, customer_id: Any, first: int | None, after: str | None) -> Page[ApiKey]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
     return await paginate(await services.api_keys_of(ctx.viewer, pk), first, after, newest_first=True)
 
 
-async def embed_tokens(ctx: Any, customer_id: Any, first: int | None, after: str | None) -> Page[EmbedToken]:
+async def embed_tokens(ctx: Context, customer_id: Any, first: int | None, after: str | None) -> Page[EmbedToken]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
     return await paginate(await services.embed_tokens_of(ctx.viewer, pk), first, after, newest_first=True)
 
 
-async def api_key_create(ctx: Any, data: dict[str, Any]) -> Outcome[services.ApiKeyIssued]:
+async def api_key_create(ctx: Context, data: dict[str, Any]) -> Outcome[services.ApiKeyIssued]:
     async def run() -> services.ApiKeyIssued:
         return await services.api_key_create(
             ctx.viewer,
@@ -33,14 +34,14 @@ async def api_key_create(ctx: Any, data: dict[str, Any]) -> Outcome[services.Api
     return await attempt(run())
 
 
-async def api_key_revoke(ctx: Any, api_key_id: Any) -> Outcome[ApiKey]:
+async def api_key_revoke(ctx: Context, api_key_id: Any) -> Outcome[ApiKey]:
     async def run() -> ApiKey:
         return await services.api_key_revoke(ctx.viewer, decode_global_id(api_key_id, "ApiKey", "api_key_id"))
 
     return await attempt(run())
 
 
-async def embed_token_create(ctx: Any, data: dict[str, Any]) -> Outcome[services.EmbedTokenIssued]:
+async def embed_token_create(ctx: Context, data: dict[str, Any]) -> Outcome[services.EmbedTokenIssued]:
     async def run() -> services.EmbedTokenIssued:
         return await services.embed_token_create(
             ctx.viewer,
@@ -52,7 +53,7 @@ async def embed_token_create(ctx: Any, data: dict[str, Any]) -> Outcome[services
     return await attempt(run())
 
 
-async def embed_token_revoke(ctx: Any, embed_token_id: Any) -> Outcome[EmbedToken]:
+async def embed_token_revoke(ctx: Context, embed_token_id: Any) -> Outcome[EmbedToken]:
     async def run() -> EmbedToken:
         return await services.embed_token_revoke(
             ctx.viewer, decode_global_id(embed_token_id, "EmbedToken", "embed_token_id")

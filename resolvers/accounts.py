@@ -12,6 +12,7 @@ from domain.accounts.throttle import Throttled
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from resolvers.common import Outcome, attempt, camel_errors, decode_global_id_typed, encode_global_id
+from resolvers.context import Context
 
 
 @dataclass(slots=True)
@@ -51,21 +52,21 @@ def organization_view(m: Membership, current_membership_id: int | None) -> Organ
     )
 
 
-async def my_organizations(ctx: Any) -> list[OrganizationView]:
+async def my_organizations(ctx: Context) -> list[OrganizationView]:
     viewer = ctx.viewer
     if viewer.user_id is None:
         return []
     return [organization_view(m, viewer.membership_id) for m in await services.memberships_of(viewer.user_id)]
 
 
-async def me(ctx: Any) -> User | None:
+async def me(ctx: Context) -> User | None:
     if ctx.viewer.user_id is None:
         return None
     return await ctx.loaders.user_by_id.load(ctx.viewer.user_id)
 
 
 async def login(
-    ctx: Any, login: str, password: str, totp_code: str | None, recovery_code: str | None
+    ctx: Context, login: str, password: str, totp_code: str | None, recovery_code: str | None
 ) -> tuple[Outcome[services.LoginResult], int | None]:
     """The outcome, and the seconds to wait when sign-in was throttled."""
     try:
@@ -79,11 +80,11 @@ async def login(
     return Outcome(result, []), None
 
 
-async def logout(ctx: Any) -> Outcome[None]:
+async def logout(ctx: Context) -> Outcome[None]:
     return await attempt(services.logout(ctx.viewer))
 
 
-async def organization_switch(ctx: Any, organization_id: str) -> Outcome[OrganizationView]:
+async def organization_switch(ctx: Context, organization_id: str) -> Outcome[OrganizationView]:
     async def run() -> OrganizationView:
         if organization_id == encode_global_id("Platform", 0):
             kind, pk = "Platform", 0
@@ -103,7 +104,7 @@ async def organization_switch(ctx: Any, organization_id: str) -> Outcome[Organiz
     return await attempt(run())
 
 
-async def organization_create(ctx: Any, name: str) -> Outcome[OrganizationView]:
+async def organization_create(ctx: Context, name: str) -> Outcome[OrganizationView]:
     async def run() -> OrganizationView:
         customer = await services.organization_create(ctx.viewer, name)
         orgs = await my_organizations(ctx)
@@ -115,27 +116,27 @@ async def organization_create(ctx: Any, name: str) -> Outcome[OrganizationView]:
 # ---------------------------------------------------------------- personal settings
 
 
-def _changed_me(ctx: Any, user: User) -> User:
+def _changed_me(ctx: Context, user: User) -> User:
     ctx.reset_loaders()  # the request's cached user is stale now
     return user
 
 
-async def me_update(ctx: Any, data: dict[str, Any]) -> Outcome[User]:
+async def me_update(ctx: Context, data: dict[str, Any]) -> Outcome[User]:
     async def run() -> User:
         return _changed_me(ctx, await personal.me_update(ctx.viewer, data))
 
     return await attempt(run())
 
 
-async def password_change(ctx: Any, current: str, new: str, confirmation: str) -> Outcome[int]:
+async def password_change(ctx: Context, current: str, new: str, confirmation: str) -> Outcome[int]:
     return await attempt(personal.password_change(ctx.viewer, current, new, confirmation))
 
 
-async def totp_setup(ctx: Any) -> Outcome[personal.TotpSetup]:
+async def totp_setup(ctx: Context) -> Outcome[personal.TotpSetup]:
     return await attempt(personal.totp_setup(ctx.viewer))
 
 
-async def totp_enable(ctx: Any, code: str) -> Outcome[personal.RecoveryCodes]:
+async def totp_enable(ctx: Context, code: str) -> Outcome[personal.RecoveryCodes]:
     async def run() -> personal.RecoveryCodes:
         enabled = await personal.totp_enable(ctx.viewer, code)
         _changed_me(ctx, enabled.user)
@@ -145,7 +146,7 @@ async def totp_enable(ctx: Any, code: str) -> Outcome[personal.RecoveryCodes]:
 
 
 async def totp_recovery_codes_generate(
-    ctx: Any, code: str | None, password: str | None
+    ctx: Context, code: str | None, password: str | None
 ) -> Outcome[personal.RecoveryCodes]:
     return await attempt(personal.totp_recovery_codes_generate(ctx.viewer, code, password))
 
@@ -154,29 +155,29 @@ async def totp_recovery_codes_left(user: User) -> int:
     return await second_factor.recovery_codes_left(user.id)
 
 
-async def totp_disable(ctx: Any, code: str | None, password: str | None) -> Outcome[User]:
+async def totp_disable(ctx: Context, code: str | None, password: str | None) -> Outcome[User]:
     async def run() -> User:
         return _changed_me(ctx, await personal.totp_disable(ctx.viewer, code, password))
 
     return await attempt(run())
 
 
-async def email_change_request(ctx: Any, new_email: str, password: str) -> Outcome[str]:
+async def email_change_request(ctx: Context, new_email: str, password: str) -> Outcome[str]:
     return await attempt(personal.email_change_request(ctx.viewer, new_email, password))
 
 
-async def email_change_confirm(ctx: Any, token: str) -> Outcome[User]:
+async def email_change_confirm(ctx: Context, token: str) -> Outcome[User]:
     async def run() -> User:
         return _changed_me(ctx, await personal.email_change_confirm(ctx.viewer, token))
 
     return await attempt(run())
 
 
-async def account_delete(ctx: Any, password: str) -> Outcome[None]:
+async def account_delete(ctx: Context, password: str) -> Outcome[None]:
     return await attempt(personal.account_delete(ctx.viewer, password))
 
 
-async def avatar_upload(ctx: Any, upload: Any) -> Outcome[User]:
+async def avatar_upload(ctx: Context, upload: Any) -> Outcome[User]:
     async def run() -> User:
         # one byte past the cap is enough to refuse: never read an oversized upload whole
         content = await upload.read(personal.AVATAR_MAX_BYTES + 1)

@@ -8,10 +8,11 @@ from typing import Any
 from domain.audit.models import AuditEvent, AuditEventType
 from domain.visibility import audit_details, restrict, sees_partner_figures
 from resolvers.common import Page, decode_global_id, paginate
+from resolvers.context import Context
 
 
 async def audit_events(
-    ctx: Any,
+    ctx: Context,
     *,
     type: AuditEventType | None,
     user_id: str | None,
@@ -36,15 +37,15 @@ async def audit_events(
     return await paginate(qs, first, after, newest_first=True)
 
 
-def details_of(ctx: Any, event: AuditEvent) -> Any:
+def details_of(ctx: Context, event: AuditEvent) -> Any:
     return audit_details(ctx.viewer, event)
 
 
-async def actor_shown(ctx: Any, event: AuditEvent) -> bool:
+async def actor_shown(ctx: Context, event: AuditEvent) -> bool:
     """Whether the viewer may see who acted on the event and from where (label, IP, user agent)."""
     return bool(await ctx.loaders.audit_actor_shown.load((event.actor_user_id, event.actor_api_key_id)))
 
 
-def chain_position(ctx: Any, event: AuditEvent) -> int | None:
+def chain_position(ctx: Context, event: AuditEvent) -> int | None:
     """The event's place in its partner's chain: a count of the partner's events, so not for customer users."""
     return event.seq if sees_partner_figures(ctx.viewer) else None

@@ -11,13 +11,14 @@ from domain.customers.models import Customer
 from domain.ledger.models import Transfer
 from domain.visibility import restrict
 from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate
+from resolvers.context import Context
 
 
-async def _transfer(ctx: Any, response: dict[str, Any]) -> Transfer:
+async def _transfer(ctx: Context, response: dict[str, Any]) -> Transfer:
     return await Transfer.get(id=response["transfer_id"])
 
 
-async def partner_credits_add(ctx: Any, data: dict[str, Any]) -> Outcome[Transfer]:
+async def partner_credits_add(ctx: Context, data: dict[str, Any]) -> Outcome[Transfer]:
     async def run() -> Transfer:
         partner_id = decode_global_id(data["partner_id"], "Partner", "partner_id")
         response = await services.partner_credits_add(
@@ -28,7 +29,7 @@ async def partner_credits_add(ctx: Any, data: dict[str, Any]) -> Outcome[Transfe
     return await attempt(run())
 
 
-async def customer_credits_move(ctx: Any, data: dict[str, Any], *, reclaim: bool) -> Outcome[Transfer]:
+async def customer_credits_move(ctx: Context, data: dict[str, Any], *, reclaim: bool) -> Outcome[Transfer]:
     async def run() -> Transfer:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         service = services.customer_credits_reclaim if reclaim else services.customer_credits_recharge
@@ -38,7 +39,7 @@ async def customer_credits_move(ctx: Any, data: dict[str, Any], *, reclaim: bool
     return await attempt(run())
 
 
-async def wallet_refill(ctx: Any, data: dict[str, Any]) -> Outcome[Transfer]:
+async def wallet_refill(ctx: Context, data: dict[str, Any]) -> Outcome[Transfer]:
     async def run() -> Transfer:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         response = await services.wallet_refill(
@@ -49,7 +50,7 @@ async def wallet_refill(ctx: Any, data: dict[str, Any]) -> Outcome[Transfer]:
     return await attempt(run())
 
 
-async def billing_preferences_update(ctx: Any, data: dict[str, Any]) -> Outcome[BillingPreferences]:
+async def billing_preferences_update(ctx: Context, data: dict[str, Any]) -> Outcome[BillingPreferences]:
     async def run() -> BillingPreferences:
         customer_id = decode_global_id(data.pop("customer_id"), "Customer", "customer_id")
         if data.get("primary_contact_user_id") is not None:
@@ -61,20 +62,20 @@ async def billing_preferences_update(ctx: Any, data: dict[str, Any]) -> Outcome[
     return await attempt(run())
 
 
-async def customer_of(ctx: Any, customer_id: int) -> Customer | None:
+async def customer_of(ctx: Context, customer_id: int) -> Customer | None:
     return await ctx.loaders.customer_by_id.load(customer_id)
 
 
-async def wallet_state(ctx: Any, customer_id: int) -> services.WalletState:
+async def wallet_state(ctx: Context, customer_id: int) -> services.WalletState:
     return await ctx.loaders.wallet_by_customer.load(customer_id)
 
 
-async def refills(ctx: Any, customer_id: int, first: int | None, after: str | None) -> Page[Transfer]:
+async def refills(ctx: Context, customer_id: int, first: int | None, after: str | None) -> Page[Transfer]:
     customer = await restrict(Customer, ctx.viewer).get(id=customer_id)
     return await paginate(services.refills_of(customer), first, after, newest_first=True)
 
 
-async def balance_after(ctx: Any, account_id: int, balance: Decimal) -> Decimal | None:
+async def balance_after(ctx: Context, account_id: int, balance: Decimal) -> Decimal | None:
     """One side's balance after a transfer, when the viewer owns that account (else None)."""
     return balance if await ctx.loaders.ledger_account_by_id.load(account_id) is not None else None
 

@@ -18,9 +18,10 @@ from resolvers.common import (
     paginate,
     paginate_list,
 )
+from resolvers.context import Context
 
 
-async def customer(ctx: Any, id: str) -> Customer | None:
+async def customer(ctx: Context, id: str) -> Customer | None:
     try:
         pk = decode_global_id(id, "Customer", "id")
     except Exception:
@@ -29,13 +30,18 @@ async def customer(ctx: Any, id: str) -> Customer | None:
 
 
 async def customers(
-    ctx: Any, status: CustomerStatus | None, search: str | None, first: int | None, after: str | None
+    ctx: Context, status: CustomerStatus | None, search: str | None, first: int | None, after: str | None
 ) -> Page[Customer]:
     return await paginate(services.search_customers(ctx.viewer, status, search), first, after)
 
 
 async def partner_customers(
-    ctx: Any, partner_id: int, status: CustomerStatus | None, search: str | None, first: int | None, after: str | None
+    ctx: Context,
+    partner_id: int,
+    status: CustomerStatus | None,
+    search: str | None,
+    first: int | None,
+    after: str | None,
 ) -> Page[Customer]:
     """`Partner.customers`: batched with the other partners of the same request (a page of partners, or the same
     partner reached again through its customers, costs one page query)."""
@@ -43,11 +49,11 @@ async def partner_customers(
     return await ctx.loaders.customers_by_partner.load(key)
 
 
-async def team_members(ctx: Any, customer_id: int, first: int | None, after: str | None) -> Page[User]:
+async def team_members(ctx: Context, customer_id: int, first: int | None, after: str | None) -> Page[User]:
     return paginate_list(await ctx.loaders.users_of_customer(customer_id), first, after)
 
 
-async def customer_create(ctx: Any, data: dict[str, Any]) -> Outcome[services.CustomerCreated]:
+async def customer_create(ctx: Context, data: dict[str, Any]) -> Outcome[services.CustomerCreated]:
     async def run() -> services.CustomerCreated:
         if data.get("partner_id") is not None:
             data["partner_id"] = decode_global_id(data["partner_id"], "Partner", "partner_id")
@@ -58,7 +64,7 @@ async def customer_create(ctx: Any, data: dict[str, Any]) -> Outcome[services.Cu
     return await attempt(run())
 
 
-async def customer_update(ctx: Any, data: dict[str, Any]) -> Outcome[Customer]:
+async def customer_update(ctx: Context, data: dict[str, Any]) -> Outcome[Customer]:
     async def run() -> Customer:
         pk = decode_global_id(data.pop("customer_id"), "Customer", "customer_id")
         return await services.customer_update(ctx.viewer, pk, data)
@@ -66,7 +72,7 @@ async def customer_update(ctx: Any, data: dict[str, Any]) -> Outcome[Customer]:
     return await attempt(run())
 
 
-async def customer_set_enabled(ctx: Any, customer_id: str, enabled: bool) -> Outcome[Customer]:
+async def customer_set_enabled(ctx: Context, customer_id: str, enabled: bool) -> Outcome[Customer]:
     async def run() -> Customer:
         pk = decode_global_id(customer_id, "Customer", "customer_id")
         if enabled:
@@ -76,5 +82,5 @@ async def customer_set_enabled(ctx: Any, customer_id: str, enabled: bool) -> Out
     return await attempt(run())
 
 
-def visible_customers(ctx: Any) -> Any:
+def visible_customers(ctx: Context) -> Any:
     return restrict(Customer, ctx.viewer)

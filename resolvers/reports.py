@@ -12,12 +12,13 @@ from domain.events.services import USAGE_REPORT_UPDATED
 from domain.reports import recipients, schedules, services
 from domain.reports.models import FINAL_STATUSES, ReportSchedule, ReportSettings, UsageReport
 from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate
+from resolvers.context import Context
 from resolvers.subscriptions import watch
 
 T = TypeVar("T")
 
 
-async def usage_export_create(ctx: Any, data: dict[str, Any]) -> Outcome[UsageReport]:
+async def usage_export_create(ctx: Context, data: dict[str, Any]) -> Outcome[UsageReport]:
     async def run() -> UsageReport:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         return await services.usage_export_create(
@@ -27,7 +28,7 @@ async def usage_export_create(ctx: Any, data: dict[str, Any]) -> Outcome[UsageRe
     return await attempt(run())
 
 
-async def usage_reports(ctx: Any, customer_id: Any, first: int | None, after: str | None) -> Page[UsageReport]:
+async def usage_reports(ctx: Context, customer_id: Any, first: int | None, after: str | None) -> Page[UsageReport]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
     return await paginate(await services.usage_reports(ctx.viewer, pk), first, after, newest_first=True)
 
@@ -36,7 +37,7 @@ def download_url(report: UsageReport) -> str | None:
     return services.download_url(report)
 
 
-async def report_schedule_create(ctx: Any, data: dict[str, Any]) -> Outcome[ReportSchedule]:
+async def report_schedule_create(ctx: Context, data: dict[str, Any]) -> Outcome[ReportSchedule]:
     async def run() -> ReportSchedule:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         return await schedules.schedule_create(
@@ -46,7 +47,7 @@ async def report_schedule_create(ctx: Any, data: dict[str, Any]) -> Outcome[Repo
     return await attempt(run())
 
 
-async def report_schedule_delete(ctx: Any, schedule_id: Any) -> Outcome[ReportSchedule]:
+async def report_schedule_delete(ctx: Context, schedule_id: Any) -> Outcome[ReportSchedule]:
     async def run() -> ReportSchedule:
         pk = decode_global_id(schedule_id, "ReportSchedule", "report_schedule_id")
         return await schedules.schedule_delete(ctx.viewer, pk)
@@ -54,11 +55,11 @@ async def report_schedule_delete(ctx: Any, schedule_id: Any) -> Outcome[ReportSc
     return await attempt(run())
 
 
-async def report_settings(ctx: Any, customer_id: Any) -> ReportSettings:
+async def report_settings(ctx: Context, customer_id: Any) -> ReportSettings:
     return await recipients.settings_of(ctx.viewer, decode_global_id(customer_id, "Customer", "customerId"))
 
 
-async def report_settings_update(ctx: Any, data: dict[str, Any]) -> Outcome[ReportSettings]:
+async def report_settings_update(ctx: Context, data: dict[str, Any]) -> Outcome[ReportSettings]:
     async def run() -> ReportSettings:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         return await recipients.settings_update(ctx.viewer, customer_id, data.get("allowed_recipients"))
@@ -66,19 +67,21 @@ async def report_settings_update(ctx: Any, data: dict[str, Any]) -> Outcome[Repo
     return await attempt(run())
 
 
-async def report_schedules(ctx: Any, customer_id: Any, first: int | None, after: str | None) -> Page[ReportSchedule]:
+async def report_schedules(
+    ctx: Context, customer_id: Any, first: int | None, after: str | None
+) -> Page[ReportSchedule]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
     return await paginate(await schedules.schedules_of(ctx.viewer, pk), first, after)
 
 
-async def report_updates(ctx: Any, report_id: Any, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
+async def report_updates(ctx: Context, report_id: Any, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
     """`usageReportUpdated`: checks visibility now (NOT_FOUND at subscribe), then streams `present(report)` as it
     is, and again after each change of its status, ending once it is READY or FAILED."""
     report = await services.visible_report(ctx.viewer, decode_global_id(report_id, "UsageReport", "id"))
     return _report_changes(ctx, report, present)
 
 
-async def _report_changes(ctx: Any, report: UsageReport, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
+async def _report_changes(ctx: Context, report: UsageReport, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
     """Changes are watched per customer (every report of the customer wakes it, and a burst may be coalesced into
     its latest payload), so each wake re-reads this report and skips it when its status did not move."""
     changes = watch(ctx, USAGE_REPORT_UPDATED, report.customer_id).__aiter__()

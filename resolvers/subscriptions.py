@@ -17,6 +17,7 @@ from domain.customers.models import Customer
 from domain.events.services import live_key
 from domain.visibility import get_visible
 from resolvers.common import decode_global_id
+from resolvers.context import Context
 
 
 class CustomerRef(NamedTuple):
@@ -58,14 +59,14 @@ class LiveStream:
                     yield value
 
 
-async def visible_customer(ctx: Any, customer_id: Any) -> CustomerRef:
+async def visible_customer(ctx: Context, customer_id: Any) -> CustomerRef:
     pk = decode_global_id(customer_id, "Customer", "customerId")
     customer = await get_visible(Customer, ctx.viewer, pk, field="customerId")
     return CustomerRef(customer.id, customer.partner_id)
 
 
 def live(
-    ctx: Any,
+    ctx: Context,
     topic: str,
     customer_id: int,
     render: Callable[[Any, dict[str, Any]], Awaitable[Any | None]],
@@ -77,7 +78,7 @@ def live(
 
 
 async def watch(
-    ctx: Any, topic: str, customer_id: int, read: Callable[[], Awaitable[Any]] | None = None
+    ctx: Context, topic: str, customer_id: int, read: Callable[[], Awaitable[Any]] | None = None
 ) -> AsyncIterator[Any]:
     """Generator form for resolvers that yield themselves: the payload of each change, or `read()` after it."""
 

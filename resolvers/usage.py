@@ -12,6 +12,7 @@ from domain.usage import services
 from domain.usage.models import UnitType, UsageHold
 from domain.usage.rating import Rate, rate_book
 from resolvers.common import Outcome, Page, attempt, cursor_pk, decode_global_id, page_size, paginate
+from resolvers.context import Context
 
 
 def decode_or_none(value: Any, type_name: str) -> int | None:
@@ -39,7 +40,7 @@ def to_event(raw: dict[str, Any]) -> services.UsageEventIn:
 
 
 async def usage_record(
-    ctx: Any, events: list[dict[str, Any]], source: str = "graphql"
+    ctx: Context, events: list[dict[str, Any]], source: str = "graphql"
 ) -> Outcome[services.RecordResult]:
     async def run() -> services.RecordResult:
         result = await services.record_usage(ctx.viewer, [to_event(e) for e in events])
@@ -49,7 +50,7 @@ async def usage_record(
     return await attempt(run())
 
 
-async def usage_authorize(ctx: Any, data: dict[str, Any]) -> Outcome[UsageHold]:
+async def usage_authorize(ctx: Context, data: dict[str, Any]) -> Outcome[UsageHold]:
     async def run() -> UsageHold:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         response = await services.usage_authorize(
@@ -60,7 +61,7 @@ async def usage_authorize(ctx: Any, data: dict[str, Any]) -> Outcome[UsageHold]:
     return await attempt(run())
 
 
-async def usage_hold_release(ctx: Any, hold_id: Any) -> Outcome[UsageHold]:
+async def usage_hold_release(ctx: Context, hold_id: Any) -> Outcome[UsageHold]:
     async def run() -> UsageHold:
         return await services.usage_hold_release(ctx.viewer, decode_global_id(hold_id, "UsageHold", "hold_id"))
 
@@ -68,7 +69,7 @@ async def usage_hold_release(ctx: Any, hold_id: Any) -> Outcome[UsageHold]:
 
 
 async def usage_events(
-    ctx: Any,
+    ctx: Context,
     customer_id: Any,
     unit_type: UnitType | None,
     paid: bool | None,
@@ -83,13 +84,13 @@ async def usage_events(
 
 
 async def usage_summary(
-    ctx: Any, customer_id: Any, since: date, until: date, group_by: str
+    ctx: Context, customer_id: Any, since: date, until: date, group_by: str
 ) -> list[services.SummaryRow]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
     return await services.usage_summary(ctx.viewer, pk, since, until, group_by)
 
 
-async def spending_cap_update(ctx: Any, data: dict[str, Any]) -> Outcome[cap.CapState]:
+async def spending_cap_update(ctx: Context, data: dict[str, Any]) -> Outcome[cap.CapState]:
     async def run() -> cap.CapState:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         return await cap.spending_cap_update(ctx.viewer, customer_id, data.get("cap"))
@@ -97,7 +98,7 @@ async def spending_cap_update(ctx: Any, data: dict[str, Any]) -> Outcome[cap.Cap
     return await attempt(run())
 
 
-async def campaign_create(ctx: Any, data: dict[str, Any]) -> Outcome[Campaign]:
+async def campaign_create(ctx: Context, data: dict[str, Any]) -> Outcome[Campaign]:
     async def run() -> Campaign:
         customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
         return await campaigns.campaign_create(ctx.viewer, customer_id, data.get("name"))
@@ -105,10 +106,10 @@ async def campaign_create(ctx: Any, data: dict[str, Any]) -> Outcome[Campaign]:
     return await attempt(run())
 
 
-async def campaigns_of(ctx: Any, customer_id: int, first: int | None, after: str | None) -> Page[Campaign]:
+async def campaigns_of(ctx: Context, customer_id: int, first: int | None, after: str | None) -> Page[Campaign]:
     """`Customer.campaigns`, batched with the other customers of the same request."""
     return await ctx.loaders.campaigns_by_customer.load((customer_id, page_size(first), cursor_pk(Campaign, after)))
 
 
-async def rate_card(ctx: Any, partner_id: int) -> list[Rate]:
+async def rate_card(ctx: Context, partner_id: int) -> list[Rate]:
     return (await rate_book([partner_id])).current(partner_id)

@@ -7,14 +7,13 @@ from typing import Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.access.models import ApiPermission as DomainApiPermission
 from domain.access.models import ApiTier as DomainApiTier
 from domain.access.models import EmbedSection as DomainEmbedSection
 from domain.access.services import rate_limit_of
 from resolvers import access as r
-from schema.common import input_data
+from schema.common import Info, input_data
 from schema.errors import AccessError
 from schema.nodes import Connection, ModelNode
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry import relay
 from strawberry.file_uploads import Upload
-from strawberry.types import Info
 
 from domain.accounts.models import Role as DomainRole
 from domain.accounts.models import Theme as DomainTheme
 from resolvers import accounts as r
+from schema.common import Info
 from schema.errors import AccountError
 from schema.nodes import ModelNode
 from schema.scalars import JSON

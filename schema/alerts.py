@@ -7,11 +7,11 @@ from typing import Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.alerts.models import AlertKind as DomainAlertKind
 from domain.alerts.models import AlertStatus as DomainAlertStatus
 from resolvers import alerts as r
+from schema.common import Info
 from schema.errors import BillingError
 from schema.nodes import Connection, ModelNode
 from schema.scalars import JSON

@@ -7,12 +7,12 @@ from typing import Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.audit.models import AuditEventType as DomainAuditEventType
 from resolvers import audit as r
 from schema.access import ApiKey
 from schema.accounts import User
+from schema.common import Info
 from schema.customers import Customer
 from schema.nodes import Connection, ModelNode
 from schema.partners import Partner

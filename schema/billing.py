@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.billing.models import BillingMode as DomainBillingMode
 from domain.billing.models import RefillRequestStatus as DomainRefillRequestStatus
 from domain.billing.services import CreditState, WalletState, low_balance_level
 from domain.ledger.models import TransferKind as DomainTransferKind
 from resolvers import billing as r
-from schema.common import input_data
+from schema.common import Info, input_data
 from schema.errors import BillingError
 from schema.nodes import Connection, ModelNode
 from schema.scalars import JSON, Money, usd

@@ -7,6 +7,8 @@ from typing import Any
 
 import strawberry
 
+from resolvers.context import Context
+
 
 def input_data(value: Any) -> dict[str, Any]:
     """Fields of a Strawberry input as a dict, leaving out those the client did not send (UNSET)."""
@@ -15,3 +17,7 @@ def input_data(value: Any) -> dict[str, Any]:
         for f in dataclasses.fields(value)
         if getattr(value, f.name) is not strawberry.UNSET
     }
+
+
+# What every field and mutation of the schema receives: `info.context` is the typed per-request Context.
+Info = strawberry.Info[Context, None]

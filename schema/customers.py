@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.customers.models import CustomerStatus as DomainCustomerStatus
 from domain.customers.models import ServiceState as DomainServiceState
 from resolvers import customers as r
 from schema.accounts import User
-from schema.common import input_data
+from schema.common import Info, input_data
 from schema.errors import CustomerError
 from schema.nodes import Connection, ModelNode
 from schema.partners import Partner

@@ -7,13 +7,12 @@ from typing import Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case
 
 from domain.features.models import PortalSection as DomainPortalSection
 from domain.features.services import FeatureState
 from resolvers import features as r
-from schema.common import input_data
+from schema.common import Info, input_data
 from schema.errors import FeatureError
 
 PortalSection = strawberry.enum(

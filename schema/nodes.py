@@ -8,9 +8,9 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from resolvers.common import Page
+from schema.common import Info
 
 N = TypeVar("N")
 

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.access.models import ApiTier as DomainApiTier
 from domain.packages.models import FeatureKey as DomainFeatureKey
 from resolvers import packages as r
 from schema.access import ApiTier
-from schema.common import input_data
+from schema.common import Info, input_data
 from schema.errors import PackageError
 from schema.nodes import Connection, ModelNode
 from schema.scalars import Money, usd

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.partners.models import PartnerStatus as DomainPartnerStatus
 from resolvers import customers as rc
 from resolvers import partners as r
 from schema.accounts import User
-from schema.common import input_data
+from schema.common import Info, input_data
 from schema.errors import PartnerError
 from schema.nodes import Connection, ModelNode
 

@@ -7,13 +7,12 @@ from typing import Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.reports.models import ReportFormat as DomainReportFormat
 from domain.reports.models import ReportFrequency as DomainReportFrequency
 from domain.reports.models import ReportStatus as DomainReportStatus
 from resolvers import reports as r
-from schema.common import input_data
+from schema.common import Info, input_data
 from schema.errors import ReportError
 from schema.nodes import Connection, ModelNode
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 import strawberry
-from strawberry.types import Info
 
 from domain.alerts.models import Alert as AlertRow
 from domain.billing import services as billing
@@ -16,6 +15,7 @@ from resolvers.reports import report_updates
 from resolvers.subscriptions import live, visible_customer
 from schema.alerts import Alert
 from schema.billing import CreditBalance, Wallet
+from schema.common import Info
 from schema.reports import UsageReport
 from schema.usage import SpendingCap
 

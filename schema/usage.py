@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
-from strawberry.types import Info
 
 from domain.billing.cap import CapState
 from domain.campaigns.models import CampaignStatus as DomainCampaignStatus
@@ -19,7 +18,7 @@ from domain.usage.models import HoldStatus as DomainHoldStatus
 from domain.usage.models import UnitType as DomainUnitType
 from domain.usage.rating import Rate
 from resolvers import usage as r
-from schema.common import input_data
+from schema.common import Info, input_data
 from schema.errors import ErrorCode, UsageError
 from schema.nodes import Connection, ModelNode
 from schema.scalars import JSON, Money, usd

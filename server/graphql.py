@@ -34,10 +34,10 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from domain.viewer import Viewer
+from resolvers.context import Context
 from schema import schema
 from schema.extensions import INTERNAL_ERROR_CODE, TIMEOUT_CODE, field_suggestions, mask_unexpected
 from server.auth import InvalidToken, bearer_token, client_ip, viewer_from_token
-from server.context import Context
 from server.logging import new_request_id
 from server.ratelimit import ApiRateLimiter, RateLimited
 from server.settings import Settings

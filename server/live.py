@@ -49,12 +49,12 @@ from domain.errors import ErrorCode
 from domain.events.services import ACCESS_REVOKED
 from domain.viewer import Viewer
 from domain.visibility import restrict
+from resolvers.context import Context
 from resolvers.subscriptions import LiveStream
 from schema import schema
 from schema.access_guard import refusal
 from schema.extensions import BoundedExecution, client_error, cost_error, prepare_document, show_field_suggestions
 from server.auth import InvalidToken, client_ip, viewer_from_token
-from server.context import Context
 from server.logging import new_request_id
 from server.pubsub import PubSub, Subscription
 from server.ratelimit import ApiRateLimiter, RateLimited
