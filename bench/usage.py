@@ -79,6 +79,7 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
     from domain.accounts.models import Role
     from domain.accounts.services import admin_create
     from domain.billing import services as billing
+    from domain.customers.commands import CustomerCreate
     from domain.customers.services import customer_create
     from domain.features.services import set_ai_credits
     from domain.ledger import services as ledger
@@ -112,15 +113,15 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
             customer = (
                 await customer_create(
                     staff,
-                    {
-                        "username": f"benchcust{n}",
-                        "first_name": "Bench",
-                        "last_name": f"Customer{n}",
-                        "email": f"admin{n}@benchcustomer{n}.example.com",
-                        "password": PASSWORD,
-                        "password_confirmation": PASSWORD,
-                        "company_name": f"Bench Customer {n}",
-                    },
+                    CustomerCreate(
+                        username=f"benchcust{n}",
+                        first_name="Bench",
+                        last_name=f"Customer{n}",
+                        email=f"admin{n}@benchcustomer{n}.example.com",
+                        password=PASSWORD,
+                        password_confirmation=PASSWORD,
+                        company_name=f"Bench Customer {n}",
+                    ),
                 )
             ).customer
             await billing.billing_preferences_update(system, customer.id, {"billing_mode": "REFILLABLE_WALLET"})

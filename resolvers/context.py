@@ -1,9 +1,10 @@
-"""The per-request context every resolver and field receives: who asks, request metadata, configuration, and
-fresh DataLoaders. The server builds it (server/graphql.py over HTTP, server/live.py for live pushes)."""
+"""What the server and the resolvers hand each other: the per-request `Context` every resolver and field receives
+(who asks, request metadata, configuration, fresh DataLoaders; built by server/graphql.py over HTTP and server/live.py
+for live pushes), and the `LiveStream` a subscription resolver returns for the websocket endpoint to drive."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from domain.config import DomainConfig, config
+from domain.events.services import live_key
 from domain.viewer import Viewer
 from resolvers.loaders import Loaders
 
@@ -32,6 +34,38 @@ class LivePubSub(Protocol):
     def subscribe(self, key: str) -> AbstractContextManager[LiveSubscription]: ...
 
     async def shared_read(self, subscription: Any, read: Callable[[], Awaitable[T]]) -> T: ...
+
+
+@dataclass(slots=True, eq=False)
+class LiveStream:
+    """One subscription's source: `render(state, payload)` turns a change into the object to push (None: nothing
+    for this subscriber); `state` is what `read()` returned after the change (None without `read`).
+
+    `each_change`: every change matters (alerts, report updates), so changes arriving faster than pushes are
+    rendered one by one instead of coalesced into the latest state.
+    """
+
+    customer_id: int
+    topic: str
+    render: Callable[[Any, dict[str, Any]], Awaitable[Any | None]]
+    read: Callable[[], Awaitable[Any]] | None = None
+    each_change: bool = False
+    pubsub: LivePubSub | None = None  # only for iteration outside the websocket endpoint
+
+    @property
+    def key(self) -> str:
+        return live_key(self.topic, self.customer_id)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        if self.pubsub is None:
+            raise RuntimeError("live streams need the pub/sub of the process")
+        with self.pubsub.subscribe(self.key) as subscription:
+            while True:
+                await subscription.wait()
+                state = await self.pubsub.shared_read(subscription, self.read) if self.read else None
+                value = await self.render(state, subscription.payload)
+                if value is not None:
+                    yield value
 
 
 @dataclass

@@ -10,14 +10,12 @@ streams with callbacks, without a task or a generator per idle subscription; any
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from domain.customers.models import Customer
-from domain.events.services import live_key
 from domain.visibility import get_visible
 from resolvers.common import decode_global_id
-from resolvers.context import Context
+from resolvers.context import Context, LiveStream
 
 
 class CustomerRef(NamedTuple):
@@ -25,38 +23,6 @@ class CustomerRef(NamedTuple):
 
     id: int
     partner_id: int
-
-
-@dataclass(slots=True, eq=False)
-class LiveStream:
-    """One subscription's source: `render(state, payload)` turns a change into the object to push (None: nothing
-    for this subscriber); `state` is what `read()` returned after the change (None without `read`).
-
-    `each_change`: every change matters (alerts, report updates), so changes arriving faster than pushes are
-    rendered one by one instead of coalesced into the latest state.
-    """
-
-    customer_id: int
-    topic: str
-    render: Callable[[Any, dict[str, Any]], Awaitable[Any | None]]
-    read: Callable[[], Awaitable[Any]] | None = None
-    each_change: bool = False
-    pubsub: Any = None  # only for iteration outside the websocket endpoint
-
-    @property
-    def key(self) -> str:
-        return live_key(self.topic, self.customer_id)
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        if self.pubsub is None:
-            raise RuntimeError("live streams need the pub/sub of the process")
-        with self.pubsub.subscribe(self.key) as subscription:
-            while True:
-                await subscription.wait()
-                state = await self.pubsub.shared_read(subscription, self.read) if self.read else None
-                value = await self.render(state, subscription.payload)
-                if value is not None:
-                    yield value
 
 
 async def visible_customer(ctx: Context, customer_id: Any) -> CustomerRef:
@@ -74,7 +40,7 @@ def live(
     *,
     each_change: bool = False,
 ) -> LiveStream:
-    return LiveStream(customer_id, topic, render, read, each_change, getattr(ctx, "pubsub", None))
+    return LiveStream(customer_id, topic, render, read, each_change, ctx.pubsub)
 
 
 async def watch(

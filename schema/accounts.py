@@ -10,12 +10,14 @@ import strawberry
 from strawberry import relay
 from strawberry.file_uploads import Upload
 
+from domain.accounts.models import Membership as MembershipRow
 from domain.accounts.models import Role as DomainRole
 from domain.accounts.models import Theme as DomainTheme
+from domain.accounts.models import User as UserRow
 from resolvers import accounts as r
 from schema.common import Info
 from schema.errors import AccountError
-from schema.nodes import ModelNode
+from schema.nodes import ModelNode, maybe_view, shows
 from schema.scalars import JSON
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class Organization:
         )
 
 
+@shows(MembershipRow)
 @strawberry.type
 class Membership(ModelNode):
     loader = "membership_by_id"
@@ -64,21 +67,18 @@ class Membership(ModelNode):
 
     @strawberry.field
     async def partner(self, info: Info) -> Annotated[Partner, strawberry.lazy("schema.partners")] | None:
-        from schema.partners import Partner
-
         if self.model.partner_id is None:
             return None
-        return Partner.maybe(await info.context.loaders.partner_by_id.load(self.model.partner_id))
+        return maybe_view(await info.context.loaders.partner_by_id.load(self.model.partner_id))
 
     @strawberry.field
     async def customer(self, info: Info) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
-        from schema.customers import Customer
-
         if self.model.customer_id is None:
             return None
-        return Customer.maybe(await info.context.loaders.customer_by_id.load(self.model.customer_id))
+        return maybe_view(await info.context.loaders.customer_by_id.load(self.model.customer_id))
 
 
+@shows(UserRow)
 @strawberry.type
 class User(ModelNode):
     loader = "user_by_id"

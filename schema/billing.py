@@ -11,13 +11,14 @@ import strawberry
 from strawberry import relay
 
 from domain.billing.models import BillingMode as DomainBillingMode
+from domain.billing.models import BillingPreferences
 from domain.billing.models import RefillRequestStatus as DomainRefillRequestStatus
-from domain.billing.services import CreditState, WalletState, low_balance_level
+from domain.billing.services import CreditState, PoolState, WalletState, low_balance_level
 from domain.ledger.models import TransferKind as DomainTransferKind
 from resolvers import billing as r
 from schema.common import Info, input_data
 from schema.errors import BillingError
-from schema.nodes import Connection, ModelNode
+from schema.nodes import Connection, ModelNode, maybe_view, shows
 from schema.scalars import JSON, Money, usd
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class CreditHealth(enum.Enum):
     CRITICAL = "CRITICAL"
 
 
+@shows(CreditState)
 @strawberry.type(description="A customer's AI credits: `available | used | assigned`. Node id = the customer's.")
 class CreditBalance(relay.Node):
     id: relay.NodeID[int]
@@ -66,10 +68,15 @@ class CreditBalance(relay.Node):
         return [cls.of(s) if s else None for s in states]
 
 
+@shows(PoolState)
 @strawberry.type(description="A partner's credit pool: what it can still hand out and what its customers hold.")
 class CreditPool:
     available: Decimal
     assigned: Decimal
+
+    @classmethod
+    def of(cls, state: PoolState) -> CreditPool:
+        return cls(available=state.available, assigned=state.assigned)
 
 
 @strawberry.type
@@ -138,6 +145,7 @@ class RefillRequest:
         )
 
 
+@shows(WalletState)
 @strawberry.type(description="A customer's prepaid USD wallet. Node id = the customer's.")
 class Wallet(relay.Node):
     id: relay.NodeID[int]
@@ -176,6 +184,7 @@ class Wallet(relay.Node):
         return out
 
 
+@shows(BillingPreferences)
 @strawberry.type(name="BillingPreferences")
 class BillingPreferencesType:
     billing_mode: BillingMode  # type: ignore[valid-type]
@@ -204,10 +213,8 @@ class BillingPreferencesType:
 
     @strawberry.field(description="An active admin of the customer who receives billing alerts.")
     async def primary_contact(self, info: Info) -> Annotated[User, strawberry.lazy("schema.accounts")] | None:
-        from schema.accounts import User
-
         uid = self.model.primary_contact_user_id
-        return User.maybe(await info.context.loaders.user_by_id.load(uid)) if uid else None
+        return maybe_view(await info.context.loaders.user_by_id.load(uid)) if uid else None
 
     @classmethod
     def of(cls, prefs: Any) -> BillingPreferencesType:
@@ -284,11 +291,7 @@ class PartnerCreditsAddPayload:
 
     @strawberry.field
     async def partner(self, info: Info) -> Annotated[Partner, strawberry.lazy("schema.partners")] | None:
-        from schema.partners import Partner
-
-        return (
-            Partner.maybe(await info.context.loaders.partner_by_id.load(self.partner_id)) if self.partner_id else None
-        )
+        return maybe_view(await info.context.loaders.partner_by_id.load(self.partner_id)) if self.partner_id else None
 
     @strawberry.field
     async def credit_pool(self, info: Info) -> CreditPool | None:
@@ -306,9 +309,7 @@ class CustomerCreditsPayload:
 
     @strawberry.field
     async def customer(self, info: Info) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
-        from schema.customers import Customer
-
-        return Customer.maybe(await r.customer_of(info.context, self.customer_id)) if self.customer_id else None
+        return maybe_view(await r.customer_of(info.context, self.customer_id)) if self.customer_id else None
 
     @strawberry.field
     async def credits(self, info: Info) -> CreditBalance | None:

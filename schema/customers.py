@@ -8,25 +8,32 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry import relay
 
+from domain.customers import services
+from domain.customers.commands import CustomerCreate, CustomerDisable, CustomerEnable, CustomerUpdate
+from domain.customers.models import Customer as CustomerRow
 from domain.customers.models import CustomerStatus as DomainCustomerStatus
 from domain.customers.models import ServiceState as DomainServiceState
 from resolvers import customers as r
-from schema.accounts import User
-from schema.common import Info, input_data
+from resolvers.billing import wallet_state
+from resolvers.commands import perform
+from resolvers.usage import campaigns_of
+from schema.common import Info
 from schema.errors import CustomerError
-from schema.nodes import Connection, ModelNode
-from schema.partners import Partner
+from schema.nodes import Connection, ModelNode, maybe_view, shows, view_of
 
 if TYPE_CHECKING:
+    from schema.accounts import User
     from schema.billing import BillingPreferencesType, CreditBalance, Wallet
     from schema.features import FeatureToggles
     from schema.packages import PackageAssignment
+    from schema.partners import Partner
     from schema.usage import Campaign, SpendingCap
 
 CustomerStatus = strawberry.enum(DomainCustomerStatus, name="CustomerStatus")
 ServiceState = strawberry.enum(DomainServiceState, name="ServiceState")
 
 
+@shows(CustomerRow)
 @strawberry.type
 class Customer(ModelNode):
     loader = "customer_by_id"
@@ -49,59 +56,44 @@ class Customer(ModelNode):
     model: strawberry.Private[Any]
 
     @strawberry.field
-    async def partner(self, info: Info) -> Partner:
-        partner = await info.context.loaders.partner_by_id.load(self.model.partner_id)
-        return Partner.from_model(partner)
+    async def partner(self, info: Info) -> Annotated[Partner, strawberry.lazy("schema.partners")]:
+        return view_of(await info.context.loaders.partner_by_id.load(self.model.partner_id))
 
     @strawberry.field(description="Features & Add-ons: portal, analytics add-ons, API access, AI credits, team.")
     async def features(self, info: Info) -> Annotated[FeatureToggles, strawberry.lazy("schema.features")]:
-        from schema.features import FeatureToggles
-
-        return FeatureToggles.of(await info.context.loaders.features_by_customer.load(self.id))
+        return view_of(await info.context.loaders.features_by_customer.load(self.id))
 
     @strawberry.field(description="AI credits: available | used | assigned, with the meter's health.")
     async def credits(self, info: Info) -> Annotated[CreditBalance, strawberry.lazy("schema.billing")]:
-        from schema.billing import CreditBalance
-
-        return CreditBalance.of(await info.context.loaders.credits_by_customer.load(self.id))
+        return view_of(await info.context.loaders.credits_by_customer.load(self.id))
 
     @strawberry.field(description="The prepaid USD wallet (REFILLABLE_WALLET billing).")
     async def wallet(self, info: Info) -> Annotated[Wallet, strawberry.lazy("schema.billing")]:
-        from resolvers.billing import wallet_state
-        from schema.billing import Wallet
-
-        return Wallet.of(await wallet_state(info.context, self.id))
+        return view_of(await wallet_state(info.context, self.id))
 
     @strawberry.field(description="Billing mode, contact, spending cap, wallet settings and alert switches.")
     async def billing(self, info: Info) -> Annotated[BillingPreferencesType, strawberry.lazy("schema.billing")]:
-        from schema.billing import BillingPreferencesType
-
-        return BillingPreferencesType.of(await info.context.loaders.billing_by_customer.load(self.id))
+        return view_of(await info.context.loaders.billing_by_customer.load(self.id))
 
     @strawberry.field(description="Monthly spending cap: spent this month, projection and status.")
     async def spending_cap(self, info: Info) -> Annotated[SpendingCap, strawberry.lazy("schema.usage")]:
-        from schema.usage import SpendingCap
-
-        return SpendingCap.of(await info.context.loaders.cap_by_customer.load(self.id))
+        return view_of(await info.context.loaders.cap_by_customer.load(self.id))
 
     @strawberry.field(description="Campaigns, oldest first; the spending cap pauses and resumes them.")
     async def campaigns(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Annotated[Campaign, strawberry.lazy("schema.usage")]]:
-        from resolvers.usage import campaigns_of
-        from schema.usage import Campaign
-
-        return Connection.of(await campaigns_of(info.context, self.id, first, after), Campaign)
+        return Connection.of(await campaigns_of(info.context, self.id, first, after))
 
     @strawberry.field(description="The customer's current package assignment (null: none).")
     async def package(self, info: Info) -> Annotated[PackageAssignment, strawberry.lazy("schema.packages")] | None:
-        from schema.packages import PackageAssignment
-
-        return PackageAssignment.maybe(await info.context.loaders.package_by_customer.load(self.id))
+        return maybe_view(await info.context.loaders.package_by_customer.load(self.id))
 
     @strawberry.field(description="Users who belong to this customer.")
-    async def team_members(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[User]:
-        return Connection.of(await r.team_members(info.context, self.id, first, after), User)
+    async def team_members(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[User, strawberry.lazy("schema.accounts")]]:
+        return Connection.of(await r.team_members(info.context, self.id, first, after))
 
 
 @strawberry.input
@@ -136,7 +128,7 @@ class CustomerCreateInput:
 @strawberry.type
 class CustomerCreatePayload:
     customer: Customer | None
-    user: User | None
+    user: Annotated[User, strawberry.lazy("schema.accounts")] | None
     errors: list[CustomerError]
 
 
@@ -194,25 +186,25 @@ class CustomerQueries:
 class CustomerMutations:
     @strawberry.mutation(description="Creates a customer and its first CUSTOMER_ADMIN user.")
     async def customer_create(self, info: Info, input: CustomerCreateInput) -> CustomerCreatePayload:
-        outcome = await r.customer_create(info.context, input_data(input))
+        outcome = await perform(info.context, services.customer_create, input, CustomerCreate)
         created = outcome.value
         return CustomerCreatePayload(
             customer=Customer.maybe(created.customer if created else None),
-            user=User.maybe(created.user if created else None),
+            user=maybe_view(created.user if created else None),
             errors=CustomerError.list(outcome.errors),
         )
 
     @strawberry.mutation(description="Changes company details; only the fields sent change.")
     async def customer_update(self, info: Info, input: CustomerUpdateInput) -> CustomerUpdatePayload:  # type: ignore[valid-type]
-        outcome = await r.customer_update(info.context, input_data(input))
+        outcome = await perform(info.context, services.customer_update, input, CustomerUpdate)
         return CustomerUpdatePayload(customer=Customer.maybe(outcome.value), errors=CustomerError.list(outcome.errors))
 
     @strawberry.mutation(description="Blocks sign-in for the customer's users and ends their sessions.")
     async def customer_disable(self, info: Info, input: CustomerDisableInput) -> CustomerDisablePayload:  # type: ignore[valid-type]
-        outcome = await r.customer_set_enabled(info.context, input.customer_id, enabled=False)
+        outcome = await perform(info.context, services.customer_disable, input, CustomerDisable)
         return CustomerDisablePayload(customer=Customer.maybe(outcome.value), errors=CustomerError.list(outcome.errors))
 
     @strawberry.mutation
     async def customer_enable(self, info: Info, input: CustomerEnableInput) -> CustomerEnablePayload:  # type: ignore[valid-type]
-        outcome = await r.customer_set_enabled(info.context, input.customer_id, enabled=True)
+        outcome = await perform(info.context, services.customer_enable, input, CustomerEnable)
         return CustomerEnablePayload(customer=Customer.maybe(outcome.value), errors=CustomerError.list(outcome.errors))

@@ -14,12 +14,14 @@ from domain.features.services import FeatureState
 from resolvers import features as r
 from schema.common import Info, input_data
 from schema.errors import FeatureError
+from schema.nodes import shows
 
 PortalSection = strawberry.enum(
     DomainPortalSection, name="PortalSection", description="A section of the customer portal."
 )
 
 
+@shows(FeatureState)
 @strawberry.type(description="A customer's features and add-ons. Node id = the customer's.")
 class FeatureToggles(relay.Node):
     id: relay.NodeID[int]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import strawberry
@@ -13,6 +13,35 @@ from resolvers.common import Page
 from schema.common import Info
 
 N = TypeVar("N")
+V = TypeVar("V", bound=type)
+
+# domain class → how to build the GraphQL object that shows it (`shows`, `view_of`)
+_VIEWS: dict[type, Callable[[Any], Any]] = {}
+
+
+def shows(*sources: type) -> Callable[[V], V]:
+    """Class decorator: this GraphQL type shows these domain objects (rows or read models); `view_of` builds it.
+
+    Types of one schema module refer to another's by `strawberry.lazy` in their annotations and build its objects
+    with `view_of`, so no schema module imports another at run time (no import cycles between them).
+    """
+
+    def register(cls: V) -> V:
+        build = getattr(cls, "of", None) or cls.from_model
+        for source in sources:
+            _VIEWS[source] = build
+        return cls
+
+    return register
+
+
+def view_of(source: Any) -> Any:
+    """The GraphQL object showing a domain object (of a class some type registered with `shows`)."""
+    return _VIEWS[type(source)](source)
+
+
+def maybe_view(source: Any | None) -> Any | None:
+    return None if source is None else view_of(source)
 
 
 class ModelNode(relay.Node):
@@ -83,8 +112,10 @@ class Connection(Generic[N]):
         return [e.node for e in self.edges]
 
     @classmethod
-    def of(cls, page: Page[Any], node_type: Any) -> Connection[Any]:
-        edges = [Edge(cursor=c, node=node_type.from_model(m)) for m, c in zip(page.items, page.cursors, strict=True)]
+    def of(cls, page: Page[Any], node_type: Any = None) -> Connection[Any]:
+        """A page as a connection; its items shown by `node_type.from_model`, or by `view_of` without one."""
+        build = node_type.from_model if node_type is not None else view_of
+        edges = [Edge(cursor=c, node=build(m)) for m, c in zip(page.items, page.cursors, strict=True)]
         return cls(
             edges=edges,
             page_info=PageInfo(

@@ -11,11 +11,12 @@ from strawberry import relay
 
 from domain.access.models import ApiTier as DomainApiTier
 from domain.packages.models import FeatureKey as DomainFeatureKey
+from domain.packages.models import PackageAssignment as PackageAssignmentRow
 from resolvers import packages as r
 from schema.access import ApiTier
 from schema.common import Info, input_data
 from schema.errors import PackageError
-from schema.nodes import Connection, ModelNode
+from schema.nodes import Connection, ModelNode, maybe_view, shows
 from schema.scalars import Money, usd
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Package(ModelNode):
         return await info.context.loaders.package_user_count.load(self.id)
 
 
+@shows(PackageAssignmentRow)
 @strawberry.type(description="A package given to a customer, at the version it had then.")
 class PackageAssignment(ModelNode):
     loader = "package_assignment_by_id"
@@ -89,9 +91,7 @@ class PackageAssignment(ModelNode):
 
     @strawberry.field
     async def customer(self, info: Info) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
-        from schema.customers import Customer
-
-        return Customer.maybe(await info.context.loaders.customer_by_id.load(self.model.customer_id))
+        return maybe_view(await info.context.loaders.customer_by_id.load(self.model.customer_id))
 
     @strawberry.field(description="Whether it is the customer's current assignment and has not expired.")
     def active(self) -> bool:

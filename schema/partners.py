@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry import relay
 
+from domain.partners.models import Partner as PartnerRow
 from domain.partners.models import PartnerStatus as DomainPartnerStatus
 from resolvers import customers as rc
 from resolvers import partners as r
-from schema.accounts import User
 from schema.common import Info, input_data
 from schema.errors import PartnerError
-from schema.nodes import Connection, ModelNode
+from schema.nodes import Connection, ModelNode, maybe_view, shows, view_of
 
 if TYPE_CHECKING:
+    from schema.accounts import User
     from schema.billing import CreditPool
     from schema.customers import Customer, CustomerFilter
     from schema.usage import RateCardRate, RateCardRateInput
@@ -38,6 +39,7 @@ class PartnerBrandingInput:
     secondary_color: str | None = strawberry.UNSET
 
 
+@shows(PartnerRow)
 @strawberry.type
 class Partner(ModelNode):
     loader = "partner_by_id"
@@ -58,19 +60,16 @@ class Partner(ModelNode):
 
     @strawberry.field(description="Credits the partner can still hand out, and what its customers hold.")
     async def credit_pool(self, info: Info) -> Annotated[CreditPool, strawberry.lazy("schema.billing")] | None:
-        from schema.billing import CreditPool
-
         if not (info.context.viewer.is_platform_admin or info.context.viewer.is_partner_staff):
             return None
         state = await info.context.loaders.pool_by_partner.load(self.id)
-        return CreditPool(available=state.available, assigned=state.assigned)
+        return view_of(state)
 
     @strawberry.field(description="Current prices per unit type (the partner's resale prices or the defaults).")
     async def rate_card(self, info: Info) -> list[Annotated[RateCardRate, strawberry.lazy("schema.usage")]]:
         from resolvers.usage import rate_card
-        from schema.usage import RateCardRate
 
-        return [RateCardRate.of(rate) for rate in await rate_card(info.context, self.id)]
+        return [view_of(rate) for rate in await rate_card(info.context, self.id)]
 
     @strawberry.field(description="This partner's customers visible to the viewer.")
     async def customers(
@@ -80,12 +79,10 @@ class Partner(ModelNode):
         first: int | None = None,
         after: str | None = None,
     ) -> Connection[Annotated[Customer, strawberry.lazy("schema.customers")]]:
-        from schema.customers import Customer
-
         page = await rc.partner_customers(
             info.context, self.id, filter.status if filter else None, filter.search if filter else None, first, after
         )
-        return Connection.of(page, Customer)
+        return Connection.of(page)
 
 
 @strawberry.input
@@ -100,7 +97,7 @@ class PartnerCreateInput:
 @strawberry.type
 class PartnerCreatePayload:
     partner: Partner | None
-    owner: User | None
+    owner: Annotated[User, strawberry.lazy("schema.accounts")] | None
     errors: list[PartnerError]
 
 
@@ -140,7 +137,7 @@ class PartnerMutations:
         created = outcome.value
         return PartnerCreatePayload(
             partner=Partner.maybe(created.partner if created else None),
-            owner=User.maybe(created.owner if created else None),
+            owner=maybe_view(created.owner if created else None),
             errors=PartnerError.list(outcome.errors),
         )
 

@@ -11,6 +11,7 @@ import strawberry
 from strawberry import relay
 
 from domain.billing.cap import CapState
+from domain.campaigns.models import Campaign as CampaignRow
 from domain.campaigns.models import CampaignStatus as DomainCampaignStatus
 from domain.campaigns.models import PauseReason as DomainPauseReason
 from domain.usage.models import Funding as DomainFunding
@@ -20,7 +21,7 @@ from domain.usage.rating import Rate
 from resolvers import usage as r
 from schema.common import Info, input_data
 from schema.errors import ErrorCode, UsageError
-from schema.nodes import Connection, ModelNode
+from schema.nodes import Connection, ModelNode, maybe_view, shows
 from schema.scalars import JSON, Money, usd
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class UsageHold(ModelNode):
         return usd(self.model.amount)
 
 
+@shows(CapState)
 @strawberry.type(description="The monthly spending cap (calendar month, UTC). Node id = the customer's.")
 class SpendingCap(relay.Node):
     id: relay.NodeID[int]
@@ -134,6 +136,7 @@ class SpendingCap(relay.Node):
         return [cls.of(s) if s else None for s in states]
 
 
+@shows(CampaignRow)
 @strawberry.type
 class Campaign(ModelNode):
     loader = "campaign_by_id"
@@ -146,6 +149,7 @@ class Campaign(ModelNode):
     model: strawberry.Private[Any]
 
 
+@shows(Rate)
 @strawberry.type(description="A partner's price for one unit type, effective from `effectiveFrom`.")
 class RateCardRate:
     unit_type: UnitType  # type: ignore[valid-type]
@@ -247,11 +251,9 @@ class SpendingCapUpdatePayload:
 
     @strawberry.field
     async def customer(self, info: Info) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
-        from schema.customers import Customer
-
         if self.customer_id is None:
             return None
-        return Customer.maybe(await info.context.loaders.customer_by_id.load(self.customer_id))
+        return maybe_view(await info.context.loaders.customer_by_id.load(self.customer_id))
 
 
 @strawberry.input

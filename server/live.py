@@ -49,8 +49,7 @@ from domain.errors import ErrorCode
 from domain.events.services import ACCESS_REVOKED
 from domain.viewer import Viewer
 from domain.visibility import restrict
-from resolvers.context import Context
-from resolvers.subscriptions import LiveStream
+from resolvers.context import Context, LiveStream
 from schema import schema
 from schema.access_guard import refusal
 from schema.extensions import BoundedExecution, client_error, cost_error, prepare_document, show_field_suggestions

@@ -51,6 +51,7 @@ from tortoise import Tortoise, connections  # noqa: E402
 from domain.accounts.models import Membership, Role, User  # noqa: E402
 from domain.accounts.services import NewUser, create_user, hash_password_async, org_key  # noqa: E402
 from domain.accounts.throttle import throttle  # noqa: E402
+from domain.customers.commands import CustomerCreate  # noqa: E402
 from domain.customers.models import Customer  # noqa: E402
 from domain.customers.services import customer_create  # noqa: E402
 from domain.partners.models import Partner  # noqa: E402
@@ -235,16 +236,16 @@ class Factory:
         staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=partner.id, label="tests")
         created = await customer_create(
             staff,
-            {
-                "username": f"cust{n}",
-                "first_name": "Cara",
-                "last_name": f"Customer{n}",
-                "email": f"admin{n}@customer{n}.example.com",
-                "password": PASSWORD,
-                "password_confirmation": PASSWORD,
-                "company_name": name or f"Customer {n}",
+            CustomerCreate(
+                username=f"cust{n}",
+                first_name="Cara",
+                last_name=f"Customer{n}",
+                email=f"admin{n}@customer{n}.example.com",
+                password=PASSWORD,
+                password_confirmation=PASSWORD,
+                company_name=name or f"Customer {n}",
                 **extra,
-            },
+            ),
         )
         return created.customer, created.user
 

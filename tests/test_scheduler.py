@@ -23,6 +23,7 @@ from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
 from domain.billing import services as billing
 from domain.billing.models import BillingPreferences
+from domain.customers.commands import CustomerDisable, CustomerEnable
 from domain.customers.models import Customer
 from domain.customers.retention import RETENTION, purge_customer
 from domain.customers.services import customer_disable, customer_enable
@@ -260,7 +261,7 @@ async def _rows_of(customer_id: int) -> dict[str, int]:
 
 
 async def _disabled_days_ago(customer: Customer, days: float) -> None:
-    await customer_disable(SYSTEM, customer.id)
+    await customer_disable(SYSTEM, CustomerDisable(customer.id))
     await Customer.filter(id=customer.id).update(disabled_at=datetime.now(UTC) - timedelta(days=days))
 
 
@@ -332,7 +333,7 @@ async def test_retention_keeps_a_customer_re_enabled_after_it_was_selected(facto
     await _disabled_days_ago(customer, 91)
     selected = await Customer.get(id=customer.id)
     # ...and re-enabled before the purge ran
-    await customer_enable(SYSTEM, customer.id)
+    await customer_enable(SYSTEM, CustomerEnable(customer.id))
     # when the purge reaches it
     purged = await purge_customer(selected, datetime.now(UTC) - RETENTION)
     # then it is kept with its users

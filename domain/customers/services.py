@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,9 @@ from domain.accounts.services import (
 )
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
+from domain.common.commands import UNSET
 from domain.common.validation import Validator
+from domain.customers.commands import CustomerCreate, CustomerDisable, CustomerEnable, CustomerUpdate
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
 from domain.events import services as events
@@ -38,12 +39,13 @@ class CustomerCreated:
     user: Any
 
 
-def _clean_address(v: Validator, data: Mapping[str, Any], *, partial: bool) -> dict[str, str]:
+def _clean_address(v: Validator, command: CustomerCreate | CustomerUpdate) -> dict[str, str]:
+    """The address fields the command carries, cleaned (an update's unsent fields left out)."""
     out: dict[str, str] = {}
     for name, max_length in ADDRESS_FIELDS.items():
-        if partial and name not in data:
+        value = getattr(command, name)
+        if value is UNSET:
             continue
-        value = data.get(name)
         cleaned = v.phone(name, value) if name == "phone" else v.text(name, value, max_length=max_length)
         if cleaned is not None:
             out[name] = cleaned
@@ -61,18 +63,18 @@ async def _target_partner(viewer: Viewer, partner_id: int | None) -> Partner:
     return await Partner.get(id=viewer.partner_id)
 
 
-async def customer_create(viewer: Viewer, data: Mapping[str, Any]) -> CustomerCreated:
+async def customer_create(viewer: Viewer, command: CustomerCreate) -> CustomerCreated:
     """Creates the customer and its first CUSTOMER_ADMIN user; nothing is written unless every field is valid."""
-    partner = await _target_partner(viewer, data.get("partner_id"))
+    partner = await _target_partner(viewer, command.partner_id)
     v = Validator()
-    username = v.username("username", data.get("username"))
-    first_name = v.text("first_name", data.get("first_name"), required=True, max_length=100)
-    last_name = v.text("last_name", data.get("last_name"), required=True, max_length=100)
-    email = v.email("email", data.get("email"))
-    company = v.text("company_name", data.get("company_name"), required=True, max_length=200)
-    job_title = v.text("role", data.get("role"), max_length=100)
-    address = _clean_address(v, data, partial=False)
-    password = v.password("password", data.get("password"), "password_confirmation", data.get("password_confirmation"))
+    username = v.username("username", command.username)
+    first_name = v.text("first_name", command.first_name, required=True, max_length=100)
+    last_name = v.text("last_name", command.last_name, required=True, max_length=100)
+    email = v.email("email", command.email)
+    company = v.text("company_name", command.company_name, required=True, max_length=200)
+    job_title = v.text("role", command.role, max_length=100)
+    address = _clean_address(v, command)
+    password = v.password("password", command.password, "password_confirmation", command.password_confirmation)
     await check_user_unique(v, username, email)
     v.raise_if_invalid()
     assert username and email and password and company
@@ -105,11 +107,11 @@ async def customer_create(viewer: Viewer, data: Mapping[str, Any]) -> CustomerCr
             customer_id=customer.id,
             details={"name": company, "admin_user_id": user.id, "admin_username": username, **address},
         )
-        if data.get("package_id") is not None:
+        if command.package_id is not None:
             # same transaction: a package that cannot apply (archived, pool too small, rules) creates nothing
             from domain.packages.services import package_assign_to_new_customer  # packages build on customers
 
-            await package_assign_to_new_customer(viewer, customer.id, data["package_id"])
+            await package_assign_to_new_customer(viewer, customer.id, command.package_id)
     return CustomerCreated(customer, user)
 
 
@@ -117,14 +119,14 @@ def _snapshot(customer: Customer) -> dict[str, Any]:
     return {"company_name": customer.name, **{k: getattr(customer, k) for k in ADDRESS_FIELDS}}
 
 
-async def customer_update(viewer: Viewer, customer_id: int, data: Mapping[str, Any]) -> Customer:
-    """Partial update: only the keys present in `data` change."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+async def customer_update(viewer: Viewer, command: CustomerUpdate) -> Customer:
+    """Partial update: only the fields sent change."""
+    customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
     require_customer_manager(viewer, customer)
     v = Validator()
-    updates = _clean_address(v, data, partial=True)
-    if "company_name" in data:
-        name = v.text("company_name", data["company_name"], required=True, max_length=200)
+    updates = _clean_address(v, command)
+    if command.company_name is not UNSET:
+        name = v.text("company_name", command.company_name, required=True, max_length=200)
         if name:
             updates["name"] = name
     v.raise_if_invalid()
@@ -182,14 +184,14 @@ async def _set_status(viewer: Viewer, customer_id: int, status: CustomerStatus) 
     return customer
 
 
-async def customer_disable(viewer: Viewer, customer_id: int) -> Customer:
+async def customer_disable(viewer: Viewer, command: CustomerDisable) -> Customer:
     """Its users can no longer sign in, their sessions end and its API keys and embed tokens are revoked (enabling
     it again brings none of them back); data and metering are untouched."""
-    return await _set_status(viewer, customer_id, CustomerStatus.DISABLED)
+    return await _set_status(viewer, command.customer_id, CustomerStatus.DISABLED)
 
 
-async def customer_enable(viewer: Viewer, customer_id: int) -> Customer:
-    return await _set_status(viewer, customer_id, CustomerStatus.ACTIVE)
+async def customer_enable(viewer: Viewer, command: CustomerEnable) -> Customer:
+    return await _set_status(viewer, command.customer_id, CustomerStatus.ACTIVE)
 
 
 def search_customers(viewer: Viewer, status: CustomerStatus | None = None, search: str | None = None) -> Any:

@@ -17,6 +17,7 @@ from domain.billing.services import (
     wallet_refill,
 )
 from domain.campaigns.services import campaign_create
+from domain.customers.commands import CustomerCreate
 from domain.customers.models import Customer
 from domain.customers.services import customer_create
 from domain.features.services import customer_features_update, set_ai_credits
@@ -69,19 +70,19 @@ async def seed_demo() -> list[DemoLogin]:
         if not await User.filter(email_key=email).exists():
             created_customer = await customer_create(
                 staff,
-                {
-                    "username": f"{slug}-admin",
-                    "first_name": first,
-                    "last_name": last,
-                    "email": email,
-                    "password": DEMO_PASSWORD,
-                    "password_confirmation": DEMO_PASSWORD,
-                    "company_name": company,
-                    "phone": "+1 555 0100",
-                    "country": "US",
-                    "city": "Austin",
-                    "role": "Owner",
-                },
+                CustomerCreate(
+                    username=f"{slug}-admin",
+                    first_name=first,
+                    last_name=last,
+                    email=email,
+                    password=DEMO_PASSWORD,
+                    password_confirmation=DEMO_PASSWORD,
+                    company_name=company,
+                    phone="+1 555 0100",
+                    country="US",
+                    city="Austin",
+                    role="Owner",
+                ),
             )
             member_email = f"{slug}.member@example.com"
             pw_hash = await hash_password_async(DEMO_PASSWORD)
