@@ -12,11 +12,11 @@ acted (label, IP, user agent) only when it was one of their own people or API ke
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tortoise.expressions import Q, Subquery
 from tortoise.models import Model
-from tortoise.queryset import QuerySet
+from tortoise.queryset import QuerySet, ValuesQuery
 
 from domain.access.models import ApiKey, EmbedToken
 from domain.accounts.models import Membership, Session, User
@@ -37,13 +37,13 @@ M = TypeVar("M", bound=Model)
 _NOTHING = Q(id__in=[])
 
 
-def _partner(v: Viewer) -> Q | None:
+def _partner(v: Viewer) -> Q:
     if v.is_partner_staff or v.is_customer_user:
         return Q(id=v.partner_id)
     return _NOTHING
 
 
-def _customer(v: Viewer) -> Q | None:
+def _customer(v: Viewer) -> Q:
     if v.is_partner_staff:
         return Q(partner_id=v.partner_id)
     if v.is_customer_user:
@@ -51,7 +51,7 @@ def _customer(v: Viewer) -> Q | None:
     return _NOTHING
 
 
-def _membership(v: Viewer) -> Q | None:
+def _membership(v: Viewer) -> Q:
     if v.is_partner_staff:
         return Q(partner_id=v.partner_id) | Q(customer_id__in=Subquery(_customer_ids_of_partner(v.partner_id)))
     if v.is_customer_user:
@@ -61,18 +61,18 @@ def _membership(v: Viewer) -> Q | None:
     return _NOTHING
 
 
-def _customer_ids_of_partner(partner_id: int | None) -> QuerySet[Any]:
+def _customer_ids_of_partner(partner_id: int | None) -> ValuesQuery[Literal[False]]:
     return Customer.filter(partner_id=partner_id).values("id")
 
 
-def _user(v: Viewer) -> Q | None:
+def _user(v: Viewer) -> Q:
     if not v.is_authenticated:
         return _NOTHING
     visible_memberships = Membership.filter(_membership(v)).values("user_id")
     return Q(id__in=Subquery(visible_memberships)) | Q(id=v.user_id)
 
 
-def _audit_event(v: Viewer) -> Q | None:
+def _audit_event(v: Viewer) -> Q:
     if v.is_partner_staff:
         return Q(partner_id=v.partner_id)
     if v.is_customer_admin:
@@ -80,7 +80,7 @@ def _audit_event(v: Viewer) -> Q | None:
     return _NOTHING
 
 
-def _ledger_account(v: Viewer) -> Q | None:
+def _ledger_account(v: Viewer) -> Q:
     """Accounts the viewer owns, whose balances it may see: partner staff their partner's (pool, revenue, its
     customers'), customer users their customer's. Accounts of no partner (platform-wide) are the platform admins'."""
     if v.is_partner_staff:
@@ -90,7 +90,7 @@ def _ledger_account(v: Viewer) -> Q | None:
     return _NOTHING
 
 
-def _transfer(v: Viewer) -> Q | None:
+def _transfer(v: Viewer) -> Q:
     """Transfers touching an account the viewer owns; the other side's balance is still its owner's alone."""
     if not (v.is_partner_staff or v.is_customer_user):
         return _NOTHING
@@ -98,7 +98,7 @@ def _transfer(v: Viewer) -> Q | None:
     return Q(debit_account_id__in=Subquery(accounts)) | Q(credit_account_id__in=Subquery(accounts))
 
 
-def _by_visible_customer(v: Viewer) -> Q | None:
+def _by_visible_customer(v: Viewer) -> Q:
     if v.is_partner_staff:
         return Q(customer_id__in=Subquery(_customer_ids_of_partner(v.partner_id)))
     if v.is_customer_user:
@@ -106,7 +106,7 @@ def _by_visible_customer(v: Viewer) -> Q | None:
     return _NOTHING
 
 
-def _access_credential(v: Viewer) -> Q | None:
+def _access_credential(v: Viewer) -> Q:
     """API keys and embed tokens: partner admins and customer admins (an API key only with ADMIN)."""
     if v.is_partner_admin:
         return Q(partner_id=v.partner_id)
@@ -115,7 +115,7 @@ def _access_credential(v: Viewer) -> Q | None:
     return _NOTHING
 
 
-def _package(v: Viewer) -> Q | None:
+def _package(v: Viewer) -> Q:
     """Partner staff see their partner's packages, customer users the packages their customer was given."""
     if v.is_partner_staff:
         return Q(partner_id=v.partner_id)
@@ -124,11 +124,11 @@ def _package(v: Viewer) -> Q | None:
     return _NOTHING
 
 
-def _session(v: Viewer) -> Q | None:
+def _session(v: Viewer) -> Q:
     return Q(user_id=v.user_id) if v.user_id is not None else _NOTHING
 
 
-_RULES: dict[type[Model], Callable[[Viewer], Q | None]] = {
+_RULES: dict[type[Model], Callable[[Viewer], Q]] = {
     Partner: _partner,
     Customer: _customer,
     Membership: _membership,
@@ -159,8 +159,7 @@ def restrict(model: type[M], viewer: Viewer) -> QuerySet[M]:
     rule = _RULES.get(model)
     if rule is None:
         raise LookupError(f"No visibility rule for {model.__name__}")
-    condition = rule(viewer)
-    return model.all() if condition is None else model.filter(condition)
+    return model.filter(rule(viewer))
 
 
 async def get_visible(model: type[M], viewer: Viewer, pk: Any, *, field: str | None = None) -> M:
@@ -192,13 +191,15 @@ async def audit_actors_shown(viewer: Viewer, actors: Sequence[tuple[int | None, 
     own_users: set[int] = set()
     own_keys: set[int] = set()
     if viewer.customer_id is not None and user_ids:
-        own_users = set(
-            await Membership.filter(customer_id=viewer.customer_id, user_id__in=user_ids).values_list(
-                "user_id", flat=True
-            )
+        users: list[Any] = await Membership.filter(customer_id=viewer.customer_id, user_id__in=user_ids).values_list(
+            "user_id", flat=True
         )
+        own_users = set(users)
     if viewer.customer_id is not None and key_ids:
-        own_keys = set(await ApiKey.filter(customer_id=viewer.customer_id, id__in=key_ids).values_list("id", flat=True))
+        keys: list[Any] = await ApiKey.filter(customer_id=viewer.customer_id, id__in=key_ids).values_list(
+            "id", flat=True
+        )
+        own_keys = set(keys)
     return [u in own_users if u is not None else k in own_keys for u, k in actors]
 
 

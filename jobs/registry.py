@@ -19,14 +19,15 @@ def actors_for(topic: str) -> list[tuple[Any, str]]:
     from jobs.alerts import notify_refill_request, send_alert
     from jobs.exports import build_usage_report, deliver_scheduled_report
 
-    return {
+    routes: dict[str, list[tuple[Any, str]]] = {
         "alert.raised": [(send_alert, "alert_id")],
         "refill.requested": [(notify_refill_request, "refill_request_id")],
         "usage_report.requested": [(build_usage_report, "report_id")],
         "report_delivery.requested": [(deliver_scheduled_report, "report_id")],
         "email_change.requested": [(send_email_change_confirmation, "mail")],
         "email_change.confirmed": [(notify_email_changed, "mail")],
-    }.get(topic, [])
+    }
+    return routes.get(topic, [])
 
 
 def schedule() -> list[tuple[str, Any, int]]:

@@ -70,8 +70,12 @@ def _convert(f: _Field, raw: Any) -> Any:
     return raw
 
 
-@cache
 def _fields(command: type) -> tuple[_Field, ...]:
+    return _fields_of(command)
+
+
+@cache
+def _fields_of(command: type) -> tuple[_Field, ...]:
     hints = typing.get_type_hints(command, include_extras=True)
     return tuple(_describe(f.name, hints[f.name]) for f in dataclasses.fields(command) if f.init)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader as BaseDataLoader
@@ -68,7 +68,7 @@ def _pages(fetch: Callable[[Any, list[int], int, int | None], Any]) -> DataLoade
     the arguments are paginated together (`paginate_many`). A refusal (a bad filter) fails only its own keys."""
 
     async def batch(keys: Sequence[tuple[Any, ...]]) -> list[Page[Any] | Exception]:
-        groups: dict[tuple[Hashable, ...], set[int]] = defaultdict(set)
+        groups: dict[tuple[Any, ...], set[int]] = defaultdict(set)
         for key in keys:
             groups[key[1:]].add(key[0])
         pages: dict[tuple[Any, ...], Page[Any] | Exception] = {}

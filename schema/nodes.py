@@ -27,7 +27,7 @@ def shows(*sources: type) -> Callable[[V], V]:
     """
 
     def register(cls: V) -> V:
-        build = getattr(cls, "of", None) or cls.from_model
+        build = getattr(cls, "of", None) or getattr(cls, "from_model")  # noqa: B009
         for source in sources:
             _VIEWS[source] = build
         return cls
@@ -56,7 +56,7 @@ class ModelNode(relay.Node):
     @classmethod
     def from_model(cls, model: Any) -> Self:
         kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             if not f.init:
                 continue
             if f.name == "model":

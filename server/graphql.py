@@ -119,7 +119,9 @@ def is_request_error(result: ExecutionResult) -> bool:
     return (
         result.data is None
         and bool(result.errors)
-        and all(error.path is None and (error.extensions or {}).get("code") != TIMEOUT_CODE for error in result.errors)
+        and all(
+            error.path is None and (error.extensions or {}).get("code") != TIMEOUT_CODE for error in result.errors or ()
+        )
     )
 
 
@@ -139,7 +141,7 @@ def _capped(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
-class GraphQLView(GraphQL):
+class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view over HTTP with our context, bearer auth and a body-size cap."""
 
     def __init__(self, settings: Settings) -> None:
@@ -275,7 +277,8 @@ class GraphQLView(GraphQL):
         # `?variables=null` means no variables, as `"variables": null` does in a body; `parse_json` refuses a bare null.
         params = dict(params)
         for key in ("variables", "extensions"):
-            if isinstance(params.get(key), str) and params[key].strip() == "null":
+            value = params.get(key)
+            if isinstance(value, str) and value.strip() == "null":
                 params[key] = None
         return super().parse_query_params(params)
 

@@ -42,6 +42,7 @@ from graphql import (
     get_operation_ast,
 )
 from graphql.pyutils import is_awaitable
+from strawberry.types import ExecutionResult as StrawberryExecutionResult
 
 from domain.access.services import authenticate_tokens
 from domain.customers.models import Customer
@@ -174,7 +175,7 @@ class LiveEndpoint:
             if not watched:
                 continue
             rows = await restrict(Customer, principal).filter(id__in=watched).values_list("id", flat=True)
-            visible = set(rows)  # type: ignore[arg-type]
+            visible = set(rows)
             for connection in connections:
                 if not connection.customer_ids() <= visible:
                     await connection.close(4403, "Forbidden")
@@ -381,7 +382,7 @@ class Connection:
         result = execute_subscription_event(executor.build_per_event_executor(value))
         await self.send_result(id, await result if is_awaitable(result) else result)  # type: ignore[arg-type]
 
-    async def send_result(self, id: str, result: ExecutionResult) -> None:
+    async def send_result(self, id: str, result: ExecutionResult | StrawberryExecutionResult) -> None:
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             request_id = self.viewer.request_id if self.viewer else ""
@@ -540,6 +541,7 @@ class OneShot:
     async def run(self, query: str, variables: dict[str, Any] | None, name: str | None) -> None:
         connection = self.connection
         try:
+            result: ExecutionResult | StrawberryExecutionResult
             try:
                 result = await schema.execute(
                     query, variable_values=variables, context_value=connection.context(), operation_name=name
@@ -549,8 +551,10 @@ class OneShot:
                 if task is not None and task.cancelling():
                     raise  # completed by the client, or the socket closed
                 # a cancellation leaked out of the operation (see server/graphql.py): answer it, masked
-                result = ExecutionResult(None, [GraphQLError(str(exc), original_error=exc, path=[self.id])])
-            await connection.send_result(self.id, result)  # type: ignore[arg-type]
+                # (CancelledError is a BaseException: graphql-core's masking reads `original_error` only)
+                error = GraphQLError(str(exc), original_error=exc, path=[self.id])  # type: ignore[arg-type]
+                result = ExecutionResult(None, [error])
+            await connection.send_result(self.id, result)
             await connection.send_json({"id": self.id, "type": "complete"})
         finally:
             if connection.operations.get(self.id) is self:

@@ -65,7 +65,7 @@ class Leases:
     async def get_value(self, name: str) -> str | None:
         if self.redis is not None:
             raw = await self.redis.get(f"{self.prefix}:{name}")
-            return raw.decode() if raw else None
+            return raw.decode() if isinstance(raw, bytes) else raw
         entry = self._local.get(f"{self.prefix}:{name}")
         return entry[0] if entry else None
 

@@ -36,7 +36,7 @@ class ApiKey(models.Model):
     name = fields.CharField(max_length=100)
     prefix = fields.CharField(max_length=40)  # "pd_live_<id>_" plus the first secret characters, for display
     secret_hash = fields.CharField(max_length=64)
-    permissions = fields.JSONField(default=list)  # ApiPermission values
+    permissions: fields.JSONField[list[str]] = fields.JSONField(default=list)  # ApiPermission values
     tier = fields.CharEnumField(ApiTier, max_length=12, default=ApiTier.STANDARD)
     rate_limit_per_minute = fields.IntField(null=True)  # ENTERPRISE only
     created_by_user_id = fields.IntField(null=True)
@@ -56,7 +56,7 @@ class EmbedToken(models.Model):
     customer_id = fields.IntField()
     partner_id = fields.IntField()
     secret_hash = fields.CharField(max_length=64)
-    sections = fields.JSONField(default=list)  # EmbedSection values
+    sections: fields.JSONField[list[str]] = fields.JSONField(default=list)  # EmbedSection values
     created_by_user_id = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()

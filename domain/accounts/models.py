@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 from tortoise import fields, models
+
+if TYPE_CHECKING:
+    from domain.customers.models import Customer
+    from domain.partners.models import Partner
 
 
 class Role(enum.StrEnum):
@@ -41,7 +46,7 @@ class User(models.Model):
     password_hash = fields.CharField(max_length=255)
     is_active = fields.BooleanField(default=True)
     theme = fields.CharEnumField(Theme, default=Theme.SYSTEM, max_length=8)
-    notification_preferences = fields.JSONField(default=dict)
+    notification_preferences: fields.JSONField[dict[str, bool]] = fields.JSONField(default=dict)
     totp_secret = fields.CharField(max_length=64, null=True)
     totp_enabled = fields.BooleanField(default=False)
     # the last TOTP time step a code was accepted for: each code works once
@@ -62,10 +67,14 @@ class Membership(models.Model):
     """A user's role in one organization: the platform (no partner/customer), a partner or a customer."""
 
     id = fields.IntField(primary_key=True)
-    user = fields.ForeignKeyField("models.User", related_name="memberships", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="memberships", on_delete=fields.CASCADE
+    )
     role = fields.CharEnumField(Role, max_length=20)
-    partner = fields.ForeignKeyField("models.Partner", related_name="memberships", null=True, on_delete=fields.CASCADE)
-    customer = fields.ForeignKeyField(
+    partner: fields.ForeignKeyNullableRelation[Partner] = fields.ForeignKeyField(
+        "models.Partner", related_name="memberships", null=True, on_delete=fields.CASCADE
+    )
+    customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="memberships", null=True, on_delete=fields.CASCADE
     )
     # "platform", "partner:<id>" or "customer:<id>": one membership per user and organization
@@ -87,8 +96,10 @@ class Session(models.Model):
 
     id = fields.IntField(primary_key=True)
     token_hash = fields.CharField(max_length=64, unique=True)
-    user = fields.ForeignKeyField("models.User", related_name="sessions", on_delete=fields.CASCADE)
-    membership = fields.ForeignKeyField(
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="sessions", on_delete=fields.CASCADE
+    )
+    membership: fields.ForeignKeyNullableRelation[Membership] = fields.ForeignKeyField(
         "models.Membership", related_name="sessions", null=True, on_delete=fields.SET_NULL
     )
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -109,7 +120,9 @@ class RecoveryCode(models.Model):
     """A single-use stand-in for a TOTP code (only its SHA-256 is stored), marked used when it is burned."""
 
     id = fields.IntField(primary_key=True)
-    user = fields.ForeignKeyField("models.User", related_name="recovery_codes", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="recovery_codes", on_delete=fields.CASCADE
+    )
     code_hash = fields.CharField(max_length=64)
     used_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

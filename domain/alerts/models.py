@@ -6,6 +6,8 @@ import enum
 
 from tortoise import fields, models
 
+from domain.common.json import JsonObject
+
 
 class AlertKind(enum.StrEnum):
     CAP_REACHED = "CAP_REACHED"  # always on
@@ -32,8 +34,8 @@ class Alert(models.Model):
     kind = fields.CharEnumField(AlertKind, max_length=20)
     # what makes this alert unique: e.g. "2026-11:1000.00" for a cap, "3" for the third low-balance crossing
     crossing_key = fields.CharField(max_length=120)
-    values = fields.JSONField(default=dict)
-    recipients = fields.JSONField(default=list)
+    values: fields.JSONField[JsonObject] = fields.JSONField(default=dict)
+    recipients: fields.JSONField[list[str]] = fields.JSONField(default=list)
     status = fields.CharEnumField(AlertStatus, max_length=8, default=AlertStatus.PENDING)
     attempts = fields.IntField(default=0)
     last_error = fields.CharField(max_length=500, default="")

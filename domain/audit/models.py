@@ -12,6 +12,8 @@ import enum
 
 from tortoise import fields, models
 
+from domain.common.json import JsonObject
+
 
 class AuditEventType(enum.StrEnum):
     LOGIN = "LOGIN"
@@ -38,7 +40,7 @@ class AuditEvent(models.Model):
     customer_id = fields.IntField(null=True)
     object_type = fields.CharField(max_length=40, default="")
     object_id = fields.CharField(max_length=64, default="")
-    details = fields.JSONField(default=dict)
+    details: fields.JSONField[JsonObject] = fields.JSONField(default=dict)
     ip = fields.CharField(max_length=64, null=True)
     user_agent = fields.CharField(max_length=300, null=True)
     request_id = fields.CharField(max_length=64, default="")

@@ -70,7 +70,7 @@ class BillingPreferences(models.Model):
     low_balance_alert = fields.BooleanField(default=True)
     refill_processed_alert = fields.BooleanField(default=True)
     low_credit_threshold = fields.DecimalField(max_digits=20, decimal_places=6, null=True)
-    extra_alert_recipients = fields.JSONField(default=list)
+    extra_alert_recipients: fields.JSONField[list[str]] = fields.JSONField(default=list)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

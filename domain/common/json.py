@@ -5,5 +5,5 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TypeAlias
 
-JsonValue: TypeAlias = "str | int | float | Decimal | bool | None | list[JsonValue] | dict[str, JsonValue]"
+JsonValue: TypeAlias = "str | int | float | Decimal | bool | list[JsonValue] | dict[str, JsonValue] | None"
 JsonObject: TypeAlias = "dict[str, JsonValue]"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 from tortoise import fields, models
+
+if TYPE_CHECKING:
+    from domain.partners.models import Partner
 
 
 class CustomerStatus(enum.StrEnum):
@@ -19,7 +23,9 @@ class ServiceState(enum.StrEnum):
 
 class Customer(models.Model):
     id = fields.IntField(primary_key=True)
-    partner = fields.ForeignKeyField("models.Partner", related_name="customers", on_delete=fields.RESTRICT)
+    partner: fields.ForeignKeyRelation[Partner] = fields.ForeignKeyField(
+        "models.Partner", related_name="customers", on_delete=fields.RESTRICT
+    )
     name = fields.CharField(max_length=200)
     status = fields.CharEnumField(CustomerStatus, default=CustomerStatus.ACTIVE, max_length=16, db_index=True)
     service_state = fields.CharEnumField(ServiceState, default=ServiceState.ACTIVE, max_length=16)

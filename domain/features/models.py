@@ -29,7 +29,7 @@ class FeatureToggles(models.Model):
     ai_credits_enabled = fields.BooleanField(default=False)
     low_credit_notifications = fields.BooleanField(default=False)
     show_pricing = fields.BooleanField(default=True)
-    portal_sections = fields.JSONField(default=list)
+    portal_sections: fields.JSONField[list[str]] = fields.JSONField(default=list)
     embed_urls_enabled = fields.BooleanField(default=False)
     team_members_enabled = fields.BooleanField(default=True)
     max_team_members = fields.IntField(default=5)

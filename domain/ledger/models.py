@@ -20,6 +20,8 @@ import enum
 
 from tortoise import fields, models
 
+from domain.common.json import JsonObject
+
 # digits of balances, amounts and running totals, 6 of them decimals (up to 10^32)
 MONEY_DIGITS = 38
 
@@ -73,15 +75,19 @@ class Transfer(models.Model):
     """Immutable. `debit_balance_after` / `credit_balance_after` snapshot both sides at posting time."""
 
     id = fields.BigIntField(primary_key=True)
-    debit_account = fields.ForeignKeyField("models.LedgerAccount", related_name="debits", on_delete=fields.RESTRICT)
-    credit_account = fields.ForeignKeyField("models.LedgerAccount", related_name="credits", on_delete=fields.RESTRICT)
+    debit_account: fields.ForeignKeyRelation[LedgerAccount] = fields.ForeignKeyField(
+        "models.LedgerAccount", related_name="debits", on_delete=fields.RESTRICT
+    )
+    credit_account: fields.ForeignKeyRelation[LedgerAccount] = fields.ForeignKeyField(
+        "models.LedgerAccount", related_name="credits", on_delete=fields.RESTRICT
+    )
     amount = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     currency = fields.CharEnumField(Currency, max_length=8)
     kind = fields.CharEnumField(TransferKind, max_length=24)
     debit_balance_after = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     credit_balance_after = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6)
     idempotency_key = fields.CharField(max_length=300, null=True, unique=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: fields.JSONField[JsonObject] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     debit_account_id: int
@@ -107,7 +113,7 @@ class IdempotencyRecord(models.Model):
     request_hash = fields.CharField(max_length=64)
     claim = fields.CharField(max_length=32)
     status = fields.CharEnumField(IdempotencyStatus, max_length=12, default=IdempotencyStatus.PENDING)
-    response = fields.JSONField(default=dict)
+    response: fields.JSONField[JsonObject] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField(db_index=True)
 

@@ -7,6 +7,7 @@ import enum
 from tortoise import fields, models
 
 from domain.access.models import ApiTier
+from domain.common.json import JsonObject
 
 
 class FeatureKey(enum.StrEnum):
@@ -30,14 +31,14 @@ class Package(models.Model):
     partner_id = fields.IntField()
     title = fields.CharField(max_length=200)
     description = fields.TextField(default="")
-    features = fields.JSONField(default=list)
+    features: fields.JSONField[list[str]] = fields.JSONField(default=list)
     max_team_members = fields.IntField(default=5)
     storage_mb = fields.IntField(default=0)
     api_rate_tier = fields.CharEnumField(ApiTier, max_length=12, default=ApiTier.STANDARD)
     monthly_spending_cap = fields.DecimalField(max_digits=20, decimal_places=6, null=True)
     ai_credits = fields.DecimalField(max_digits=20, decimal_places=6, default=0)
     expiry_days = fields.IntField(null=True)
-    restricted_emails = fields.JSONField(default=list)
+    restricted_emails: fields.JSONField[list[str]] = fields.JSONField(default=list)
     version = fields.IntField(default=1)
     archived = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -58,7 +59,7 @@ class PackageAssignment(models.Model):
     # equals customer_id while current, NULL once replaced: a unique column admits one current assignment per customer
     current_customer_id = fields.IntField(null=True, unique=True)
     version = fields.IntField()
-    snapshot = fields.JSONField(default=dict)
+    snapshot: fields.JSONField[JsonObject] = fields.JSONField(default=dict)
     assigned_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(null=True)
     assigned_by_user_id = fields.IntField(null=True)

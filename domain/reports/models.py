@@ -74,7 +74,7 @@ class ReportSchedule(models.Model):
     created_by_user_id = fields.IntField(null=True)
     format = fields.CharEnumField(ReportFormat, max_length=20)
     frequency = fields.CharEnumField(ReportFrequency, max_length=8)
-    recipients = fields.JSONField(default=list)
+    recipients: fields.JSONField[list[str]] = fields.JSONField(default=list)
     # the last period end (inclusive day) a report was requested for: each period is sent once
     last_period_to = fields.DateField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -91,7 +91,7 @@ class ReportSettings(models.Model):
     its billing recipients (domain/reports/recipients.py)."""
 
     customer_id = fields.IntField(primary_key=True)
-    allowed_recipients = fields.JSONField(default=list)
+    allowed_recipients: fields.JSONField[list[str]] = fields.JSONField(default=list)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

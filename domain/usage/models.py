@@ -7,6 +7,7 @@ import enum
 
 from tortoise import fields, models
 
+from domain.common.json import JsonObject
 from domain.ledger.models import MONEY_DIGITS
 
 
@@ -63,7 +64,7 @@ class UsageEvent(models.Model):
     funding = fields.CharEnumField(Funding, max_length=8)
     paid = fields.BooleanField()
     transfer_id = fields.BigIntField(null=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: fields.JSONField[JsonObject] = fields.JSONField(default=dict)
 
     class Meta:
         table = "usage_event"
