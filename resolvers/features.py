@@ -1,20 +1,9 @@
-"""Feature toggles: decode ids, call the features service, load what the payload shows."""
+"""Feature toggles: the batched read behind `FeatureToggles` nodes (the mutation goes straight to its service)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from domain.features import services
-from resolvers.common import Outcome, attempt, decode_global_id
 from resolvers.context import Context
-
-
-async def customer_features_update(ctx: Context, data: dict[str, Any]) -> Outcome[services.FeaturesUpdated]:
-    async def run() -> services.FeaturesUpdated:
-        customer_id = decode_global_id(data.pop("customer_id"), "Customer", "customer_id")
-        return await services.customer_features_update(ctx.viewer, customer_id, data)
-
-    return await attempt(run())
 
 
 async def features_of(ctx: Context, customer_ids: list[int]) -> list[services.FeatureState | None]:

@@ -8,9 +8,12 @@ from typing import Any
 import strawberry
 from strawberry import relay
 
+from domain.alerts import services
+from domain.alerts.commands import AlertRetry
 from domain.alerts.models import AlertKind as DomainAlertKind
 from domain.alerts.models import AlertStatus as DomainAlertStatus
 from resolvers import alerts as r
+from resolvers.commands import perform
 from schema.common import Info
 from schema.errors import BillingError
 from schema.nodes import Connection, ModelNode
@@ -59,5 +62,5 @@ class AlertQueries:
 class AlertMutations:
     @strawberry.mutation(description="Sends a FAILED alert again (to the current recipients).")
     async def alert_retry(self, info: Info, input: AlertRetryInput) -> AlertRetryPayload:
-        outcome = await r.alert_retry(info.context, input.alert_id)
+        outcome = await perform(info.context, services.alert_retry, input, AlertRetry)
         return AlertRetryPayload(alert=Alert.maybe(outcome.value), errors=BillingError.list(outcome.errors))

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
 
 import strawberry
 from strawberry import relay
 from strawberry.utils.str_converters import to_camel_case
 
+from domain.features import services
+from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.models import PortalSection as DomainPortalSection
 from domain.features.services import FeatureState
 from resolvers import features as r
-from schema.common import Info, input_data
+from resolvers.commands import perform
+from schema.common import Info
 from schema.errors import FeatureError
 from schema.nodes import shows
 
@@ -66,7 +69,9 @@ class FeatureToggles(relay.Node):
         )
 
     @classmethod
-    async def resolve_nodes(cls, *, info: Info, node_ids: Any, required: bool = False) -> list[FeatureToggles | None]:
+    async def resolve_nodes(  # type: ignore[override]  # one async method for Node's overloads on `required`
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[FeatureToggles | None]:
         ids: list[int] = []
         for raw in node_ids:
             try:
@@ -116,7 +121,7 @@ class FeatureMutations:
     async def customer_features_update(
         self, info: Info, input: CustomerFeaturesUpdateInput
     ) -> CustomerFeaturesUpdatePayload:
-        outcome = await r.customer_features_update(info.context, input_data(input))
+        outcome = await perform(info.context, services.customer_features_update, input, CustomerFeaturesUpdate)
         updated = outcome.value
         return CustomerFeaturesUpdatePayload(
             features=FeatureToggles.of(updated.state) if updated else None,

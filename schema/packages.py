@@ -10,11 +10,14 @@ import strawberry
 from strawberry import relay
 
 from domain.access.models import ApiTier as DomainApiTier
+from domain.packages import services
+from domain.packages.commands import PackageArchive, PackageAssign, PackageCreate, PackageUpdate
 from domain.packages.models import FeatureKey as DomainFeatureKey
 from domain.packages.models import PackageAssignment as PackageAssignmentRow
 from resolvers import packages as r
+from resolvers.commands import perform
 from schema.access import ApiTier
-from schema.common import Info, input_data
+from schema.common import Info
 from schema.errors import PackageError
 from schema.nodes import Connection, ModelNode, maybe_view, shows
 from schema.scalars import Money, usd
@@ -166,14 +169,6 @@ class PackageAssignPayload:
     errors: list[PackageError]
 
 
-def _package_data(input: Any) -> dict[str, Any]:
-    data = input_data(input)
-    limits = data.pop("limits", None)
-    if limits is not None:
-        data.update(input_data(limits))
-    return data
-
-
 @strawberry.type
 class PackageQueries:
     @strawberry.field(description="Packages the viewer may see, oldest first; `archived` filters when given.")
@@ -191,17 +186,17 @@ class PackageQueries:
 class PackageMutations:
     @strawberry.mutation(description="Partner admins: creates a package (version 1).")
     async def package_create(self, info: Info, input: PackageCreateInput) -> PackageCreatePayload:  # type: ignore[valid-type]
-        outcome = await r.package_create(info.context, _package_data(input))
+        outcome = await perform(info.context, services.package_create, input, PackageCreate)
         return PackageCreatePayload(package=Package.maybe(outcome.value), errors=PackageError.list(outcome.errors))
 
     @strawberry.mutation(description="Partner admins: changes a package; customers keep the version they were given.")
     async def package_update(self, info: Info, input: PackageUpdateInput) -> PackageUpdatePayload:  # type: ignore[valid-type]
-        outcome = await r.package_update(info.context, _package_data(input))
+        outcome = await perform(info.context, services.package_update, input, PackageUpdate)
         return PackageUpdatePayload(package=Package.maybe(outcome.value), errors=PackageError.list(outcome.errors))
 
     @strawberry.mutation(description="Partner admins: archives a package; it can no longer be assigned.")
     async def package_archive(self, info: Info, input: PackageArchiveInput) -> PackageArchivePayload:  # type: ignore[valid-type]
-        outcome = await r.package_archive(info.context, input.package_id)
+        outcome = await perform(info.context, services.package_archive, input, PackageArchive)
         return PackageArchivePayload(package=Package.maybe(outcome.value), errors=PackageError.list(outcome.errors))
 
     @strawberry.mutation(
@@ -209,7 +204,7 @@ class PackageMutations:
         "spending cap, AI credits as an expiring grant from the pool); refused whole on any failure."
     )
     async def package_assign(self, info: Info, input: PackageAssignInput) -> PackageAssignPayload:
-        outcome = await r.package_assign(info.context, input_data(input))
+        outcome = await perform(info.context, services.package_assign, input, PackageAssign)
         return PackageAssignPayload(
             assignment=PackageAssignment.maybe(outcome.value), errors=PackageError.list(outcome.errors)
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from typing import Any
 
 from domain.alerts.models import Alert, AlertKind
 from domain.common.emails import email_templates
+from domain.common.json import JsonObject
 from domain.config import config
 from domain.customers.models import Customer
 from domain.partners.models import Partner
@@ -46,7 +46,7 @@ _LABELS = {
 _MONEY = {"cap", "spent", "balance", "level", "refill_amount", "refill_threshold", "amount", "balance_after"}
 
 
-def _facts(values: dict[str, Any]) -> list[tuple[str, str]]:
+def _facts(values: JsonObject) -> list[tuple[str, str]]:
     facts = []
     for key, label in _LABELS.items():
         value = values.get(key)
@@ -82,7 +82,7 @@ def render_alert(alert: Alert, customer: Customer, partner: Partner) -> EmailMes
 
 
 def render_refill_request(
-    partner: Partner, customer: Customer, recipients: list[str], values: dict[str, Any]
+    partner: Partner, customer: Customer, recipients: list[str], values: JsonObject
 ) -> EmailMessage:
     """Internal notice to the partner's billing staff: a customer's wallet needs a manual refill."""
     message = EmailMessage()

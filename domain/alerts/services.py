@@ -1,32 +1,45 @@
-"""Raising alerts exactly once per crossing, and re-arming them when the value recovers.
+"""Raising alerts exactly once per crossing, re-arming them when the value recovers, delivering and retrying them,
+and the partner's refill-needed notice.
 
 `raise_alert` inserts the Alert under a unique (customer, kind, crossing) key in the caller's transaction and emits
 `alert.raised`; delivery is a job (`deliver`) that sends once: a redelivered job finds the alert SENT and stops.
+The jobs hand in only the mail transport (`Send`); what is sent, to whom, is decided here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from email.message import EmailMessage
 
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Membership, Role, User
+from domain.alerts.commands import AlertRetry
 from domain.alerts.models import ALWAYS_ON, Alert, AlertArm, AlertKind, AlertStatus
+from domain.alerts.render import render_alert, render_refill_request
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
-from domain.billing.models import BillingPreferences
+from domain.billing.models import BillingPreferences, RefillRequest, RefillRequestStatus
+from domain.common.json import JsonObject
 from domain.customers.models import Customer
+from domain.errors import DomainError, ErrorCode
 from domain.events.services import ALERT_RAISED, emit
 from domain.features.models import FeatureToggles
+from domain.partners.models import Partner
 from domain.viewer import Viewer
+from domain.visibility import get_visible, restrict
 
 SYSTEM = Viewer.system("alerts")
+# The wallet's low-balance alert fires below this share of the refill amount.
+LOW_BALANCE_SHARE = Decimal("0.30")
+
+# How an email leaves (SMTP or the outbox folder): the jobs' mailer.
+Send = Callable[[EmailMessage], Awaitable[None]]
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -61,7 +74,7 @@ async def recipients_for(customer: Customer, kind: AlertKind) -> list[str]:
     return list(seen.values())
 
 
-async def raise_alert(customer: Customer, kind: AlertKind, crossing_key: str, values: dict[str, Any]) -> Alert | None:
+async def raise_alert(customer: Customer, kind: AlertKind, crossing_key: str, values: JsonObject) -> Alert | None:
     """Creates the alert once per crossing (inside the caller's transaction); None if it already exists."""
     if await Alert.filter(customer_id=customer.id, kind=kind, crossing_key=crossing_key).exists():
         return None
@@ -95,7 +108,7 @@ async def raise_alert(customer: Customer, kind: AlertKind, crossing_key: str, va
 
 
 async def track_threshold(
-    customer: Customer, kind: AlertKind, value: Decimal, level: Decimal | None, enabled: bool, values: dict[str, Any]
+    customer: Customer, kind: AlertKind, value: Decimal, level: Decimal | None, enabled: bool, values: JsonObject
 ) -> Alert | None:
     """Fires `kind` when `value` falls below `level` while armed; re-arms once it is back at or above it."""
     if level is None:
@@ -118,11 +131,11 @@ async def track_threshold(
 
 
 async def on_wallet_balance(customer: Customer, balance: Decimal) -> None:
-    """Low-balance alert: below 30% of the refill amount (optional, on by default)."""
+    """Low-balance alert: below `LOW_BALANCE_SHARE` of the refill amount (optional, on by default)."""
     prefs = await BillingPreferences.filter(customer_id=customer.id).first()
     if prefs is None or prefs.refill_amount is None:
         return
-    level = prefs.refill_amount * Decimal("0.30")
+    level = prefs.refill_amount * LOW_BALANCE_SHARE
     await track_threshold(
         customer,
         AlertKind.LOW_BALANCE,
@@ -152,7 +165,7 @@ async def on_credit_balance(customer: Customer, available: Decimal) -> None:
 
 async def on_cap_crossing(customer: Customer, level: int, month: str, cap: Decimal, spent: Decimal) -> None:
     prefs = await BillingPreferences.filter(customer_id=customer.id).first()
-    values = {"cap": _money(cap), "spent": _money(spent), "month": month, "percent": level}
+    values: JsonObject = {"cap": _money(cap), "spent": _money(spent), "month": month, "percent": level}
     if level >= 100:
         await raise_alert(customer, AlertKind.CAP_REACHED, f"{month}:{_money(cap)}", values)
     elif prefs is None or prefs.cap_alert_at_80:
@@ -184,18 +197,21 @@ async def payment_failed(
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    alert: Alert
-    customer: Customer
+# ---------------------------------------------------------------- reads
 
 
-Sender = Callable[[Alert, Customer], Awaitable[None]]
+async def customer_alerts(viewer: Viewer, customer_id: int) -> QuerySet[Alert]:
+    """A visible customer's alerts (NOT_FOUND beyond the viewer's reach), for the API layer to paginate."""
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    return Alert.filter(customer_id=customer.id)
 
 
-async def deliver(alert_id: int, send: Sender) -> str:
-    """Sends a pending alert once. Redelivered jobs find it SENT and do nothing; failures are recorded (and the job
-    retried by the broker). Returns the final status.
+# ---------------------------------------------------------------- delivery
+
+
+async def deliver(alert_id: int, send: Send) -> str:
+    """Sends a pending alert once, under the partner's brand. Redelivered jobs find it SENT and do nothing; failures
+    are recorded (and the job retried by the broker). Returns the final status.
 
     On PostgreSQL the alert's row stays locked (FOR UPDATE) until the outcome of the send is committed, so
     concurrent deliveries of one alert (a duplicated message, a retry racing the broker's own) wait and then find
@@ -221,7 +237,7 @@ async def deliver(alert_id: int, send: Sender) -> str:
     return str(alert.status)
 
 
-async def _attempt(alert: Alert, send: Sender) -> Exception | None:
+async def _attempt(alert: Alert, send: Send) -> Exception | None:
     """Sends and records the outcome on the alert; returns the send's exception (for the broker to retry)."""
     if not alert.recipients:
         alert.status, alert.last_error = AlertStatus.FAILED, "no recipients"
@@ -229,7 +245,8 @@ async def _attempt(alert: Alert, send: Sender) -> Exception | None:
         return None
     customer = await Customer.get(id=alert.customer_id)
     try:
-        await send(alert, customer)
+        partner = await Partner.get(id=customer.partner_id)
+        await send(render_alert(alert, customer, partner))
     except Exception as exc:
         alert.status, alert.last_error = AlertStatus.FAILED, str(exc)[:500]
         await Alert.filter(id=alert.id).update(status=alert.status, last_error=alert.last_error)
@@ -239,12 +256,9 @@ async def _attempt(alert: Alert, send: Sender) -> Exception | None:
     return None
 
 
-async def retry(viewer: Viewer, alert_id: int) -> Alert:
-    """Puts a FAILED alert back to PENDING (the caller enqueues delivery through the outbox)."""
-    from domain.errors import DomainError, ErrorCode
-    from domain.visibility import restrict
-
-    alert = await Alert.get_or_none(id=alert_id)
+async def alert_retry(viewer: Viewer, command: AlertRetry) -> Alert:
+    """Puts a FAILED alert back to PENDING and enqueues its delivery (through the outbox)."""
+    alert = await Alert.get_or_none(id=command.alert_id)
     if alert is None or not await restrict(Customer, viewer).filter(id=alert.customer_id).exists():
         raise DomainError.single(ErrorCode.NOT_FOUND, "Alert not found.", "alert_id")
     if not (viewer.is_platform_admin or viewer.is_partner_staff or viewer.is_customer_admin):
@@ -269,3 +283,32 @@ async def retry(viewer: Viewer, alert_id: int) -> Alert:
             customer_id=alert.customer_id,
         )
     return alert
+
+
+# ---------------------------------------------------------------- the refill-needed notice
+
+
+async def notify_refill_request(refill_request_id: int, send: Send) -> int:
+    """Tells the partner's admins that a customer's wallet needs a manual refill (stage 1 workflow), once.
+    Returns how many addresses it went to (0: nothing to tell)."""
+    request = await RefillRequest.get_or_none(id=refill_request_id)
+    # nothing to tell once told, or once the refill was recorded before this job ran
+    if request is None or request.notified_at is not None or request.status != RefillRequestStatus.OPEN:
+        return 0
+    customer = await Customer.get(id=request.customer_id)
+    partner = await Partner.get(id=customer.partner_id)
+    staff_ids = await Membership.filter(partner_id=partner.id, role=Role.PARTNER_ADMIN).values_list(
+        "user_id", flat=True
+    )
+    recipients = [u.email for u in await User.filter(id__in=list(staff_ids), is_active=True)]
+    if partner.sender_email:
+        recipients.append(partner.sender_email)
+    if recipients:
+        values: JsonObject = {
+            "balance": f"{request.balance_at_open:.2f}",
+            "refill_threshold": f"{request.threshold:.2f}",
+            "refill_amount": f"{request.requested_amount:.2f}" if request.requested_amount is not None else None,
+        }
+        await send(render_refill_request(partner, customer, recipients, values))
+    await RefillRequest.filter(id=request.id, notified_at=None).update(notified_at=datetime.now(UTC))
+    return len(recipients)

@@ -20,6 +20,7 @@ from domain.campaigns.services import campaign_create
 from domain.customers.commands import CustomerCreate
 from domain.customers.models import Customer
 from domain.customers.services import customer_create
+from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.services import customer_features_update, set_ai_credits
 from domain.partners.models import Partner
 from domain.partners.services import partner_create
@@ -118,7 +119,8 @@ async def _demo_money(partner: Partner, customer: Customer, slug: str) -> None:
         await set_ai_credits(customer.id, True)
         # API keys and embed links can be tried on this one (apiKeyCreate, embedTokenCreate)
         await customer_features_update(
-            staff, customer.id, {"api_access": True, "api_keys_menu": True, "embed_urls_enabled": True}
+            staff,
+            CustomerFeaturesUpdate(customer.id, api_access=True, api_keys_menu=True, embed_urls_enabled=True),
         )
         await billing_preferences_update(staff, customer.id, {"low_credit_threshold": "100"})
         await customer_credits_recharge(staff, customer.id, "2000", f"demo-recharge-{slug}")

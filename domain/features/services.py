@@ -15,9 +15,9 @@ A refused change keeps nothing; an accepted one reports the dependants it switch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from tortoise.transactions import in_transaction
 
@@ -25,10 +25,13 @@ from domain.accounts.models import Membership
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
 from domain.billing.models import BillingPreferences
+from domain.common.commands import UNSET, Patch
+from domain.common.json import JsonObject
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode, FieldError
 from domain.events import services as events
+from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.models import FeatureToggles, PortalSection
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_partner_staff
@@ -46,7 +49,6 @@ SWITCHES = (
     "embed_urls_enabled",
     "team_members_enabled",
 )
-TOGGLE_FIELDS = (*SWITCHES, "portal_sections", "max_team_members")
 # Switching one of these off must end live access at once (API keys, embed tokens, portal sessions re-check).
 ACCESS_SWITCHES = ("api_access", "embed_urls_enabled", "portal_enabled")
 MAX_TEAM_MEMBERS = 100_000
@@ -107,7 +109,7 @@ async def feature_states(customer_ids: list[int]) -> dict[int, FeatureState]:
     return {cid: FeatureState(cid, toggles[cid], thresholds.get(cid)) for cid in customer_ids}
 
 
-def _sections(values: Any) -> list[PortalSection]:
+def _sections(values: Iterable[str] | None) -> list[PortalSection]:
     """Known sections in canonical order (stored lists may predate a section's removal)."""
     present = {str(v) for v in values or []}
     return [s for s in PortalSection if s.value in present]
@@ -128,88 +130,125 @@ async def set_ai_credits(customer_id: int, enabled: bool) -> FeatureToggles:
 @dataclass(frozen=True, slots=True)
 class FeaturesUpdated:
     state: FeatureState
-    # Python names of the toggles this change switched off without being asked to, in `TOGGLE_FIELDS` order.
+    # Python names of the toggles this change switched off without being asked to: switches in `SWITCHES` order,
+    # then "portal_sections".
     switched_off: list[str]
 
 
-def _clean(data: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """A command's sent values, checked for shape; UNSET (or absent from `switches`) where nothing was sent."""
+
+    switches: dict[str, bool]
+    portal_sections: Patch[list[PortalSection]]
+    max_team_members: Patch[int]
+    low_credit_threshold: Patch[Decimal | None]
+
+
+@dataclass(slots=True)
+class _Values:
+    """Every value the editor changes: the stored state, or the one a change would leave."""
+
+    switches: dict[str, bool]  # every one of SWITCHES, by name
+    portal_sections: list[PortalSection]
+    max_team_members: int
+    low_credit_threshold: Decimal | None
+
+    @classmethod
+    def stored(cls, toggles: FeatureToggles, threshold: Decimal | None) -> _Values:
+        switches = {name: bool(getattr(toggles, name)) for name in SWITCHES}
+        return cls(switches, _sections(toggles.portal_sections), toggles.max_team_members, threshold)
+
+    def changed_by(self, change: _Change) -> _Values:
+        """These values with the change's sent ones in their place (before any cascade)."""
+        return _Values(
+            self.switches | change.switches,
+            self.portal_sections if change.portal_sections is UNSET else change.portal_sections,
+            self.max_team_members if change.max_team_members is UNSET else change.max_team_members,
+            self.low_credit_threshold if change.low_credit_threshold is UNSET else change.low_credit_threshold,
+        )
+
+    def audited(self) -> JsonObject:
+        """JSON-friendly values for the audit diff: the switches, sections, team limit and threshold, in that order."""
+        out: JsonObject = {name: value for name, value in self.switches.items()}
+        out["portal_sections"] = [s.value for s in self.portal_sections]
+        out["max_team_members"] = self.max_team_members
+        threshold = self.low_credit_threshold
+        out["low_credit_threshold"] = None if threshold is None else str(Decimal(threshold).quantize(THRESHOLD_PLACES))
+        return out
+
+
+def _clean(command: CustomerFeaturesUpdate) -> _Change:
     """The sent fields, checked for shape (INVALID); rules that depend on the stored state come later."""
     v = Validator()
-    wanted: dict[str, Any] = {}
+    switches: dict[str, bool] = {}
     for name in SWITCHES:
-        if name in data:
-            if isinstance(data[name], bool):
-                wanted[name] = data[name]
-            else:
-                v.add(name, "Must be true or false.")
-    if "max_team_members" in data:
-        value = data["max_team_members"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TEAM_MEMBERS:
-            v.add("max_team_members", f"Must be a whole number between 0 and {MAX_TEAM_MEMBERS:,}.")
-        else:
-            wanted["max_team_members"] = value
-    if "portal_sections" in data:
-        values = data["portal_sections"]
-        known = {s.value for s in PortalSection}
-        if values is None or any(str(s) not in known for s in values):
-            v.add("portal_sections", f"Choose sections among {', '.join(sorted(known))} (an empty list hides all).")
-        else:
-            wanted["portal_sections"] = _sections(values)
-    if "low_credit_threshold" in data:
-        raw = data["low_credit_threshold"]
-        amount = None if raw is None else parse_amount(v, "low_credit_threshold", raw, allow_zero=True)
-        wanted["low_credit_threshold"] = None if amount is None else amount.quantize(THRESHOLD_PLACES)
+        value: Patch[bool | None] = getattr(command, name)
+        if value is None:
+            v.add(name, "Must be true or false.")
+        elif value is not UNSET:
+            switches[name] = value
+    limit = command.max_team_members
+    if limit is None or (limit is not UNSET and not 0 <= limit <= MAX_TEAM_MEMBERS):
+        v.add("max_team_members", f"Must be a whole number between 0 and {MAX_TEAM_MEMBERS:,}.")
+    sections = command.portal_sections
+    if sections is None:
+        known = ", ".join(sorted(s.value for s in PortalSection))
+        v.add("portal_sections", f"Choose sections among {known} (an empty list hides all).")
+    threshold = command.low_credit_threshold
+    if threshold is not UNSET and threshold is not None:
+        amount = parse_amount(v, "low_credit_threshold", threshold, allow_zero=True)
+        threshold = None if amount is None else amount.quantize(THRESHOLD_PLACES)
     v.raise_if_invalid()
-    return wanted
-
-
-def _snapshot(toggles: FeatureToggles, threshold: Decimal | None) -> dict[str, Any]:
-    state: dict[str, Any] = {name: getattr(toggles, name) for name in TOGGLE_FIELDS}
-    state["portal_sections"] = _sections(toggles.portal_sections)
-    state["low_credit_threshold"] = threshold
-    return state
+    assert limit is not None and sections is not None  # refused above
+    return _Change(switches, sections if sections is UNSET else _sections(sections), limit, threshold)
 
 
 def _refusals(
-    before: dict[str, Any], target: dict[str, Any], wanted: dict[str, Any], *, team_size: int | None, active: bool
+    before: _Values, target: _Values, change: _Change, *, team_size: int | None, active: bool
 ) -> list[FieldError]:
     """What the requested change breaks, judged on the state it would leave (`target`, before any cascade).
 
     A value the request sends is checked even when it is already stored: asking for a dependant while switching
     off what it needs is a contradiction, not a cascade."""
     errors: list[FieldError] = []
-    if target["portal_enabled"] and not before["portal_enabled"] and not active:
+    if target.switches["portal_enabled"] and not before.switches["portal_enabled"] and not active:
         message = "The customer is disabled: enable it before giving it portal access."
         errors.append(FieldError("portal_enabled", message, ErrorCode.NOT_ELIGIBLE))
     for rule in REQUIREMENTS:
-        if wanted.get(rule.field) is True and not target[rule.needs]:
+        if change.switches.get(rule.field) is True and not target.switches[rule.needs]:
             errors.append(FieldError(rule.field, rule.message, ErrorCode.REQUIRES_FEATURE))
-    for section in wanted.get("portal_sections", []):
-        missing = [_NEED_NAMES[n] for n in SECTION_NEEDS[section] if not target[n]]
+    for section in change.portal_sections or []:
+        missing = [_NEED_NAMES[n] for n in SECTION_NEEDS[section] if not target.switches[n]]
         if missing:
             message = f"The {section.value} section needs {' and '.join(missing)}."
             errors.append(FieldError("portal_sections", message, ErrorCode.REQUIRES_FEATURE))
-    if wanted.get("show_pricing") is True and target["ai_credits_enabled"]:
+    if change.switches.get("show_pricing") is True and target.switches["ai_credits_enabled"]:
         errors.append(FieldError("show_pricing", "Pricing is hidden while AI credits are enabled.", ErrorCode.INVALID))
-    limit = wanted.get("max_team_members")
-    if team_size is not None and limit is not None and limit < team_size:
+    limit = change.max_team_members
+    if team_size is not None and limit is not UNSET and limit < team_size:
         message = f"The customer already has {team_size} team members; remove some before lowering the limit."
         errors.append(FieldError("max_team_members", message, ErrorCode.INVALID))
     return errors
 
 
-def _switch_off_dependants(target: dict[str, Any]) -> None:
+def _switch_off_dependants(target: _Values) -> None:
     """Turns off whatever `target` leaves without what it needs (one pass: no rule needs a dependant)."""
+    switches = target.switches
     for rule in REQUIREMENTS:
-        if target[rule.field] and not target[rule.needs]:
-            target[rule.field] = False
-    target["portal_sections"] = [s for s in target["portal_sections"] if all(target[need] for need in SECTION_NEEDS[s])]
+        if switches[rule.field] and not switches[rule.needs]:
+            switches[rule.field] = False
+    target.portal_sections = [s for s in target.portal_sections if all(switches[need] for need in SECTION_NEEDS[s])]
 
 
-def _turned_off(before: dict[str, Any], after: dict[str, Any], name: str) -> bool:
-    if name == "portal_sections":
-        return bool(set(before[name]) - set(after[name]))
-    return name in SWITCHES and before[name] and not after[name]
+def _switched_off(before: _Values, after: _Values, change: _Change) -> list[str]:
+    """What the change turned off without being asked to (see `FeaturesUpdated.switched_off`)."""
+    off = [
+        name for name in SWITCHES if name not in change.switches and before.switches[name] and not after.switches[name]
+    ]
+    if change.portal_sections is UNSET and set(before.portal_sections) - set(after.portal_sections):
+        off.append("portal_sections")
+    return off
 
 
 async def _lock_toggles(customer_id: int) -> FeatureToggles:
@@ -217,20 +256,21 @@ async def _lock_toggles(customer_id: int) -> FeatureToggles:
     return await FeatureToggles.select_for_update().get(customer_id=customer_id)
 
 
-async def customer_features_update(viewer: Viewer, customer_id: int, data: dict[str, Any]) -> FeaturesUpdated:
+async def customer_features_update(viewer: Viewer, command: CustomerFeaturesUpdate) -> FeaturesUpdated:
     """Partial update of a customer's features by its partner's admins (or platform admins).
 
     Refused whole when a rule forbids any part of it; otherwise switches off the dependants the change leaves
     without what they need, audits before/after, and tells live connections to re-check access.
     """
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
     require_partner_staff(viewer, admin=True)
-    wanted = _clean(data)
+    change = _clean(command)
 
     async with in_transaction():
         toggles = await _lock_toggles(customer.id)
         prefs: BillingPreferences | None = None
-        if "low_credit_threshold" in wanted:
+        threshold: Decimal | None
+        if change.low_credit_threshold is not UNSET:
             await BillingPreferences.bulk_create([BillingPreferences(customer_id=customer.id)], ignore_conflicts=True)
             prefs = await BillingPreferences.select_for_update().get(customer_id=customer.id)
             threshold = prefs.low_credit_threshold
@@ -238,26 +278,28 @@ async def customer_features_update(viewer: Viewer, customer_id: int, data: dict[
             stored = await BillingPreferences.filter(customer_id=customer.id).values_list(
                 "low_credit_threshold", flat=True
             )
-            threshold = stored[0] if stored else None
-        before = _snapshot(toggles, threshold)
+            threshold = stored[0] if stored else None  # type: ignore[assignment]  # Tortoise types flat lists as tuples
+        before = _Values.stored(toggles, threshold)
 
-        if "ai_credits_enabled" in wanted and wanted["ai_credits_enabled"] != toggles.ai_credits_enabled:
-            toggles = await set_ai_credits(customer.id, wanted["ai_credits_enabled"])
-        target = _snapshot(toggles, threshold) | wanted
+        credits = change.switches.get("ai_credits_enabled")
+        if credits is not None and credits != toggles.ai_credits_enabled:
+            toggles = await set_ai_credits(customer.id, credits)
+        target = _Values.stored(toggles, threshold).changed_by(change)
 
-        team_size = await _team_size_if_lowered(customer.id, before, wanted)
-        errors = _refusals(before, target, wanted, team_size=team_size, active=customer.status == CustomerStatus.ACTIVE)
+        team_size = await _team_size_if_lowered(customer.id, before, change)
+        errors = _refusals(before, target, change, team_size=team_size, active=customer.status == CustomerStatus.ACTIVE)
         if errors:
             raise DomainError(errors)  # rolls back `set_ai_credits` too
         _switch_off_dependants(target)
 
-        for name in TOGGLE_FIELDS:
-            setattr(toggles, name, target[name])
-        toggles.portal_sections = [s.value for s in target["portal_sections"]]
+        for name, on in target.switches.items():
+            setattr(toggles, name, on)
+        toggles.portal_sections = [s.value for s in target.portal_sections]
+        toggles.max_team_members = target.max_team_members
         if prefs is not None:
-            prefs.low_credit_threshold = target["low_credit_threshold"]
-        diff = changes(_plain(before), _plain(target))
-        switched_off = [name for name in TOGGLE_FIELDS if name not in wanted and _turned_off(before, target, name)]
+            prefs.low_credit_threshold = target.low_credit_threshold
+        diff = changes(before.audited(), target.audited())
+        switched_off = _switched_off(before, target, change)
         if diff:
             await toggles.save()
             if prefs is not None and "low_credit_threshold" in diff:
@@ -272,23 +314,14 @@ async def customer_features_update(viewer: Viewer, customer_id: int, data: dict[
                 customer_id=customer.id,
                 details={"changes": diff, "switched_off": switched_off},
             )
-            if any(before[name] and not target[name] for name in ACCESS_SWITCHES):
+            if any(before.switches[name] and not target.switches[name] for name in ACCESS_SWITCHES):
                 await events.emit(events.ACCESS_REVOKED, customer_id=customer.id, partner_id=customer.partner_id)
-    return FeaturesUpdated(FeatureState(customer.id, toggles, target["low_credit_threshold"]), switched_off)
+    return FeaturesUpdated(FeatureState(customer.id, toggles, target.low_credit_threshold), switched_off)
 
 
-async def _team_size_if_lowered(customer_id: int, before: dict[str, Any], wanted: dict[str, Any]) -> int | None:
+async def _team_size_if_lowered(customer_id: int, before: _Values, change: _Change) -> int | None:
     """The customer's team size, counted only when the request lowers the limit (the only time it matters)."""
-    limit = wanted.get("max_team_members")
-    if limit is None or limit >= before["max_team_members"]:
+    limit = change.max_team_members
+    if limit is UNSET or limit >= before.max_team_members:
         return None
     return await Membership.filter(customer_id=customer_id).count()
-
-
-def _plain(state: dict[str, Any]) -> dict[str, Any]:
-    """JSON-friendly values for the audit diff."""
-    out = dict(state)
-    out["portal_sections"] = [s.value for s in state["portal_sections"]]
-    if out["low_credit_threshold"] is not None:
-        out["low_credit_threshold"] = str(Decimal(out["low_credit_threshold"]).quantize(THRESHOLD_PLACES))
-    return out

@@ -10,13 +10,13 @@ only go to a customer one of whose users has one of them (NOT_ELIGIBLE otherwise
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.functions import Count
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from domain.access.models import ApiTier
@@ -26,12 +26,16 @@ from domain.audit.services import changes, record
 from domain.billing import cap as spending_cap
 from domain.billing.models import BillingPreferences
 from domain.billing.services import grant_package_credits
+from domain.common.commands import UNSET
+from domain.common.json import JsonObject
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, FieldError
 from domain.features import services as features
+from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.models import FeatureToggles, PortalSection
-from domain.ledger.idempotency import check_key, run_idempotent
+from domain.ledger.idempotency import Response, check_key, run_idempotent
+from domain.packages.commands import PackageArchive, PackageAssign, PackageCreate, PackageLimits, PackageUpdate
 from domain.packages.models import FeatureKey, Package, PackageAssignment
 from domain.partners.models import Partner
 from domain.viewer import Viewer
@@ -77,7 +81,7 @@ def now() -> datetime:
 # ---------------------------------------------------------------- reads
 
 
-def visible_packages(viewer: Viewer, archived: bool | None = None) -> Any:
+def visible_packages(viewer: Viewer, archived: bool | None = None) -> QuerySet[Package]:
     qs = restrict(Package, viewer)
     return qs if archived is None else qs.filter(archived=archived)
 
@@ -108,15 +112,15 @@ async def current_assignments(viewer: Viewer, customer_ids: list[int]) -> dict[i
 # ---------------------------------------------------------------- create, update, archive
 
 
-def _features(v: Validator, values: Any) -> list[str] | None:
-    known = {k.value for k in FeatureKey}
-    if values is None or any(str(value) not in known for value in values):
-        v.add("features", f"Choose features among {', '.join(sorted(known))} (an empty list is allowed).")
+def _features(v: Validator, values: list[FeatureKey] | None) -> list[str] | None:
+    if values is None:
+        known = ", ".join(sorted(k.value for k in FeatureKey))
+        v.add("features", f"Choose features among {known} (an empty list is allowed).")
         return None
-    present = {str(value) for value in values}
-    chosen = [k.value for k in FeatureKey if k.value in present]
+    present = set(values)
+    chosen: list[str] = [k.value for k in FeatureKey if k in present]
     # the features service's own dependency rules, judged on the package alone
-    toggles = {TOGGLE_OF[FeatureKey(k)] for k in chosen if FeatureKey(k) in TOGGLE_OF}
+    toggles = {TOGGLE_OF[k] for k in present if k in TOGGLE_OF}
     for rule in features.REQUIREMENTS:
         if rule.field in toggles and rule.needs not in toggles:
             v.add("features", rule.message, ErrorCode.REQUIRES_FEATURE)
@@ -125,42 +129,41 @@ def _features(v: Validator, values: Any) -> list[str] | None:
     return chosen
 
 
-def _count(v: Validator, field: str, value: Any, maximum: int, *, minimum: int = 0) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+def _count(v: Validator, field: str, value: int | None, maximum: int, *, minimum: int = 0) -> int | None:
+    if value is None or not minimum <= value <= maximum:
         v.add(field, f"Must be a whole number between {minimum} and {maximum:,}.")
         return None
     return value
 
 
-def _clean(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
-    """The sent fields, checked (INVALID / REQUIRED / REQUIRES_FEATURE); all failures at once."""
+def _clean(command: PackageCreate | PackageUpdate) -> dict[str, object]:
+    """The columns the command sets (an update's unsent fields left out), checked (INVALID / REQUIRED /
+    REQUIRES_FEATURE); all failures at once."""
     v = Validator()
-    out: dict[str, Any] = {}
-    if creating or "title" in data:
-        out["title"] = v.text("title", data.get("title"), required=True, max_length=200)
-    if "description" in data:
-        out["description"] = v.text("description", data["description"], max_length=2000) or ""
-    if creating or "features" in data:
-        out["features"] = _features(v, data.get("features", []))
-    for name, maximum in (("max_team_members", MAX_TEAM_MEMBERS), ("storage_mb", MAX_STORAGE_MB)):
-        if name in data:
-            out[name] = _count(v, name, data[name], maximum)
-    if "api_rate_tier" in data:
-        if data["api_rate_tier"] is None:
-            v.add("api_rate_tier", "Choose an API rate tier.", ErrorCode.REQUIRED)
-        else:
-            out["api_rate_tier"] = ApiTier(data["api_rate_tier"])
-    if "monthly_spending_cap" in data:
-        raw = data["monthly_spending_cap"]
-        out["monthly_spending_cap"] = None if raw is None else parse_amount(v, "monthly_spending_cap", raw, places=2)
-    if "ai_credits" in data:
-        raw = data["ai_credits"]
-        out["ai_credits"] = ZERO if raw is None else parse_amount(v, "ai_credits", raw, allow_zero=True)
-    if "expiry_days" in data:
-        raw = data["expiry_days"]
-        out["expiry_days"] = None if raw is None else _count(v, "expiry_days", raw, MAX_EXPIRY_DAYS, minimum=1)
-    if "restricted_emails" in data:
-        emails = data["restricted_emails"] or []
+    out: dict[str, object] = {}
+    if command.title is not UNSET:
+        out["title"] = v.text("title", command.title, required=True, max_length=200)
+    if command.description is not UNSET:
+        out["description"] = v.text("description", command.description, max_length=2000) or ""
+    if command.features is not UNSET:
+        out["features"] = _features(v, command.features)
+    limits = command.limits or PackageLimits()  # null limits change nothing
+    if limits.max_team_members is not UNSET:
+        out["max_team_members"] = _count(v, "max_team_members", limits.max_team_members, MAX_TEAM_MEMBERS)
+    if limits.storage_mb is not UNSET:
+        out["storage_mb"] = _count(v, "storage_mb", limits.storage_mb, MAX_STORAGE_MB)
+    if limits.api_rate_tier is None:
+        v.add("api_rate_tier", "Choose an API rate tier.", ErrorCode.REQUIRED)
+    elif limits.api_rate_tier is not UNSET:
+        out["api_rate_tier"] = ApiTier(limits.api_rate_tier)
+    if (cap := limits.monthly_spending_cap) is not UNSET:
+        out["monthly_spending_cap"] = None if cap is None else parse_amount(v, "monthly_spending_cap", cap, places=2)
+    if (credits := command.ai_credits) is not UNSET:
+        out["ai_credits"] = ZERO if credits is None else parse_amount(v, "ai_credits", credits, allow_zero=True)
+    if (days := command.expiry_days) is not UNSET:
+        out["expiry_days"] = None if days is None else _count(v, "expiry_days", days, MAX_EXPIRY_DAYS, minimum=1)
+    if command.restricted_emails is not UNSET:
+        emails = command.restricted_emails or []
         if len(emails) > MAX_RESTRICTED_EMAILS:
             v.add("restricted_emails", f"At most {MAX_RESTRICTED_EMAILS} addresses.")
         cleaned = [v.email("restricted_emails", e) for e in emails[:MAX_RESTRICTED_EMAILS]]
@@ -169,47 +172,49 @@ def _clean(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     return out
 
 
-def _check_credits_need_feature(features_: list[str], credits: Decimal) -> None:
-    if credits > ZERO and FeatureKey.AI_CREDITS.value not in features_:
+def _check_credits_need_feature(package: Package) -> None:
+    if Decimal(package.ai_credits) > ZERO and FeatureKey.AI_CREDITS.value not in package.features:
         raise DomainError.single(
             ErrorCode.REQUIRES_FEATURE, "AI credits can only be given with the AI_CREDITS feature.", "ai_credits"
         )
 
 
-def snapshot(package: Package) -> dict[str, Any]:
+def snapshot(package: Package) -> JsonObject:
     """The package's terms as plain JSON (audit diffs and the copy an assignment keeps)."""
-    out: dict[str, Any] = {}
+    out: JsonObject = {}
     for name in EDITABLE:
         value = getattr(package, name)
         out[name] = str(value) if isinstance(value, Decimal) else value
     return out
 
 
-def _audit_target(package: Package) -> dict[str, Any]:
-    return {"object_type": "Package", "object_id": package.id, "partner_id": package.partner_id}
+async def _audit(viewer: Viewer, action: str, package: Package, details: Mapping[str, object]) -> None:
+    await record(
+        viewer,
+        AuditEventType.DATA_CHANGE,
+        action,
+        object_type="Package",
+        object_id=package.id,
+        partner_id=package.partner_id,
+        details=details,
+    )
 
 
-async def package_create(viewer: Viewer, data: dict[str, Any]) -> Package:
+async def package_create(viewer: Viewer, command: PackageCreate) -> Package:
     """Partner admins create packages for their partner; platform admins name the partner."""
     require_partner_staff(viewer, admin=True)
     if viewer.is_platform_admin:
-        if data.get("partner_id") is None:
+        if command.partner_id is None:
             raise DomainError.single(ErrorCode.REQUIRED, "Platform administrators choose the partner.", "partner_id")
-        partner_id = (await get_visible(Partner, viewer, data["partner_id"], field="partner_id")).id
+        partner_id = (await get_visible(Partner, viewer, command.partner_id, field="partner_id")).id
     else:
         assert viewer.partner_id is not None
         partner_id = viewer.partner_id
-    clean = _clean(data, creating=True)
-    _check_credits_need_feature(clean["features"], clean.get("ai_credits", ZERO))
+    package = Package(partner_id=partner_id, **_clean(command))
+    _check_credits_need_feature(package)
     async with in_transaction():
-        package = await Package.create(partner_id=partner_id, **clean)
-        await record(
-            viewer,
-            AuditEventType.DATA_CHANGE,
-            "package.create",
-            **_audit_target(package),
-            details={"package": snapshot(package)},
-        )
+        await package.save()
+        await _audit(viewer, "package.create", package, {"package": snapshot(package)})
     return package
 
 
@@ -219,56 +224,40 @@ async def _locked_package(viewer: Viewer, package_id: int) -> Package:
     return await Package.select_for_update().get(id=visible.id)
 
 
-async def package_update(viewer: Viewer, package_id: int, data: dict[str, Any]) -> Package:
+async def package_update(viewer: Viewer, command: PackageUpdate) -> Package:
     """Partial update; a real change increments `version` (existing assignments keep theirs)."""
     require_partner_staff(viewer, admin=True)
-    await get_visible(Package, viewer, package_id, field="package_id")
-    clean = _clean(data, creating=False)
+    await get_visible(Package, viewer, command.package_id, field="package_id")
+    clean = _clean(command)
     async with in_transaction():
-        package = await _locked_package(viewer, package_id)
+        package = await _locked_package(viewer, command.package_id)
         before = snapshot(package)
         for name, value in clean.items():
             setattr(package, name, value)
-        _check_credits_need_feature(package.features, Decimal(package.ai_credits))
+        _check_credits_need_feature(package)
         diff = changes(before, snapshot(package))
         if diff:
             package.version += 1
             await package.save()
-            await record(
-                viewer,
-                AuditEventType.DATA_CHANGE,
-                "package.update",
-                **_audit_target(package),
-                details={"changes": diff, "version": package.version},
-            )
+            await _audit(viewer, "package.update", package, {"changes": diff, "version": package.version})
     return package
 
 
-async def package_archive(viewer: Viewer, package_id: int) -> Package:
+async def package_archive(viewer: Viewer, command: PackageArchive) -> Package:
     """Archived packages stay with the customers that have them but cannot be newly assigned."""
     require_partner_staff(viewer, admin=True)
-    await get_visible(Package, viewer, package_id, field="package_id")
+    await get_visible(Package, viewer, command.package_id, field="package_id")
     async with in_transaction():
-        package = await _locked_package(viewer, package_id)
+        package = await _locked_package(viewer, command.package_id)
         if not package.archived:
             package.archived = True
             await package.save(update_fields=["archived", "updated_at"])
-            await record(
-                viewer,
-                AuditEventType.DATA_CHANGE,
-                "package.archive",
-                **_audit_target(package),
-                details={"changes": {"archived": {"before": False, "after": True}}},
-            )
+            archived = {"archived": {"before": False, "after": True}}
+            await _audit(viewer, "package.archive", package, {"changes": archived})
     return package
 
 
 # ---------------------------------------------------------------- assign
-
-
-@dataclass(frozen=True, slots=True)
-class Assigned:
-    assignment_id: int
 
 
 async def _eligible(customer: Customer, package: Package) -> None:
@@ -286,24 +275,28 @@ async def _eligible(customer: Customer, package: Package) -> None:
             raise DomainError.single(ErrorCode.NOT_ELIGIBLE, message, "package_id")
 
 
-def _toggle_changes(package: Package, current: FeatureToggles) -> dict[str, Any]:
+def _toggle_changes(package: Package, customer_id: int, current: FeatureToggles) -> CustomerFeaturesUpdate:
     """What `customer_features_update` is asked for: every packaged switch on or off, the team-member limit, and
     the portal sections with the knowledge base as the package says (other sections kept while still allowed)."""
     chosen = {FeatureKey(k) for k in package.features}
-    wanted: dict[str, Any] = {toggle: key in chosen for key, toggle in TOGGLE_OF.items()}
-    wanted["max_team_members"] = package.max_team_members
+    switches = {toggle: key in chosen for key, toggle in TOGGLE_OF.items()}
     shown = {str(value) for value in current.portal_sections or []}
-    kept = [
+    kept: list[PortalSection] = [
         s
         for s in PortalSection
         if s.value in shown
         and s is not PortalSection.KNOWLEDGE_BASE
-        and all(wanted.get(need, getattr(current, need)) for need in features.SECTION_NEEDS[s])
+        and all(switches.get(need, getattr(current, need)) for need in features.SECTION_NEEDS[s])
     ]
     if FeatureKey.KNOWLEDGE_BASE in chosen:
         kept.append(PortalSection.KNOWLEDGE_BASE)
-    wanted["portal_sections"] = [s.value for s in PortalSection if s in kept]
-    return wanted
+    return CustomerFeaturesUpdate(
+        customer_id=customer_id,
+        portal_sections=[s for s in PortalSection if s in kept],
+        max_team_members=package.max_team_members,
+        low_credit_threshold=UNSET,
+        **switches,
+    )
 
 
 def _feature_error(exc: DomainError) -> DomainError:
@@ -315,7 +308,7 @@ def _feature_error(exc: DomainError) -> DomainError:
     return DomainError(errors)
 
 
-async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> Assigned:
+async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> PackageAssignment:
     """The whole assignment; call inside a transaction. Locks the package, then the customer's rows in the order
     the owning services take them (toggles, preferences, customer), then the ledger accounts, so nothing here
     waits in the opposite order of a concurrent features, cap or credits change."""
@@ -340,7 +333,7 @@ async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> Assigned:
             {"package_id": package.id, "package_version": package.version},
         )
     try:
-        await features.customer_features_update(viewer, customer.id, _toggle_changes(package, current))
+        await features.customer_features_update(viewer, _toggle_changes(package, customer.id, current))
     except DomainError as exc:
         raise _feature_error(exc) from None
     if package.monthly_spending_cap is not None:
@@ -374,28 +367,28 @@ async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> Assigned:
             "package": terms,
         },
     )
-    return Assigned(assignment.id)
+    return assignment
 
 
-async def package_assign(viewer: Viewer, customer_id: int, package_id: int, idempotency_key: str) -> Assigned:
+async def package_assign(viewer: Viewer, command: PackageAssign) -> PackageAssignment:
     """Applies a package to a customer in one transaction; refused whole (nothing kept) on any failure.
 
     A money mutation: a repeat with the same key returns the first outcome (one credit grant, however often it is
-    sent)."""
+    sent), the assignment it made."""
     require_partner_staff(viewer, admin=True)
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
-    package = await get_visible(Package, viewer, package_id, field="package_id")
-    key = check_key(idempotency_key)
+    customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
+    package = await get_visible(Package, viewer, command.package_id, field="package_id")
+    key = check_key(command.idempotency_key)
 
-    async def perform() -> dict[str, Any]:
-        return {"assignment_id": (await _apply(viewer, customer.id, package.id)).assignment_id}
+    async def perform() -> Response:
+        return {"assignment_id": (await _apply(viewer, customer.id, package.id)).id}
 
     request = {"customer_id": customer.id, "package_id": package.id}
     response = await run_idempotent(viewer, "packageAssign", key, request, perform)
-    return Assigned(response["assignment_id"])
+    return await PackageAssignment.get(id=response["assignment_id"])
 
 
-async def package_assign_to_new_customer(viewer: Viewer, customer_id: int, package_id: int) -> Assigned:
+async def package_assign_to_new_customer(viewer: Viewer, customer_id: int, package_id: int) -> PackageAssignment:
     """`package_assign` inside `customer_create`'s transaction, without a key: the customer is created in the same
     transaction, so a repeated creation cannot grant twice to one customer (it fails on the unique username)."""
     require_partner_staff(viewer, admin=True)
