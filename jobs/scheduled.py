@@ -1,19 +1,16 @@
-"""Periodic work. Each actor is idempotent, so a slot run twice (two schedulers, a redelivery) does no harm."""
+"""Periodic work, each actor one domain service. Each is idempotent, so a slot run twice (two schedulers, a
+redelivery) does no harm."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import dataclasses
 
 import dramatiq
 
-from domain.accounts.maintenance import purge_expired_sessions
 from domain.billing.services import expire_grants
 from domain.customers.retention import purge_disabled_customers
-from domain.events.services import purge_published
-from domain.ledger.idempotency import purge_expired
-from domain.usage import store
-from domain.usage.models import UsageDedup
-from domain.usage.services import MAX_AGE, charge_phone_numbers, expire_holds
+from domain.housekeeping import housekeeping as hourly_housekeeping
+from domain.usage.services import charge_phone_numbers, expire_holds
 
 
 @dramatiq.actor(queue_name="scheduled", max_retries=5)
@@ -41,12 +38,5 @@ async def retention() -> int:
 @dramatiq.actor(queue_name="scheduled", max_retries=5)
 async def housekeeping() -> dict[str, int]:
     """Expired sessions, idempotency records, usage dedup keys past the acceptance window, published outbox rows;
-    and next month's usage partition ahead of time."""
-    now = datetime.now(UTC)
-    await store.ensure_partitions([store.month_start(now), store.next_month(store.month_start(now))])
-    return {
-        "sessions": await purge_expired_sessions(1),
-        "idempotency": await purge_expired(now),
-        "dedup": await UsageDedup.filter(created_at__lt=now - MAX_AGE - timedelta(days=5)).delete(),
-        "outbox": await purge_published(now - timedelta(days=7)),
-    }
+    and next month's usage partition ahead of time. Returns what each purge deleted."""
+    return dataclasses.asdict(await hourly_housekeeping())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from domain.audit.models import AuditEvent, AuditEventType
+from domain.common.json import JsonValue
 from domain.visibility import audit_details, restrict, sees_partner_figures
 from resolvers.common import Page, decode_global_id, paginate
 from resolvers.context import Context
@@ -37,7 +37,7 @@ async def audit_events(
     return await paginate(qs, first, after, newest_first=True)
 
 
-def details_of(ctx: Context, event: AuditEvent) -> Any:
+def details_of(ctx: Context, event: AuditEvent) -> JsonValue:
     return audit_details(ctx.viewer, event)
 
 

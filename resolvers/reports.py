@@ -1,80 +1,41 @@
-"""Usage reports: request an export, list a customer's reports, their download links, report schedules and the
-customer's report settings."""
+"""Usage reports: a customer's reports, report schedules and report settings, and a report's live status. (Requesting
+exports and managing schedules and settings are mutations that call their domain service directly:
+schema/reports.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import TypeVar, cast
 
 from domain.events.services import USAGE_REPORT_UPDATED
 from domain.reports import recipients, schedules, services
 from domain.reports.models import FINAL_STATUSES, ReportSchedule, ReportSettings, UsageReport
-from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate
+from resolvers.common import Page, decode_global_id, paginate
 from resolvers.context import Context
 from resolvers.subscriptions import watch
 
 T = TypeVar("T")
 
 
-async def usage_export_create(ctx: Context, data: dict[str, Any]) -> Outcome[UsageReport]:
-    async def run() -> UsageReport:
-        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
-        return await services.usage_export_create(
-            ctx.viewer, customer_id, data.get("format"), data.get("from_"), data.get("to")
-        )
-
-    return await attempt(run())
-
-
-async def usage_reports(ctx: Context, customer_id: Any, first: int | None, after: str | None) -> Page[UsageReport]:
+async def usage_reports(ctx: Context, customer_id: str, first: int | None, after: str | None) -> Page[UsageReport]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
     return await paginate(await services.usage_reports(ctx.viewer, pk), first, after, newest_first=True)
 
 
-def download_url(report: UsageReport) -> str | None:
-    return services.download_url(report)
-
-
-async def report_schedule_create(ctx: Context, data: dict[str, Any]) -> Outcome[ReportSchedule]:
-    async def run() -> ReportSchedule:
-        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
-        return await schedules.schedule_create(
-            ctx.viewer, customer_id, data.get("format"), data.get("frequency"), data.get("recipients")
-        )
-
-    return await attempt(run())
-
-
-async def report_schedule_delete(ctx: Context, schedule_id: Any) -> Outcome[ReportSchedule]:
-    async def run() -> ReportSchedule:
-        pk = decode_global_id(schedule_id, "ReportSchedule", "report_schedule_id")
-        return await schedules.schedule_delete(ctx.viewer, pk)
-
-    return await attempt(run())
-
-
-async def report_settings(ctx: Context, customer_id: Any) -> ReportSettings:
+async def report_settings(ctx: Context, customer_id: str) -> ReportSettings:
     return await recipients.settings_of(ctx.viewer, decode_global_id(customer_id, "Customer", "customerId"))
 
 
-async def report_settings_update(ctx: Context, data: dict[str, Any]) -> Outcome[ReportSettings]:
-    async def run() -> ReportSettings:
-        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
-        return await recipients.settings_update(ctx.viewer, customer_id, data.get("allowed_recipients"))
-
-    return await attempt(run())
-
-
 async def report_schedules(
-    ctx: Context, customer_id: Any, first: int | None, after: str | None
+    ctx: Context, customer_id: str, first: int | None, after: str | None
 ) -> Page[ReportSchedule]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
     return await paginate(await schedules.schedules_of(ctx.viewer, pk), first, after)
 
 
-async def report_updates(ctx: Context, report_id: Any, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
+async def report_updates(ctx: Context, report_id: str, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
     """`usageReportUpdated`: checks visibility now (NOT_FOUND at subscribe), then streams `present(report)` as it
     is, and again after each change of its status, ending once it is READY or FAILED."""
     report = await services.visible_report(ctx.viewer, decode_global_id(report_id, "UsageReport", "id"))
@@ -84,7 +45,8 @@ async def report_updates(ctx: Context, report_id: Any, present: Callable[[UsageR
 async def _report_changes(ctx: Context, report: UsageReport, present: Callable[[UsageReport], T]) -> AsyncIterator[T]:
     """Changes are watched per customer (every report of the customer wakes it, and a burst may be coalesced into
     its latest payload), so each wake re-reads this report and skips it when its status did not move."""
-    changes = watch(ctx, USAGE_REPORT_UPDATED, report.customer_id).__aiter__()
+    # an async generator (typed as an iterator): closing it ends the subscription at once
+    changes = cast("AsyncGenerator[object, None]", watch(ctx, USAGE_REPORT_UPDATED, report.customer_id))
     next_change = asyncio.ensure_future(anext(changes))
     try:
         # one loop step lets the watch register before the first read, so no change can fall in between

@@ -8,14 +8,18 @@ from typing import Any
 import strawberry
 from strawberry import relay
 
+from domain.access import services
+from domain.access.commands import ApiKeyCreate, ApiKeyRevoke, EmbedTokenCreate, EmbedTokenRevoke
+from domain.access.models import ApiKey as ApiKeyRow
 from domain.access.models import ApiPermission as DomainApiPermission
 from domain.access.models import ApiTier as DomainApiTier
 from domain.access.models import EmbedSection as DomainEmbedSection
-from domain.access.services import rate_limit_of
+from domain.access.models import EmbedToken as EmbedTokenRow
 from resolvers import access as r
-from schema.common import Info, input_data
+from resolvers.commands import perform
+from schema.common import Info
 from schema.errors import AccessError
-from schema.nodes import Connection, ModelNode
+from schema.nodes import Connection, ModelNode, shows
 
 ApiPermission = strawberry.enum(
     DomainApiPermission,
@@ -31,6 +35,7 @@ ApiTier = strawberry.enum(
 EmbedSection = strawberry.enum(DomainEmbedSection, name="EmbedSection")
 
 
+@shows(ApiKeyRow)
 @strawberry.type(description="A customer's API key. The key itself is shown once, when created.")
 class ApiKey(ModelNode):
     loader = "api_key_by_id"
@@ -52,9 +57,10 @@ class ApiKey(ModelNode):
 
     @strawberry.field(description="Requests per minute this key may make.")
     def requests_per_minute(self) -> int:
-        return rate_limit_of(self.model)
+        return services.rate_limit_of(self.model)
 
 
+@shows(EmbedTokenRow)
 @strawberry.type(description="A read-only token that embeds some of a customer's dashboard sections elsewhere.")
 class EmbedToken(ModelNode):
     loader = "embed_token_by_id"
@@ -145,7 +151,7 @@ class AccessQueries:
 class AccessMutations:
     @strawberry.mutation(description="Issues an API key for a customer with API access; `secret` is shown once.")
     async def api_key_create(self, info: Info, input: ApiKeyCreateInput) -> ApiKeyCreatePayload:
-        outcome = await r.api_key_create(info.context, input_data(input))
+        outcome = await perform(info.context, services.api_key_create, input, ApiKeyCreate)
         issued = outcome.value
         return ApiKeyCreatePayload(
             api_key=ApiKey.maybe(issued.api_key if issued else None),
@@ -155,12 +161,12 @@ class AccessMutations:
 
     @strawberry.mutation(description="Revokes an API key at once; revoking it again changes nothing.")
     async def api_key_revoke(self, info: Info, input: ApiKeyRevokeInput) -> ApiKeyRevokePayload:
-        outcome = await r.api_key_revoke(info.context, input.api_key_id)
+        outcome = await perform(info.context, services.api_key_revoke, input, ApiKeyRevoke)
         return ApiKeyRevokePayload(api_key=ApiKey.maybe(outcome.value), errors=AccessError.list(outcome.errors))
 
     @strawberry.mutation(description="Issues a read-only embed token for some dashboard sections of a customer.")
     async def embed_token_create(self, info: Info, input: EmbedTokenCreateInput) -> EmbedTokenCreatePayload:
-        outcome = await r.embed_token_create(info.context, input_data(input))
+        outcome = await perform(info.context, services.embed_token_create, input, EmbedTokenCreate)
         issued = outcome.value
         return EmbedTokenCreatePayload(
             embed_token=EmbedToken.maybe(issued.embed_token if issued else None),
@@ -171,7 +177,7 @@ class AccessMutations:
 
     @strawberry.mutation(description="Revokes an embed token at once.")
     async def embed_token_revoke(self, info: Info, input: EmbedTokenRevokeInput) -> EmbedTokenRevokePayload:
-        outcome = await r.embed_token_revoke(info.context, input.embed_token_id)
+        outcome = await perform(info.context, services.embed_token_revoke, input, EmbedTokenRevoke)
         return EmbedTokenRevokePayload(
             embed_token=EmbedToken.maybe(outcome.value), errors=AccessError.list(outcome.errors)
         )

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
 
+from domain.audit.models import AuditEvent as AuditEventRow
 from domain.audit.models import AuditEventType as DomainAuditEventType
 from resolvers import audit as r
-from schema.access import ApiKey
-from schema.accounts import User
 from schema.common import Info
-from schema.customers import Customer
-from schema.nodes import Connection, ModelNode
-from schema.partners import Partner
+from schema.nodes import Connection, ModelNode, maybe_view, shows
 from schema.scalars import JSON
+
+if TYPE_CHECKING:
+    from schema.access import ApiKey
+    from schema.accounts import User
+    from schema.customers import Customer
+    from schema.partners import Partner
 
 AuditEventType = strawberry.enum(DomainAuditEventType, name="AuditEventType")
 
 
+@shows(AuditEventRow)
 @strawberry.type
 class AuditEvent(ModelNode):
     loader = "audit_event_by_id"
@@ -54,31 +58,31 @@ class AuditEvent(ModelNode):
         "funding figures and no package's restricted emails."
     )
     def details(self, info: Info) -> JSON:
-        return r.details_of(info.context, self.model)
+        return JSON(r.details_of(info.context, self.model))
 
     @strawberry.field(description="Position in the partner's hash chain; null for customer users.")
     def seq(self, info: Info) -> int | None:
         return r.chain_position(info.context, self.model)
 
     @strawberry.field
-    async def actor(self, info: Info) -> User | None:
+    async def actor(self, info: Info) -> Annotated[User, strawberry.lazy("schema.accounts")] | None:
         uid = self.model.actor_user_id
-        return User.maybe(await info.context.loaders.user_by_id.load(uid)) if uid else None
+        return maybe_view(await info.context.loaders.user_by_id.load(uid)) if uid else None
 
     @strawberry.field(description="The API key that acted, when one did (null for people, or when not visible).")
-    async def actor_api_key(self, info: Info) -> ApiKey | None:
+    async def actor_api_key(self, info: Info) -> Annotated[ApiKey, strawberry.lazy("schema.access")] | None:
         kid = self.model.actor_api_key_id
-        return ApiKey.maybe(await info.context.loaders.api_key_by_id.load(kid)) if kid else None
+        return maybe_view(await info.context.loaders.api_key_by_id.load(kid)) if kid else None
 
     @strawberry.field
-    async def customer(self, info: Info) -> Customer | None:
+    async def customer(self, info: Info) -> Annotated[Customer, strawberry.lazy("schema.customers")] | None:
         cid = self.model.customer_id
-        return Customer.maybe(await info.context.loaders.customer_by_id.load(cid)) if cid else None
+        return maybe_view(await info.context.loaders.customer_by_id.load(cid)) if cid else None
 
     @strawberry.field
-    async def partner(self, info: Info) -> Partner | None:
+    async def partner(self, info: Info) -> Annotated[Partner, strawberry.lazy("schema.partners")] | None:
         pid = self.model.partner_id
-        return Partner.maybe(await info.context.loaders.partner_by_id.load(pid)) if pid else None
+        return maybe_view(await info.context.loaders.partner_by_id.load(pid)) if pid else None
 
 
 @strawberry.input

@@ -8,13 +8,24 @@ from typing import Any
 import strawberry
 from strawberry import relay
 
+from domain.reports import recipients, schedules, services
+from domain.reports.commands import (
+    CustomerReportSettingsUpdate,
+    ReportScheduleCreate,
+    ReportScheduleDelete,
+    UsageExportCreate,
+)
 from domain.reports.models import ReportFormat as DomainReportFormat
 from domain.reports.models import ReportFrequency as DomainReportFrequency
+from domain.reports.models import ReportSchedule as ReportScheduleRow
+from domain.reports.models import ReportSettings as ReportSettingsRow
 from domain.reports.models import ReportStatus as DomainReportStatus
+from domain.reports.models import UsageReport as UsageReportRow
 from resolvers import reports as r
-from schema.common import Info, input_data
+from resolvers.commands import perform
+from schema.common import Info
 from schema.errors import ReportError
-from schema.nodes import Connection, ModelNode
+from schema.nodes import Connection, ModelNode, shows
 
 ReportFormat = strawberry.enum(
     DomainReportFormat,
@@ -26,6 +37,7 @@ UsageReportStatus = strawberry.enum(DomainReportStatus, name="UsageReportStatus"
 ReportFrequency = strawberry.enum(DomainReportFrequency, name="ReportFrequency")
 
 
+@shows(UsageReportRow)
 @strawberry.type(description="An export of a customer's usage: built by a job, then downloadable by signed link.")
 class UsageReport(ModelNode):
     loader = "usage_report_by_id"
@@ -53,9 +65,10 @@ class UsageReport(ModelNode):
 
     @strawberry.field(description="A signed link valid for 24 hours (never beyond `expiresAt`); only when READY.")
     def download_url(self) -> str | None:
-        return r.download_url(self.model)
+        return services.download_url(self.model)
 
 
+@shows(ReportScheduleRow)
 @strawberry.type(description="A report emailed to recipients after each complete day, week or month (UTC).")
 class ReportSchedule(ModelNode):
     loader = "report_schedule_by_id"
@@ -68,6 +81,7 @@ class ReportSchedule(ModelNode):
     model: strawberry.Private[Any]
 
 
+@shows(ReportSettingsRow)
 @strawberry.type(description="Who else may receive a customer's scheduled reports (set by the partner's admins).")
 class ReportSettings:
     allowed_recipients: list[str] = strawberry.field(
@@ -76,11 +90,11 @@ class ReportSettings:
     )
 
     @classmethod
-    def from_model(cls, model: Any) -> ReportSettings:
+    def from_model(cls, model: ReportSettingsRow) -> ReportSettings:
         return cls(allowed_recipients=list(model.allowed_recipients))
 
     @classmethod
-    def maybe(cls, model: Any) -> ReportSettings | None:
+    def maybe(cls, model: ReportSettingsRow | None) -> ReportSettings | None:
         return None if model is None else cls.from_model(model)
 
 
@@ -158,14 +172,14 @@ class ReportQueries:
 class ReportMutations:
     @strawberry.mutation(description="Requests a usage export: QUEUED, then built by a job (`usageReportUpdated`).")
     async def usage_export_create(self, info: Info, input: UsageExportCreateInput) -> UsageExportCreatePayload:
-        outcome = await r.usage_export_create(info.context, input_data(input))
+        outcome = await perform(info.context, services.usage_export_create, input, UsageExportCreate)
         return UsageExportCreatePayload(
             usage_report=UsageReport.maybe(outcome.value), errors=ReportError.list(outcome.errors)
         )
 
     @strawberry.mutation(description="Emails a report of each complete period to the recipients.")
     async def report_schedule_create(self, info: Info, input: ReportScheduleCreateInput) -> ReportScheduleCreatePayload:
-        outcome = await r.report_schedule_create(info.context, input_data(input))
+        outcome = await perform(info.context, schedules.schedule_create, input, ReportScheduleCreate)
         return ReportScheduleCreatePayload(
             report_schedule=ReportSchedule.maybe(outcome.value), errors=ReportError.list(outcome.errors)
         )
@@ -176,14 +190,14 @@ class ReportMutations:
     async def customer_report_settings_update(
         self, info: Info, input: CustomerReportSettingsUpdateInput
     ) -> CustomerReportSettingsUpdatePayload:
-        outcome = await r.report_settings_update(info.context, input_data(input))
+        outcome = await perform(info.context, recipients.settings_update, input, CustomerReportSettingsUpdate)
         return CustomerReportSettingsUpdatePayload(
             report_settings=ReportSettings.maybe(outcome.value), errors=ReportError.list(outcome.errors)
         )
 
     @strawberry.mutation(description="Stops a scheduled report.")
     async def report_schedule_delete(self, info: Info, input: ReportScheduleDeleteInput) -> ReportScheduleDeletePayload:
-        outcome = await r.report_schedule_delete(info.context, input.report_schedule_id)
+        outcome = await perform(info.context, schedules.schedule_delete, input, ReportScheduleDelete)
         return ReportScheduleDeletePayload(
             report_schedule=ReportSchedule.maybe(outcome.value), errors=ReportError.list(outcome.errors)
         )

@@ -14,18 +14,20 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import quote
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from domain.access.commands import ApiKeyCreate, ApiKeyRevoke, EmbedTokenCreate, EmbedTokenRevoke
 from domain.access.models import ApiKey, ApiPermission, ApiTier, EmbedSection, EmbedToken
 from domain.accounts.models import Role
 from domain.accounts.services import SESSION_PREFIX, authenticate_session, authenticate_sessions
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
+from domain.common.json import JsonObject
 from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
@@ -47,6 +49,7 @@ EMBED_MIN_SECONDS = 60
 EMBED_MAX_SECONDS = 30 * 24 * 3600
 EMBED_PATH = "/embed"
 R = TypeVar("R", ApiKey, EmbedToken)
+E = TypeVar("E", ApiPermission, EmbedSection)
 # `last_used_at` is written at most this often per key: a busy key must not cost a write per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -210,27 +213,18 @@ def require_access_manager(viewer: Viewer, customer: Customer) -> None:
     raise forbidden("Only partner administrators or the customer's administrators can manage access.")
 
 
-async def _managed_customer(viewer: Viewer, customer_id: int | None) -> Customer:
+async def _managed_customer(viewer: Viewer, customer_id: int) -> Customer:
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
     require_access_manager(viewer, customer)
     return customer
 
 
-def _enum_values(v: Validator, field: str, values: Any, enum_type: type[Any]) -> list[str]:
-    """Distinct valid values in a stable order; an empty or invalid list is an error."""
-    if not isinstance(values, Iterable) or isinstance(values, str):
-        v.add(field, "Must be a list.")
-        return []
-    chosen: set[str] = set()
-    for value in values:
-        try:
-            chosen.add(enum_type(value).value)
-        except ValueError:
-            v.add(field, f"Unknown value {value!r}.")
-            return []
+def _distinct(v: Validator, field: str, values: Iterable[E], enum_type: type[E]) -> list[E]:
+    """Distinct values in the enum's order; none at all is an error."""
+    chosen = set(values)
     if not chosen:
         v.add(field, "Choose at least one.", ErrorCode.REQUIRED)
-    return [m.value for m in enum_type if m.value in chosen]
+    return [m for m in enum_type if m in chosen]
 
 
 @dataclass(slots=True)
@@ -239,26 +233,15 @@ class ApiKeyIssued:
     secret: str  # the full `pd_live_<id>_<secret>` key, shown once
 
 
-async def api_key_create(
-    viewer: Viewer,
-    customer_id: int | None,
-    name: Any,
-    permissions: Any,
-    tier: Any,
-    rate_limit_per_minute: Any = None,
-) -> ApiKeyIssued:
-    customer = await _managed_customer(viewer, customer_id)
+async def api_key_create(viewer: Viewer, command: ApiKeyCreate) -> ApiKeyIssued:
+    customer = await _managed_customer(viewer, command.customer_id)
     v = Validator()
-    clean_name = v.text("name", name, required=True, max_length=100)
-    chosen = _enum_values(v, "permissions", permissions, ApiPermission)
-    try:
-        clean_tier = ApiTier(tier or ApiTier.STANDARD)
-    except ValueError:
-        v.add("tier", f"Unknown tier {tier!r}.")
-        clean_tier = ApiTier.STANDARD
+    clean_name = v.text("name", command.name, required=True, max_length=100)
+    chosen = [p.value for p in _distinct(v, "permissions", command.permissions, ApiPermission)]
+    tier, rate_limit_per_minute = command.tier, command.rate_limit_per_minute
     limit: int | None = None
-    if clean_tier == ApiTier.ENTERPRISE:
-        if not isinstance(rate_limit_per_minute, int) or not 1 <= rate_limit_per_minute <= MAX_CUSTOM_LIMIT:
+    if tier == ApiTier.ENTERPRISE:
+        if rate_limit_per_minute is None or not 1 <= rate_limit_per_minute <= MAX_CUSTOM_LIMIT:
             v.add(
                 "rate_limit_per_minute",
                 f"An ENTERPRISE key needs a limit between 1 and {MAX_CUSTOM_LIMIT:,} requests per minute.",
@@ -282,7 +265,7 @@ async def api_key_create(
             prefix="",
             secret_hash=_digest(secret),
             permissions=chosen,
-            tier=clean_tier,
+            tier=tier,
             rate_limit_per_minute=limit,
             created_by_user_id=viewer.user_id,
         )
@@ -296,13 +279,13 @@ async def api_key_create(
             object_id=key.id,
             partner_id=customer.partner_id,
             customer_id=customer.id,
-            details={"name": clean_name, "prefix": key.prefix, "permissions": chosen, "tier": clean_tier.value}
+            details={"name": clean_name, "prefix": key.prefix, "permissions": chosen, "tier": tier.value}
             | ({"rate_limit_per_minute": limit} if limit else {}),
         )
     return ApiKeyIssued(key, f"{API_KEY_PREFIX}{key.id}_{secret}")
 
 
-async def _revoke(viewer: Viewer, model: type[R], pk: int | None, field: str, action: str) -> R:
+async def _revoke(viewer: Viewer, model: type[R], pk: int, field: str, action: str) -> R:
     """Revokes a key or token at once (every later request with it answers 401); again changes nothing."""
     row = await get_visible(model, viewer, pk, field=field)
     require_access_manager(viewer, await Customer.get(id=row.customer_id))
@@ -312,7 +295,7 @@ async def _revoke(viewer: Viewer, model: type[R], pk: int | None, field: str, ac
             row.revoked_at = now()
             await row.save(update_fields=["revoked_at"])
             await events.emit(events.ACCESS_REVOKED, customer_id=row.customer_id, partner_id=row.partner_id)
-            details = (
+            details: JsonObject = (
                 {"name": row.name, "prefix": row.prefix}
                 if isinstance(row, ApiKey)
                 else {"sections": list(row.sections)}
@@ -340,11 +323,11 @@ async def revoke_credentials_of_customer(customer_id: int) -> tuple[int, int]:
     return keys, tokens
 
 
-async def api_key_revoke(viewer: Viewer, api_key_id: int | None) -> ApiKey:
-    return await _revoke(viewer, ApiKey, api_key_id, "api_key_id", "api_key.revoke")
+async def api_key_revoke(viewer: Viewer, command: ApiKeyRevoke) -> ApiKey:
+    return await _revoke(viewer, ApiKey, command.api_key_id, "api_key_id", "api_key.revoke")
 
 
-async def api_keys_of(viewer: Viewer, customer_id: int | None) -> QuerySet[ApiKey]:
+async def api_keys_of(viewer: Viewer, customer_id: int) -> QuerySet[ApiKey]:
     """A customer's keys (revoked ones included), for paginating."""
     customer = await _managed_customer(viewer, customer_id)
     return restrict(ApiKey, viewer).filter(customer_id=customer.id)
@@ -361,17 +344,11 @@ def embed_url(token: str) -> str:
     return f"{config().public_url.rstrip('/')}{EMBED_PATH}?token={quote(token, safe='')}"
 
 
-async def embed_token_create(
-    viewer: Viewer, customer_id: int | None, sections: Any, expires_in_seconds: Any
-) -> EmbedTokenIssued:
-    customer = await _managed_customer(viewer, customer_id)
+async def embed_token_create(viewer: Viewer, command: EmbedTokenCreate) -> EmbedTokenIssued:
+    customer = await _managed_customer(viewer, command.customer_id)
     v = Validator()
-    chosen = _enum_values(v, "sections", sections, EmbedSection)
-    if (
-        not isinstance(expires_in_seconds, int)
-        or isinstance(expires_in_seconds, bool)
-        or not EMBED_MIN_SECONDS <= expires_in_seconds <= EMBED_MAX_SECONDS
-    ):
+    chosen = [s.value for s in _distinct(v, "sections", command.sections, EmbedSection)]
+    if not EMBED_MIN_SECONDS <= command.expires_in_seconds <= EMBED_MAX_SECONDS:
         v.add(
             "expires_in_seconds",
             f"Must be between {EMBED_MIN_SECONDS} seconds and {EMBED_MAX_SECONDS // 86400} days.",
@@ -393,7 +370,7 @@ async def embed_token_create(
             secret_hash=_digest(secret),
             sections=chosen,
             created_by_user_id=viewer.user_id,
-            expires_at=at + timedelta(seconds=expires_in_seconds),
+            expires_at=at + timedelta(seconds=command.expires_in_seconds),
         )
         await record(
             viewer,
@@ -409,10 +386,10 @@ async def embed_token_create(
     return EmbedTokenIssued(row, token, embed_url(token))
 
 
-async def embed_token_revoke(viewer: Viewer, embed_token_id: int | None) -> EmbedToken:
-    return await _revoke(viewer, EmbedToken, embed_token_id, "embed_token_id", "embed_token.revoke")
+async def embed_token_revoke(viewer: Viewer, command: EmbedTokenRevoke) -> EmbedToken:
+    return await _revoke(viewer, EmbedToken, command.embed_token_id, "embed_token_id", "embed_token.revoke")
 
 
-async def embed_tokens_of(viewer: Viewer, customer_id: int | None) -> QuerySet[EmbedToken]:
+async def embed_tokens_of(viewer: Viewer, customer_id: int) -> QuerySet[EmbedToken]:
     customer = await _managed_customer(viewer, customer_id)
     return restrict(EmbedToken, viewer).filter(customer_id=customer.id)

@@ -12,11 +12,12 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import cast
 
 from tortoise.transactions import in_transaction
 
 from domain.audit.models import AuditChain, AuditEvent, AuditEventType
+from domain.common.json import JsonLike, JsonMapping, JsonObject, JsonValue
 from domain.viewer import Viewer
 
 GENESIS = "0" * 64
@@ -27,7 +28,7 @@ SECRET_MARKERS = ("password", "secret", "token", "totp", "hash")
 PARTNER_ONLY_MARKERS = ("pool", "revenue", "funding", "restricted_emails")
 
 
-def _canonical(value: Any) -> str:
+def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
@@ -39,11 +40,11 @@ def _ts(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _is_secret(key: Any) -> bool:
+def _is_secret(key: object) -> bool:
     return any(m in str(key).lower() for m in SECRET_MARKERS)
 
 
-def _drop_secrets(value: Any) -> Any:
+def _drop_secrets(value: object) -> object:
     if isinstance(value, Mapping):
         return {k: _drop_secrets(v) for k, v in value.items() if not _is_secret(k)}
     if isinstance(value, list | tuple):
@@ -51,16 +52,16 @@ def _drop_secrets(value: Any) -> Any:
     return value
 
 
-def scrub(details: Mapping[str, Any]) -> dict[str, Any]:
+def scrub(details: JsonMapping) -> JsonObject:
     """Drops anything that looks like a secret, at any depth, and makes the rest plain JSON."""
     return json.loads(_canonical(_drop_secrets(details)))
 
 
-def _is_partner_only(key: Any) -> bool:
+def _is_partner_only(key: object) -> bool:
     return any(m in str(key).lower() for m in PARTNER_ONLY_MARKERS)
 
 
-def customer_part(details: Any) -> Any:
+def customer_part(details: JsonValue) -> JsonValue:
     """The part of an event's details a customer's own users may read: everything but the partner-only keys, at
     any depth. Decided when read, from the key names, so events recorded before the split (and their hashes) stay
     as they are."""
@@ -71,7 +72,7 @@ def customer_part(details: Any) -> Any:
     return details
 
 
-def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def changes(before: JsonMapping, after: JsonMapping) -> dict[str, dict[str, JsonLike]]:
     """`{field: {before, after}}` for the fields whose value differs."""
     return {
         k: {"before": before.get(k), "after": after.get(k)}
@@ -80,7 +81,7 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, di
     }
 
 
-def personal_digest(label: str | None, ip: str | None, user_agent: str | None, details: Any = None) -> str:
+def personal_digest(label: str | None, ip: str | None, user_agent: str | None, details: JsonValue = None) -> str:
     """Digest of everything retention may erase: who (label), from where (IP, agent) and the details, which can
     hold names and addresses. The chain hashes this digest, so erasing them keeps the chain verifiable."""
     return _sha256(_canonical([label, ip, user_agent, details if details is not None else {}]))
@@ -124,8 +125,8 @@ async def record(
     action: str,
     *,
     object_type: str = "",
-    object_id: Any = "",
-    details: Mapping[str, Any] | None = None,
+    object_id: int | str = "",
+    details: JsonMapping | None = None,
     partner_id: int | None = None,
     customer_id: int | None = None,
     actor_user_id: int | None = None,
@@ -165,10 +166,33 @@ async def record(
     return event
 
 
-async def record_standalone(viewer: Viewer, type: AuditEventType, action: str, **kwargs: Any) -> AuditEvent:
+async def record_standalone(
+    viewer: Viewer,
+    type: AuditEventType,
+    action: str,
+    *,
+    object_type: str = "",
+    object_id: int | str = "",
+    details: JsonMapping | None = None,
+    partner_id: int | None = None,
+    customer_id: int | None = None,
+    actor_user_id: int | None = None,
+    actor_label: str | None = None,
+) -> AuditEvent:
     """`record()` in a transaction of its own, for events with no other change (a failed login)."""
     async with in_transaction():
-        return await record(viewer, type, action, **kwargs)
+        return await record(
+            viewer,
+            type,
+            action,
+            object_type=object_type,
+            object_id=object_id,
+            details=details,
+            partner_id=partner_id,
+            customer_id=customer_id,
+            actor_user_id=actor_user_id,
+            actor_label=actor_label,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +218,9 @@ async def verify() -> tuple[int, list[ChainProblem]]:
     problems: list[ChainProblem] = []
     checked = 0
     heads = {h.key: h for h in await AuditChain.all()}
-    chains = set(heads) | set(await AuditEvent.all().distinct().values_list("chain", flat=True))
+    # a flat list of chain keys (Tortoise types it as a list of tuples)
+    recorded = cast("list[str]", await AuditEvent.all().distinct().values_list("chain", flat=True))
+    chains = set(heads) | set(recorded)
     for chain in sorted(chains):
         expected_seq, prev = 1, GENESIS
         async for event in _events_of(chain):

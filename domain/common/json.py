@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TypeAlias
 
 JsonValue: TypeAlias = "str | int | float | Decimal | bool | list[JsonValue] | dict[str, JsonValue] | None"
 JsonObject: TypeAlias = "dict[str, JsonValue]"
+
+# What a function that only reads JSON-shaped data accepts (`record(details=…)`, `emit(**payload)`): read-only
+# views, so a caller's `dict[str, list[str]]` is one too (`dict` and `list` are invariant: a `list[str]` is not a
+# `list[JsonValue]`).
+JsonLike: TypeAlias = "str | int | float | Decimal | bool | Sequence[JsonLike] | Mapping[str, JsonLike] | None"
+JsonMapping: TypeAlias = "Mapping[str, JsonLike]"

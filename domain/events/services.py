@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from tortoise import connections
 
+from domain.common.json import JsonLike, JsonObject
 from domain.events.models import OutboxEvent
 
 CREDITS_CHANGED = "credits.changed"
@@ -37,13 +37,15 @@ def live_key(topic: str, customer_id: int | None) -> str:
     return f"{topic}:{customer_id}"
 
 
-async def emit(topic: str, *, customer_id: int | None = None, partner_id: int | None = None, **payload: Any) -> None:
+async def emit(
+    topic: str, *, customer_id: int | None = None, partner_id: int | None = None, **payload: JsonLike
+) -> None:
     """Call inside the transaction of the change; the relay publishes it after commit."""
     await OutboxEvent.create(topic=topic, customer_id=customer_id, partner_id=partner_id, payload=payload)
     await _wake_relay()
 
 
-async def emit_many(events: Iterable[tuple[str, int | None, int | None, dict[str, Any]]]) -> None:
+async def emit_many(events: Iterable[tuple[str, int | None, int | None, JsonObject]]) -> None:
     rows = [OutboxEvent(topic=t, customer_id=c, partner_id=p, payload=payload) for t, c, p, payload in events]
     if rows:
         await OutboxEvent.bulk_create(rows)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import cast
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -98,9 +99,8 @@ def choose(waiting: Sequence[tuple[int, int]], in_flight: Counter[int], free: in
 async def dispatch(partner_id: int, now: datetime | None = None) -> list[int]:
     """Gives the partner's free build slots to its waiting reports (under `lock_partner`); returns their ids."""
     settings = config()
-    in_flight = Counter(
-        await UsageReport.filter(IN_FLIGHT, partner_id=partner_id).values_list("customer_id", flat=True)
-    )
+    in_flight_customers = UsageReport.filter(IN_FLIGHT, partner_id=partner_id).values_list("customer_id", flat=True)
+    in_flight = Counter(cast("list[int]", await in_flight_customers))  # a flat list (Tortoise types it as tuples)
     free = settings.export_max_running_per_partner - in_flight.total()
     if free <= 0:
         return []
@@ -123,12 +123,33 @@ async def _send(report_ids: list[int], customers: dict[int, int], partner_id: in
     )
 
 
-def needs_resend(report: dict[str, Any], now: datetime) -> bool:
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """What the sweep reads of an in-flight report."""
+
+    id: int
+    customer_id: int
+    partner_id: int
+    dispatched_at: datetime | None
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+async def _in_flight(partner_id: int | None = None) -> list[InFlight]:
+    """Every in-flight report, or one partner's."""
+    qs = UsageReport.filter(IN_FLIGHT)
+    if partner_id is not None:
+        qs = qs.filter(partner_id=partner_id)
+    rows = await qs.values_list("id", "customer_id", "partner_id", "dispatched_at", "started_at", "heartbeat_at")
+    return [InFlight(*row) for row in rows]
+
+
+def needs_resend(report: InFlight, now: datetime) -> bool:
     """An in-flight report nobody is building, and whose build message is not known to be on its way."""
-    alive = _alive_at(report["heartbeat_at"], report["started_at"])
+    alive = _alive_at(report.heartbeat_at, report.started_at)
     if alive is not None and alive > now - lease():
         return False
-    sent, started = _utc(report["dispatched_at"]), _utc(report["started_at"])
+    sent, started = _utc(report.dispatched_at), _utc(report.started_at)
     if sent is None:
         return True  # running without a message on record (requested before the queue existed)
     if started is not None and sent <= started:
@@ -136,32 +157,21 @@ def needs_resend(report: dict[str, Any], now: datetime) -> bool:
     return sent < now - RESEND_AFTER  # the message was lost on the way
 
 
-_SWEEP_COLUMNS = ("id", "customer_id", "partner_id", "status", "dispatched_at", "started_at", "heartbeat_at")
-
-
 async def sweep(now: datetime | None = None) -> int:
     """The periodic pass: re-sends the builds nobody is doing and dispatches every partner with waiting reports (each
     partner in its own transaction); returns how many builds it sent."""
     now = now or datetime.now(UTC)
-    rows = await UsageReport.filter(IN_FLIGHT).values(*_SWEEP_COLUMNS)
-    partners = {r["partner_id"] for r in rows if needs_resend(r, now)}
-    partners |= set(
-        await UsageReport.filter(status=ReportStatus.QUEUED, dispatched_at=None)
-        .distinct()
-        .values_list("partner_id", flat=True)
-    )
+    partners = {r.partner_id for r in await _in_flight() if needs_resend(r, now)}
+    waiting = UsageReport.filter(status=ReportStatus.QUEUED, dispatched_at=None).distinct()
+    partners |= set(cast("list[int]", await waiting.values_list("partner_id", flat=True)))  # a flat list
     sent = 0
     for partner_id in sorted(partners):
         async with in_transaction():
             if not await lock_partner(partner_id):
                 continue
             # re-read under the lock: another sweep or a build's end may have acted meanwhile
-            stuck = [
-                r
-                for r in await UsageReport.filter(IN_FLIGHT, partner_id=partner_id).values(*_SWEEP_COLUMNS)
-                if needs_resend(r, now)
-            ]
+            stuck = [r for r in await _in_flight(partner_id=partner_id) if needs_resend(r, now)]
             if stuck:
-                await _send([r["id"] for r in stuck], {r["id"]: r["customer_id"] for r in stuck}, partner_id, now)
+                await _send([r.id for r in stuck], {r.id: r.customer_id for r in stuck}, partner_id, now)
             sent += len(stuck) + len(await dispatch(partner_id, now))
     return sent

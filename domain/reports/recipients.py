@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
 from tortoise.transactions import in_transaction
@@ -23,6 +23,7 @@ from domain.billing.models import BillingPreferences
 from domain.common.validation import Validator
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
+from domain.reports.commands import CustomerReportSettingsUpdate
 from domain.reports.models import ReportSettings
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_customer_manager, require_partner_staff
@@ -41,8 +42,9 @@ class Allowed:
 
 
 async def allowed_for(customer_id: int) -> Allowed:
-    user_ids = await Membership.filter(customer_id=customer_id).values_list("user_id", flat=True)
-    users = await User.filter(id__in=list(user_ids), is_active=True).values_list("email", flat=True)
+    # flat lists of values (Tortoise types them as lists of tuples)
+    user_ids = cast("list[int]", await Membership.filter(customer_id=customer_id).values_list("user_id", flat=True))
+    users = cast("list[str]", await User.filter(id__in=user_ids, is_active=True).values_list("email", flat=True))
     prefs = await BillingPreferences.get_or_none(customer_id=customer_id)
     settings = await ReportSettings.get_or_none(customer_id=customer_id)
     entries: list[str] = list(settings.allowed_recipients) if settings else []
@@ -66,11 +68,9 @@ async def check(customer_id: int, recipients: Iterable[str]) -> None:
         )
 
 
-def _entries(raw: Any) -> list[str]:
+def _entries(raw: list[str]) -> list[str]:
     """Addresses or `@domain` entries, normalised, lower-cased and de-duplicated."""
     v = Validator()
-    if not isinstance(raw, list):
-        raise DomainError.single(ErrorCode.INVALID, "Send a list of addresses or @domains.", "allowed_recipients")
     if len(raw) > MAX_ALLOWED:
         raise DomainError.single(ErrorCode.INVALID, f"At most {MAX_ALLOWED} entries.", "allowed_recipients")
     cleaned: set[str] = set()
@@ -97,11 +97,11 @@ async def settings_of(viewer: Viewer, customer_id: int) -> ReportSettings:
     return found or ReportSettings(customer_id=customer.id, allowed_recipients=[])
 
 
-async def settings_update(viewer: Viewer, customer_id: int, allowed_recipients: Any) -> ReportSettings:
+async def settings_update(viewer: Viewer, command: CustomerReportSettingsUpdate) -> ReportSettings:
     """`customerReportSettingsUpdate`: the partner's admins (or a platform admin) set the extra recipients."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
     require_partner_staff(viewer, admin=True)
-    entries = _entries(allowed_recipients)
+    entries = _entries(command.allowed_recipients)
     async with in_transaction():
         # a concurrent first update waits on the primary key instead of failing on it
         await ReportSettings.bulk_create([ReportSettings(customer_id=customer.id)], ignore_conflicts=True)

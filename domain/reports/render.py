@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 from fpdf import FPDF
 
@@ -62,9 +62,13 @@ def safe_text(value: str) -> str:
     return f"'{value}" if value.startswith(_FORMULA_START) else value
 
 
-def csv_row(row: Sequence[Any]) -> list[str]:
-    """One event as CSV cells, in `CSV_COLUMNS` order, from (occurred_at, unit_type, quantity, unit_price, cost,
-    credits, funding, case_type, paid)."""
+# One usage event as services.stream_events reads it: (occurred_at, unit_type, quantity, unit_price, cost, credits,
+# funding, case_type, paid).
+EventRow: TypeAlias = tuple[datetime, UnitType, Decimal, Decimal, Decimal, Decimal, str, str, bool]
+
+
+def csv_row(row: EventRow) -> list[str]:
+    """One event as CSV cells, in `CSV_COLUMNS` order."""
     occurred_at, unit_type, quantity, unit_price, cost, credits, funding, case_type, paid = row
     return [
         occurred_at.isoformat(),

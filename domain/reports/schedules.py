@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from typing import Any
+from typing import cast
 
 import structlog
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from domain.audit.models import AuditEventType
@@ -28,6 +29,7 @@ from domain.errors import DomainError, ErrorCode
 from domain.partners.models import Partner
 from domain.reports import recipients as recipient_rules
 from domain.reports import services
+from domain.reports.commands import ReportScheduleCreate, ReportScheduleDelete
 from domain.reports.models import ReportFormat, ReportFrequency, ReportSchedule, ReportStatus, UsageReport
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_customer_manager
@@ -57,9 +59,9 @@ def last_complete_period(frequency: ReportFrequency, today: date) -> tuple[date,
     return end.replace(day=1), end
 
 
-def _recipients(raw: Any) -> list[str]:
+def _recipients(raw: list[str]) -> list[str]:
     v = Validator()
-    if not isinstance(raw, list) or not raw:
+    if not raw:
         raise DomainError.single(ErrorCode.REQUIRED, "Add at least one recipient.", "recipients")
     if len(raw) > MAX_RECIPIENTS:
         raise DomainError.single(ErrorCode.INVALID, f"At most {MAX_RECIPIENTS} recipients.", "recipients")
@@ -72,20 +74,14 @@ def _recipients(raw: Any) -> list[str]:
     return list(seen.values())
 
 
-async def schedule_create(
-    viewer: Viewer, customer_id: int, fmt: Any, frequency: Any, recipients: Any, today: date | None = None
-) -> ReportSchedule:
+async def schedule_create(viewer: Viewer, command: ReportScheduleCreate) -> ReportSchedule:
     """Partner staff or the customer's admins; the first report covers the first period that ends after today. At
     most `report_max_schedules_per_customer` per customer (QUOTA_EXCEEDED), to allowed recipients only."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
     require_customer_manager(viewer, customer)
-    try:
-        report_format, freq = ReportFormat(fmt), ReportFrequency(frequency)
-    except ValueError:
-        raise DomainError.single(ErrorCode.INVALID, "Unknown format or frequency.", "format") from None
-    emails = _recipients(recipients)
+    emails = _recipients(command.recipients)
     await recipient_rules.check(customer.id, emails)
-    _, already = last_complete_period(freq, today or datetime.now(UTC).date())
+    _, already = last_complete_period(command.frequency, datetime.now(UTC).date())
     async with in_transaction():
         await Customer.select_for_update().get(id=customer.id)  # two concurrent creations count one after the other
         limit = config().report_max_schedules_per_customer
@@ -97,8 +93,8 @@ async def schedule_create(
             customer_id=customer.id,
             partner_id=customer.partner_id,
             created_by_user_id=viewer.user_id,
-            format=report_format,
-            frequency=freq,
+            format=command.format,
+            frequency=command.frequency,
             recipients=emails,
             last_period_to=already,
         )
@@ -110,13 +106,13 @@ async def schedule_create(
             object_id=schedule.id,
             partner_id=customer.partner_id,
             customer_id=customer.id,
-            details={"format": str(report_format), "frequency": str(freq), "recipients": len(emails)},
+            details={"format": str(command.format), "frequency": str(command.frequency), "recipients": len(emails)},
         )
     return schedule
 
 
-async def schedule_delete(viewer: Viewer, schedule_id: int) -> ReportSchedule:
-    schedule = await get_visible(ReportSchedule, viewer, schedule_id, field="report_schedule_id")
+async def schedule_delete(viewer: Viewer, command: ReportScheduleDelete) -> ReportSchedule:
+    schedule = await get_visible(ReportSchedule, viewer, command.report_schedule_id, field="report_schedule_id")
     customer = await Customer.get(id=schedule.customer_id)
     require_customer_manager(viewer, customer)
     async with in_transaction():
@@ -133,7 +129,7 @@ async def schedule_delete(viewer: Viewer, schedule_id: int) -> ReportSchedule:
     return schedule
 
 
-async def schedules_of(viewer: Viewer, customer_id: int) -> Any:
+async def schedules_of(viewer: Viewer, customer_id: int) -> QuerySet[ReportSchedule]:
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
     return ReportSchedule.filter(customer_id=customer.id)
 
@@ -145,9 +141,8 @@ async def run_due(today: date | None = None) -> int:
     due: list[int] = []
     for frequency in ReportFrequency:
         _, until = last_complete_period(frequency, today)
-        due += await ReportSchedule.filter(
-            Q(last_period_to=None) | Q(last_period_to__lt=until), frequency=frequency
-        ).values_list("id", flat=True)
+        ids = ReportSchedule.filter(Q(last_period_to=None) | Q(last_period_to__lt=until), frequency=frequency)
+        due += cast("list[int]", await ids.values_list("id", flat=True))  # a flat list (Tortoise types it as tuples)
     for schedule_id in sorted(due):
         async with in_transaction():
             # re-read under the lock: two schedulers (or a redelivery) request each period once

@@ -25,16 +25,18 @@ from typing import Any
 
 import structlog
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from domain.audit.models import AuditEventType
 from domain.audit.services import record, record_standalone
 from domain.config import config
 from domain.customers.models import Customer
-from domain.errors import DomainError, ErrorCode, FieldError
+from domain.errors import DomainError, ErrorCode
 from domain.events.services import REPORT_DELIVERY_REQUESTED, USAGE_REPORT_UPDATED, emit
 from domain.partners.models import Partner
 from domain.reports import links, queue, render
+from domain.reports.commands import UsageExportCreate
 from domain.reports.models import FINAL_STATUSES, ReportFormat, ReportStatus, UsageReport
 from domain.reports.storage import ExportStorage, storage
 from domain.usage.models import UnitType, UsageEvent
@@ -56,26 +58,11 @@ _FILES = {
 # ---------------------------------------------------------------- requesting
 
 
-def validate_period(since: Any, until: Any) -> tuple[date, date]:
-    errors = [
-        FieldError(name, f"`{name}` is required.", ErrorCode.REQUIRED)
-        for name, value in (("from", since), ("to", until))
-        if not isinstance(value, date)
-    ]
-    if errors:
-        raise DomainError(errors)
+def validate_period(since: date, until: date) -> None:
     if until < since:
         raise DomainError.single(ErrorCode.INVALID, "`to` is before `from`.", "to")
     if (until - since).days + 1 > MAX_DAYS:
         raise DomainError.single(ErrorCode.INVALID, f"A report covers at most {MAX_DAYS} days.", "to")
-    return since, until
-
-
-def _format(value: Any) -> ReportFormat:
-    try:
-        return ReportFormat(value)
-    except ValueError:
-        raise DomainError.single(ErrorCode.INVALID, "Unknown report format.", "format") from None
 
 
 async def queue_report(
@@ -106,13 +93,13 @@ async def queue_report(
     return report
 
 
-async def usage_export_create(viewer: Viewer, customer_id: int, fmt: Any, since: Any, until: Any) -> UsageReport:
+async def usage_export_create(viewer: Viewer, command: UsageExportCreate) -> UsageReport:
     """`usageExportCreate`: anyone who can see the customer may export its usage (NOT_FOUND otherwise)."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
-    report_format = _format(fmt)
-    since, until = validate_period(since, until)
+    customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
+    since, until = command.from_, command.to
+    validate_period(since, until)
     async with in_transaction():
-        report = await queue_report(customer, report_format, since, until, requested_by_user_id=viewer.user_id)
+        report = await queue_report(customer, command.format, since, until, requested_by_user_id=viewer.user_id)
         await record(
             viewer,
             AuditEventType.EXPORT,
@@ -121,12 +108,12 @@ async def usage_export_create(viewer: Viewer, customer_id: int, fmt: Any, since:
             object_id=report.id,
             partner_id=customer.partner_id,
             customer_id=customer.id,
-            details={"format": str(report_format), "from": since.isoformat(), "to": until.isoformat()},
+            details={"format": str(command.format), "from": since.isoformat(), "to": until.isoformat()},
         )
     return report
 
 
-async def usage_reports(viewer: Viewer, customer_id: int) -> Any:
+async def usage_reports(viewer: Viewer, customer_id: int) -> QuerySet[UsageReport]:
     """The reports of one visible customer (a queryset for pagination)."""
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
     return UsageReport.filter(customer_id=customer.id)
@@ -180,7 +167,7 @@ _EVENT_COLUMNS = (
 
 async def stream_events(
     customer_id: int, since: date, until: date, unit_type: UnitType | None = None, chunk: int = CHUNK
-) -> AsyncIterator[list[tuple[Any, ...]]]:
+) -> AsyncIterator[list[render.EventRow]]:
     """The customer's events of the period in (occurred_at, id) order, `chunk` rows at a time (keyset: each query
     uses the (customer_id, occurred_at) index and nothing is held beyond one chunk). Rows are `_EVENT_COLUMNS`
     without the id."""
@@ -195,10 +182,16 @@ async def stream_events(
         rows = await qs.order_by("occurred_at", "id").limit(chunk).values_list(*_EVENT_COLUMNS)
         if not rows:
             return
-        yield [(_utc(r[1]), UnitType(r[2]), *(Decimal(str(v)) for v in r[3:7]), r[7], r[8], bool(r[9])) for r in rows]
+        yield [_event_row(r) for r in rows]
         if len(rows) < chunk:
             return
         last = (rows[-1][1], rows[-1][0])
+
+
+def _event_row(r: tuple[Any, ...]) -> render.EventRow:
+    """An `_EVENT_COLUMNS` row as an event row (without the id), its amounts exact Decimals."""
+    quantity, unit_price, cost, credits = (Decimal(str(v)) for v in r[3:7])
+    return (_utc(r[1]), UnitType(r[2]), quantity, unit_price, cost, credits, r[7], r[8], bool(r[9]))
 
 
 def _utc(moment: datetime) -> datetime:
