@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import dramatiq
 from tortoise import Tortoise
 
 from server.bootstrap import bootstrap
@@ -99,7 +100,7 @@ async def jobs_status(settings: Settings) -> dict[str, object]:
         client = aioredis.from_url(settings.redis_url)
         ns = settings.dramatiq_namespace
         queues: dict[str, dict[str, int]] = {}
-        for queue in ("default", "alerts", "scheduled", "maintenance"):
+        for queue in sorted(q for q in dramatiq.get_broker().get_declared_queues() if not q.endswith((".DQ", ".XQ"))):
             queues[queue] = {
                 "ready": await client.llen(f"{ns}:{queue}"),
                 "delayed": await client.llen(f"{ns}:{queue}.DQ"),

@@ -377,6 +377,7 @@ async def test_jobs_status_runs_with_redis(factory: Factory) -> None:
         assert status["outbox_pending"] >= 1
         assert status["queues"]["alerts"] == {"ready": 1, "delayed": 0, "dead_letters": 0}
         assert status["queues"]["scheduled"]["ready"] == 0
+        assert set(status["queues"]) >= {"alerts", "scheduled", "maintenance", "exports"}  # every declared queue
         assert status["last_scheduler_tick"] == datetime.fromtimestamp(1_900_000_000.0, UTC).isoformat()
     finally:
         broker.flush_all()

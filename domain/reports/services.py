@@ -58,7 +58,15 @@ _FILES = {
 # ---------------------------------------------------------------- requesting
 
 
+# Reports cover days in this range: day bounds are computed one day past `to`, which must stay a real date.
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2999, 12, 31)
+
+
 def validate_period(since: date, until: date) -> None:
+    for name, day in (("from", since), ("to", until)):
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise DomainError.single(ErrorCode.INVALID, f"Choose days between {EARLIEST_DAY} and {LATEST_DAY}.", name)
     if until < since:
         raise DomainError.single(ErrorCode.INVALID, "`to` is before `from`.", "to")
     if (until - since).days + 1 > MAX_DAYS:
@@ -360,9 +368,9 @@ async def build(report_id: int, store: ExportStorage | None = None, now: datetim
     try:
         async with _heartbeat(report.id, report.attempts):
             built = await render_report(report, store, now)
-    except Exception as exc:
+    except Exception:
         log.exception("usage_report_failed", report_id=report_id)
-        message = f"Building the report failed ({type(exc).__name__})."
+        message = "Building the report failed; request it again, or quote the report id to support."
 
         def failed(r: UsageReport) -> list[str]:
             r.status, r.error, r.completed_at = ReportStatus.FAILED, message, datetime.now(UTC)
