@@ -76,6 +76,7 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
     from tortoise import Tortoise
     from tortoise.transactions import in_transaction
 
+    from domain.accounts.commands import AdminCreate
     from domain.accounts.models import Role
     from domain.accounts.services import admin_create
     from domain.billing import services as billing
@@ -84,6 +85,7 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
     from domain.features.services import set_ai_credits
     from domain.ledger import services as ledger
     from domain.ledger.models import Currency, TransferKind
+    from domain.partners.commands import PartnerCreate
     from domain.partners.services import partner_create
     from domain.viewer import Viewer
     from resolvers.common import encode_global_id
@@ -92,17 +94,17 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
     system = Viewer.system("bench")
     await Tortoise.init(config=get_settings().tortoise_config(), _enable_global_fallback=True)
     try:
-        await admin_create(ADMIN_EMAIL, PASSWORD)
+        await admin_create(system, AdminCreate(ADMIN_EMAIL, PASSWORD))
         made_partners = []
         for p in range(partners):
             created = await partner_create(
                 system,
-                {
-                    "name": f"Bench Partner {p}",
-                    "owner_email": f"owner{p}@bench{p}.example.com",
-                    "owner_password": PASSWORD,
-                    "owner_name": f"Owner {p}",
-                },
+                PartnerCreate(
+                    name=f"Bench Partner {p}",
+                    owner_email=f"owner{p}@bench{p}.example.com",
+                    owner_password=PASSWORD,
+                    owner_name=f"Owner {p}",
+                ),
             )
             made_partners.append(created.partner)
         out = []

@@ -1,18 +1,26 @@
-"""Sign-in, sessions and organizations."""
+"""Sign-in, sessions, organizations and personal settings: where a payload needs more than the domain service
+returns (the organization it now acts in), or the request must follow a change (a new viewer after signing in or
+switching organizations, fresh loaders after the signed-in user changed)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from domain.accounts import second_factor, services
 from domain.accounts import settings as personal
+from domain.accounts.commands import Login, OrganizationCreate, OrganizationSwitch
 from domain.accounts.models import Membership, Role, User
 from domain.accounts.throttle import Throttled
-from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
+from domain.viewer import Viewer
+from resolvers.commands import perform
 from resolvers.common import Outcome, attempt, camel_errors, decode_global_id_typed, encode_global_id
 from resolvers.context import Context
+
+C = TypeVar("C")
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -28,15 +36,17 @@ class OrganizationView:
 
 
 def organization_view(m: Membership, current_membership_id: int | None) -> OrganizationView:
+    """A membership as the organization it names (its organization loaded, as `memberships_of` does)."""
     if m.customer_id is not None:
-        customer: Customer = m.customer
+        assert m.customer is not None
         gid, kind, name, partner_id = (
             encode_global_id("Customer", m.customer_id),
             "CUSTOMER",
-            customer.name,
-            customer.partner_id,
+            m.customer.name,
+            m.customer.partner_id,
         )
     elif m.partner_id is not None:
+        assert m.partner is not None
         gid, kind, name, partner_id = encode_global_id("Partner", m.partner_id), "PARTNER", m.partner.name, m.partner_id
     else:
         gid, kind, name, partner_id = encode_global_id("Platform", 0), "PLATFORM", "Partnerdesk", None
@@ -46,7 +56,7 @@ def organization_view(m: Membership, current_membership_id: int | None) -> Organ
         name,
         m.role,
         m.id == current_membership_id,
-        services._is_membership_active(m),
+        services.is_membership_active(m),
         partner_id,
         m.customer_id,
     )
@@ -65,12 +75,11 @@ async def me(ctx: Context) -> User | None:
     return await ctx.loaders.user_by_id.load(ctx.viewer.user_id)
 
 
-async def login(
-    ctx: Context, login: str, password: str, totp_code: str | None, recovery_code: str | None
-) -> tuple[Outcome[services.LoginResult], int | None]:
-    """The outcome, and the seconds to wait when sign-in was throttled."""
+async def login(ctx: Context, command: Login) -> tuple[Outcome[services.LoginResult], int | None]:
+    """The outcome, and the seconds to wait when sign-in was throttled; signed in, the rest of the request acts as
+    the new session."""
     try:
-        result = await services.login(ctx.viewer, login, password, totp_code, recovery_code)
+        result = await services.login(ctx.viewer, command)
     except Throttled as exc:
         return Outcome(None, camel_errors(exc.errors)), exc.retry_after
     except DomainError as exc:
@@ -80,20 +89,19 @@ async def login(
     return Outcome(result, []), None
 
 
-async def logout(ctx: Context) -> Outcome[None]:
-    return await attempt(services.logout(ctx.viewer))
+def _organization(organization_id: str) -> OrganizationSwitch:
+    """The one id in the API that may name several kinds of object: a partner, a customer, or the platform."""
+    if organization_id == encode_global_id("Platform", 0):
+        return OrganizationSwitch()
+    kind, pk = decode_global_id_typed(organization_id, ("Partner", "Customer"), "organization_id")
+    return OrganizationSwitch(partner_id=pk) if kind == "Partner" else OrganizationSwitch(customer_id=pk)
 
 
 async def organization_switch(ctx: Context, organization_id: str) -> Outcome[OrganizationView]:
+    """Switches the session, and the rest of the request, to the organization; answers it as the user sees it."""
+
     async def run() -> OrganizationView:
-        if organization_id == encode_global_id("Platform", 0):
-            kind, pk = "Platform", 0
-        else:
-            kind, pk = decode_global_id_typed(organization_id, ("Partner", "Customer"), "organization_id")
-        switched = await services.organization_switch(
-            ctx.viewer, pk if kind == "Partner" else None, pk if kind == "Customer" else None
-        )
-        ctx.viewer = switched
+        ctx.viewer = await services.organization_switch(ctx.viewer, _organization(organization_id))
         ctx.reset_loaders()
         orgs = await my_organizations(ctx)
         current = next((o for o in orgs if o.current), None)
@@ -104,9 +112,9 @@ async def organization_switch(ctx: Context, organization_id: str) -> Outcome[Org
     return await attempt(run())
 
 
-async def organization_create(ctx: Context, name: str) -> Outcome[OrganizationView]:
+async def organization_create(ctx: Context, command: OrganizationCreate) -> Outcome[OrganizationView]:
     async def run() -> OrganizationView:
-        customer = await services.organization_create(ctx.viewer, name)
+        customer = await services.organization_create(ctx.viewer, command)
         orgs = await my_organizations(ctx)
         return next(o for o in orgs if o.customer_id == customer.id)
 
@@ -116,74 +124,18 @@ async def organization_create(ctx: Context, name: str) -> Outcome[OrganizationVi
 # ---------------------------------------------------------------- personal settings
 
 
-def _changed_me(ctx: Context, user: User) -> User:
-    ctx.reset_loaders()  # the request's cached user is stale now
-    return user
-
-
-async def me_update(ctx: Context, data: dict[str, Any]) -> Outcome[User]:
-    async def run() -> User:
-        return _changed_me(ctx, await personal.me_update(ctx.viewer, data))
-
-    return await attempt(run())
-
-
-async def password_change(ctx: Context, current: str, new: str, confirmation: str) -> Outcome[int]:
-    return await attempt(personal.password_change(ctx.viewer, current, new, confirmation))
-
-
-async def totp_setup(ctx: Context) -> Outcome[personal.TotpSetup]:
-    return await attempt(personal.totp_setup(ctx.viewer))
-
-
-async def totp_enable(ctx: Context, code: str) -> Outcome[personal.RecoveryCodes]:
-    async def run() -> personal.RecoveryCodes:
-        enabled = await personal.totp_enable(ctx.viewer, code)
-        _changed_me(ctx, enabled.user)
-        return enabled
-
-    return await attempt(run())
-
-
-async def totp_recovery_codes_generate(
-    ctx: Context, code: str | None, password: str | None
-) -> Outcome[personal.RecoveryCodes]:
-    return await attempt(personal.totp_recovery_codes_generate(ctx.viewer, code, password))
+async def change_me(
+    ctx: Context, service: Callable[[Viewer, C], Awaitable[R]], value: object, command: type[C]
+) -> Outcome[R]:
+    """`perform` for a change to the signed-in user: once it is made, the request's cached rows of them are stale."""
+    outcome = await perform(ctx, service, value, command)
+    if not outcome.errors:
+        ctx.reset_loaders()
+    return outcome
 
 
 async def totp_recovery_codes_left(user: User) -> int:
     return await second_factor.recovery_codes_left(user.id)
-
-
-async def totp_disable(ctx: Context, code: str | None, password: str | None) -> Outcome[User]:
-    async def run() -> User:
-        return _changed_me(ctx, await personal.totp_disable(ctx.viewer, code, password))
-
-    return await attempt(run())
-
-
-async def email_change_request(ctx: Context, new_email: str, password: str) -> Outcome[str]:
-    return await attempt(personal.email_change_request(ctx.viewer, new_email, password))
-
-
-async def email_change_confirm(ctx: Context, token: str) -> Outcome[User]:
-    async def run() -> User:
-        return _changed_me(ctx, await personal.email_change_confirm(ctx.viewer, token))
-
-    return await attempt(run())
-
-
-async def account_delete(ctx: Context, password: str) -> Outcome[None]:
-    return await attempt(personal.account_delete(ctx.viewer, password))
-
-
-async def avatar_upload(ctx: Context, upload: Any) -> Outcome[User]:
-    async def run() -> User:
-        # one byte past the cap is enough to refuse: never read an oversized upload whole
-        content = await upload.read(personal.AVATAR_MAX_BYTES + 1)
-        return _changed_me(ctx, await personal.avatar_upload(ctx.viewer, content))
-
-    return await attempt(run())
 
 
 def notification_preferences(user: User) -> dict[str, bool]:

@@ -10,11 +10,29 @@ import strawberry
 from strawberry import relay
 from strawberry.file_uploads import Upload
 
+from domain.accounts import services
+from domain.accounts import settings as personal
+from domain.accounts.commands import (
+    AccountDelete,
+    AvatarUpload,
+    EmailChangeConfirm,
+    EmailChangeRequest,
+    Login,
+    Logout,
+    MeUpdate,
+    OrganizationCreate,
+    PasswordChange,
+    TotpDisable,
+    TotpEnable,
+    TotpRecoveryCodesGenerate,
+    TotpSetup,
+)
 from domain.accounts.models import Membership as MembershipRow
 from domain.accounts.models import Role as DomainRole
 from domain.accounts.models import Theme as DomainTheme
 from domain.accounts.models import User as UserRow
 from resolvers import accounts as r
+from resolvers.commands import perform, to_command
 from schema.common import Info
 from schema.errors import AccountError
 from schema.nodes import ModelNode, maybe_view, shows
@@ -103,7 +121,7 @@ class User(ModelNode):
     def notification_preferences(self, info: Info) -> JSON | None:
         if info.context.viewer.user_id != self.id:
             return None
-        return r.notification_preferences(self.model)
+        return JSON(r.notification_preferences(self.model))
 
     @strawberry.field(description="Whether sign-in asks for an authenticator code (null for other users).")
     def totp_enabled(self, info: Info) -> bool | None:
@@ -327,9 +345,7 @@ class AccountMutations:
         description="Signs in with email or username. Too many attempts answer RATE_LIMITED with retryAfter."
     )
     async def login(self, info: Info, input: LoginInput) -> LoginPayload:
-        outcome, retry_after = await r.login(
-            info.context, input.login, input.password, input.totp_code, input.recovery_code
-        )
+        outcome, retry_after = await r.login(info.context, to_command(input, Login))
         result = outcome.value
         return LoginPayload(
             token=result.token if result else None,
@@ -341,7 +357,7 @@ class AccountMutations:
 
     @strawberry.mutation(description="Revokes the current session token.")
     async def logout(self, info: Info, input: LogoutInput | None = None) -> LogoutPayload:
-        outcome = await r.logout(info.context)
+        outcome = await perform(info.context, services.logout, input, Logout)
         return LogoutPayload(ok=not outcome.errors, errors=AccountError.list(outcome.errors))
 
     @strawberry.mutation(description="Makes the current session act in another of the user's organizations.")
@@ -358,7 +374,7 @@ class AccountMutations:
         description="Creates a new customer organization under the current partner; you become its admin."
     )
     async def organization_create(self, info: Info, input: OrganizationCreateInput) -> OrganizationCreatePayload:
-        outcome = await r.organization_create(info.context, input.name)
+        outcome = await r.organization_create(info.context, to_command(input, OrganizationCreate))
         return OrganizationCreatePayload(
             organization=Organization.of(outcome.value) if outcome.value else None,
             errors=AccountError.list(outcome.errors),
@@ -366,24 +382,17 @@ class AccountMutations:
 
     @strawberry.mutation(description="Changes your display name, theme and email notification preferences.")
     async def me_update(self, info: Info, input: MeUpdateInput) -> MeUpdatePayload:
-        data = {
-            "display_name": input.display_name,
-            "theme": input.theme.value if input.theme is not None else None,
-            "notification_preferences": input.notification_preferences,
-        }
-        outcome = await r.me_update(info.context, data)
+        outcome = await r.change_me(info.context, personal.me_update, input, MeUpdate)
         return MeUpdatePayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))
 
     @strawberry.mutation(description="Changes your password and signs out your other sessions.")
     async def password_change(self, info: Info, input: PasswordChangeInput) -> PasswordChangePayload:
-        outcome = await r.password_change(
-            info.context, input.current_password, input.new_password, input.new_password_confirmation
-        )
+        outcome = await perform(info.context, personal.password_change, input, PasswordChange)
         return PasswordChangePayload(revoked_sessions=outcome.value, errors=AccountError.list(outcome.errors))
 
     @strawberry.mutation(description="Starts two-factor set-up: a new secret, on once totpEnable confirms a code.")
     async def totp_setup(self, info: Info, input: TotpSetupInput | None = None) -> TotpSetupPayload:
-        outcome = await r.totp_setup(info.context)
+        outcome = await perform(info.context, personal.totp_setup, input, TotpSetup)
         setup = outcome.value
         return TotpSetupPayload(
             secret=setup.secret if setup else None,
@@ -395,7 +404,7 @@ class AccountMutations:
         description="Turns two-factor sign-in on with a code from the app set up by totpSetup; answers recovery codes."
     )
     async def totp_enable(self, info: Info, input: TotpEnableInput) -> TotpPayload:
-        outcome = await r.totp_enable(info.context, input.code)
+        outcome = await r.change_me(info.context, personal.totp_enable, input, TotpEnable)
         enabled = outcome.value
         return TotpPayload(
             user=User.from_model(enabled.user) if enabled else None,
@@ -410,7 +419,7 @@ class AccountMutations:
     async def totp_recovery_codes_generate(
         self, info: Info, input: TotpRecoveryCodesGenerateInput
     ) -> TotpRecoveryCodesGeneratePayload:
-        outcome = await r.totp_recovery_codes_generate(info.context, input.code, input.password)
+        outcome = await perform(info.context, personal.totp_recovery_codes_generate, input, TotpRecoveryCodesGenerate)
         generated = outcome.value
         return TotpRecoveryCodesGeneratePayload(
             recovery_codes=generated.codes if generated else None,
@@ -420,27 +429,27 @@ class AccountMutations:
 
     @strawberry.mutation(description="Turns two-factor sign-in off, given a current code or your password.")
     async def totp_disable(self, info: Info, input: TotpDisableInput) -> TotpPayload:
-        outcome = await r.totp_disable(info.context, input.code, input.password)
+        outcome = await r.change_me(info.context, personal.totp_disable, input, TotpDisable)
         return TotpPayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))
 
     @strawberry.mutation(description="Emails a confirmation link (valid 24 hours) to the new address.")
     async def email_change_request(self, info: Info, input: EmailChangeRequestInput) -> EmailChangeRequestPayload:
-        outcome = await r.email_change_request(info.context, input.new_email, input.password)
+        outcome = await perform(info.context, personal.email_change_request, input, EmailChangeRequest)
         return EmailChangeRequestPayload(new_email=outcome.value, errors=AccountError.list(outcome.errors))
 
     @strawberry.mutation(description="Confirms an email change with the token from the emailed link.")
     async def email_change_confirm(self, info: Info, input: EmailChangeConfirmInput) -> EmailChangeConfirmPayload:
-        outcome = await r.email_change_confirm(info.context, input.token)
+        outcome = await r.change_me(info.context, personal.email_change_confirm, input, EmailChangeConfirm)
         return EmailChangeConfirmPayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))
 
     @strawberry.mutation(
         description="Deletes your account: you lose access to every organization; refused for a last admin."
     )
     async def account_delete(self, info: Info, input: AccountDeleteInput) -> AccountDeletePayload:
-        outcome = await r.account_delete(info.context, input.password)
+        outcome = await perform(info.context, personal.account_delete, input, AccountDelete)
         return AccountDeletePayload(ok=not outcome.errors, errors=AccountError.list(outcome.errors))
 
     @strawberry.mutation(description="Sets your profile image (JPG, PNG or GIF, checked by content; at most 512 KB).")
     async def avatar_upload(self, info: Info, input: AvatarUploadInput) -> AvatarUploadPayload:
-        outcome = await r.avatar_upload(info.context, input.file)
+        outcome = await r.change_me(info.context, personal.avatar_upload, input, AvatarUpload)
         return AvatarUploadPayload(user=User.maybe(outcome.value), errors=AccountError.list(outcome.errors))

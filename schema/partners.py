@@ -8,11 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry import relay
 
+from domain.partners import services
+from domain.partners.commands import PartnerCreate, PartnerUpdate
 from domain.partners.models import Partner as PartnerRow
 from domain.partners.models import PartnerStatus as DomainPartnerStatus
 from resolvers import customers as rc
 from resolvers import partners as r
-from schema.common import Info, input_data
+from resolvers import usage as ru
+from resolvers.commands import perform
+from schema.common import Info
 from schema.errors import PartnerError
 from schema.nodes import Connection, ModelNode, maybe_view, shows, view_of
 
@@ -67,9 +71,7 @@ class Partner(ModelNode):
 
     @strawberry.field(description="Current prices per unit type (the partner's resale prices or the defaults).")
     async def rate_card(self, info: Info) -> list[Annotated[RateCardRate, strawberry.lazy("schema.usage")]]:
-        from resolvers.usage import rate_card
-
-        return [view_of(rate) for rate in await rate_card(info.context, self.id)]
+        return [view_of(rate) for rate in await ru.rate_card(info.context, self.id)]
 
     @strawberry.field(description="This partner's customers visible to the viewer.")
     async def customers(
@@ -133,7 +135,7 @@ class PartnerQueries:
 class PartnerMutations:
     @strawberry.mutation(description="Platform admins: creates a partner and its first PARTNER_ADMIN.")
     async def partner_create(self, info: Info, input: PartnerCreateInput) -> PartnerCreatePayload:
-        outcome = await r.partner_create(info.context, input_data(input))
+        outcome = await perform(info.context, services.partner_create, input, PartnerCreate)
         created = outcome.value
         return PartnerCreatePayload(
             partner=Partner.maybe(created.partner if created else None),
@@ -143,10 +145,5 @@ class PartnerMutations:
 
     @strawberry.mutation(description="Partner admins: renames the partner or changes its sender email.")
     async def partner_update(self, info: Info, input: PartnerUpdateInput) -> PartnerUpdatePayload:
-        data = input_data(input)
-        if data.get("branding") is not None:
-            data.update(input_data(data.pop("branding")))
-        if data.get("rate_card") is not None:
-            data["rate_card"] = [input_data(rate) for rate in data["rate_card"]]
-        outcome = await r.partner_update(info.context, data)
+        outcome = await perform(info.context, services.partner_update, input, PartnerUpdate)
         return PartnerUpdatePayload(partner=Partner.maybe(outcome.value), errors=PartnerError.list(outcome.errors))

@@ -51,16 +51,19 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_admin_create(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.accounts.commands import AdminCreate
     from domain.accounts.services import admin_create
     from domain.errors import DomainError
+    from domain.viewer import Viewer
 
+    command = AdminCreate(args.email, args.password)
     try:
-        user, created = asyncio.run(_with_db(settings, lambda: admin_create(args.email, args.password)))
+        result = asyncio.run(_with_db(settings, lambda: admin_create(Viewer.system("cli"), command)))
     except DomainError as exc:
         for error in exc.errors:
             print(f"error: {error.field}: {error.message}", file=sys.stderr)
         return 2
-    print(f"{'created' if created else 'exists'}: platform admin {user.email}")
+    print(f"{'created' if result.created else 'exists'}: platform admin {result.user.email}")
     return 0
 
 

@@ -54,6 +54,7 @@ from domain.accounts.throttle import throttle  # noqa: E402
 from domain.customers.commands import CustomerCreate  # noqa: E402
 from domain.customers.models import Customer  # noqa: E402
 from domain.customers.services import customer_create  # noqa: E402
+from domain.partners.commands import PartnerCreate  # noqa: E402
 from domain.partners.models import Partner  # noqa: E402
 from domain.partners.services import partner_create  # noqa: E402
 from domain.viewer import Viewer  # noqa: E402
@@ -222,12 +223,12 @@ class Factory:
         n = self._next()
         created = await partner_create(
             SYSTEM,
-            {
-                "name": name or f"Partner {n}",
-                "owner_email": f"owner{n}@partner{n}.example.com",
-                "owner_password": PASSWORD,
-                "owner_name": f"Owner {n}",
-            },
+            PartnerCreate(
+                name=name or f"Partner {n}",
+                owner_email=f"owner{n}@partner{n}.example.com",
+                owner_password=PASSWORD,
+                owner_name=f"Owner {n}",
+            ),
         )
         return created.partner, created.owner
 

@@ -17,13 +17,16 @@ import pytest
 from argon2 import PasswordHasher
 
 from domain import config as domain_config
+from domain.accounts.commands import AdminCreate
 from domain.accounts.models import Membership, Role, Session, User
-from domain.accounts.services import org_key
+from domain.accounts.services import admin_create, org_key
 from domain.accounts.throttle import Scope, build_throttle
 from domain.audit.models import AuditEvent, AuditEventType
 from domain.config import limits_storage_uri as storage_uri
 from domain.customers.models import Customer
-from tests.conftest import GQL, PASSWORD, REDIS_URL, Factory, gather, gid
+from domain.errors import DomainError, ErrorCode
+from domain.viewer import Viewer
+from tests.conftest import GQL, PASSWORD, REDIS_URL, Factory, gather, gid, run_cli
 
 LOGIN = """
 mutation($i: LoginInput!) {
@@ -834,3 +837,34 @@ async def test_organization_create_needs_a_signed_in_user(gql: GQL, factory: Fac
     # then
     assert [e["code"] for e in payload["organizationCreate"]["errors"]] == ["FORBIDDEN"]
     assert not await Customer.filter(name="Sneaky").exists()
+
+
+# --- platform admins (the CLI's `admin create`) ------------------------------------------------------------------
+
+
+async def test_admin_create_makes_a_platform_admin_once_and_needs_platform_rights(factory: Factory) -> None:
+    # given
+    command = AdminCreate("ops@example.com", PASSWORD)
+    # when
+    first = await admin_create(Viewer.system("cli"), command)
+    again = await admin_create(Viewer.system("cli"), command)
+    # then
+    assert (first.created, again.created) == (True, False) and again.user.id == first.user.id
+    assert await Membership.filter(user_id=first.user.id, org_key="platform", role=Role.PLATFORM_ADMIN).count() == 1
+    event = await AuditEvent.get(action="admin.create")
+    assert (event.object_id, event.actor_label) == (str(first.user.id), "cli")
+    partner, _ = await factory.partner()
+    staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=partner.id)
+    with pytest.raises(DomainError) as refused:
+        await admin_create(staff, AdminCreate("sneaky@example.com", PASSWORD))
+    assert [e.code for e in refused.value.errors] == [ErrorCode.FORBIDDEN]
+    assert not await User.filter(email_key="sneaky@example.com").exists()
+
+
+async def test_the_admin_create_command_reports_created_then_exists_and_refuses_bad_input(database: str) -> None:
+    created = run_cli("admin", "create", "--email", "cli-admin@example.com", "--password", PASSWORD)
+    exists = run_cli("admin", "create", "--email", "cli-admin@example.com", "--password", PASSWORD)
+    refused = run_cli("admin", "create", "--email", "not-an-email", "--password", PASSWORD, check=False)
+    assert created.stdout.strip() == "created: platform admin cli-admin@example.com"
+    assert exists.stdout.strip() == "exists: platform admin cli-admin@example.com"
+    assert refused.returncode == 2 and refused.stderr.startswith("error: email:")

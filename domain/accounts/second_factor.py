@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
 
 import pyotp
 from tortoise.expressions import Q
@@ -25,7 +24,7 @@ BAD_TOTP = "bad_totp"
 TOTP_REUSED = "totp_reused"
 
 
-def matching_step(secret: str | None, code: Any, at: datetime) -> int | None:
+def matching_step(secret: str | None, code: str | None, at: datetime) -> int | None:
     """The time step whose code this is (previous, current or next), or None."""
     if not secret or not isinstance(code, str) or not code.strip() or len(code) > 16:
         return None
@@ -37,7 +36,7 @@ def matching_step(secret: str | None, code: Any, at: datetime) -> int | None:
     return None
 
 
-async def use_totp(user: User, code: Any, at: datetime) -> str | None:
+async def use_totp(user: User, code: str | None, at: datetime) -> str | None:
     """Accepts a code once: None when it is right and now used, else why not (BAD_TOTP, TOTP_REUSED)."""
     step = matching_step(user.totp_secret, code, at)
     if step is None:
@@ -75,7 +74,7 @@ async def replace_recovery_codes(user_id: int) -> list[str]:
     return codes
 
 
-async def use_recovery_code(user_id: int, code: Any, at: datetime) -> bool:
+async def use_recovery_code(user_id: int, code: str, at: datetime) -> bool:
     """Burns an unused code of the user; False when it is not one."""
     if not isinstance(code, str) or not code.strip() or len(code) > 64:
         return False

@@ -17,6 +17,7 @@ from typing import NoReturn
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from domain.accounts.commands import AdminCreate, Login, Logout, OrganizationCreate, OrganizationSwitch
 from domain.accounts.models import CUSTOMER_ROLES, PARTNER_ROLES, Membership, Role, Session, User
 from domain.accounts.passwords import burn_time, hash_password, new_token, token_digest, verify_password
 from domain.accounts.second_factor import recovery_codes_left, use_recovery_code, use_totp, wrong_totp
@@ -30,6 +31,7 @@ from domain.errors import DomainError, ErrorCode, FieldError, forbidden
 from domain.events import services as events
 from domain.partners.models import PartnerStatus
 from domain.viewer import Viewer
+from domain.visibility import require_platform_admin
 
 SESSION_PREFIX = "pd_sess_"
 _ROLE_ORDER = {r: i for i, r in enumerate(Role)}
@@ -52,11 +54,13 @@ async def hash_password_async(password: str) -> str:
     return await asyncio.to_thread(hash_password, password)
 
 
-def _is_membership_active(m: Membership) -> bool:
+def is_membership_active(m: Membership) -> bool:
+    """Whether the membership's organization (and, for a customer, its partner) is active; its relations loaded."""
     if m.customer_id is not None:
-        customer: Customer = m.customer
-        return customer.status == CustomerStatus.ACTIVE and customer.partner.status == PartnerStatus.ACTIVE
+        assert m.customer is not None  # loaded with the membership (select_related)
+        return m.customer.status == CustomerStatus.ACTIVE and m.customer.partner.status == PartnerStatus.ACTIVE
     if m.partner_id is not None:
+        assert m.partner is not None
         return m.partner.status == PartnerStatus.ACTIVE
     return True
 
@@ -67,18 +71,21 @@ async def memberships_of(user_id: int) -> list[Membership]:
     return sorted(rows, key=lambda m: (_ROLE_ORDER[m.role], m.id))
 
 
+def _partner_of(m: Membership) -> int | None:
+    """The partner a membership acts under: its own, or its customer's (None: the platform)."""
+    if m.customer_id is not None:
+        assert m.customer is not None  # loaded with the membership (select_related)
+        return m.customer.partner_id
+    return m.partner_id
+
+
 def viewer_for(user: User, membership: Membership | None, session_id: int | None, base: Viewer) -> Viewer:
-    partner_id = None
-    if membership is not None:
-        partner_id = membership.partner_id
-        if membership.customer_id is not None:
-            partner_id = membership.customer.partner_id
     return Viewer(
         user_id=user.id,
         session_id=session_id,
         membership_id=membership.id if membership else None,
         role=membership.role if membership else None,
-        partner_id=partner_id,
+        partner_id=_partner_of(membership) if membership else None,
         customer_id=membership.customer_id if membership else None,
         label=user.email,
         ip=base.ip,
@@ -99,15 +106,16 @@ class LoginResult:
 _NOT_GUESSES = frozenset({"totp_required", "disabled"})
 
 
-async def login(
-    anon: Viewer, login: str, password: str, totp_code: str | None = None, recovery_code: str | None = None
-) -> LoginResult:
+async def login(anon: Viewer, command: Login) -> LoginResult:
+    """Opens a session for the login (email or username) and password, and the second factor when 2FA is on."""
+    password = command.password
     v = Validator()
-    login_clean = v.text("login", login, required=True, max_length=254)
+    login_clean = v.text("login", command.login, required=True, max_length=254)
     if not isinstance(password, str) or not password or len(password) > 1024:
         v.add("password", "This field is required.", ErrorCode.REQUIRED)
     v.raise_if_invalid()
-    key = login_clean.lower()  # type: ignore[union-attr]
+    assert login_clean is not None  # required: the validator refused an empty one
+    key = login_clean.lower()
     ip = (anon.ip or "")[:64]
     guard = throttle()
     wait = await guard.admit_client(ip)
@@ -136,10 +144,10 @@ async def login(
         if not password_ok:
             failure, reason = _bad_credentials().errors[0], "bad_password"
         elif user.totp_enabled:
-            failure, second_factor = await _check_second_factor(user, totp_code, recovery_code, at)
+            failure, second_factor = await _check_second_factor(user, command.totp_code, command.recovery_code, at)
             reason = second_factor
         memberships = await memberships_of(user.id)
-        active = [m for m in memberships if _is_membership_active(m)]
+        active = [m for m in memberships if is_membership_active(m)]
         if failure is None and not active:
             failure, reason = FieldError(None, "This account is disabled.", ErrorCode.ACCOUNT_DISABLED), "disabled"
         if failure is not None:
@@ -221,7 +229,7 @@ async def _record_failure(
         details=details,
         actor_user_id=user.id,
         actor_label=user.email,
-        partner_id=(home.partner_id or home.customer.partner_id) if home else None,
+        partner_id=_partner_of(home) if home else None,
         customer_id=home.customer_id if home else None,
     )
 
@@ -262,13 +270,13 @@ async def authenticate_sessions(tokens: list[str], base: Viewer) -> dict[str, Vi
         if session.expires_at <= at or not session.user.is_active:
             continue
         membership = session.membership
-        if membership is not None and not _is_membership_active(membership):
+        if membership is not None and not is_membership_active(membership):
             continue
         result[digests[session.token_hash]] = viewer_for(session.user, membership, session.id, base)
     return result
 
 
-async def logout(viewer: Viewer) -> None:
+async def logout(viewer: Viewer, command: Logout) -> None:
     if viewer.session_id is None:
         raise forbidden("Only a signed-in session can sign out.")
     async with in_transaction():
@@ -285,17 +293,17 @@ async def revoke_sessions_of_customer(customer_id: int) -> int:
     return await Session.filter(membership_id__in=list(membership_ids), revoked_at=None).update(revoked_at=now())
 
 
-async def organization_switch(viewer: Viewer, partner_id: int | None, customer_id: int | None) -> Viewer:
-    """Points the viewer's session at another of the user's organizations."""
+async def organization_switch(viewer: Viewer, command: OrganizationSwitch) -> Viewer:
+    """Points the viewer's session at another of the user's organizations; answers the viewer acting there."""
     if viewer.session_id is None or viewer.user_id is None:
         raise forbidden("Only a signed-in session can switch organizations.")
-    key = org_key(partner_id, customer_id)
+    key = org_key(command.partner_id, command.customer_id)
     membership = (
         await Membership.filter(user_id=viewer.user_id, org_key=key)
         .select_related("partner", "customer", "customer__partner")
         .first()
     )
-    if membership is None or not _is_membership_active(membership):
+    if membership is None or not is_membership_active(membership):
         raise DomainError.single(ErrorCode.NOT_FOUND, "Organization not found.", "organizationId")
     user = await User.get(id=viewer.user_id)
     switched = viewer_for(user, membership, viewer.session_id, viewer)
@@ -312,12 +320,12 @@ async def organization_switch(viewer: Viewer, partner_id: int | None, customer_i
     return switched
 
 
-async def organization_create(viewer: Viewer, name: str) -> Customer:
+async def organization_create(viewer: Viewer, command: OrganizationCreate) -> Customer:
     """A user creates a new customer organization under their current partner and becomes its admin."""
     if viewer.user_id is None or viewer.partner_id is None:
         raise forbidden("Create partners with partnerCreate; organizations belong to a partner.")
     v = Validator()
-    clean = v.text("name", name, required=True, max_length=200)
+    clean = v.text("name", command.name, required=True, max_length=200)
     v.raise_if_invalid()
     async with in_transaction():
         customer = await Customer.create(partner_id=viewer.partner_id, name=clean)
@@ -376,40 +384,47 @@ async def create_user(new: NewUser, password_hash: str) -> User:
         raise DomainError.single(ErrorCode.UNIQUE, "This username or email is already taken.", "email") from exc
 
 
-async def admin_create(email: str, password: str) -> tuple[User, bool]:
-    """Creates a platform admin, or returns the existing user with that email (idempotent); True when created."""
+@dataclass(slots=True)
+class AdminCreated:
+    user: User
+    created: bool  # False: the user existed (and is now a platform admin, if they were not)
+
+
+async def admin_create(viewer: Viewer, command: AdminCreate) -> AdminCreated:
+    """Creates a platform admin, or makes the existing user with that email one (idempotent)."""
+    require_platform_admin(viewer)
     v = Validator()
-    clean_email = v.email("email", email)
-    clean_password = v.password("password", password)
+    clean_email = v.email("email", command.email)
+    clean_password = v.password("password", command.password)
     v.raise_if_invalid()
     assert clean_email and clean_password
     existing = await User.filter(email_key=clean_email.lower()).first()
     if existing is not None:
         async with in_transaction():
             await Membership.get_or_create(user=existing, org_key="platform", defaults={"role": Role.PLATFORM_ADMIN})
-        return existing, False
+        return AdminCreated(existing, False)
     username = clean_email.split("@")[0][:40]
     if await User.filter(username_key=username.lower()).exists():
         username = f"{username}-{await User.all().count() + 1}"
     pw_hash = await hash_password_async(clean_password)
-    system = Viewer.system("cli")
     async with in_transaction():
         user = await create_user(NewUser(username=username, email=clean_email, password=clean_password), pw_hash)
         await Membership.create(user=user, role=Role.PLATFORM_ADMIN, org_key="platform")
         await record(
-            system,
+            viewer,
             AuditEventType.DATA_CHANGE,
             "admin.create",
             object_type="User",
             object_id=user.id,
             details={"email": clean_email},
         )
-    return user, True
+    return AdminCreated(user, True)
 
 
 __all__ = [
     "CUSTOMER_ROLES",
     "PARTNER_ROLES",
+    "AdminCreated",
     "LoginResult",
     "NewUser",
     "admin_create",

@@ -17,15 +17,26 @@ import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pyotp
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from domain.accounts.commands import (
+    AccountDelete,
+    AvatarUpload,
+    EmailChangeConfirm,
+    EmailChangeRequest,
+    MeUpdate,
+    PasswordChange,
+    TotpDisable,
+    TotpEnable,
+    TotpRecoveryCodesGenerate,
+    TotpSetup,
+)
 from domain.accounts.models import Membership, Role, Session, Theme, User
 from domain.accounts.passwords import verify_password
 from domain.accounts.second_factor import drop_recovery_codes, replace_recovery_codes, use_totp, wrong_totp
@@ -54,6 +65,27 @@ EMAIL_CHANGE_REQUESTED = "email_change.requested"  # outbox: mail the confirmati
 EMAIL_CHANGED = "email_change.confirmed"  # outbox: tell the old address its account moved
 
 
+@dataclass(frozen=True, slots=True)
+class EmailChangeRequested:
+    """The `mail` of an EMAIL_CHANGE_REQUESTED event: what the confirmation email is signed and branded from."""
+
+    user_id: int
+    new_email: str
+    old_email: str
+    expires: int  # Unix time the link stops working
+    partner_id: int | None  # the brand: the partner the user acted under
+
+
+@dataclass(frozen=True, slots=True)
+class EmailChanged:
+    """The `mail` of an EMAIL_CHANGED event: the notice to the old address."""
+
+    user_id: int
+    new_email: str
+    old_email: str
+    partner_id: int | None
+
+
 def notification_preferences(user: User) -> dict[str, bool]:
     """Every known preference, stored choices over the defaults."""
     stored = user.notification_preferences if isinstance(user.notification_preferences, dict) else {}
@@ -70,7 +102,8 @@ async def _me(viewer: Viewer, *, lock: bool = False) -> User:
     return user
 
 
-def _profile(user: User) -> dict[str, Any]:
+def _profile(user: User) -> dict[str, object]:
+    """What me_update may change, for the audit's before/after."""
     return {
         "display_name": user.display_name,
         "theme": str(user.theme),
@@ -78,28 +111,36 @@ def _profile(user: User) -> dict[str, Any]:
     }
 
 
-async def me_update(viewer: Viewer, data: dict[str, Any]) -> User:
+def _clean_preferences(v: Validator, prefs: object) -> dict[str, bool]:
+    """The notification preferences to change (empty: none); any JSON may arrive, so anything else is refused."""
+    if prefs is None:
+        return {}
+    if not isinstance(prefs, dict):
+        v.add("notification_preferences", "Send an object of preference names to true or false.")
+        return {}
+    unknown = sorted(k for k in prefs if k not in NOTIFICATION_KEYS)
+    if unknown:
+        v.add(
+            "notification_preferences",
+            f"Unknown preference {', '.join(map(str, unknown))}; known: {', '.join(NOTIFICATION_KEYS)}.",
+        )
+        return {}
+    if any(not isinstance(val, bool) for val in prefs.values()):
+        v.add("notification_preferences", "Each preference must be true or false.")
+        return {}
+    return dict(prefs)
+
+
+async def me_update(viewer: Viewer, command: MeUpdate) -> User:
     """Updates the fields given (None leaves a field as it is)."""
     v = Validator()
-    display_name = v.text("display_name", data.get("display_name"), max_length=200)
-    if data.get("display_name") is not None and not display_name and not v.has("display_name"):
+    display_name = v.text("display_name", command.display_name, max_length=200)
+    if command.display_name is not None and not display_name and not v.has("display_name"):
         v.add("display_name", "This field cannot be empty.", ErrorCode.REQUIRED)
-    theme = data.get("theme")
+    theme = command.theme
     if theme is not None and theme not in set(Theme):
         v.add("theme", "Choose LIGHT, DARK or SYSTEM.")
-    prefs = data.get("notification_preferences")
-    if prefs is not None:
-        if not isinstance(prefs, dict):
-            v.add("notification_preferences", "Send an object of preference names to true or false.")
-        else:
-            unknown = sorted(k for k in prefs if k not in NOTIFICATION_KEYS)
-            if unknown:
-                v.add(
-                    "notification_preferences",
-                    f"Unknown preference {', '.join(map(str, unknown))}; known: {', '.join(NOTIFICATION_KEYS)}.",
-                )
-            elif any(not isinstance(val, bool) for val in prefs.values()):
-                v.add("notification_preferences", "Each preference must be true or false.")
+    prefs = _clean_preferences(v, command.notification_preferences)
     v.raise_if_invalid()
     async with in_transaction():
         user = await _me(viewer, lock=True)
@@ -153,7 +194,7 @@ async def _record_refusal(viewer: Viewer, user: User, action: str, reason: str) 
     )
 
 
-async def _check_password(viewer: Viewer, user: User, password: Any, field: str, action: str) -> None:
+async def _check_password(viewer: Viewer, user: User, password: str | None, field: str, action: str) -> None:
     if not isinstance(password, str) or not password or len(password) > 1024:
         raise DomainError.single(ErrorCode.REQUIRED, "Enter your current password.", field)
 
@@ -165,14 +206,14 @@ async def _check_password(viewer: Viewer, user: User, password: Any, field: str,
     await _check_credential(viewer, user, check, lambda _: wrong, action)
 
 
-async def _check_code(viewer: Viewer, user: User, code: Any, field: str, action: str) -> None:
+async def _check_code(viewer: Viewer, user: User, code: str, field: str, action: str) -> None:
     async def check() -> str | None:
         return await use_totp(user, code, now())
 
     await _check_credential(viewer, user, check, lambda reason: wrong_totp(field, reason), action)
 
 
-async def _prove_second_factor(viewer: Viewer, user: User, code: Any, password: Any, action: str) -> str:
+async def _prove_second_factor(viewer: Viewer, user: User, code: str | None, password: str | None, action: str) -> str:
     """Checks a current authenticator code or, failing that, the password; returns which one was given."""
     if code:
         await _check_code(viewer, user, code, "code", action)
@@ -183,11 +224,14 @@ async def _prove_second_factor(viewer: Viewer, user: User, code: Any, password: 
     raise DomainError.single(ErrorCode.REQUIRED, "Enter a code from your authenticator app or your password.")
 
 
-async def password_change(viewer: Viewer, current: Any, new: Any, confirmation: Any) -> int:
+async def password_change(viewer: Viewer, command: PasswordChange) -> int:
     """Sets a new password and signs out every other session of the user; returns how many were revoked."""
     user = await _me(viewer)
+    current = command.current_password
     v = Validator()
-    clean = v.password("new_password", new, "new_password_confirmation", confirmation)
+    clean = v.password(
+        "new_password", command.new_password, "new_password_confirmation", command.new_password_confirmation
+    )
     if clean is not None and clean == current:
         v.add("new_password", "Choose a password different from the current one.")
     await _check_password(viewer, user, current, "current_password", "password.change")
@@ -218,7 +262,9 @@ async def password_change(viewer: Viewer, current: Any, new: Any, confirmation: 
 
 
 @dataclass(slots=True)
-class TotpSetup:
+class PendingTotp:
+    """A new authenticator secret, waiting for `totp_enable` to confirm one of its codes."""
+
     secret: str
     otpauth_uri: str
 
@@ -232,7 +278,7 @@ async def _issuer(viewer: Viewer) -> str:
     return DEFAULT_ISSUER
 
 
-async def totp_setup(viewer: Viewer) -> TotpSetup:
+async def totp_setup(viewer: Viewer, command: TotpSetup) -> PendingTotp:
     """Stores a new pending secret (replacing any earlier pending one); 2FA stays off until `totp_enable`."""
     issuer = await _issuer(viewer)
     async with in_transaction():
@@ -244,7 +290,7 @@ async def totp_setup(viewer: Viewer) -> TotpSetup:
         await user.save(update_fields=["totp_secret", "totp_last_step", "updated_at"])
         await record(viewer, AuditEventType.SECURITY, "2fa.setup", object_type="User", object_id=user.id)
     uri = pyotp.TOTP(user.totp_secret).provisioning_uri(name=user.email, issuer_name=issuer)
-    return TotpSetup(user.totp_secret, uri)
+    return PendingTotp(user.totp_secret, uri)
 
 
 @dataclass(slots=True)
@@ -253,13 +299,13 @@ class RecoveryCodes:
     codes: list[str]  # readable this once only
 
 
-async def totp_enable(viewer: Viewer, code: Any) -> RecoveryCodes:
+async def totp_enable(viewer: Viewer, command: TotpEnable) -> RecoveryCodes:
     """Turns 2FA on with a code of the pending secret; answers the first recovery codes."""
     async with in_transaction():
         user = await _me(viewer, lock=True)
         if user.totp_enabled or not user.totp_secret:
             raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Start with totpSetup, then confirm its code.")
-        reason = await use_totp(user, code, now())
+        reason = await use_totp(user, command.code, now())
         if reason is not None:
             raise DomainError(wrong_totp("code", reason))
         user.totp_enabled = True
@@ -276,12 +322,12 @@ async def totp_enable(viewer: Viewer, code: Any) -> RecoveryCodes:
     return RecoveryCodes(user, codes)
 
 
-async def totp_recovery_codes_generate(viewer: Viewer, code: Any, password: Any) -> RecoveryCodes:
+async def totp_recovery_codes_generate(viewer: Viewer, command: TotpRecoveryCodesGenerate) -> RecoveryCodes:
     """Replaces the user's recovery codes (the old ones stop working), given the same proof as `totp_disable`."""
     user = await _me(viewer)
     if not user.totp_enabled:
         raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Two-factor authentication is not on.")
-    proof = await _prove_second_factor(viewer, user, code, password, "2fa.recovery_codes.generate")
+    proof = await _prove_second_factor(viewer, user, command.code, command.password, "2fa.recovery_codes.generate")
     async with in_transaction():
         user = await _me(viewer, lock=True)
         if not user.totp_enabled:
@@ -298,13 +344,13 @@ async def totp_recovery_codes_generate(viewer: Viewer, code: Any, password: Any)
     return RecoveryCodes(user, codes)
 
 
-async def totp_disable(viewer: Viewer, code: Any, password: Any) -> User:
+async def totp_disable(viewer: Viewer, command: TotpDisable) -> User:
     """Turns 2FA off (and drops the recovery codes) after proving the second factor (a current code) or the
     password."""
     user = await _me(viewer)
     if not user.totp_enabled:
         raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Two-factor authentication is not on.")
-    proof = await _prove_second_factor(viewer, user, code, password, "2fa.disable")
+    proof = await _prove_second_factor(viewer, user, command.code, command.password, "2fa.disable")
     async with in_transaction():
         user = await _me(viewer, lock=True)
         user.totp_enabled, user.totp_secret = False, None
@@ -343,7 +389,7 @@ def email_change_link(token: str) -> str:
     return f"{config().public_url.rstrip('/')}/settings/profile/confirm-email?token={token}"
 
 
-def _read_token(token: Any, at: datetime) -> tuple[int, str, str]:
+def _read_token(token: str, at: datetime) -> tuple[int, str, str]:
     invalid = DomainError.single(ErrorCode.INVALID, "This confirmation link is invalid or has expired.", "token")
     if not isinstance(token, str) or len(token) > 2000 or token.count(".") != 1:
         raise invalid
@@ -360,14 +406,14 @@ def _read_token(token: Any, at: datetime) -> tuple[int, str, str]:
     return int(user_id), str(new_email), str(old_key)
 
 
-async def email_change_request(viewer: Viewer, new_email: Any, password: Any) -> str:
+async def email_change_request(viewer: Viewer, command: EmailChangeRequest) -> str:
     """Mails a confirmation link to the new address; nothing changes until it is confirmed. Returns the email."""
     user = await _me(viewer)
     v = Validator()
-    clean = v.email("new_email", new_email)
+    clean = v.email("new_email", command.new_email)
     if clean and clean.lower() == user.email_key:
         v.add("new_email", "This is already your email address.")
-    await _check_password(viewer, user, password, "password", "email_change.request")
+    await _check_password(viewer, user, command.password, "password", "email_change.request")
     v.raise_if_invalid()
     assert clean is not None
     if await User.filter(email_key=clean.lower()).exclude(id=user.id).exists():
@@ -375,14 +421,8 @@ async def email_change_request(viewer: Viewer, new_email: Any, password: Any) ->
     expires = int((now() + EMAIL_CHANGE_TTL).timestamp())
     async with in_transaction():
         # the job signs the token from these values: it never sits in the outbox table
-        mail = {
-            "user_id": user.id,
-            "new_email": clean,
-            "old_email": user.email,
-            "expires": expires,
-            "partner_id": viewer.partner_id,
-        }
-        await events.emit(EMAIL_CHANGE_REQUESTED, partner_id=viewer.partner_id, mail=mail)
+        mail = EmailChangeRequested(user.id, clean, user.email, expires, viewer.partner_id)
+        await events.emit(EMAIL_CHANGE_REQUESTED, partner_id=viewer.partner_id, mail=asdict(mail))
         await record(
             viewer,
             AuditEventType.SECURITY,
@@ -394,9 +434,9 @@ async def email_change_request(viewer: Viewer, new_email: Any, password: Any) ->
     return clean
 
 
-async def email_change_confirm(viewer: Viewer, token: Any) -> User:
+async def email_change_confirm(viewer: Viewer, command: EmailChangeConfirm) -> User:
     """Moves the account to the confirmed address (the link works signed in or not) and tells the old one."""
-    user_id, new_email, old_key = _read_token(token, now())
+    user_id, new_email, old_key = _read_token(command.token, now())
     async with in_transaction():
         user = await User.select_for_update().get_or_none(id=user_id, is_active=True)
         if user is None or user.email_key != old_key:
@@ -410,8 +450,8 @@ async def email_change_confirm(viewer: Viewer, token: Any) -> User:
         except IntegrityError as exc:
             raise DomainError.single(ErrorCode.UNIQUE, "An account with this email already exists.", "token") from exc
         partner_id = viewer.partner_id if viewer.user_id == user.id else None
-        mail = {"user_id": user.id, "new_email": new_email, "old_email": old_email, "partner_id": partner_id}
-        await events.emit(EMAIL_CHANGED, partner_id=partner_id, mail=mail)
+        notice = EmailChanged(user.id, new_email, old_email, partner_id)
+        await events.emit(EMAIL_CHANGED, partner_id=partner_id, mail=asdict(notice))
         await record(
             viewer,
             AuditEventType.SECURITY,
@@ -444,10 +484,10 @@ async def _last_admin_of(user: User) -> list[str]:
     return orphaned
 
 
-async def account_delete(viewer: Viewer, password: Any) -> None:
+async def account_delete(viewer: Viewer, command: AccountDelete) -> None:
     """Deactivates the signed-in user for good and ends every session; refused for an organization's last admin."""
     user = await _me(viewer)
-    await _check_password(viewer, user, password, "password", "account.delete")
+    await _check_password(viewer, user, command.password, "password", "account.delete")
     async with in_transaction():
         user = await _me(viewer, lock=True)
         orphaned = await _last_admin_of(user)
@@ -501,8 +541,10 @@ def _remove_avatar(name: str | None) -> None:
         path.unlink(missing_ok=True)
 
 
-async def avatar_upload(viewer: Viewer, content: bytes) -> User:
+async def avatar_upload(viewer: Viewer, command: AvatarUpload) -> User:
     """Stores a JPG, PNG or GIF (at most AVATAR_MAX_BYTES) as the user's profile image, replacing the old one."""
+    # one byte past the cap is enough to refuse: never read an oversized upload whole
+    content = await command.file.read(AVATAR_MAX_BYTES + 1)
     if len(content) > AVATAR_MAX_BYTES:
         raise DomainError.single(ErrorCode.INVALID, f"Images are limited to {AVATAR_MAX_BYTES // 1024} KB.", "file")
     kind = image_kind(content)

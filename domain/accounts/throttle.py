@@ -116,7 +116,7 @@ class LoginThrottle:
         """Counts an attempt on the login (from this client, and from anywhere unless the client is recognised);
         a Wait when the client failed too often or the login was tried too often."""
         key, client = _digest(login), _client(ip)
-        reserve = [(Scope.LOGIN_FROM_CLIENT, (key, client))]
+        reserve: list[tuple[Scope, tuple[str, ...]]] = [(Scope.LOGIN_FROM_CLIENT, (key, client))]
         if not recognised:
             reserve.append((Scope.LOGIN, (key,)))
         return await self._admit(check=[(Scope.CLIENT_FAILURES, (client,))], reserve=reserve)

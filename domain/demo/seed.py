@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from tortoise.transactions import in_transaction
 
+from domain.accounts.commands import AdminCreate
 from domain.accounts.models import Membership, Role, User
 from domain.accounts.services import NewUser, admin_create, create_user, hash_password_async, org_key
 from domain.billing.services import (
@@ -22,6 +23,7 @@ from domain.customers.models import Customer
 from domain.customers.services import customer_create
 from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.services import customer_features_update, set_ai_credits
+from domain.partners.commands import PartnerCreate
 from domain.partners.models import Partner
 from domain.partners.services import partner_create
 from domain.usage.models import PhoneNumber, UnitType
@@ -49,19 +51,19 @@ class DemoLogin:
 async def seed_demo() -> list[DemoLogin]:
     """Idempotent: existing demo rows are kept; returns the logins to print."""
     system = Viewer.system("seed-demo")
-    await admin_create(ADMIN_EMAIL, DEMO_PASSWORD)
+    await admin_create(system, AdminCreate(ADMIN_EMAIL, DEMO_PASSWORD))
     logins = [DemoLogin("PLATFORM_ADMIN", ADMIN_EMAIL, DEMO_PASSWORD, "Partnerdesk")]
     partner = await Partner.filter(name="Acme Voice").first()
     if partner is None:
         created = await partner_create(
             system,
-            {
-                "name": "Acme Voice",
-                "owner_email": PARTNER_EMAIL,
-                "owner_password": DEMO_PASSWORD,
-                "owner_name": "Ava Acme",
-                "sender_email": "billing@acmevoice.example.com",
-            },
+            PartnerCreate(
+                name="Acme Voice",
+                owner_email=PARTNER_EMAIL,
+                owner_password=DEMO_PASSWORD,
+                owner_name="Ava Acme",
+                sender_email="billing@acmevoice.example.com",
+            ),
         )
         partner = created.partner
     logins.append(DemoLogin("PARTNER_ADMIN", PARTNER_EMAIL, DEMO_PASSWORD, "Acme Voice"))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from tortoise.transactions import in_transaction
 
@@ -13,8 +11,10 @@ from domain.accounts.models import Membership, Role, User
 from domain.accounts.services import NewUser, check_user_unique, create_user, hash_password_async, org_key
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
+from domain.common.commands import UNSET
 from domain.common.validation import Validator
 from domain.errors import ErrorCode
+from domain.partners.commands import PartnerBranding, PartnerCreate, PartnerUpdate
 from domain.partners.models import Partner
 from domain.usage.rating import apply_rates, clean_rates
 from domain.viewer import Viewer
@@ -27,14 +27,14 @@ class PartnerCreated:
     owner: User
 
 
-async def partner_create(viewer: Viewer, data: Mapping[str, Any]) -> PartnerCreated:
+async def partner_create(viewer: Viewer, command: PartnerCreate) -> PartnerCreated:
     """A platform admin creates a partner and its first PARTNER_ADMIN."""
     require_platform_admin(viewer)
     v = Validator()
-    name = v.text("name", data.get("name"), required=True, max_length=200)
-    email = v.email("owner_email", data.get("owner_email"))
-    owner_name = v.text("owner_name", data.get("owner_name"), max_length=200) or ""
-    password = v.password("owner_password", data.get("owner_password"))
+    name = v.text("name", command.name, required=True, max_length=200)
+    email = v.email("owner_email", command.owner_email)
+    owner_name = v.text("owner_name", command.owner_name, max_length=200) or ""
+    password = v.password("owner_password", command.owner_password)
     await check_user_unique(v, None, email, prefix="owner_")
     v.raise_if_invalid()
     assert name and email and password
@@ -42,7 +42,7 @@ async def partner_create(viewer: Viewer, data: Mapping[str, Any]) -> PartnerCrea
     username = await _free_username(email.split("@")[0])
     pw_hash = await hash_password_async(password)
     async with in_transaction():
-        partner = await Partner.create(name=name, sender_email=data.get("sender_email"))
+        partner = await Partner.create(name=name, sender_email=command.sender_email)
         owner = await create_user(
             NewUser(username=username, email=email, password=password, first_name=first, last_name=last), pw_hash
         )
@@ -68,33 +68,36 @@ async def _free_username(base: str) -> str:
     return candidate
 
 
-async def partner_update(viewer: Viewer, partner_id: int, data: Mapping[str, Any]) -> Partner:
+async def partner_update(viewer: Viewer, command: PartnerUpdate) -> Partner:
+    """Partner admins (and platform admins) change the name, sender email, branding and rate card."""
     require_partner_staff(viewer, admin=True)
-    partner = await get_visible(Partner, viewer, partner_id, field="partner_id")
+    partner = await get_visible(Partner, viewer, command.partner_id, field="partner_id")
     v = Validator()
-    updates: dict[str, Any] = {}
-    if "name" in data:
-        updates["name"] = v.text("name", data["name"], required=True, max_length=200)
-    if "sender_email" in data:
-        updates["sender_email"] = v.email("sender_email", data["sender_email"], required=False) or None
-    if "logo_url" in data:
-        logo = v.text("logo_url", data["logo_url"], max_length=500) or None
+    updates: dict[str, str | None] = {}
+    if command.name is not UNSET:
+        updates["name"] = v.text("name", command.name, required=True, max_length=200)
+    if command.sender_email is not UNSET:
+        updates["sender_email"] = v.email("sender_email", command.sender_email, required=False) or None
+    branding = command.branding or PartnerBranding()  # not sent, or null: no change
+    if branding.logo_url is not UNSET:
+        logo = v.text("logo_url", branding.logo_url, max_length=500) or None
         if logo and not logo.startswith("https://"):
             v.add("logo_url", "Use an https:// URL.")
         updates["logo_url"] = logo
-    for color in ("primary_color", "secondary_color"):
-        if color in data:
-            if data[color] is None:
+    for color, value in (("primary_color", branding.primary_color), ("secondary_color", branding.secondary_color)):
+        if value is not UNSET:
+            if value is None:
                 v.add(color, "Choose a colour.", ErrorCode.REQUIRED)
-            updates[color] = v.color(color, data[color])
-    rates = clean_rates(v, data.get("rate_card") or []) if data.get("rate_card") is not None else {}
+            updates[color] = v.color(color, value)
+    # the rate card's validation reads rows by key
+    rates = clean_rates(v, [asdict(rate) for rate in command.rate_card]) if command.rate_card else {}
     v.raise_if_invalid()
     async with in_transaction():
         partner = await Partner.select_for_update().get(id=partner.id)
         before = {k: getattr(partner, k) for k in updates}
         for key, value in updates.items():
             setattr(partner, key, value)
-        diff: dict[str, Any] = changes(before, updates)
+        diff = changes(before, updates)
         if diff:
             await partner.save()
         if rates:

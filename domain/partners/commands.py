@@ -1,0 +1,50 @@
+"""The write operations on partners, as typed commands (see domain/common/commands.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from domain.common.commands import UNSET, PartnerId, Patch
+from domain.usage.models import UnitType
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerCreate:
+    """A partner and its first PARTNER_ADMIN (the owner)."""
+
+    name: str
+    owner_email: str
+    owner_password: str
+    owner_name: str | None = None  # "First Last"
+    sender_email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerBranding:
+    """The white-label look; only the fields sent change (a colour cannot be cleared)."""
+
+    logo_url: Patch[str | None] = UNSET
+    primary_color: Patch[str | None] = UNSET
+    secondary_color: Patch[str | None] = UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class RateChange:
+    """One unit type's new prices on the partner's rate card, from now on."""
+
+    unit_type: UnitType
+    price: Decimal  # USD per unit
+    credit_price: Decimal  # AI credits per unit
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerUpdate:
+    """Only the fields sent change; null `branding` or `rate_card` change nothing, and unit types left out of the
+    rate card keep their prices."""
+
+    partner_id: PartnerId
+    name: Patch[str | None] = UNSET
+    sender_email: Patch[str | None] = UNSET
+    branding: Patch[PartnerBranding | None] = UNSET
+    rate_card: Patch[list[RateChange] | None] = UNSET
