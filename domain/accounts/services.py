@@ -24,6 +24,7 @@ from domain.accounts.second_factor import recovery_codes_left, use_recovery_code
 from domain.accounts.throttle import Throttled, Wait, throttle
 from domain.audit.models import AuditEventType
 from domain.audit.services import record, record_standalone
+from domain.common.json import JsonObject
 from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
@@ -156,7 +157,7 @@ async def login(anon: Viewer, command: Login) -> LoginResult:
             result = await _open_session(user, active[0], anon, at)
             user.last_login_at = at
             await user.save(update_fields=["last_login_at"])
-            details: dict[str, object] = {"session_id": result.session.id}
+            details: JsonObject = {"session_id": result.session.id}
             if second_factor is not None:
                 details["second_factor"] = second_factor
             if second_factor == "recovery_code":
@@ -209,7 +210,7 @@ async def _record_failure(
     anon: Viewer,
     user: User | None,
     key: str,
-    details: dict[str, object],
+    details: JsonObject,
     memberships: list[Membership] | None = None,
 ) -> None:
     """Audits a refused sign-in (in its own transaction, or the caller's): an existing user's is filed under
@@ -282,7 +283,7 @@ async def logout(viewer: Viewer, command: Logout) -> None:
     async with in_transaction():
         await Session.filter(id=viewer.session_id, revoked_at=None).update(revoked_at=now())
         await events.emit(events.ACCESS_REVOKED, customer_id=viewer.customer_id, partner_id=viewer.partner_id)
-        await record(viewer, AuditEventType.LOGOUT, "logout", object_type="User", object_id=viewer.user_id)
+        await record(viewer, AuditEventType.LOGOUT, "logout", object_type="User", object_id=viewer.user_id or "")
 
 
 async def revoke_sessions_of_customer(customer_id: int) -> int:

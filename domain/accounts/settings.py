@@ -44,6 +44,7 @@ from domain.accounts.services import hash_password_async, now
 from domain.accounts.throttle import Throttled, throttle
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record, record_standalone
+from domain.common.json import JsonObject
 from domain.common.validation import Validator
 from domain.config import config
 from domain.errors import DomainError, ErrorCode, FieldError, forbidden
@@ -102,12 +103,12 @@ async def _me(viewer: Viewer, *, lock: bool = False) -> User:
     return user
 
 
-def _profile(user: User) -> dict[str, object]:
+def _profile(user: User) -> JsonObject:
     """What me_update may change, for the audit's before/after."""
     return {
         "display_name": user.display_name,
         "theme": str(user.theme),
-        "notification_preferences": notification_preferences(user),
+        "notification_preferences": {**notification_preferences(user)},
     }
 
 

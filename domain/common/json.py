@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TypeAlias
 
-JsonValue: TypeAlias = "str | int | float | Decimal | bool | list[JsonValue] | dict[str, JsonValue] | None"
-JsonObject: TypeAlias = "dict[str, JsonValue]"
+# Evaluable at run time (commands may carry JSON: resolvers/commands.py reads their annotations).
+JsonValue: TypeAlias = str | int | float | Decimal | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
+JsonObject: TypeAlias = dict[str, JsonValue]
 
 # What a function that only reads JSON-shaped data accepts (`record(details=…)`, `emit(**payload)`): read-only
 # views, so a caller's `dict[str, list[str]]` is one too (`dict` and `list` are invariant: a `list[str]` is not a

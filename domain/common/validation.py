@@ -185,7 +185,7 @@ def _json_number_problem(number: int | float | Decimal) -> str | None:
         finite = number.is_finite()
     else:  # an int never converts to float here: past ~10^308 that raises
         finite = isinstance(number, int) or math.isfinite(number)
-    if not finite or abs(number) >= JSON_NUMBER_LIMIT:
+    if not finite or not -JSON_NUMBER_LIMIT < number < JSON_NUMBER_LIMIT:
         return f"Numbers must be finite and below {JSON_NUMBER_LIMIT:.0e} in size."
     if isinstance(number, Decimal) and decimal_places(number) > JSON_MAX_PLACES:
         return f"Numbers may have at most {JSON_MAX_PLACES} decimal places."

@@ -35,7 +35,10 @@ async def purge_customer(customer: Customer, cutoff: datetime | None = None) -> 
             )
             if still_due is None:
                 return False
-        user_ids = set(await Membership.filter(customer_id=customer.id).values_list("user_id", flat=True))
+        members: list[int] = await Membership.filter(customer_id=customer.id).values_list(  # type: ignore[assignment]
+            "user_id", flat=True
+        )
+        user_ids = set(members)
         elsewhere = set(
             await Membership.filter(user_id__in=list(user_ids))
             .exclude(customer_id=customer.id)

@@ -81,7 +81,8 @@ async def customer_create(viewer: Viewer, command: CustomerCreate) -> CustomerCr
 
     pw_hash = await hash_password_async(password)
     async with in_transaction():
-        customer = await Customer.create(partner=partner, name=company, **address)
+        customer = Customer(partner=partner, name=company, **address)
+        await customer.save()
         user = await create_user(
             NewUser(
                 username=username,

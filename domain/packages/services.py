@@ -10,7 +10,6 @@ only go to a customer one of whose users has one of them (NOT_ELIGIBLE otherwise
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -27,7 +26,7 @@ from domain.billing import cap as spending_cap
 from domain.billing.models import BillingPreferences
 from domain.billing.services import grant_package_credits
 from domain.common.commands import UNSET
-from domain.common.json import JsonObject
+from domain.common.json import JsonMapping, JsonObject
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, FieldError
@@ -188,7 +187,7 @@ def snapshot(package: Package) -> JsonObject:
     return out
 
 
-async def _audit(viewer: Viewer, action: str, package: Package, details: Mapping[str, object]) -> None:
+async def _audit(viewer: Viewer, action: str, package: Package, details: JsonMapping) -> None:
     await record(
         viewer,
         AuditEventType.DATA_CHANGE,
