@@ -27,6 +27,9 @@ class DomainConfig(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"  # base of links in emails and embed URLs
     # switches the sign-in throttle (and the server's broker, pub/sub and API-key limits) to Redis
     redis_url: str | None = None
+    # begins every Redis key and channel but the job queues' (DRAMATIQ_NAMESPACE): deployments sharing a Redis
+    # database give each a prefix of its own, or they share leases, events and rate-limit counters
+    redis_key_prefix: str = Field("pd", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     session_ttl_hours: int = 24 * 14
     # sign-in throttling (domain/accounts/throttle.py), in the `limits` notation: windows separated by ";"
     login_ip_attempt_limits: str = "30/minute"  # every attempt from one client IP

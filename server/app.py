@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     settings = settings or get_settings()
     broker = bootstrap(settings)
     graphql = GraphQLView(settings)
-    pubsub = PubSub(settings.redis_url)
+    pubsub = PubSub(settings.redis_url, settings.redis_key_prefix)
     live = LiveEndpoint(settings, pubsub, graphql.rate_limiter)
 
     @asynccontextmanager
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 await stack.enter_async_context(
                     RegisterTortoise(app, config=settings.tortoise_config(), generate_schemas=False)
                 )
-            leases = Leases(settings.redis_url)
+            leases = Leases(settings.redis_url, settings.redis_key_prefix)
             stack.push_async_callback(leases.close)
             await pubsub.start()
             stack.push_async_callback(pubsub.stop)

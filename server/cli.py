@@ -93,7 +93,7 @@ async def jobs_status(settings: Settings) -> dict[str, object]:
     from domain.events.models import OutboxEvent
     from server.locks import Leases
 
-    leases = Leases(settings.redis_url)
+    leases = Leases(settings.redis_url, settings.redis_key_prefix)
     status: dict[str, object] = {
         "broker": "redis" if settings.redis_url else "embedded (jobs run inside `partnerdesk serve`)",
         "outbox_pending": await OutboxEvent.filter(published_at=None).count(),

@@ -153,7 +153,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.settings = settings
         # shared with the ingestion endpoint (server/app.py): one window per key whichever endpoint it calls
-        self.rate_limiter = ApiRateLimiter(settings.redis_url)
+        self.rate_limiter = ApiRateLimiter(settings.redis_url, f"{settings.redis_key_prefix}:limits")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Field suggestions help while developing and map the schema for an attacker in production.

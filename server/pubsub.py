@@ -20,7 +20,6 @@ import structlog
 from domain.events.services import ACCESS_REVOKED, LIVE_TOPICS, live_key
 
 log = structlog.get_logger("partnerdesk.pubsub")
-CHANNEL = "pd:events"
 T = TypeVar("T")
 
 
@@ -62,8 +61,9 @@ class Subscription:
 
 
 class PubSub:
-    def __init__(self, redis_url: str | None = None) -> None:
+    def __init__(self, redis_url: str | None = None, key_prefix: str = "pd") -> None:
         self.redis_url = redis_url
+        self.channel = f"{key_prefix}:events"  # one per deployment (REDIS_KEY_PREFIX)
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._deliveries = 0  # notifications delivered in this process so far
         self._reads: dict[str, tuple[int, asyncio.Future[Any]]] = {}  # key → (deliveries when it began, read)
@@ -130,7 +130,7 @@ class PubSub:
         if self._redis is None:
             self.deliver_local(key, payload)
             return
-        await self._redis.publish(CHANNEL, json.dumps({"key": key, "payload": payload}, separators=(",", ":")))
+        await self._redis.publish(self.channel, json.dumps({"key": key, "payload": payload}, separators=(",", ":")))
 
     async def start(self) -> None:
         if self.redis_url:
@@ -144,7 +144,7 @@ class PubSub:
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as channel:
-                    await channel.subscribe(CHANNEL)
+                    await channel.subscribe(self.channel)
                     ready.set()
                     async for message in channel.listen():
                         data = json.loads(message["data"])

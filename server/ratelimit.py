@@ -41,7 +41,7 @@ def _storage(redis_url: str | None, key_prefix: str) -> Storage:
 
 
 class ApiRateLimiter:
-    def __init__(self, redis_url: str | None, key_prefix: str = "partnerdesk-limits") -> None:
+    def __init__(self, redis_url: str | None, key_prefix: str = "pd:limits") -> None:
         self.redis_url = redis_url
         self.key_prefix = key_prefix
         self._limiter: SlidingWindowCounterRateLimiter | None = None

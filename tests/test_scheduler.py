@@ -32,6 +32,7 @@ from domain.ledger.models import Currency, LedgerAccount, TransferKind
 from domain.usage.models import CapCrossing, MonthlySpend, PhoneNumber, UsageEvent, UsageRollup
 from jobs.broker import EmbeddedConsumer
 from server.locks import Leases
+from server.pubsub import PubSub
 from server.scheduler import Scheduler
 from tests.conftest import GQL, REDIS_URL, SYSTEM, Factory, gid, run_cli
 
@@ -72,6 +73,31 @@ async def redis_leases() -> AsyncIterator[tuple[Leases, Leases]]:
         await first.redis.delete(redis_key)
     await first.close()
     await second.close()
+
+
+@pytest.mark.redis
+async def test_deployments_with_their_own_key_prefix_share_nothing_on_one_redis() -> None:
+    # given two deployments (REDIS_KEY_PREFIX) on one Redis database, each with its leases and pub/sub
+    prefixes = [f"pd-deploy-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    leases = [Leases(REDIS_URL, prefix=p) for p in prefixes]
+    hubs = [PubSub(REDIS_URL, p) for p in prefixes]
+    for hub in hubs:
+        await hub.start()
+    try:
+        # when both take the relay lease, and the first publishes a change of customer 1
+        held = [await lease.acquire("relay", 5) for lease in leases]
+        with hubs[0].subscribe("credits:1") as own, hubs[1].subscribe("credits:1") as other:
+            await hubs[0].publish("credits:1", {"n": 1})
+            delivered = [await own.wait(2), await other.wait(0.3)]
+        # then each holds its own lease and only the first deployment's subscriber heard the change
+        assert held == [True, True]
+        assert delivered == [True, False]
+    finally:
+        for hub in hubs:
+            await hub.stop()
+        for lease in leases:
+            await lease.release("relay")
+            await lease.close()
 
 
 # ---------------------------------------------------------------- slots

@@ -46,7 +46,7 @@ from domain.errors import DomainError, ErrorCode, FieldError
 
 log = structlog.get_logger("partnerdesk.throttle")
 
-KEY_PREFIX = "partnerdesk-login"
+KEY_PREFIX = "pd:login"
 # at most one audited refusal per refused source and minute: a flood must not become a flood of audit writes
 _AUDIT_REFUSALS = RateLimitItemPerMinute(1)
 
@@ -212,5 +212,5 @@ def throttle() -> LoginThrottle:
     global _throttle
     cfg = config()
     if _throttle is None or _throttle[0] is not cfg:
-        _throttle = (cfg, build_throttle(cfg.rate_limit_storage))
+        _throttle = (cfg, build_throttle(cfg.rate_limit_storage, f"{cfg.redis_key_prefix}:login"))
     return _throttle[1]
