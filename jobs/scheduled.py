@@ -7,13 +7,15 @@ from datetime import UTC, datetime, timedelta
 import dramatiq
 
 from domain.accounts.maintenance import purge_expired_sessions
-from domain.billing.services import expire_grants
+from domain.billing.credits import expire_grants
 from domain.customers.retention import purge_disabled_customers
 from domain.events.services import purge_published
 from domain.ledger.idempotency import purge_expired
 from domain.usage import store
+from domain.usage.holds import expire_holds
 from domain.usage.models import UsageDedup
-from domain.usage.services import MAX_AGE, charge_phone_numbers, expire_holds
+from domain.usage.rules import MAX_AGE
+from domain.usage.services import charge_phone_numbers
 
 
 @dramatiq.actor(queue_name="scheduled", max_retries=5)
