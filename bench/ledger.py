@@ -167,7 +167,8 @@ async def run(url: str, args: argparse.Namespace) -> list[Result]:
     from tortoise.backends.base.config_generator import expand_db_url
     from tortoise.transactions import in_transaction
 
-    from domain.billing import services as billing
+    from domain.billing.commands import CustomerCreditsRecharge
+    from domain.billing.credits import customer_credits_recharge
     from domain.customers.models import Customer
     from domain.ledger import services as ledger
     from domain.ledger.models import AccountKind, Currency, LedgerAccount, TransferKind
@@ -238,7 +239,7 @@ async def run(url: str, args: argparse.Namespace) -> list[Result]:
         def recharge_of(hot: bool) -> Worker:
             async def recharge(transfer: Transfer) -> None:
                 customer = customers[0 if hot else transfer[1] % len(customers)]
-                await billing.customer_credits_recharge(system, customer.id, str(AMOUNT), uuid.uuid4().hex)
+                await customer_credits_recharge(system, CustomerCreditsRecharge(customer.id, AMOUNT, uuid.uuid4().hex))
 
             return recharge
 

@@ -79,7 +79,10 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
     from domain.accounts.commands import AdminCreate
     from domain.accounts.models import Role
     from domain.accounts.services import admin_create
-    from domain.billing import services as billing
+    from domain.billing.commands import BillingPreferencesUpdate
+    from domain.billing.credits import grant_credits
+    from domain.billing.models import BillingMode, GrantSource
+    from domain.billing.preferences import billing_preferences_update
     from domain.customers.commands import CustomerCreate
     from domain.customers.services import customer_create
     from domain.features.services import set_ai_credits
@@ -126,7 +129,9 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
                     ),
                 )
             ).customer
-            await billing.billing_preferences_update(system, customer.id, {"billing_mode": "REFILLABLE_WALLET"})
+            await billing_preferences_update(
+                system, BillingPreferencesUpdate(customer.id, billing_mode=BillingMode.REFILLABLE_WALLET)
+            )
             credits = credit_every > 0 and n % credit_every == 0
             async with in_transaction():
                 await ledger.post(
@@ -145,7 +150,7 @@ async def _seed(partners: int, customers_per_partner: int, credit_every: int) ->
                         amount,
                         TransferKind.CREDITS_GRANT,
                     )
-                    await billing.grant_credits(customer, amount, billing.GrantSource.ADJUSTMENT, transfer)
+                    await grant_credits(customer, amount, GrantSource.ADJUSTMENT, transfer)
             out.append(
                 {
                     "id": customer.id,
@@ -684,19 +689,21 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("asyncio", ("asyncio/", "uvloop", "contextvars")),
 ]
 ACTIVITIES: list[tuple[str, tuple[str, ...]]] = [
-    ("audit_usage_batch", ("audit_usage_batch",)),
-    ("record_usage: _check", ("_check (domain/usage/services.py",)),
-    ("record_usage: _settle (ledger)", ("_settle (domain/usage/services.py",)),
+    ("usage batch audit", ("_audit_call (domain/usage/services.py",)),
+    ("record_usage: validate", ("_validate (domain/usage/services.py",)),
     ("record_usage: claim_keys", ("claim_keys (",)),
     ("record_usage: insert_events", ("insert_events (",)),
     ("record_usage: add_rollups", ("add_rollups (",)),
-    ("record_usage: spend+cap", ("add_spend (", "evaluate (domain/billing/cap.py")),
+    ("record_usage: spend+cap", ("add_spend (", "add_spends (", "evaluate (domain/billing/cap.py")),
+    ("record_usage: pay (ledger)", ("_pay (domain/usage/services.py",)),
     ("record_usage: lookups", ("rate_book (", "toggles_of (", "preferences_of (", "restrict (", "ensure_partitions (")),
     ("record_usage: other", ("record_usage (",)),
-    ("usage_authorize", ("usage_authorize (domain/usage/services.py",)),
-    ("usageAuthorize resolver (hold reload)", ("usage_authorize.<locals>.run (resolvers",)),
+    ("usage_authorize", ("usage_authorize (domain/usage/holds.py",)),
     ("session auth", ("viewer_from_token",)),
-    ("event conversion (to_event/_to_domain/input_data)", ("to_event (", "_to_domain (", "input_data (")),
+    (
+        "event conversion (_to_event/usage_record input)",
+        ("_to_event (", "resolvers/usage.py", "domain/usage/commands.py"),
+    ),
     ("GraphQL parse", ("graphql/language/parser", "parse_document", "_parse_and_validate_async")),
     ("GraphQL validate", ("validate_document", "graphql/validation", "HideSuggestions.on_validate")),
     ("GraphQL variable coercion", ("get_variable_values", "coerce_input_value", "coerce_variable_values")),

@@ -11,7 +11,7 @@ from domain.events.services import purge_published
 from domain.ledger.idempotency import purge_expired
 from domain.usage import store
 from domain.usage.models import UsageDedup
-from domain.usage.services import MAX_AGE
+from domain.usage.rules import MAX_AGE
 
 DEDUP_MARGIN = timedelta(days=5)  # how long usage dedup keys outlive the acceptance window (MAX_AGE)
 OUTBOX_KEPT = timedelta(days=7)  # published outbox rows, kept for inspection

@@ -7,10 +7,11 @@ import dataclasses
 
 import dramatiq
 
-from domain.billing.services import expire_grants
+from domain.billing.credits import expire_grants
 from domain.customers.retention import purge_disabled_customers
 from domain.housekeeping import housekeeping as hourly_housekeeping
-from domain.usage.services import charge_phone_numbers, expire_holds
+from domain.usage.holds import expire_holds
+from domain.usage.services import charge_phone_numbers
 
 
 @dramatiq.actor(queue_name="scheduled", max_retries=5)

@@ -1,87 +1,60 @@
-"""Credits, wallet and billing preferences: decode ids, call the billing services, load what the payload shows."""
+"""Credits, wallet and billing preferences: running a money mutation with the command it ran (its payload shows
+what the input named), and what the billing types load."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Generic, TypeVar
 
-from domain.billing import services
-from domain.billing.models import BillingPreferences
+from domain.billing import read
 from domain.customers.models import Customer
+from domain.errors import DomainError
 from domain.ledger.models import Transfer
+from domain.viewer import Viewer
 from domain.visibility import restrict
-from resolvers.common import Outcome, Page, attempt, decode_global_id, paginate
+from resolvers.commands import to_command
+from resolvers.common import Outcome, Page, attempt, camel_errors, paginate
 from resolvers.context import Context
 
-
-async def _transfer(ctx: Context, response: dict[str, Any]) -> Transfer:
-    return await Transfer.get(id=response["transfer_id"])
-
-
-async def partner_credits_add(ctx: Context, data: dict[str, Any]) -> Outcome[Transfer]:
-    async def run() -> Transfer:
-        partner_id = decode_global_id(data["partner_id"], "Partner", "partner_id")
-        response = await services.partner_credits_add(
-            ctx.viewer, partner_id, data["credits"], data.get("note"), data["idempotency_key"]
-        )
-        return await _transfer(ctx, response)
-
-    return await attempt(run())
+C = TypeVar("C")
+R = TypeVar("R")
 
 
-async def customer_credits_move(ctx: Context, data: dict[str, Any], *, reclaim: bool) -> Outcome[Transfer]:
-    async def run() -> Transfer:
-        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
-        service = services.customer_credits_reclaim if reclaim else services.customer_credits_recharge
-        response = await service(ctx.viewer, customer_id, data["credits"], data["idempotency_key"])
-        return await _transfer(ctx, response)
+@dataclass(frozen=True, slots=True)
+class Ran(Generic[C, R]):
+    """A mutation's outcome and the command it ran: None when the input did not become one (an id that names
+    nothing), else what the payload shows of the input even when the service refused it (the partner funded)."""
 
-    return await attempt(run())
-
-
-async def wallet_refill(ctx: Context, data: dict[str, Any]) -> Outcome[Transfer]:
-    async def run() -> Transfer:
-        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
-        response = await services.wallet_refill(
-            ctx.viewer, customer_id, data["amount"], data.get("reference"), data["idempotency_key"]
-        )
-        return await _transfer(ctx, response)
-
-    return await attempt(run())
+    outcome: Outcome[R]
+    command: C | None
 
 
-async def billing_preferences_update(ctx: Context, data: dict[str, Any]) -> Outcome[BillingPreferences]:
-    async def run() -> BillingPreferences:
-        customer_id = decode_global_id(data.pop("customer_id"), "Customer", "customer_id")
-        if data.get("primary_contact_user_id") is not None:
-            data["primary_contact_user_id"] = decode_global_id(
-                data["primary_contact_user_id"], "User", "primary_contact_user_id"
-            )
-        return await services.billing_preferences_update(ctx.viewer, customer_id, data)
-
-    return await attempt(run())
+async def run(
+    ctx: Context, service: Callable[[Viewer, C], Awaitable[R]], value: object, command_type: type[C]
+) -> Ran[C, R]:
+    """`resolvers.commands.perform`, keeping the command."""
+    try:
+        command = to_command(value, command_type)
+    except DomainError as exc:
+        return Ran(Outcome(None, camel_errors(exc.errors)), None)
+    return Ran(await attempt(service(ctx.viewer, command)), command)
 
 
 async def customer_of(ctx: Context, customer_id: int) -> Customer | None:
     return await ctx.loaders.customer_by_id.load(customer_id)
 
 
-async def wallet_state(ctx: Context, customer_id: int) -> services.WalletState:
+async def wallet_state(ctx: Context, customer_id: int) -> read.WalletState:
     return await ctx.loaders.wallet_by_customer.load(customer_id)
 
 
 async def refills(ctx: Context, customer_id: int, first: int | None, after: str | None) -> Page[Transfer]:
     customer = await restrict(Customer, ctx.viewer).get(id=customer_id)
-    return await paginate(services.refills_of(customer), first, after, newest_first=True)
+    return await paginate(read.refills_of(customer), first, after, newest_first=True)
 
 
 async def balance_after(ctx: Context, account_id: int, balance: Decimal) -> Decimal | None:
     """One side's balance after a transfer, when the viewer owns that account (else None)."""
     return balance if await ctx.loaders.ledger_account_by_id.load(account_id) is not None else None
-
-
-def decoded_or_none(global_id: Any, type_name: str) -> int | None:
-    try:
-        return decode_global_id(global_id, type_name, "id")
-    except Exception:
-        return None

@@ -20,7 +20,7 @@ from domain.accounts.models import Membership, User
 from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
 from domain.billing import cap
-from domain.billing import services as billing
+from domain.billing import read as billing
 from domain.campaigns.models import Campaign
 from domain.customers import services as customers
 from domain.customers.models import Customer

@@ -1,109 +1,82 @@
-"""Metering, holds, the spending cap, campaigns and rate cards."""
+"""Metering: a usage batch sent over GraphQL as the metering command, the usage log and summaries, campaigns and
+rate cards."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import Protocol
 
-from domain.billing import cap
-from domain.campaigns import services as campaigns
 from domain.campaigns.models import Campaign
-from domain.usage import services
-from domain.usage.models import UnitType, UsageHold
+from domain.usage import read, services
+from domain.usage.commands import EventIds, UsageEventIn, UsageRecord
+from domain.usage.models import UnitType, UsageEvent
 from domain.usage.rating import Rate, rate_book
 from resolvers.common import Outcome, Page, attempt, cursor_pk, decode_global_id, page_size, paginate
 from resolvers.context import Context
 
 
-def decode_or_none(value: Any, type_name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return decode_global_id(value, type_name, "id")
-    except Exception:
-        return None
+class EventInput(Protocol):
+    """A usage event as the `usageRecord` input carries it."""
+
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def unit_type(self) -> UnitType: ...
+    @property
+    def quantity(self) -> object: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def case_type(self) -> str | None: ...
+    @property
+    def hold_id(self) -> str | None: ...
+    @property
+    def metadata(self) -> object: ...
 
 
-def to_event(raw: dict[str, Any]) -> services.UsageEventIn:
-    """An event as sent over GraphQL or the ingestion endpoint (global ids not decoded yet)."""
-    hold = raw.get("hold_id")
-    return services.UsageEventIn(
-        idempotency_key=raw.get("idempotency_key"),
-        customer_id=decode_or_none(raw.get("customer_id"), "Customer"),
-        unit_type=raw.get("unit_type"),
-        quantity=raw.get("quantity"),
-        occurred_at=raw.get("occurred_at"),
-        case_type=raw.get("case_type"),
-        hold_id=None if hold is None else decode_or_none(hold, "UsageHold") or services.UNKNOWN_HOLD,
-        metadata=raw.get("metadata"),
-    )
-
-
-async def usage_record(
-    ctx: Context, events: list[dict[str, Any]], source: str = "graphql"
-) -> Outcome[services.RecordResult]:
-    async def run() -> services.RecordResult:
-        result = await services.record_usage(ctx.viewer, [to_event(e) for e in events])
-        await services.audit_usage_batch(ctx.viewer, result, source)
-        return result
-
-    return await attempt(run())
-
-
-async def usage_authorize(ctx: Context, data: dict[str, Any]) -> Outcome[UsageHold]:
-    async def run() -> UsageHold:
-        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
-        response = await services.usage_authorize(
-            ctx.viewer, customer_id, data["unit_type"], data["estimated_quantity"], data["idempotency_key"]
+async def usage_record(ctx: Context, events: Iterable[EventInput]) -> Outcome[services.RecordResult]:
+    """The batch as the metering command (`POST /v1/usage/events` parses JSON into the same): an id that names
+    nothing refuses its event alone, so ids are decoded per event (`EventIds`), not by `to_command`."""
+    ids = EventIds()
+    batch = [
+        UsageEventIn(
+            idempotency_key=e.idempotency_key,
+            customer_id=ids.customer(e.customer_id),
+            unit_type=e.unit_type,
+            quantity=e.quantity,
+            occurred_at=e.occurred_at,
+            case_type=e.case_type,
+            hold_id=ids.hold(e.hold_id),
+            metadata=e.metadata,
         )
-        return await UsageHold.get(id=response["hold_id"])
-
-    return await attempt(run())
-
-
-async def usage_hold_release(ctx: Context, hold_id: Any) -> Outcome[UsageHold]:
-    async def run() -> UsageHold:
-        return await services.usage_hold_release(ctx.viewer, decode_global_id(hold_id, "UsageHold", "hold_id"))
-
-    return await attempt(run())
+        for e in events
+    ]
+    return await attempt(services.usage_record(ctx.viewer, UsageRecord(batch, "graphql")))
 
 
 async def usage_events(
     ctx: Context,
-    customer_id: Any,
+    customer_id: str,
     unit_type: UnitType | None,
     paid: bool | None,
     since: datetime | None,
     until: datetime | None,
     first: int | None,
     after: str | None,
-) -> Page[Any]:
+) -> Page[UsageEvent]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
-    qs = await services.usage_events(ctx.viewer, pk, unit_type=unit_type, paid=paid, since=since, until=until)
+    qs = await read.usage_events(ctx.viewer, pk, unit_type=unit_type, paid=paid, since=since, until=until)
     return await paginate(qs, first, after, newest_first=True)
 
 
 async def usage_summary(
-    ctx: Context, customer_id: Any, since: date, until: date, group_by: str
-) -> list[services.SummaryRow]:
+    ctx: Context, customer_id: str, since: date, until: date, group_by: str
+) -> list[read.SummaryRow]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
-    return await services.usage_summary(ctx.viewer, pk, since, until, group_by)
-
-
-async def spending_cap_update(ctx: Context, data: dict[str, Any]) -> Outcome[cap.CapState]:
-    async def run() -> cap.CapState:
-        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
-        return await cap.spending_cap_update(ctx.viewer, customer_id, data.get("cap"))
-
-    return await attempt(run())
-
-
-async def campaign_create(ctx: Context, data: dict[str, Any]) -> Outcome[Campaign]:
-    async def run() -> Campaign:
-        customer_id = decode_global_id(data["customer_id"], "Customer", "customer_id")
-        return await campaigns.campaign_create(ctx.viewer, customer_id, data.get("name"))
-
-    return await attempt(run())
+    return await read.usage_summary(ctx.viewer, pk, since, until, group_by)
 
 
 async def campaigns_of(ctx: Context, customer_id: int, first: int | None, after: str | None) -> Page[Campaign]:

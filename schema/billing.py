@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,13 +11,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry import relay
 
+from domain.billing import commands, credits, preferences, wallet
 from domain.billing.models import BillingMode as DomainBillingMode
 from domain.billing.models import BillingPreferences
+from domain.billing.models import RefillRequest as RefillRequestRow
 from domain.billing.models import RefillRequestStatus as DomainRefillRequestStatus
-from domain.billing.services import CreditState, PoolState, WalletState, low_balance_level
+from domain.billing.read import CreditState, PoolState, WalletState, low_balance_level
 from domain.ledger.models import TransferKind as DomainTransferKind
 from resolvers import billing as r
-from schema.common import Info, input_data
+from resolvers.commands import perform
+from schema.common import Info
 from schema.errors import BillingError
 from schema.nodes import Connection, ModelNode, maybe_view, shows
 from schema.scalars import JSON, Money, usd
@@ -62,7 +66,9 @@ class CreditBalance(relay.Node):
         )
 
     @classmethod
-    async def resolve_nodes(cls, *, info: Info, node_ids: Any, required: bool = False) -> list[CreditBalance | None]:
+    async def resolve_nodes(  # type: ignore[override]  # one coroutine for Node's overloads on `required`
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[CreditBalance | None]:
         ids = [int(i) for i in node_ids]
         states = await info.context.loaders.credits_by_customer.load_many(ids)
         return [cls.of(s) if s else None for s in states]
@@ -133,7 +139,7 @@ class RefillRequest:
     closed_at: datetime | None
 
     @classmethod
-    def of(cls, row: Any) -> RefillRequest:
+    def of(cls, row: RefillRequestRow) -> RefillRequest:
         return cls(
             id=strawberry.ID(str(row.id)),
             status=row.status,
@@ -164,7 +170,7 @@ class Wallet(relay.Node):
 
     @classmethod
     def of(cls, state: WalletState) -> Wallet:
-        low = (state.refill_amount * Decimal("0.30")) if state.refill_amount is not None else None
+        low = state.low_balance_level
         return cls(
             id=state.customer_id,
             balance=usd(state.balance),
@@ -176,7 +182,9 @@ class Wallet(relay.Node):
         )
 
     @classmethod
-    async def resolve_nodes(cls, *, info: Info, node_ids: Any, required: bool = False) -> list[Wallet | None]:
+    async def resolve_nodes(  # type: ignore[override]  # one coroutine for Node's overloads on `required`
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Wallet | None]:
         out: list[Wallet | None] = []
         for raw in node_ids:
             customer = await info.context.loaders.customer_by_id.load(int(raw))
@@ -208,7 +216,7 @@ class BillingPreferencesType:
 
     @strawberry.field(description="Wallet balance at which the optional low-balance alert fires (30% of refill).")
     def low_balance_level(self) -> Money | None:
-        level = low_balance_level(self.model)
+        level = low_balance_level(self.model.refill_amount)
         return usd(level) if level is not None else None
 
     @strawberry.field(description="An active admin of the customer who receives billing alerts.")
@@ -217,7 +225,7 @@ class BillingPreferencesType:
         return maybe_view(await info.context.loaders.user_by_id.load(uid)) if uid else None
 
     @classmethod
-    def of(cls, prefs: Any) -> BillingPreferencesType:
+    def of(cls, prefs: BillingPreferences) -> BillingPreferencesType:
         def money(value: Decimal | None) -> Money | None:
             return usd(value) if value is not None else None
 
@@ -347,50 +355,52 @@ class BillingPreferencesUpdatePayload:
 class BillingMutations:
     @strawberry.mutation(description="Platform admins: adds credits to a partner's pool.")
     async def partner_credits_add(self, info: Info, input: PartnerCreditsAddInput) -> PartnerCreditsAddPayload:
-        outcome = await r.partner_credits_add(info.context, input_data(input))
+        ran = await r.run(info.context, credits.partner_credits_add, input, commands.PartnerCreditsAdd)
         return PartnerCreditsAddPayload(
-            transfer=LedgerTransfer.maybe(outcome.value),
-            errors=BillingError.list(outcome.errors),
-            partner_id=r.decoded_or_none(input.partner_id, "Partner"),
+            transfer=LedgerTransfer.maybe(ran.outcome.value),
+            errors=BillingError.list(ran.outcome.errors),
+            partner_id=ran.command.partner_id if ran.command else None,
         )
 
     @strawberry.mutation(description="Moves credits from the partner's pool to the customer.")
     async def customer_credits_recharge(
         self, info: Info, input: CustomerCreditsRechargeInput
     ) -> CustomerCreditsRechargePayload:  # type: ignore[valid-type]
-        outcome = await r.customer_credits_move(info.context, input_data(input), reclaim=False)
+        ran = await r.run(info.context, credits.customer_credits_recharge, input, commands.CustomerCreditsRecharge)
         return CustomerCreditsRechargePayload(
-            transfer=LedgerTransfer.maybe(outcome.value),
-            errors=BillingError.list(outcome.errors),
-            customer_id=r.decoded_or_none(input.customer_id, "Customer") if outcome.value else None,
+            transfer=LedgerTransfer.maybe(ran.outcome.value),
+            errors=BillingError.list(ran.outcome.errors),
+            customer_id=ran.command.customer_id if ran.command and ran.outcome.value else None,
         )
 
     @strawberry.mutation(description="Returns unused credits from the customer to the partner's pool.")
     async def customer_credits_reclaim(
         self, info: Info, input: CustomerCreditsReclaimInput
     ) -> CustomerCreditsReclaimPayload:  # type: ignore[valid-type]
-        outcome = await r.customer_credits_move(info.context, input_data(input), reclaim=True)
+        ran = await r.run(info.context, credits.customer_credits_reclaim, input, commands.CustomerCreditsReclaim)
         return CustomerCreditsReclaimPayload(
-            transfer=LedgerTransfer.maybe(outcome.value),
-            errors=BillingError.list(outcome.errors),
-            customer_id=r.decoded_or_none(input.customer_id, "Customer") if outcome.value else None,
+            transfer=LedgerTransfer.maybe(ran.outcome.value),
+            errors=BillingError.list(ran.outcome.errors),
+            customer_id=ran.command.customer_id if ran.command and ran.outcome.value else None,
         )
 
     @strawberry.mutation(description="Records a manual wallet refill (closes the open refill request).")
     async def wallet_refill(self, info: Info, input: WalletRefillInput) -> WalletRefillPayload:
-        outcome = await r.wallet_refill(info.context, input_data(input))
+        ran = await r.run(info.context, wallet.wallet_refill, input, commands.WalletRefill)
         return WalletRefillPayload(
-            refill=WalletRefill.maybe(outcome.value),
-            transfer=LedgerTransfer.maybe(outcome.value),
-            errors=BillingError.list(outcome.errors),
-            customer_id=r.decoded_or_none(input.customer_id, "Customer") if outcome.value else None,
+            refill=WalletRefill.maybe(ran.outcome.value),
+            transfer=LedgerTransfer.maybe(ran.outcome.value),
+            errors=BillingError.list(ran.outcome.errors),
+            customer_id=ran.command.customer_id if ran.command and ran.outcome.value else None,
         )
 
     @strawberry.mutation(description="Billing mode, primary contact, spending cap, wallet refill settings, alerts.")
     async def billing_preferences_update(
         self, info: Info, input: BillingPreferencesUpdateInput
     ) -> BillingPreferencesUpdatePayload:
-        outcome = await r.billing_preferences_update(info.context, input_data(input))
+        outcome = await perform(
+            info.context, preferences.billing_preferences_update, input, commands.BillingPreferencesUpdate
+        )
         return BillingPreferencesUpdatePayload(
             billing=BillingPreferencesType.of(outcome.value) if outcome.value else None,
             errors=BillingError.list(outcome.errors),

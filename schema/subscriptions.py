@@ -7,9 +7,9 @@ from typing import Any
 
 import strawberry
 
-from domain.alerts.models import Alert as AlertRow
-from domain.billing import services as billing
-from domain.billing.cap import cap_states
+from domain.alerts.read import alert_of
+from domain.billing.cap import CapState, cap_states
+from domain.billing.read import CreditState, WalletState, credit_states, wallet_states
 from domain.events.services import ALERT_RAISED, CREDITS_CHANGED, SPENDING_CAP_CHANGED, WALLET_CHANGED
 from resolvers.reports import report_updates
 from resolvers.subscriptions import live, visible_customer
@@ -26,25 +26,25 @@ class Subscription:
     async def credits_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[CreditBalance]:
         customer = await visible_customer(info.context, customer_id)
 
-        async def render(states: dict[int, Any], _: dict[str, Any]) -> CreditBalance:
+        async def render(states: dict[int, CreditState], _: dict[str, Any]) -> CreditBalance:
             return CreditBalance.of(states[customer.id])
 
-        return live(info.context, CREDITS_CHANGED, customer.id, render, lambda: billing.credit_states([customer]))
+        return live(info.context, CREDITS_CHANGED, customer.id, render, lambda: credit_states([customer]))
 
     @strawberry.subscription(description="The customer's wallet whenever its balance or refill state changes.")
     async def wallet_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[Wallet]:
         customer = await visible_customer(info.context, customer_id)
 
-        async def render(states: dict[int, Any], _: dict[str, Any]) -> Wallet:
+        async def render(states: dict[int, WalletState], _: dict[str, Any]) -> Wallet:
             return Wallet.of(states[customer.id])
 
-        return live(info.context, WALLET_CHANGED, customer.id, render, lambda: billing.wallet_states([customer]))
+        return live(info.context, WALLET_CHANGED, customer.id, render, lambda: wallet_states([customer]))
 
     @strawberry.subscription(description="Spent this month, projection and cap status whenever they change.")
     async def spending_cap_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[SpendingCap]:
         customer = await visible_customer(info.context, customer_id)
 
-        async def render(states: dict[int, Any], _: dict[str, Any]) -> SpendingCap:
+        async def render(states: dict[int, CapState], _: dict[str, Any]) -> SpendingCap:
             return SpendingCap.of(states[customer.id])
 
         return live(info.context, SPENDING_CAP_CHANGED, customer.id, render, lambda: cap_states([customer.id]))
@@ -54,7 +54,7 @@ class Subscription:
         customer = await visible_customer(info.context, customer_id)
 
         async def render(_: None, payload: dict[str, Any]) -> Alert | None:
-            row = await AlertRow.get_or_none(id=payload.get("alert_id"), customer_id=customer.id)
+            row = await alert_of(customer.id, payload.get("alert_id"))
             return Alert.from_model(row) if row is not None else None
 
         return live(info.context, ALERT_RAISED, customer.id, render, each_change=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,16 +11,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry import relay
 
+from domain.billing import cap
 from domain.billing.cap import CapState
+from domain.billing.commands import SpendingCapUpdate
+from domain.campaigns import services as campaigns
+from domain.campaigns.commands import CampaignCreate
 from domain.campaigns.models import Campaign as CampaignRow
 from domain.campaigns.models import CampaignStatus as DomainCampaignStatus
 from domain.campaigns.models import PauseReason as DomainPauseReason
+from domain.usage import holds
+from domain.usage.commands import UsageAuthorize, UsageHoldRelease
 from domain.usage.models import Funding as DomainFunding
 from domain.usage.models import HoldStatus as DomainHoldStatus
 from domain.usage.models import UnitType as DomainUnitType
 from domain.usage.rating import Rate
 from resolvers import usage as r
-from schema.common import Info, input_data
+from resolvers.commands import perform
+from schema.common import Info
 from schema.errors import ErrorCode, UsageError
 from schema.nodes import Connection, ModelNode, maybe_view, shows
 from schema.scalars import JSON, Money, usd
@@ -131,7 +139,9 @@ class SpendingCap(relay.Node):
         )
 
     @classmethod
-    async def resolve_nodes(cls, *, info: Info, node_ids: Any, required: bool = False) -> list[SpendingCap | None]:
+    async def resolve_nodes(  # type: ignore[override]  # one coroutine for Node's overloads on `required`
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[SpendingCap | None]:
         states = await info.context.loaders.cap_by_customer.load_many([int(i) for i in node_ids])
         return [cls.of(s) if s else None for s in states]
 
@@ -313,7 +323,7 @@ class UsageQueries:
 class UsageMutations:
     @strawberry.mutation(description="Records up to 1,000 usage events; each is rated and charged once.")
     async def usage_record(self, info: Info, input: UsageRecordInput) -> UsageRecordPayload:
-        outcome = await r.usage_record(info.context, [input_data(e) for e in input.events])
+        outcome = await r.usage_record(info.context, input.events)
         result = outcome.value
         return UsageRecordPayload(
             accepted=result.accepted if result else 0,
@@ -327,17 +337,17 @@ class UsageMutations:
 
     @strawberry.mutation(description="Pre-authorises a call or campaign step: a hold against cap and balance.")
     async def usage_authorize(self, info: Info, input: UsageAuthorizeInput) -> UsageAuthorizePayload:
-        outcome = await r.usage_authorize(info.context, input_data(input))
+        outcome = await perform(info.context, holds.usage_authorize, input, UsageAuthorize)
         return UsageAuthorizePayload(hold=UsageHold.maybe(outcome.value), errors=UsageError.list(outcome.errors))
 
     @strawberry.mutation(description="Releases an unused hold.")
     async def usage_hold_release(self, info: Info, input: UsageHoldReleaseInput) -> UsageHoldReleasePayload:
-        outcome = await r.usage_hold_release(info.context, input.hold_id)
+        outcome = await perform(info.context, holds.usage_hold_release, input, UsageHoldRelease)
         return UsageHoldReleasePayload(hold=UsageHold.maybe(outcome.value), errors=UsageError.list(outcome.errors))
 
     @strawberry.mutation(description="Sets, raises or removes the monthly cap; pauses or resumes campaigns.")
     async def spending_cap_update(self, info: Info, input: SpendingCapUpdateInput) -> SpendingCapUpdatePayload:
-        outcome = await r.spending_cap_update(info.context, input_data(input))
+        outcome = await perform(info.context, cap.spending_cap_update, input, SpendingCapUpdate)
         state = outcome.value
         return SpendingCapUpdatePayload(
             spending_cap=SpendingCap.of(state) if state else None,
@@ -347,5 +357,5 @@ class UsageMutations:
 
     @strawberry.mutation
     async def campaign_create(self, info: Info, input: CampaignCreateInput) -> CampaignCreatePayload:
-        outcome = await r.campaign_create(info.context, input_data(input))
+        outcome = await perform(info.context, campaigns.campaign_create, input, CampaignCreate)
         return CampaignCreatePayload(campaign=Campaign.maybe(outcome.value), errors=UsageError.list(outcome.errors))

@@ -17,18 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from domain.access.policy import OperationKind, machine_refusal
-from domain.errors import ErrorCode
-from domain.usage.services import (
-    MAX_BATCH,
-    UNKNOWN_HOLD,
-    RecordResult,
-    UsageEventIn,
-    audit_usage_batch,
-    record_usage,
-)
+from domain.errors import DomainError, ErrorCode
+from domain.usage.commands import EventIds, UsageEventIn, UsageRecord
+from domain.usage.rules import MAX_BATCH
+from domain.usage.services import usage_record
 from domain.viewer import Viewer
-from resolvers.common import attempt
-from resolvers.usage import decode_or_none
 from schema.extensions import INTERNAL_ERROR_CODE
 from server.auth import InvalidToken, bearer_token, viewer_from_token
 from server.logging import log, new_request_id
@@ -68,34 +61,21 @@ def _from_cloudevent(item: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _decoded(value: Any, type_name: str, memo: dict[tuple[Any, str], int | None]) -> int | None:
-    """`decode_or_none`, once per distinct global id of the request (a batch names few customers many times)."""
-    try:
-        return memo[(value, type_name)]
-    except KeyError:
-        memo[(value, type_name)] = pk = decode_or_none(value, type_name)
-        return pk
-    except TypeError:  # unhashable: a list or an object where an id belongs
-        return decode_or_none(value, type_name)
-
-
-def _to_event(item: Any, ids: dict[tuple[Any, str], int | None]) -> UsageEventIn:
-    """One JSON item as the service's event, as `resolvers.usage.to_event` builds them for GraphQL; anything not an
-    object becomes an event that fails validation."""
-    if not isinstance(item, dict):
-        item = {}
-    elif "specversion" in item:
-        item = _from_cloudevent(item)
-    hold = item.get("holdId")
+def _to_event(item: object, ids: EventIds) -> UsageEventIn:
+    """One JSON item as the service's event, as `usageRecord` builds them from its input; anything not an object
+    becomes an event that fails validation."""
+    event: dict[str, Any] = {}
+    if isinstance(item, dict):
+        event = _from_cloudevent(item) if "specversion" in item else item
     return UsageEventIn(
-        idempotency_key=item.get("idempotencyKey"),
-        customer_id=_decoded(item.get("customerId"), "Customer", ids),
-        unit_type=item.get("unitType"),
-        quantity=item.get("quantity"),
-        occurred_at=item.get("occurredAt"),
-        case_type=item.get("caseType"),
-        hold_id=None if hold is None else _decoded(hold, "UsageHold", ids) or UNKNOWN_HOLD,
-        metadata=item.get("metadata"),
+        idempotency_key=event.get("idempotencyKey"),
+        customer_id=ids.customer(event.get("customerId")),
+        unit_type=event.get("unitType"),
+        quantity=event.get("quantity"),
+        occurred_at=event.get("occurredAt"),
+        case_type=event.get("caseType"),
+        hold_id=ids.hold(event.get("holdId")),
+        metadata=event.get("metadata"),
     )
 
 
@@ -149,21 +129,14 @@ async def _ingest(request: Request, request_id: str) -> Response:
         return _error(400, "The body must be a JSON array of usage events.", "MALFORMED", request_id)
     if len(items) > MAX_BATCH:
         return _error(413, f"At most {MAX_BATCH:,} events per request.", "PAYLOAD_TOO_LARGE", request_id)
-    ids: dict[tuple[Any, str], int | None] = {}
+    ids = EventIds()
     events = [_to_event(item, ids) for item in items]
-
-    async def run() -> RecordResult:  # what `resolvers.usage.usage_record` does, minus its dict round trip
-        result = await record_usage(viewer, events)
-        await audit_usage_batch(viewer, result, "ingest")
-        return result
-
-    outcome = await attempt(run())
-    if outcome.errors:
-        first = outcome.errors[0]
-        status = 403 if first.code in (ErrorCode.FORBIDDEN,) else 400
+    try:
+        result = await usage_record(viewer, UsageRecord(events, "ingest"))
+    except DomainError as exc:
+        first = exc.errors[0]
+        status = 403 if first.code == ErrorCode.FORBIDDEN else 400
         return _error(status, first.message, str(first.code), request_id)
-    result = outcome.value
-    assert result is not None
     return Response(
         _encoder.encode(
             {

@@ -28,8 +28,9 @@ from domain.accounts.models import Role, User
 from domain.alerts import services as alerts
 from domain.alerts.models import Alert, AlertKind, AlertStatus
 from domain.audit.models import AuditEvent
-from domain.billing import services as billing
-from domain.billing.models import RefillRequest
+from domain.billing.credits import burn_credits, grant_credits
+from domain.billing.models import GrantSource, RefillRequest
+from domain.billing.wallet import charge_wallet
 from domain.events.models import OutboxEvent
 from domain.features.models import FeatureToggles
 from domain.features.services import set_ai_credits
@@ -165,7 +166,7 @@ async def refill(gql: GQL, token: str, customer_id: int, amount: str) -> dict[st
 
 async def charge(customer: Any, amount: str) -> None:
     async with in_transaction():
-        await billing.charge_wallet(customer, Decimal(amount))
+        await charge_wallet(customer, Decimal(amount))
 
 
 async def brand(gql: GQL, token: str, partner_id: int) -> None:
@@ -355,7 +356,7 @@ async def _fund_credits(customer: Any, credits: str) -> None:
             Decimal(credits),
             TransferKind.CREDITS_GRANT,
         )
-        await billing.grant_credits(customer, Decimal(credits), billing.GrantSource.ADJUSTMENT, transfer)
+        await grant_credits(customer, Decimal(credits), GrantSource.ADJUSTMENT, transfer)
 
 
 async def test_low_credits_alert_needs_the_threshold_and_the_feature_toggle(
@@ -373,7 +374,7 @@ async def test_low_credits_alert_needs_the_threshold_and_the_feature_toggle(
     for amount in ("60", "10"):
         for customer in (notified, silent):
             async with in_transaction():
-                await billing.burn_credits(customer, Decimal(amount))
+                await burn_credits(customer, Decimal(amount))
         await run_jobs(app)
     # then one low-credit email, to the first customer's admin
     assert len(mailbox.envelopes) == 1
@@ -598,7 +599,7 @@ async def test_a_rolled_back_transaction_enqueues_nothing(
     # when a charge that would raise the refill request and the low-balance alert rolls back
     with pytest.raises(RuntimeError):
         async with in_transaction():
-            await billing.charge_wallet(customer, Decimal("90"))
+            await charge_wallet(customer, Decimal("90"))
             assert await OutboxEvent.filter(published_at=None).count() > pending_before
             raise RuntimeError("the request failed after the charge")
     relayed = await Relay(Leases(None)).drain_once()

@@ -12,8 +12,12 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Role
-from domain.billing import services as billing
-from domain.billing.models import CreditGrant, RefillRequest
+from domain.billing.commands import BillingPreferencesUpdate, WalletRefill
+from domain.billing.credits import burn_credits, grant_credits
+from domain.billing.models import CreditGrant, GrantSource, RefillRequest
+from domain.billing.preferences import billing_preferences_update
+from domain.billing.read import preferences_of, wallet_state
+from domain.billing.wallet import charge_wallet, wallet_refill
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import services as ledger
 from domain.ledger.models import AccountKind, Currency, LedgerAccount, Transfer, TransferKind
@@ -165,6 +169,29 @@ async def test_same_key_same_input_returns_first_result_and_other_input_is_refus
     assert await Transfer.filter(kind=TransferKind.CREDITS_RECHARGE).count() == 1
 
 
+async def test_a_replayed_money_mutation_answers_exactly_as_the_first(gql: GQL, factory: Factory) -> None:
+    # given a refill under a key (the first answer shows the transfer as written, never read back)
+    tenant, _, staff = await _setup(gql, factory)
+    query = """mutation($i: WalletRefillInput!) { walletRefill(input: $i) {
+      transfer { id kind currency amount metadata createdAt debitBalanceAfter creditBalanceAfter }
+      refill { id amount { amount } balanceAfter { amount } reference createdAt } errors { code } } }"""
+    variables = {
+        "i": {
+            "customerId": gid("Customer", tenant.customers[0].id),
+            "amount": "12.5",
+            "reference": "R-1",
+            "idempotencyKey": key(),
+        }
+    }
+    first = await gql(query, variables, staff)
+    # when the same request is sent again
+    again = await gql(query, variables, staff)
+    # then the answer is the same, field for field (amounts at the column's scale both times)
+    assert first["walletRefill"]["errors"] == []
+    assert again["walletRefill"] == first["walletRefill"]
+    assert first["walletRefill"]["transfer"]["amount"] == "12.500000"
+
+
 async def test_a_failed_outcome_never_flips(gql: GQL, factory: Factory) -> None:
     # given a key whose first attempt hit an empty pool
     tenant, admin, staff = await _setup(gql, factory, pool="")
@@ -227,16 +254,12 @@ async def test_burn_order_is_earliest_expiry_first_then_oldest(factory: Factory)
             TransferKind.CREDITS_GRANT,
         )
         now = datetime.now(UTC)
-        forever = await billing.grant_credits(customer, Decimal(10), billing.GrantSource.ADJUSTMENT, t)
-        later = await billing.grant_credits(
-            customer, Decimal(10), billing.GrantSource.PACKAGE, t, now + timedelta(days=10)
-        )
-        soon = await billing.grant_credits(
-            customer, Decimal(10), billing.GrantSource.PACKAGE, t, now + timedelta(days=2)
-        )
+        forever = await grant_credits(customer, Decimal(10), GrantSource.ADJUSTMENT, t)
+        later = await grant_credits(customer, Decimal(10), GrantSource.PACKAGE, t, now + timedelta(days=10))
+        soon = await grant_credits(customer, Decimal(10), GrantSource.PACKAGE, t, now + timedelta(days=2))
     # when 15 credits are burned
     async with in_transaction():
-        await billing.burn_credits(customer, Decimal(15))
+        await burn_credits(customer, Decimal(15))
     # then the soonest-expiring grant is empty, the next half used, the permanent one untouched
     remaining = {g.id: g.remaining for g in await CreditGrant.filter(customer_id=customer.id)}
     assert remaining == {forever.id: 10, later.id: 5, soon.id: 0}
@@ -257,10 +280,10 @@ async def test_credit_health_follows_thresholds(gql: GQL, factory: Factory) -> N
 
     assert await health() == "OK"
     async with in_transaction():
-        await billing.burn_credits(customer, Decimal(60))
+        await burn_credits(customer, Decimal(60))
     assert await health() == "LOW"
     async with in_transaction():
-        await billing.burn_credits(customer, Decimal("30.5"))
+        await burn_credits(customer, Decimal("30.5"))
     assert await health() == "CRITICAL"
 
 
@@ -341,7 +364,7 @@ async def test_wallet_refill_request_opens_once_and_the_next_refill_closes_it(gq
 
     for amount in ("60", "10"):
         async with in_transaction():
-            await billing.charge_wallet(customer, Decimal(amount))
+            await charge_wallet(customer, Decimal(amount))
     # then exactly one request is open
     assert await RefillRequest.filter(customer_id=customer.id, status="OPEN").count() == 1
     # and the next refill closes it
@@ -364,7 +387,9 @@ async def test_estimated_days_until_refill_arithmetic(factory: Factory) -> None:
     # given balance 200, threshold 50 and $70 of usage over the trailing 7 days (avg $10/day)
     partner, _ = await factory.partner()
     customer, _ = await factory.customer(partner)
-    await billing.billing_preferences_update(SYSTEM, customer.id, {"refill_threshold": "50", "refill_amount": "100"})
+    await billing_preferences_update(
+        SYSTEM, BillingPreferencesUpdate(customer.id, refill_threshold=Decimal(50), refill_amount=Decimal(100))
+    )
     from tortoise.transactions import in_transaction
 
     async with in_transaction():
@@ -375,13 +400,13 @@ async def test_estimated_days_until_refill_arithmetic(factory: Factory) -> None:
             TransferKind.WALLET_REFILL,
         )
         for _ in range(7):
-            await billing.charge_wallet(customer, Decimal(10))
+            await charge_wallet(customer, Decimal(10))
     # an old charge outside the window does not count
     async with in_transaction():
-        old = await billing.charge_wallet(customer, Decimal("0.5"))
+        old = await charge_wallet(customer, Decimal("0.5"))
     await Transfer.filter(id=old.id).update(created_at=datetime.now(UTC) - timedelta(days=8))
     # when
-    state = await billing.wallet_state(customer)
+    state = await wallet_state(customer)
     # then (199.5 − 50) ÷ 10 = 14.95 → 15.0 (one decimal)
     assert state.balance == Decimal("199.5")
     assert state.average_daily_spend == Decimal(10)
@@ -441,7 +466,7 @@ async def test_64_concurrent_recharges_and_burns_end_exact(gql: GQL, factory: Fa
     async def burn() -> bool:
         try:
             async with in_transaction():
-                await billing.burn_credits(customer, Decimal(2))
+                await burn_credits(customer, Decimal(2))
             return True
         except Exception:
             return False
@@ -493,7 +518,7 @@ async def test_one_partners_refills_cannot_fill_an_account_another_partner_needs
     tenant, _, _ = await _setup(gql, factory, pool="")
     a_staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=tenant.partner.id, label="tests")
     for _ in range(100):
-        await billing.wallet_refill(a_staff, tenant.customers[0].id, "999999999999.99", None, key())
+        await wallet_refill(a_staff, WalletRefill(tenant.customers[0].id, Decimal("999999999999.99"), key()))
     # when partner B refills its customer's wallet
     other = await factory.tenant(customers=1)
     b_staff = await gql.login(other.owner.email)
@@ -596,6 +621,6 @@ async def test_a_refill_threshold_above_the_refill_amount_is_invalid(gql: GQL, f
     assert [(e["field"], e["code"]) for e in below["billingPreferencesUpdate"]["errors"]] == [
         ("refillAmount", "INVALID")
     ]
-    prefs = (await billing.preferences_of([customer.id]))[customer.id]
+    prefs = (await preferences_of([customer.id]))[customer.id]
     assert (prefs.refill_amount, prefs.refill_threshold) == (Decimal(100), Decimal(100))
     assert await RefillRequest.filter(customer_id=customer.id).count() == 1  # threshold 100 on an empty wallet

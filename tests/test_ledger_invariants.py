@@ -44,8 +44,22 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from tortoise.transactions import in_transaction
 
-from domain.billing import services as billing
+from domain.billing.commands import (
+    BillingPreferencesUpdate,
+    CustomerCreditsRecharge,
+    CustomerCreditsReclaim,
+    PartnerCreditsAdd,
+    WalletRefill,
+)
+from domain.billing.credits import (
+    burn_credits,
+    customer_credits_recharge,
+    customer_credits_reclaim,
+    partner_credits_add,
+)
 from domain.billing.models import CreditGrant, CustomerCredits, PartnerPool, RefillRequest, RefillRequestStatus
+from domain.billing.preferences import billing_preferences_update
+from domain.billing.wallet import charge_wallet, wallet_refill
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import services as ledger
@@ -232,7 +246,9 @@ class LedgerMachine(RuleBasedStateMachine):
                 for _ in range(2):
                     customer, _admin = await factory.customer(partner)
                     customers.append(customer)
-                    await billing.billing_preferences_update(SYSTEM, customer.id, {"refill_amount": str(REFILL_AMOUNT)})
+                    await billing_preferences_update(
+                        SYSTEM, BillingPreferencesUpdate(customer.id, refill_amount=REFILL_AMOUNT)
+                    )
             return partners, customers
 
         self.partners, self.customers = self.run(go())
@@ -250,20 +266,23 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _call(self, operation: str, target: int, amount: Decimal, key: str) -> int | tuple[ErrorCode, ...]:
         """Calls the service behind `operation`; returns the transfer id or the refusal codes."""
-        text = str(amount)
 
         async def go() -> int:
             if operation == "fund":
-                answer = await billing.partner_credits_add(SYSTEM, self.partners[target].id, text, None, key)
+                answer = await partner_credits_add(SYSTEM, PartnerCreditsAdd(self.partners[target].id, amount, key))
             elif operation == "recharge":
-                answer = await billing.customer_credits_recharge(SYSTEM, self.customer(target).id, text, key)
+                answer = await customer_credits_recharge(
+                    SYSTEM, CustomerCreditsRecharge(self.customer(target).id, amount, key)
+                )
             elif operation == "reclaim":
-                answer = await billing.customer_credits_reclaim(SYSTEM, self.customer(target).id, text, key)
+                answer = await customer_credits_reclaim(
+                    SYSTEM, CustomerCreditsReclaim(self.customer(target).id, amount, key)
+                )
             elif operation == "refill":
-                answer = await billing.wallet_refill(SYSTEM, self.customer(target).id, text, "ref", key)
+                answer = await wallet_refill(SYSTEM, WalletRefill(self.customer(target).id, amount, key, "ref"))
             else:
                 raise AssertionError(operation)
-            return int(answer["transfer_id"])
+            return answer.id
 
         return self.attempt(go)
 
@@ -381,7 +400,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
         async def go() -> int:
             async with in_transaction():
-                return (await billing.burn_credits(c, concrete)).id
+                return (await burn_credits(c, concrete)).id
 
         outcome = self.attempt(go)
         m = self.model
@@ -402,7 +421,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
         async def go() -> int:
             async with in_transaction():
-                return (await billing.charge_wallet(c, concrete)).id
+                return (await charge_wallet(c, concrete)).id
 
         outcome = self.attempt(go)
         m = self.model
@@ -418,9 +437,11 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(customer=CUSTOMER, threshold=THRESHOLD)
     def set_refill_threshold(self, customer: int, threshold: Decimal | None) -> None:
         c = self.customer(customer)
-        # two decimals as text: never textually equal to the stored 6-decimal value, so it always counts as a change
-        value = None if threshold is None else f"{threshold:.2f}"
-        outcome = self.attempt(lambda: billing.billing_preferences_update(SYSTEM, c.id, {"refill_threshold": value}))
+        # two decimals: never textually equal to the stored 6-decimal value, so it always counts as a change
+        value = None if threshold is None else Decimal(f"{threshold:.2f}")
+        outcome = self.attempt(
+            lambda: billing_preferences_update(SYSTEM, BillingPreferencesUpdate(c.id, refill_threshold=value))
+        )
         if threshold is not None and threshold > REFILL_AMOUNT:
             assert outcome == (ErrorCode.INVALID,), outcome
             return

@@ -43,6 +43,7 @@ from domain.reports.models import (
 )
 from domain.reports.storage import LocalStorage, configure_storage
 from domain.usage import services as usage
+from domain.usage.commands import UsageEventIn
 from domain.viewer import Viewer
 from jobs import mailer
 from jobs.broker import EmbeddedConsumer
@@ -119,7 +120,7 @@ async def seed_usage(tenant: Tenant, customer_index: int = 0) -> None:
     result = await usage.record_usage(
         staff,
         [
-            usage.UsageEventIn(uuid.uuid4().hex, customer.id, unit, quantity, occurred, case_type)
+            UsageEventIn(uuid.uuid4().hex, customer.id, unit, quantity, occurred, case_type)
             for unit, quantity, occurred, case_type in EVENTS
         ],
     )

@@ -21,8 +21,9 @@ from domain.accounts.services import org_key
 from domain.alerts import services as alerts
 from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
-from domain.billing import services as billing
-from domain.billing.models import BillingPreferences
+from domain.billing.commands import BillingPreferencesUpdate
+from domain.billing.models import BillingMode, BillingPreferences
+from domain.billing.preferences import billing_preferences_update
 from domain.customers.commands import CustomerDisable, CustomerEnable
 from domain.customers.models import Customer
 from domain.customers.retention import RETENTION, purge_customer
@@ -166,7 +167,9 @@ async def test_an_embedded_scheduler_forgets_expired_slot_claims(app: Any, monke
 
 
 async def _fund_wallet(customer: Customer, amount: str) -> None:
-    await billing.billing_preferences_update(SYSTEM, customer.id, {"billing_mode": "REFILLABLE_WALLET"})
+    await billing_preferences_update(
+        SYSTEM, BillingPreferencesUpdate(customer.id, billing_mode=BillingMode.REFILLABLE_WALLET)
+    )
     async with in_transaction():
         await ledger.post(
             ledger.external_funding(Currency.USD, customer.partner_id),
@@ -244,10 +247,13 @@ async def _customer_with_history(gql: GQL, factory: Factory, tenant: Any, index:
     customer, admin = tenant.customers[index], tenant.admins[index]
     staff = await gql.login(tenant.owner.email)
     await gql.login(admin.email)  # a session and an audited login with an IP address
-    await billing.billing_preferences_update(
+    await billing_preferences_update(
         SYSTEM,
-        customer.id,
-        {"monthly_spending_cap": "1", "extra_alert_recipients": [f"finance{index}@private.example.com"]},
+        BillingPreferencesUpdate(
+            customer.id,
+            monthly_spending_cap=Decimal(1),
+            extra_alert_recipients=[f"finance{index}@private.example.com"],
+        ),
     )
     await _fund_wallet(customer, "5")
     await PhoneNumber.create(customer_id=customer.id, number=f"+1555020{index}")

@@ -15,13 +15,16 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Role
-from domain.billing import services as billing
+from domain.billing.commands import BillingPreferencesUpdate
+from domain.billing.credits import grant_credits
+from domain.billing.models import BillingMode, GrantSource
+from domain.billing.preferences import billing_preferences_update
 from domain.campaigns.models import Campaign
 from domain.features.services import set_ai_credits
 from domain.ledger import services as ledger
 from domain.ledger.models import Currency, LedgerAccount, TransferKind
+from domain.usage import holds, store
 from domain.usage import services as usage
-from domain.usage import store
 from domain.usage.models import CapCrossing, PhoneNumber, UsageEvent, UsageHold, UsageRollup
 from tests.conftest import GQL, IS_POSTGRES, SYSTEM, Factory, gid
 
@@ -56,7 +59,9 @@ async def _tenant(gql: GQL, factory: Factory) -> tuple[Any, str]:
 
 
 async def _fund_wallet(customer: Any, amount: str) -> None:
-    await billing.billing_preferences_update(SYSTEM, customer.id, {"billing_mode": "REFILLABLE_WALLET"})
+    await billing_preferences_update(
+        SYSTEM, BillingPreferencesUpdate(customer.id, billing_mode=BillingMode.REFILLABLE_WALLET)
+    )
     async with in_transaction():
         await ledger.post(
             ledger.external_funding(Currency.USD, customer.partner_id),
@@ -75,7 +80,7 @@ async def _fund_credits(customer: Any, credits: str) -> None:
             Decimal(credits),
             TransferKind.CREDITS_GRANT,
         )
-        await billing.grant_credits(customer, Decimal(credits), billing.GrantSource.ADJUSTMENT, t)
+        await grant_credits(customer, Decimal(credits), GrantSource.ADJUSTMENT, t)
 
 
 async def balance(ref: Any) -> Decimal:
@@ -294,7 +299,7 @@ async def test_expired_holds_stop_counting(gql: GQL, factory: Factory) -> None:
     assert [e["code"] for e in (await _authorize(gql, token, customer.id, "1"))["errors"]] == ["INSUFFICIENT_BALANCE"]
     await UsageHold.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     assert (await _authorize(gql, token, customer.id, "1"))["hold"] is not None
-    assert await usage.expire_holds() == 1
+    assert await holds.expire_holds() == 1
 
 
 async def test_recording_against_a_hold_consumes_it(gql: GQL, factory: Factory) -> None:
@@ -313,6 +318,32 @@ async def test_recording_against_a_hold_consumes_it(gql: GQL, factory: Factory) 
         token,
     )
     assert released["usageHoldRelease"]["hold"]["status"] == "CONSUMED"
+
+
+async def test_a_repeated_authorization_answers_exactly_as_the_first(gql: GQL, factory: Factory) -> None:
+    # given a hold placed under a key (the first answer shows the row as written, never read back)
+    tenant, token = await _tenant(gql, factory)
+    customer = tenant.customers[0]
+    await _fund_wallet(customer, "5")
+    k = key()
+    query = """mutation($i: UsageAuthorizeInput!) { usageAuthorize(input: $i) { hold {
+      id unitType estimatedQuantity credits funding status expiresAt createdAt amount { amount } } errors { code } } }"""
+    variables = {
+        "i": {
+            "customerId": gid("Customer", customer.id),
+            "unitType": "SMS_SEGMENTS",
+            "estimatedQuantity": "3",
+            "idempotencyKey": k,
+        }
+    }
+    first = await gql(query, variables, token)
+    # when the same request is sent again
+    again = await gql(query, variables, token)
+    # then it answers with the same hold, field for field (quantities at the column's scale both times)
+    assert first["usageAuthorize"]["errors"] == []
+    assert again["usageAuthorize"]["hold"] == first["usageAuthorize"]["hold"]
+    assert first["usageAuthorize"]["hold"]["estimatedQuantity"] == "3.000000"
+    assert await UsageHold.filter(customer_id=customer.id).count() == 1
 
 
 async def test_cap_pauses_and_raising_it_resumes_only_cap_paused_campaigns(gql: GQL, factory: Factory) -> None:
@@ -801,7 +832,7 @@ async def test_an_unexpected_failure_answers_json_with_the_request_id(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(server.ingest, "record_usage", broken)
+    monkeypatch.setattr(server.ingest, "usage_record", broken)
     # when
     response = await _ingest(client, token, json.dumps([event(tenant.customers[0].id)]).encode())
     # then the client gets JSON naming the request, never a plain-text 500 or the error itself

@@ -11,13 +11,13 @@ import calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from domain.alerts import services as alerts
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
+from domain.billing.commands import SpendingCapUpdate
 from domain.billing.models import BillingPreferences
 from domain.campaigns.models import Campaign, CampaignStatus, PauseReason
 from domain.common.validation import Validator, parse_amount
@@ -186,12 +186,12 @@ async def _resume(customer: Customer, viewer: Viewer, cap: Decimal | None, spent
     )
 
 
-async def spending_cap_update(viewer: Viewer, customer_id: int, cap: Any) -> CapState:
+async def spending_cap_update(viewer: Viewer, command: SpendingCapUpdate) -> CapState:
     """Sets, raises or removes (None) the monthly cap, then pauses or resumes accordingly."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
     require_customer_manager(viewer, customer)
     v = Validator()
-    value = None if cap is None else parse_amount(v, "cap", cap, places=2)
+    value = None if command.cap is None else parse_amount(v, "cap", command.cap, places=2)
     v.raise_if_invalid()
     async with in_transaction():
         await BillingPreferences.bulk_create([BillingPreferences(customer_id=customer.id)], ignore_conflicts=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
+from domain.campaigns.commands import CampaignCreate
 from domain.campaigns.models import Campaign, CampaignStatus, PauseReason
 from domain.common.validation import Validator
 from domain.customers.models import Customer, ServiceState
@@ -16,11 +16,11 @@ from domain.viewer import Viewer
 from domain.visibility import get_visible, require_customer_manager
 
 
-async def campaign_create(viewer: Viewer, customer_id: int, name: Any) -> Campaign:
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+async def campaign_create(viewer: Viewer, command: CampaignCreate) -> Campaign:
+    customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
     require_customer_manager(viewer, customer)
     v = Validator()
-    clean = v.text("name", name, required=True, max_length=200)
+    clean = v.text("name", command.name, required=True, max_length=200)
     v.raise_if_invalid()
     async with in_transaction():
         customer = await Customer.select_for_update().get(id=customer.id)

@@ -11,12 +11,17 @@ from tortoise.transactions import in_transaction
 from domain.accounts.commands import AdminCreate
 from domain.accounts.models import Membership, Role, User
 from domain.accounts.services import NewUser, admin_create, create_user, hash_password_async, org_key
-from domain.billing.services import (
-    billing_preferences_update,
-    customer_credits_recharge,
-    partner_credits_add,
-    wallet_refill,
+from domain.billing.commands import (
+    BillingPreferencesUpdate,
+    CustomerCreditsRecharge,
+    PartnerCreditsAdd,
+    WalletRefill,
 )
+from domain.billing.credits import customer_credits_recharge, partner_credits_add
+from domain.billing.models import BillingMode
+from domain.billing.preferences import billing_preferences_update
+from domain.billing.wallet import wallet_refill
+from domain.campaigns.commands import CampaignCreate
 from domain.campaigns.services import campaign_create
 from domain.customers.commands import CustomerCreate
 from domain.customers.models import Customer
@@ -26,8 +31,9 @@ from domain.features.services import customer_features_update, set_ai_credits
 from domain.partners.commands import PartnerCreate
 from domain.partners.models import Partner
 from domain.partners.services import partner_create
+from domain.usage.commands import UsageEventIn
 from domain.usage.models import PhoneNumber, UnitType
-from domain.usage.services import UsageEventIn, record_usage
+from domain.usage.services import record_usage
 from domain.viewer import Viewer
 
 DEMO_PASSWORD = "Demo-pass-1"
@@ -116,7 +122,7 @@ async def _demo_money(partner: Partner, customer: Customer, slug: str) -> None:
     """Credits, a wallet or an invoice with a cap, a campaign, a phone number and a few days of usage."""
     admin = Viewer.system("seed-demo")
     staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=partner.id, label="seed-demo")
-    await partner_credits_add(admin, partner.id, "10000", "demo funding", f"demo-fund-{slug}")
+    await partner_credits_add(admin, PartnerCreditsAdd(partner.id, Decimal(10000), f"demo-fund-{slug}", "demo funding"))
     if slug == "bluebird":
         await set_ai_credits(customer.id, True)
         # API keys and embed links can be tried on this one (apiKeyCreate, embedTokenCreate)
@@ -124,23 +130,29 @@ async def _demo_money(partner: Partner, customer: Customer, slug: str) -> None:
             staff,
             CustomerFeaturesUpdate(customer.id, api_access=True, api_keys_menu=True, embed_urls_enabled=True),
         )
-        await billing_preferences_update(staff, customer.id, {"low_credit_threshold": "100"})
-        await customer_credits_recharge(staff, customer.id, "2000", f"demo-recharge-{slug}")
+        await billing_preferences_update(
+            staff, BillingPreferencesUpdate(customer.id, low_credit_threshold=Decimal(100))
+        )
+        await customer_credits_recharge(
+            staff, CustomerCreditsRecharge(customer.id, Decimal(2000), f"demo-recharge-{slug}")
+        )
     elif slug == "harbor":
         await billing_preferences_update(
             staff,
-            customer.id,
-            {
-                "billing_mode": "REFILLABLE_WALLET",
-                "refill_amount": "200",
-                "refill_threshold": "50",
-                "monthly_spending_cap": "500",
-            },
+            BillingPreferencesUpdate(
+                customer.id,
+                billing_mode=BillingMode.REFILLABLE_WALLET,
+                refill_amount=Decimal(200),
+                refill_threshold=Decimal(50),
+                monthly_spending_cap=Decimal(500),
+            ),
         )
-        await wallet_refill(staff, customer.id, "150.00", "DEMO-1", f"demo-refill-{slug}")
+        await wallet_refill(staff, WalletRefill(customer.id, Decimal("150.00"), f"demo-refill-{slug}", "DEMO-1"))
     else:
-        await billing_preferences_update(staff, customer.id, {"monthly_spending_cap": "100"})
-    await campaign_create(staff, customer.id, "Spring outreach")
+        await billing_preferences_update(
+            staff, BillingPreferencesUpdate(customer.id, monthly_spending_cap=Decimal(100))
+        )
+    await campaign_create(staff, CampaignCreate(customer.id, "Spring outreach"))
     await PhoneNumber.get_or_create(number=f"+1555{customer.id:07d}", defaults={"customer_id": customer.id})
     now = datetime.now(UTC)
     events = [

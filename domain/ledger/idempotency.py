@@ -3,6 +3,9 @@
 The record is inserted in the same transaction as the effect. A concurrent request with the same key blocks on
 the unique index until the first commits (PostgreSQL), then replays the stored outcome; if the first rolled back
 it proceeds as the first. A business-rule failure is stored too and replayed; invalid input never reaches here.
+
+`money_mutation` is the skeleton every money mutation runs in: its effect (lock, post, audit, emit) runs once per
+key, and every call returns the row the first one produced, or raises its refusal.
 """
 
 from __future__ import annotations
@@ -12,20 +15,25 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
+from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from domain.common.json import JsonValue
 from domain.errors import DomainError, ErrorCode, FieldError
-from domain.ledger.models import IdempotencyRecord, IdempotencyStatus
+from domain.ledger.models import IdempotencyRecord, IdempotencyStatus, Transfer
 from domain.viewer import Viewer
+
+Row = TypeVar("Row", bound=Model)
 
 RETENTION = timedelta(days=45)
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def check_key(key: Any, field: str = "idempotency_key") -> str:
+def check_key(key: object, field: str = "idempotency_key") -> str:
     """Printable ASCII without spaces, 1-255 characters (UUIDs, ULIDs and the like)."""
     if not isinstance(key, str) or not _KEY.match(key):
         raise DomainError.single(ErrorCode.INVALID, "Use 1-255 printable ASCII characters without spaces.", field)
@@ -43,7 +51,7 @@ def scope_of(viewer: Viewer) -> str:
     return "platform" if viewer.is_platform_admin else f"u{viewer.user_id}"
 
 
-def request_hash(operation: str, request: Mapping[str, Any]) -> str:
+def request_hash(operation: str, request: Mapping[str, JsonValue]) -> str:
     body = json.dumps({"op": operation, "req": request}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -55,7 +63,7 @@ async def run_idempotent(
     viewer: Viewer,
     operation: str,
     key: str,
-    request: Mapping[str, Any],
+    request: Mapping[str, JsonValue],
     perform: Callable[[], Awaitable[Response]],
 ) -> Response:
     """Runs `perform` once per (scope, key); later calls return the stored response or raise the stored failure.
@@ -111,8 +119,47 @@ def _replay(record: IdempotencyRecord, digest: str) -> Response:
             ErrorCode.IDEMPOTENCY_KEY_IN_USE, "A request with this idempotency key is still running.", "idempotency_key"
         )
     if record.status == IdempotencyStatus.FAILED:
-        raise DomainError([FieldError(f, m, ErrorCode(c)) for f, m, c in record.response["errors"]])
+        stored = cast(list[tuple[str | None, str, str]], record.response["errors"])  # as written on refusal above
+        raise DomainError([FieldError(f, m, ErrorCode(c)) for f, m, c in stored])
     return record.response
+
+
+@dataclass(frozen=True, slots=True)
+class Kept(Generic[Row]):
+    """How a money mutation's outcome is kept in its idempotency record: the id of the row it produced, under
+    `field` (`{"transfer_id": 7}`: the shape records have always had, so outcomes stored before an upgrade replay)."""
+
+    field: str
+    model: type[Row]
+
+
+TRANSFER = Kept("transfer_id", Transfer)
+
+
+async def money_mutation(
+    viewer: Viewer,
+    operation: str,
+    key: str,
+    request: Mapping[str, JsonValue],
+    perform: Callable[[], Awaitable[Row]],
+    kept: Kept[Row],
+) -> Row:
+    """The skeleton of a money mutation: claims `key` for `request`, runs `perform` (which locks, posts, audits and
+    emits) once inside the transaction, and returns the row it produced. A repeat with the same key and request
+    returns that row (read again) or raises the first refusal; `run_idempotent` says what else a repeat may get.
+
+    Validate the input and check the key (`check_key`) before: invalid input is refused, never stored."""
+    produced: list[Row] = []
+
+    async def run() -> Response:
+        row = await perform()
+        produced.append(row)
+        return {kept.field: row.pk}
+
+    response = await run_idempotent(viewer, operation, key, request, run)
+    # The row as created holds what a read returns (Tortoise converts each value as a read does: 5 is 5.000000), so
+    # only a repeat reads it.
+    return produced[0] if produced else await kept.model.get(pk=response[kept.field])
 
 
 async def purge_expired(now: datetime | None = None) -> int:

@@ -23,8 +23,9 @@ from domain.accounts.models import Membership
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
 from domain.billing import cap as spending_cap
+from domain.billing.commands import SpendingCapUpdate
+from domain.billing.credits import grant_package_credits
 from domain.billing.models import BillingPreferences
-from domain.billing.services import grant_package_credits
 from domain.common.commands import UNSET
 from domain.common.json import JsonMapping, JsonObject
 from domain.common.validation import Validator, parse_amount
@@ -336,7 +337,9 @@ async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> PackageAs
     except DomainError as exc:
         raise _feature_error(exc) from None
     if package.monthly_spending_cap is not None:
-        await spending_cap.spending_cap_update(viewer, customer.id, Decimal(package.monthly_spending_cap))
+        await spending_cap.spending_cap_update(
+            viewer, SpendingCapUpdate(customer.id, Decimal(package.monthly_spending_cap))
+        )
 
     await PackageAssignment.filter(current_customer_id=customer.id).update(current_customer_id=None)
     assignment = await PackageAssignment.create(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from tortoise.transactions import in_transaction
 
@@ -12,6 +13,7 @@ from domain.accounts.services import NewUser, check_user_unique, create_user, ha
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
 from domain.common.commands import UNSET
+from domain.common.json import JsonLike
 from domain.common.validation import Validator
 from domain.errors import ErrorCode
 from domain.partners.commands import PartnerBranding, PartnerCreate, PartnerUpdate
@@ -103,7 +105,7 @@ async def partner_update(viewer: Viewer, command: PartnerUpdate) -> Partner:
         if rates:
             rate_diff = await apply_rates(partner.id, rates, datetime.now(UTC))
             if rate_diff:
-                diff["rate_card"] = rate_diff
+                diff["rate_card"] = cast(dict[str, JsonLike], rate_diff)
         if diff:
             await record(
                 viewer,

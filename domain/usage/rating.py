@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from domain.common.json import JsonObject
 from domain.common.validation import Validator, parse_amount
 from domain.errors import ErrorCode
 from domain.usage.models import RateCardEntry, UnitType
@@ -66,7 +67,7 @@ def clean_rates(
     wanted: dict[UnitType, tuple[Decimal, Decimal]] = {}
     for i, item in enumerate(rates):
         try:
-            unit = UnitType(item.get("unit_type"))
+            unit = UnitType(item.get("unit_type", ""))
         except ValueError:
             v.add(f"{field}.{i}.unit_type", "Unknown unit type.")
             continue
@@ -79,13 +80,11 @@ def clean_rates(
     return wanted
 
 
-async def apply_rates(
-    partner_id: int, wanted: Mapping[UnitType, tuple[Decimal, Decimal]], now: datetime
-) -> dict[str, Any]:
+async def apply_rates(partner_id: int, wanted: Mapping[UnitType, tuple[Decimal, Decimal]], now: datetime) -> JsonObject:
     """Closes the current price of each changed unit and opens the new one (inside the caller's transaction, with
     the partner row locked). Returns the changes for the audit log."""
     book = await rate_book([partner_id])
-    diff: dict[str, Any] = {}
+    diff: JsonObject = {}
     for unit, (price, credit_price) in wanted.items():
         current = book.rate(partner_id, unit, now)
         if (current.price, current.credit_price) == (price, credit_price):

@@ -1,9 +1,11 @@
-"""Metering: rate and charge usage events in batches, pre-authorize with holds, and read usage back.
+"""Recording usage: rate and charge events in batches.
 
-Both `usageRecord` (GraphQL) and `POST /v1/usage/events` call `record_usage`. A batch is one transaction with a
-fixed number of statements per customer: claim the idempotency keys (duplicates drop out here), settle each
-customer's events against credits, wallet or invoice in order, insert the events, add to the daily rollups and the
-monthly spend, consume holds, and apply the spending cap.
+`usage_record` is the API's service (`usageRecord` over GraphQL and `POST /v1/usage/events`): it records the batch
+with `record_usage` and audits the call. `record_usage` runs a batch through five phases: validate each event,
+resolve the customers and holds it names, rate it, settle it (in one transaction: claim the idempotency keys, where
+duplicates drop out, lock every account the batch may post to, pay each customer's events from credits, wallet or
+invoice in order) and persist it (the events, the daily rollups and the monthly spend, the spending cap, the holds
+consumed), with a fixed number of statements per customer.
 
 What one event may carry is bounded so that no value can fail a batch or poison a later read: a quantity per
 event and per customer and unit type in one batch (`QUANTITY_LIMITS`, `BATCH_FACTOR`), text without NUL or
@@ -19,65 +21,44 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from tortoise.transactions import in_transaction
 
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
-from domain.billing import services as billing
-from domain.billing.cap import current_month, evaluate, spent_this_month
-from domain.billing.models import BillingMode, BillingPreferences
+from domain.billing.cap import current_month, evaluate
+from domain.billing.credits import burn_credits
+from domain.billing.read import preferences_of
+from domain.billing.wallet import charge_wallet
+from domain.common.json import JsonObject
 from domain.common.validation import Validator, json_problem, parse_amount, text_problem
-from domain.customers.models import Customer, ServiceState
+from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from domain.features.services import toggles_of
 from domain.ledger import services as ledger
-from domain.ledger.idempotency import check_key, run_idempotent
-from domain.ledger.models import Currency, LedgerAccount, TransferKind
+from domain.ledger.idempotency import check_key
+from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
 from domain.usage import store
-from domain.usage.models import Funding, HoldStatus, PhoneNumber, UnitType, UsageEvent, UsageHold, UsageRollup
+from domain.usage.commands import UNKNOWN_HOLD, UsageEventIn, UsageRecord
+from domain.usage.holds import active_holds_of
+from domain.usage.models import Funding, HoldStatus, PhoneNumber, UnitType, UsageHold
 from domain.usage.rating import RateBook, rate_book
+from domain.usage.rules import (
+    BATCH_FACTOR,
+    CLOCK_SKEW,
+    MAX_AGE,
+    MAX_BATCH,
+    METADATA_MAX_BYTES,
+    METADATA_MAX_DEPTH,
+    MICRO,
+    QUANTITY_LIMITS,
+    ZERO,
+    funding_of,
+    require_recorder,
+)
 from domain.viewer import Viewer
-from domain.visibility import get_visible, require_partner_staff, restrict
-
-MAX_BATCH = 1000
-MAX_AGE = timedelta(days=35)
-CLOCK_SKEW = timedelta(minutes=5)
-HOLD_TTL = timedelta(minutes=15)
-ZERO = Decimal(0)
-MICRO = Decimal("0.000001")
-METADATA_MAX_DEPTH = 8
-METADATA_MAX_BYTES = 4096
-# The most of a unit type one event may report: far above a real call, campaign, mailbox or number plan, so an
-# absurd quantity is refused where it arrives instead of filling the partner's revenue. One batch may carry
-# BATCH_FACTOR times as much for one customer.
-QUANTITY_LIMITS: dict[UnitType, Decimal] = {
-    UnitType.VOICE_MINUTES: Decimal(10_000),
-    UnitType.SMS_SEGMENTS: Decimal(100_000),
-    UnitType.CHAT_TURNS: Decimal(100_000),
-    UnitType.EMAILS: Decimal(1_000_000),
-    UnitType.PHONE_NUMBER_MONTHS: Decimal(1_000),
-    UnitType.STORAGE_MB: Decimal(10_000_000),  # 10 TB-months
-}
-BATCH_FACTOR = 100
-# `UsageEventIn.hold_id` of a holdId that was sent but names no hold (not a UsageHold id): refused like a missing hold
-UNKNOWN_HOLD = 0
-
-
-@dataclass(slots=True)
-class UsageEventIn:
-    """One event as sent; fields are checked by `record_usage`, which reports failures per event. `hold_id`: None
-    when no hold was named, UNKNOWN_HOLD when the id sent is not a hold's."""
-
-    idempotency_key: Any
-    customer_id: int | None
-    unit_type: Any
-    quantity: Any
-    occurred_at: Any
-    case_type: Any = None
-    hold_id: int | None = None
-    metadata: Any = None
+from domain.visibility import restrict
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +76,54 @@ class RecordResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+async def usage_record(viewer: Viewer, command: UsageRecord) -> RecordResult:
+    """Records a batch sent to the API and audits the call."""
+    result = await record_usage(viewer, command.events)
+    await _audit_call(viewer, command, result)
+    return result
+
+
+async def _audit_call(viewer: Viewer, command: UsageRecord, result: RecordResult) -> None:
+    """One API_CALL audit event per request (not per event), after the batch committed."""
+    async with in_transaction():
+        await record(
+            viewer,
+            AuditEventType.API_CALL,
+            "usage.record",
+            object_type="UsageBatch",
+            details={
+                "source": command.source,
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "rejected": len(result.rejected),
+            },
+        )
+
+
+async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datetime | None = None) -> RecordResult:
+    """Rates and charges a batch of up to 1,000 events; a bad event is rejected alone, a duplicate counted once.
+    The platform's own batches (jobs, demo data) come here directly; API calls through `usage_record`."""
+    require_recorder(viewer)
+    if len(events) > MAX_BATCH:
+        raise DomainError.single(ErrorCode.INVALID, f"At most {MAX_BATCH} events per call.", "events")
+    now = at or datetime.now(UTC)
+    result = RecordResult()
+    batch = await _resolve_accounts(viewer, _validate(events, now, result), now, result)
+    result.rejected.sort(key=lambda r: r.index)
+    if batch is None:
+        return result
+    # outside the transaction: DDL on the parent table should hold its lock only for an instant
+    await store.ensure_partitions([store.month_start(e.occurred_at) for e in batch.events])
+    priced = await _rate(batch)
+    async with in_transaction():
+        rows, new_keys = await _settle(batch, priced)
+        await _persist(batch, rows, new_keys)
+    return result
+
+
+# ---------------------------------------------------------------- phase 1: validate
+
+
 @dataclass(slots=True)
 class _Event:
     index: int
@@ -105,20 +134,65 @@ class _Event:
     occurred_at: datetime
     case_type: str
     hold_id: int | None
-    metadata: dict[str, Any]
+    metadata: JsonObject
 
 
-def require_recorder(viewer: Viewer) -> None:
-    """The platform's metering pipeline (platform admins) and partner staff may report usage, and so may a
-    customer's own API key for that customer (restrict() keeps it there; its WRITE permission is checked with
-    every other operation's in domain.access.policy)."""
-    if viewer.api_key_id is not None and viewer.customer_id is not None:
-        return
-    require_partner_staff(viewer)
+_UNIT_TYPES = frozenset(UnitType)
 
 
-def _quantity(raw: Any, memo: dict[Any, Decimal | str]) -> Decimal | str:
+class _Refused(Exception):
+    """One event's refusal: (code, message, field)."""
+
+
+def _validate(events: Sequence[UsageEventIn], now: datetime, result: RecordResult) -> list[_Event]:
+    """Phase 1: each event's fields; those that fail are rejected alone."""
+    checked: list[_Event] = []
+    amounts: dict[object, Decimal | str] = {}
+    for i, raw in enumerate(events):
+        outcome = _check(i, raw, now, amounts)
+        if isinstance(outcome, Rejection):
+            result.rejected.append(outcome)
+        else:
+            checked.append(outcome)
+    return checked
+
+
+def _check(index: int, raw: UsageEventIn, now: datetime, amounts: dict[object, Decimal | str]) -> _Event | Rejection:
+    """One event, field by field in this order; the first failure refuses it."""
+    try:
+        if raw.customer_id is None:
+            raise _Refused(ErrorCode.NOT_FOUND, "Customer not found.", "customerId")
+        try:
+            key = check_key(raw.idempotency_key)
+        except DomainError as exc:
+            raise _Refused(ErrorCode.INVALID, exc.errors[0].message, "idempotencyKey") from None
+        unit, quantity = _unit_and_quantity(raw.unit_type, raw.quantity, amounts)
+        occurred = _occurred_at(raw.occurred_at, now)
+        case_type = _case_type(raw.case_type)
+        metadata = _metadata(raw.metadata)
+    except _Refused as refused:
+        code, message, field_name = refused.args
+        return Rejection(index, code, message, field_name)
+    return _Event(index, key, raw.customer_id, unit, quantity, occurred, case_type, raw.hold_id, metadata)
+
+
+def _unit_and_quantity(
+    unit_type: object, raw_quantity: object, amounts: dict[object, Decimal | str]
+) -> tuple[UnitType, Decimal]:
+    if not isinstance(unit_type, str) or unit_type not in _UNIT_TYPES:
+        raise _Refused(ErrorCode.INVALID, "Unknown unit type.", "unitType")
+    unit = UnitType(unit_type)
+    quantity = _quantity(raw_quantity, amounts)
+    if isinstance(quantity, str):
+        raise _Refused(ErrorCode.INVALID, quantity, "quantity")
+    if quantity > QUANTITY_LIMITS[unit]:
+        raise _Refused(ErrorCode.INVALID, f"At most {QUANTITY_LIMITS[unit]:,} {unit} per event.", "quantity")
+    return unit, quantity
+
+
+def _quantity(raw: object, memo: dict[object, Decimal | str]) -> Decimal | str:
     """`parse_amount` of a quantity, or its error message; memoised per batch, where quantities repeat."""
+    key: object = None
     try:
         key = (type(raw), raw)
         hit = memo.get(key)
@@ -134,209 +208,196 @@ def _quantity(raw: Any, memo: dict[Any, Decimal | str]) -> Decimal | str:
     return parsed
 
 
-def _check(index: int, raw: UsageEventIn, now: datetime, amounts: dict[Any, Decimal | str]) -> _Event | Rejection:
-    def reject(code: ErrorCode, message: str, field_name: str) -> Rejection:
-        return Rejection(index, code, message, field_name)
-
-    if raw.customer_id is None:
-        return reject(ErrorCode.NOT_FOUND, "Customer not found.", "customerId")
-    try:
-        key = check_key(raw.idempotency_key)
-    except DomainError as exc:
-        return reject(ErrorCode.INVALID, exc.errors[0].message, "idempotencyKey")
-    try:
-        unit = UnitType(raw.unit_type)
-    except ValueError:
-        return reject(ErrorCode.INVALID, "Unknown unit type.", "unitType")
-    quantity = _quantity(raw.quantity, amounts)
-    if isinstance(quantity, str):
-        return reject(ErrorCode.INVALID, quantity, "quantity")
-    if quantity > QUANTITY_LIMITS[unit]:
-        return reject(ErrorCode.INVALID, f"At most {QUANTITY_LIMITS[unit]:,} {unit} per event.", "quantity")
-    occurred = raw.occurred_at
+def _occurred_at(raw: object, now: datetime) -> datetime:
+    occurred = raw
     if isinstance(occurred, str):
         try:
             occurred = datetime.fromisoformat(occurred)
         except ValueError:
-            return reject(ErrorCode.INVALID, "occurredAt is not an ISO-8601 timestamp.", "occurredAt")
+            raise _Refused(ErrorCode.INVALID, "occurredAt is not an ISO-8601 timestamp.", "occurredAt") from None
     if not isinstance(occurred, datetime):
-        return reject(ErrorCode.REQUIRED, "occurredAt is required.", "occurredAt")
+        raise _Refused(ErrorCode.REQUIRED, "occurredAt is required.", "occurredAt")
     try:
         occurred = occurred.replace(tzinfo=UTC) if occurred.tzinfo is None else occurred.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+14:00 and 9999-12-31T23:59-14:00 have no UTC time
-        return reject(ErrorCode.INVALID, "occurredAt is out of range.", "occurredAt")
+        raise _Refused(ErrorCode.INVALID, "occurredAt is out of range.", "occurredAt") from None
     if occurred > now + CLOCK_SKEW:
-        return reject(ErrorCode.EVENT_IN_FUTURE, "occurredAt is in the future.", "occurredAt")
+        raise _Refused(ErrorCode.EVENT_IN_FUTURE, "occurredAt is in the future.", "occurredAt")
     if occurred < now - MAX_AGE:
-        return reject(ErrorCode.EVENT_TOO_OLD, "Events older than 35 days are not accepted.", "occurredAt")
-    case_type = raw.case_type if raw.case_type is not None else ""
+        raise _Refused(ErrorCode.EVENT_TOO_OLD, "Events older than 35 days are not accepted.", "occurredAt")
+    return occurred
+
+
+def _case_type(raw: object) -> str:
+    case_type = raw if raw is not None else ""
     if not isinstance(case_type, str) or len(case_type) > 64:
-        return reject(ErrorCode.INVALID, "caseType must be text of at most 64 characters.", "caseType")
+        raise _Refused(ErrorCode.INVALID, "caseType must be text of at most 64 characters.", "caseType")
     problem = text_problem(case_type)
     if problem:
-        return reject(ErrorCode.INVALID, problem, "caseType")
-    metadata = raw.metadata if raw.metadata is not None else {}
+        raise _Refused(ErrorCode.INVALID, problem, "caseType")
+    return case_type
+
+
+def _metadata(raw: object) -> JsonObject:
+    metadata = raw if raw is not None else {}
     if not isinstance(metadata, dict):
-        return reject(ErrorCode.INVALID, "metadata must be an object.", "metadata")
+        raise _Refused(ErrorCode.INVALID, "metadata must be an object.", "metadata")
     problem = json_problem(metadata, max_depth=METADATA_MAX_DEPTH, max_bytes=METADATA_MAX_BYTES)
     if problem:
-        return reject(ErrorCode.INVALID, problem, "metadata")
-    return _Event(index, key, raw.customer_id, unit, quantity, occurred, case_type, raw.hold_id, metadata)
+        raise _Refused(ErrorCode.INVALID, problem, "metadata")
+    return metadata
 
 
-def funding_of(ai_credits: bool, prefs: BillingPreferences) -> Funding:
-    if ai_credits:
-        return Funding.CREDITS
-    return Funding.WALLET if prefs.billing_mode == BillingMode.REFILLABLE_WALLET else Funding.INVOICE
+# ---------------------------------------------------------------- phase 2: resolve accounts
 
 
-async def _active_holds(customer_id: int, now: datetime, exclude: set[int] = frozenset()) -> tuple[Decimal, Decimal]:
-    """Σ (USD, credits) of live holds."""
-    rows = await UsageHold.filter(customer_id=customer_id, status=HoldStatus.ACTIVE, expires_at__gt=now).values_list(
-        "id", "amount", "credits"
-    )
-    usd = sum((Decimal(a) for i, a, _ in rows if i not in exclude), ZERO)
-    credits = sum((Decimal(c) for i, _, c in rows if i not in exclude), ZERO)
-    return usd, credits
+@dataclass(slots=True)
+class _Batch:
+    """The events admitted to a batch, by customer, and what the later phases need of the request."""
+
+    viewer: Viewer
+    now: datetime
+    result: RecordResult
+    customers: dict[int, Customer]
+    events: list[_Event]
+    by_customer: dict[int, list[_Event]] = field(default_factory=lambda: defaultdict(list))
 
 
-async def _active_holds_of(customer_ids: list[int], now: datetime) -> dict[int, list[tuple[int, Decimal, Decimal]]]:
-    """Live holds (id, USD, credits) of many customers in one query."""
-    out: dict[int, list[tuple[int, Decimal, Decimal]]] = defaultdict(list)
-    if customer_ids:
-        rows = await UsageHold.filter(
-            customer_id__in=customer_ids, status=HoldStatus.ACTIVE, expires_at__gt=now
-        ).values_list("customer_id", "id", "amount", "credits")
-        for customer_id, hold_id, amount, credits in rows:
-            out[customer_id].append((hold_id, Decimal(amount), Decimal(credits)))
-    return out
-
-
-async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datetime | None = None) -> RecordResult:
-    """Rates and charges a batch of up to 1,000 events; a bad event is rejected alone, a duplicate counted once."""
-    require_recorder(viewer)
-    if len(events) > MAX_BATCH:
-        raise DomainError.single(ErrorCode.INVALID, f"At most {MAX_BATCH} events per call.", "events")
-    now = at or datetime.now(UTC)
-    result = RecordResult()
-    checked: list[_Event] = []
-    amounts: dict[Any, Decimal | str] = {}
-    for i, raw in enumerate(events):
-        outcome = _check(i, raw, now, amounts)
-        if isinstance(outcome, Rejection):
-            result.rejected.append(outcome)
-        else:
-            checked.append(outcome)
-    customers = (
-        {c.id: c for c in await restrict(Customer, viewer).filter(id__in=list({e.customer_id for e in checked}))}
-        if checked
-        else {}
-    )
+async def _resolve_accounts(
+    viewer: Viewer, checked: list[_Event], now: datetime, result: RecordResult
+) -> _Batch | None:
+    """Phase 2: the customers (those the viewer may see) and the holds the events name. An event naming neither,
+    a key seen earlier in the batch (a duplicate) or more than a batch may carry for its customer drops out here.
+    None when no event is left."""
+    customer_ids = list({e.customer_id for e in checked})
+    customers = {c.id: c for c in await restrict(Customer, viewer).filter(id__in=customer_ids)} if checked else {}
     hold_ids = [e.hold_id for e in checked if e.hold_id not in (None, UNKNOWN_HOLD)]
     holds = {h.id: h for h in await UsageHold.filter(id__in=hold_ids)} if hold_ids else {}
-    valid: list[_Event] = []
+    admitted: list[_Event] = []
     seen: set[tuple[int, str]] = set()
-    batch_totals: dict[tuple[int, UnitType], Decimal] = defaultdict(Decimal)
+    totals: dict[tuple[int, UnitType], Decimal] = defaultdict(Decimal)
     for e in checked:
-        if e.customer_id not in customers:
-            result.rejected.append(Rejection(e.index, ErrorCode.NOT_FOUND, "Customer not found.", "customerId"))
+        refusal = _unresolved(e, customers, holds)
+        if refusal is not None:
+            result.rejected.append(refusal)
             continue
-        if e.hold_id is not None:
-            hold = holds.get(e.hold_id)
-            if hold is None or hold.customer_id != e.customer_id:
-                result.rejected.append(Rejection(e.index, ErrorCode.NOT_FOUND, "Hold not found.", "holdId"))
-                continue
-            if hold.unit_type != e.unit_type:
-                result.rejected.append(
-                    Rejection(e.index, ErrorCode.INVALID, "The hold is for another unit type.", "holdId")
-                )
-                continue
         if (e.customer_id, e.key) in seen:
             result.duplicates += 1
             continue
-        total = batch_totals[(e.customer_id, e.unit_type)] + e.quantity
+        total = totals[(e.customer_id, e.unit_type)] + e.quantity
         most = QUANTITY_LIMITS[e.unit_type] * BATCH_FACTOR
         if total > most:
             message = f"At most {most:,} {e.unit_type} per customer in one batch."
             result.rejected.append(Rejection(e.index, ErrorCode.LIMIT_EXCEEDED, message, "quantity"))
             continue
-        batch_totals[(e.customer_id, e.unit_type)] = total
+        totals[(e.customer_id, e.unit_type)] = total
         seen.add((e.customer_id, e.key))
-        valid.append(e)
-    result.rejected.sort(key=lambda r: r.index)
-    if not valid:
-        return result
+        admitted.append(e)
+    if not admitted:
+        return None
+    batch = _Batch(viewer, now, result, customers, admitted)
+    for e in admitted:
+        batch.by_customer[e.customer_id].append(e)
+    return batch
 
-    await store.ensure_partitions([store.month_start(e.occurred_at) for e in valid])
-    by_customer: dict[int, list[_Event]] = defaultdict(list)
-    for e in valid:
-        by_customer[e.customer_id].append(e)
-    book = await rate_book({customers[cid].partner_id for cid in by_customer})
-    toggles = await toggles_of(list(by_customer))
-    prefs = await billing.preferences_of(list(by_customer))
 
-    async with in_transaction():
-        new_keys = await store.claim_keys([(e.customer_id, e.key) for e in valid], now)
-        rows: list[dict[str, Any]] = []
-        rollups: dict[tuple[int, date, str], list[Any]] = {}
-        fresh_of = {cid: [e for e in by_customer[cid] if (cid, e.key) in new_keys] for cid in sorted(by_customer)}
-        funding_by = {
-            cid: funding_of(toggles[cid].ai_credits_enabled, prefs[cid]) for cid, fresh in fresh_of.items() if fresh
-        }
-        # Every account the batch may post to, locked at once in id order: partners' revenue accounts are shared by
-        # all their customers, so taking them customer by customer deadlocked concurrent batches mixing partners.
-        locked = await ledger.lock_accounts(
-            *(ref for cid, f in funding_by.items() for ref in _accounts_of(customers[cid], f))
-        )
-        holds_of = await _active_holds_of([cid for cid, f in funding_by.items() if f != Funding.INVOICE], now)
-        refused: list[tuple[int, str]] = []
-        for customer_id, fresh in fresh_of.items():
-            result.duplicates += len(by_customer[customer_id]) - len(fresh)
-            if not fresh:
-                continue
-            customer = customers[customer_id]
-            funding = funding_by[customer_id]
-            try:
-                rows += await _settle(customer, fresh, funding, book, now, locked, holds_of[customer_id])
-            except ledger.LimitExceeded as exc:  # raised before `_settle` wrote anything: the other customers go on
-                error = exc.errors[0]
-                result.rejected += [Rejection(e.index, error.code, error.message, error.field) for e in fresh]
-                refused += [(customer_id, e.key) for e in fresh]
-                continue
-            result.accepted += len(fresh)
-        if refused:  # not recorded, so a retry must not count as a duplicate
-            await store.release_keys(refused)
-            new_keys -= set(refused)
-            result.rejected.sort(key=lambda r: r.index)
-        for row in rows:
-            key = (row["customer_id"], row["occurred_at"].date(), row["unit_type"])
-            acc = rollups.setdefault(key, [0, ZERO, ZERO, ZERO, ZERO])
-            acc[0] += 1
-            acc[1] += row["quantity"]
-            acc[2] += row["cost"]
-            acc[3] += row["credits"]
-            acc[4] += ZERO if row["paid"] else row["cost"]
-        await store.insert_events(rows)
-        await store.add_rollups([(c, d, u, *acc) for (c, d, u), acc in rollups.items()])
-        spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
-        for row in rows:
-            spend[(row["customer_id"], store.month_start(row["occurred_at"]))] += row["cost"]
-        await store.add_spends([(customer_id, month, amount) for (customer_id, month), amount in spend.items()])
-        this_month = current_month(now)
-        for customer_id, month in sorted(spend):
-            if month == this_month:
-                await evaluate(customers[customer_id], viewer, now)
-        consumed = [e.hold_id for e in valid if e.hold_id is not None and (e.customer_id, e.key) in new_keys]
-        if consumed:
-            await UsageHold.filter(id__in=consumed, status=HoldStatus.ACTIVE).update(
-                status=HoldStatus.CONSUMED, closed_at=now
+def _unresolved(e: _Event, customers: Mapping[int, Customer], holds: Mapping[int, UsageHold]) -> Rejection | None:
+    if e.customer_id not in customers:
+        return Rejection(e.index, ErrorCode.NOT_FOUND, "Customer not found.", "customerId")
+    if e.hold_id is not None:
+        hold = holds.get(e.hold_id)
+        if hold is None or hold.customer_id != e.customer_id:
+            return Rejection(e.index, ErrorCode.NOT_FOUND, "Hold not found.", "holdId")
+        if hold.unit_type != e.unit_type:
+            return Rejection(e.index, ErrorCode.INVALID, "The hold is for another unit type.", "holdId")
+    return None
+
+
+# ---------------------------------------------------------------- phase 3: rate
+
+
+class _Rated(NamedTuple):
+    event: _Event
+    price: Decimal  # USD per unit
+    cost: Decimal  # USD
+    credits: Decimal  # AI credits, when credits pay for the customer's usage (else zero)
+
+
+@dataclass(frozen=True, slots=True)
+class _Priced:
+    """One customer's events, rated, and what pays for them."""
+
+    funding: Funding
+    rated: list[_Rated]
+
+
+async def _rate(batch: _Batch) -> dict[int, _Priced]:
+    """Phase 3: what pays for each customer's usage (its AI-credits switch and billing mode) and each event's
+    price at the instant it occurred (late events keep the price of their time)."""
+    book = await rate_book({batch.customers[cid].partner_id for cid in batch.by_customer})
+    toggles = await toggles_of(list(batch.by_customer))
+    prefs = await preferences_of(list(batch.by_customer))
+    priced: dict[int, _Priced] = {}
+    for customer_id, events in batch.by_customer.items():
+        funding = funding_of(toggles[customer_id].ai_credits_enabled, prefs[customer_id])
+        partner_id = batch.customers[customer_id].partner_id
+        priced[customer_id] = _Priced(funding, [_rated(e, book, partner_id, funding) for e in events])
+    return priced
+
+
+def _rated(e: _Event, book: RateBook, partner_id: int, funding: Funding) -> _Rated:
+    rate = book.rate(partner_id, e.unit_type, e.occurred_at)
+    cost = (e.quantity * rate.price).quantize(MICRO)
+    credits = (e.quantity * rate.credit_price).quantize(MICRO) if funding == Funding.CREDITS else ZERO
+    return _Rated(e, rate.price, cost, credits)
+
+
+# ---------------------------------------------------------------- phase 4: settle
+
+
+async def _settle(batch: _Batch, priced: dict[int, _Priced]) -> tuple[list[dict[str, Any]], set[tuple[int, str]]]:
+    """Phase 4, in the batch's transaction: claims the events' idempotency keys (those recorded before count as
+    duplicates), locks every account the batch may post to, and pays each customer's new events (`_pay`). A
+    customer whose accounts would pass their limit has its events refused and their keys released, so a retry is
+    not a duplicate. Returns the event rows to insert and the keys that were new."""
+    result = batch.result
+    new_keys = await store.claim_keys([(e.customer_id, e.key) for e in batch.events], batch.now)
+    fresh_of = {
+        cid: [r for r in priced[cid].rated if (cid, r.event.key) in new_keys] for cid in sorted(batch.by_customer)
+    }
+    funding_by = {cid: priced[cid].funding for cid, fresh in fresh_of.items() if fresh}
+    # Every account the batch may post to, locked at once in id order: partners' revenue accounts are shared by
+    # all their customers, so taking them customer by customer deadlocked concurrent batches mixing partners.
+    locked = await ledger.lock_accounts(
+        *(ref for cid, f in funding_by.items() for ref in _accounts_of(batch.customers[cid], f))
+    )
+    holds_of = await active_holds_of([cid for cid, f in funding_by.items() if f != Funding.INVOICE], batch.now)
+    rows: list[dict[str, Any]] = []
+    refused: list[tuple[int, str]] = []
+    for customer_id, fresh in fresh_of.items():
+        result.duplicates += len(batch.by_customer[customer_id]) - len(fresh)
+        if not fresh:
+            continue
+        try:
+            rows += await _pay(
+                batch.customers[customer_id], fresh, funding_by[customer_id], batch.now, locked, holds_of[customer_id]
             )
-    return result
+        except ledger.LimitExceeded as exc:  # raised before `_pay` wrote anything: the other customers go on
+            error = exc.errors[0]
+            result.rejected += [Rejection(r.event.index, error.code, error.message, error.field) for r in fresh]
+            refused += [(customer_id, r.event.key) for r in fresh]
+            continue
+        result.accepted += len(fresh)
+    if refused:
+        await store.release_keys(refused)
+        new_keys -= set(refused)
+        result.rejected.sort(key=lambda r: r.index)
+    return rows, new_keys
 
 
 def _accounts_of(customer: Customer, funding: Funding) -> list[ledger.AccountRef]:
-    """The ledger accounts `_settle` may post to for this customer: what pays, the invoice that takes what it
-    cannot pay, and the partner's revenue."""
+    """The ledger accounts `_pay` may post to for this customer: what pays, the invoice that takes what it cannot
+    pay, and the partner's revenue."""
     refs = [
         ledger.revenue(Currency.USD, customer.partner_id),
         ledger.customer_invoice(customer.id, customer.partner_id),
@@ -351,55 +412,68 @@ def _accounts_of(customer: Customer, funding: Funding) -> list[ledger.AccountRef
     return refs
 
 
-async def _settle(
+def _payer(customer: Customer, funding: Funding) -> ledger.AccountRef:
+    if funding == Funding.CREDITS:
+        return ledger.customer_credits(customer.id, customer.partner_id)
+    return ledger.customer_wallet(customer.id, customer.partner_id)
+
+
+async def _pay(
     customer: Customer,
-    events: list[_Event],
+    rated: list[_Rated],
     funding: Funding,
-    book: RateBook,
     now: datetime,
     locked: Mapping[str, LedgerAccount],
     holds: list[tuple[int, Decimal, Decimal]],
 ) -> list[dict[str, Any]]:
-    """Rates each event and pays it from credits or the wallet while they last (holds of these events included);
-    the rest accrues to the month's invoice as unpaid. `locked`: the batch's accounts (`_accounts_of`), locked by
-    the caller, whose balances the postings keep current; `holds`: the customer's live holds. Returns the event
-    rows to insert; raises `ledger.LimitExceeded` before writing anything if an account would pass its limit."""
-    own_holds = {e.hold_id for e in events if e.hold_id is not None}
-    rated = []
-    for e in events:
-        rate = book.rate(customer.partner_id, e.unit_type, e.occurred_at)
-        cost = (e.quantity * rate.price).quantize(MICRO)
-        credits = (e.quantity * rate.credit_price).quantize(MICRO) if funding == Funding.CREDITS else ZERO
-        rated.append((e, rate.price, cost, credits))
+    """Pays one customer's new events from credits or the wallet while they last, the rest accrues to the month's
+    invoice as unpaid. `locked`: the batch's accounts (`_accounts_of`), locked by the caller, whose balances the
+    postings keep current; `holds`: the customer's live holds. Returns the event rows to insert; raises
+    `ledger.LimitExceeded` before writing anything if an account would pass its limit."""
+    paid = _allot(customer, rated, funding, locked, holds)
+    paid_transfer, unpaid_transfer = await _post_charges(customer, rated, paid, funding, locked)
+    rows = []
+    for r, ok in zip(rated, paid, strict=True):
+        is_free = r.cost == ZERO and r.credits == ZERO
+        transfer = None if is_free else (paid_transfer if ok else unpaid_transfer)
+        rows.append(_event_row(customer, r, ok, is_free, funding, now, transfer))
+    return rows
 
-    paid_flags: list[bool] = []
-    payer = (
-        ledger.customer_credits(customer.id, customer.partner_id)
-        if funding == Funding.CREDITS
-        else ledger.customer_wallet(customer.id, customer.partner_id)
-    )
-    if funding in (Funding.CREDITS, Funding.WALLET):
-        held_usd = sum((usd for hold_id, usd, _ in holds if hold_id not in own_holds), ZERO)
-        held_credits = sum((credits for hold_id, _, credits in holds if hold_id not in own_holds), ZERO)
-        room = locked[payer.key].balance - (held_credits if funding == Funding.CREDITS else held_usd)
-        for _, _, cost, credits in rated:
-            need = credits if funding == Funding.CREDITS else cost
-            ok = need <= room
-            if ok:
-                room -= need
-            paid_flags.append(ok)
-    else:
-        paid_flags = [False] * len(rated)
 
-    paid_amount = sum(
-        (
-            (credits if funding == Funding.CREDITS else cost)
-            for (_, _, cost, credits), ok in zip(rated, paid_flags, strict=True)
-            if ok
-        ),
-        ZERO,
-    )
-    unpaid_cost = sum((cost for (_, _, cost, _), ok in zip(rated, paid_flags, strict=True) if not ok), ZERO)
+def _allot(
+    customer: Customer,
+    rated: list[_Rated],
+    funding: Funding,
+    locked: Mapping[str, LedgerAccount],
+    holds: list[tuple[int, Decimal, Decimal]],
+) -> list[bool]:
+    """Which events credits or the wallet pay for, in order, while the balance not held for other uses lasts (the
+    holds of these events are theirs to use); none under invoice billing."""
+    if funding not in (Funding.CREDITS, Funding.WALLET):
+        return [False] * len(rated)
+    by_credits = funding == Funding.CREDITS
+    own_holds = {r.event.hold_id for r in rated if r.event.hold_id is not None}
+    held = sum(((credits if by_credits else usd) for hold_id, usd, credits in holds if hold_id not in own_holds), ZERO)
+    room = locked[_payer(customer, funding).key].balance - held
+    paid = []
+    for r in rated:
+        need = r.credits if by_credits else r.cost  # what it takes from the account that pays
+        ok = need <= room
+        if ok:
+            room -= need
+        paid.append(ok)
+    return paid
+
+
+async def _post_charges(
+    customer: Customer, rated: list[_Rated], paid: list[bool], funding: Funding, locked: Mapping[str, LedgerAccount]
+) -> tuple[Transfer | None, Transfer | None]:
+    """One transfer for what credits or the wallet pay, one for what the invoice takes; both checked against the
+    accounts' limits before either is written."""
+    payer = _payer(customer, funding)
+    by_credits = funding == Funding.CREDITS
+    paid_amount = sum(((r.credits if by_credits else r.cost) for r, ok in zip(rated, paid, strict=True) if ok), ZERO)
+    unpaid_cost = sum((r.cost for r, ok in zip(rated, paid, strict=True) if not ok), ZERO)
     invoice = ledger.customer_invoice(customer.id, customer.partner_id)
     revenue_usd = ledger.revenue(Currency.USD, customer.partner_id)
     moves = [(invoice, revenue_usd, unpaid_cost)] if unpaid_cost > ZERO else []
@@ -407,12 +481,10 @@ async def _settle(
         moves.append((payer, ledger.revenue(payer.currency, customer.partner_id), paid_amount))
     ledger.check_limits(locked, moves)
     paid_transfer = unpaid_transfer = None
-    meta = {"events": len(events)}
+    meta: JsonObject = {"events": len(rated)}
     if paid_amount > ZERO:
-        if funding == Funding.CREDITS:
-            paid_transfer = await billing.burn_credits(customer, paid_amount, meta, locked)
-        else:
-            paid_transfer = await billing.charge_wallet(customer, paid_amount, meta, locked)
+        charge = burn_credits if funding == Funding.CREDITS else charge_wallet
+        paid_transfer = await charge(customer, paid_amount, meta, locked)
     if unpaid_cost > ZERO:
         unpaid_transfer = await ledger.post(
             invoice,
@@ -422,206 +494,69 @@ async def _settle(
             metadata={**meta, "unpaid": True},
             locked=locked,
         )
-    rows = []
-    for (e, price, cost, credits), ok in zip(rated, paid_flags, strict=True):
-        is_free = cost == ZERO and credits == ZERO
-        transfer = None if is_free else (paid_transfer if ok else unpaid_transfer)
-        rows.append(
-            {
-                "customer_id": customer.id,
-                "partner_id": customer.partner_id,
-                "unit_type": str(e.unit_type),
-                "quantity": e.quantity,
-                "occurred_at": e.occurred_at,
-                "recorded_at": now,
-                "case_type": e.case_type,
-                "idempotency_key": e.key,
-                "hold_id": e.hold_id,
-                "unit_price": price,
-                "cost": cost,
-                "credits": credits if ok else ZERO,
-                "funding": str(funding if ok else Funding.INVOICE),
-                "paid": ok or is_free,
-                "transfer_id": transfer.id if transfer else None,
-                "metadata": e.metadata,
-            }
-        )
-    return rows
+    return paid_transfer, unpaid_transfer
 
 
-# ---------------------------------------------------------------- authorization
-
-
-async def _lock_customer_month(customer_id: int, now: datetime) -> None:
-    """Serialises authorizations of one customer (the current month's spend row, created if missing)."""
-    month = current_month(now)
-    from domain.usage.models import MonthlySpend
-
-    await MonthlySpend.bulk_create(
-        [MonthlySpend(customer_id=customer_id, month=month, spent=ZERO)], ignore_conflicts=True
-    )
-    await MonthlySpend.filter(customer_id=customer_id, month=month).select_for_update()
-
-
-async def usage_authorize(
-    viewer: Viewer,
-    customer_id: int,
-    unit_type: Any,
-    estimated_quantity: Any,
-    idempotency_key: str,
-    at: datetime | None = None,
+def _event_row(
+    customer: Customer, r: _Rated, ok: bool, is_free: bool, funding: Funding, now: datetime, transfer: Transfer | None
 ) -> dict[str, Any]:
-    """Places a hold for the estimated cost if the service is active and cap and balance allow it."""
-    require_recorder(viewer)
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
-    v = Validator()
-    try:
-        unit = UnitType(unit_type)
-    except ValueError:
-        v.add("unit_type", "Unknown unit type.")
-        unit = UnitType.VOICE_MINUTES
-    quantity = parse_amount(v, "estimated_quantity", estimated_quantity)
-    if quantity is not None and quantity > QUANTITY_LIMITS[unit]:
-        v.add("estimated_quantity", f"At most {QUANTITY_LIMITS[unit]:,} {unit} per event.")
-    key = check_key(idempotency_key)
-    v.raise_if_invalid()
-    assert quantity is not None
+    e = r.event
+    return {
+        "customer_id": customer.id,
+        "partner_id": customer.partner_id,
+        "unit_type": str(e.unit_type),
+        "quantity": e.quantity,
+        "occurred_at": e.occurred_at,
+        "recorded_at": now,
+        "case_type": e.case_type,
+        "idempotency_key": e.key,
+        "hold_id": e.hold_id,
+        "unit_price": r.price,
+        "cost": r.cost,
+        "credits": r.credits if ok else ZERO,
+        "funding": str(funding if ok else Funding.INVOICE),
+        "paid": ok or is_free,
+        "transfer_id": transfer.id if transfer else None,
+        "metadata": e.metadata,
+    }
 
-    async def perform() -> dict[str, Any]:
-        now = at or datetime.now(UTC)
-        prefs = (await billing.preferences_of([customer.id]))[customer.id]
-        ai_credits = (await toggles_of([customer.id]))[customer.id].ai_credits_enabled
-        funding = funding_of(ai_credits, prefs)
-        payer = (
-            ledger.customer_credits(customer.id, customer.partner_id)
-            if funding == Funding.CREDITS
-            else ledger.customer_wallet(customer.id, customer.partner_id)
+
+# ---------------------------------------------------------------- phase 5: persist
+
+
+async def _persist(batch: _Batch, rows: list[dict[str, Any]], new_keys: set[tuple[int, str]]) -> None:
+    """Phase 5, in the batch's transaction: the event rows, the daily rollups and monthly spend they add to, the
+    spending cap of each customer whose current month grew, and the holds the new events used."""
+    rollups = _rollups(rows)
+    await store.insert_events(rows)
+    await store.add_rollups(rollups)
+    spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        spend[(row["customer_id"], store.month_start(row["occurred_at"]))] += row["cost"]
+    await store.add_spends([(customer_id, month, amount) for (customer_id, month), amount in spend.items()])
+    this_month = current_month(batch.now)
+    for customer_id, month in sorted(spend):
+        if month == this_month:
+            await evaluate(batch.customers[customer_id], batch.viewer, batch.now)
+    consumed = [e.hold_id for e in batch.events if e.hold_id is not None and (e.customer_id, e.key) in new_keys]
+    if consumed:
+        await UsageHold.filter(id__in=consumed, status=HoldStatus.ACTIVE).update(
+            status=HoldStatus.CONSUMED, closed_at=batch.now
         )
-        # The account that pays is locked before the balance is read, so no charge of `record_usage` (which locks
-        # it, and reads the holds, first) commits in between; both take ledger rows before the month's spend row,
-        # in that order, so they cannot deadlock.
-        locked = await ledger.lock_accounts(payer) if funding != Funding.INVOICE else {}
-        await _lock_customer_month(customer.id, now)
-        fresh = await Customer.get(id=customer.id)
-        if fresh.service_state != ServiceState.ACTIVE:
-            raise DomainError.single(
-                ErrorCode.SERVICE_PAUSED, "Service is paused: the monthly spending cap was reached."
-            )
-        rate = (await rate_book([customer.partner_id])).rate(customer.partner_id, unit, now)
-        amount = (quantity * rate.price).quantize(MICRO)
-        credits = (quantity * rate.credit_price).quantize(MICRO) if funding == Funding.CREDITS else ZERO
-        held_usd, held_credits = await _active_holds(customer.id, now)
-        cap = prefs.monthly_spending_cap
-        if cap is not None and await spent_this_month(customer.id, now) + held_usd + amount > cap:
-            raise DomainError.single(ErrorCode.CAP_REACHED, "This would exceed the monthly spending cap.")
-        if funding == Funding.CREDITS and locked[payer.key].balance - held_credits < credits:
-            raise DomainError.single(ErrorCode.INSUFFICIENT_CREDITS, "Not enough AI credits for this.")
-        if funding == Funding.WALLET and locked[payer.key].balance - held_usd < amount:
-            raise DomainError.single(ErrorCode.INSUFFICIENT_BALANCE, "The wallet balance is too low for this.")
-        hold = await UsageHold.create(
-            customer_id=customer.id,
-            unit_type=unit,
-            estimated_quantity=quantity,
-            amount=amount,
-            credits=credits,
-            funding=funding,
-            expires_at=now + HOLD_TTL,
-        )
-        return {"hold_id": hold.id}
-
-    return await run_idempotent(
-        viewer,
-        "usageAuthorize",
-        key,
-        {"customer_id": customer.id, "unit_type": str(unit), "estimated_quantity": str(quantity)},
-        perform,
-    )
 
 
-async def usage_hold_release(viewer: Viewer, hold_id: int) -> UsageHold:
-    require_recorder(viewer)
-    hold = await UsageHold.get_or_none(id=hold_id)
-    if hold is None or not await restrict(Customer, viewer).filter(id=hold.customer_id).exists():
-        raise DomainError.single(ErrorCode.NOT_FOUND, "Hold not found.", "hold_id")
-    if hold.status == HoldStatus.ACTIVE:
-        now = datetime.now(UTC)
-        await UsageHold.filter(id=hold.id, status=HoldStatus.ACTIVE).update(
-            status=HoldStatus.EXPIRED if hold.expires_at <= now else HoldStatus.RELEASED, closed_at=now
-        )
-        hold = await UsageHold.get(id=hold.id)
-    return hold
-
-
-async def expire_holds(at: datetime | None = None) -> int:
-    """Marks holds past their expiry (they already stopped counting at that instant)."""
-    now = at or datetime.now(UTC)
-    return await UsageHold.filter(status=HoldStatus.ACTIVE, expires_at__lte=now).update(
-        status=HoldStatus.EXPIRED, closed_at=now
-    )
-
-
-# ---------------------------------------------------------------- reading
-
-
-async def usage_events(
-    viewer: Viewer,
-    customer_id: int,
-    *,
-    unit_type: UnitType | None = None,
-    paid: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> Any:
-    """The detailed usage log of one visible customer (a queryset for pagination)."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
-    qs = UsageEvent.filter(customer_id=customer.id)
-    if unit_type is not None:
-        qs = qs.filter(unit_type=unit_type)
-    if paid is not None:
-        qs = qs.filter(paid=paid)
-    if since is not None:
-        qs = qs.filter(occurred_at__gte=since)
-    if until is not None:
-        qs = qs.filter(occurred_at__lt=until)
-    return qs
-
-
-@dataclass(frozen=True, slots=True)
-class SummaryRow:
-    period: date | None
-    unit_type: UnitType
-    quantity: Decimal
-    cost: Decimal
-    credits: Decimal
-    unpaid_cost: Decimal
-    events: int
-
-
-async def usage_summary(viewer: Viewer, customer_id: int, since: date, until: date, group_by: str) -> list[SummaryRow]:
-    """Aggregated usage per unit type, by DAY, MONTH or UNIT_TYPE only, read from the daily rollups.
-    `since` and `until` are inclusive UTC days."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
-    if until < since:
-        raise DomainError.single(ErrorCode.INVALID, "`to` is before `from`.", "to")
-    if (until - since).days > 800:
-        raise DomainError.single(ErrorCode.INVALID, "At most about two years per summary.", "to")
-    rollups = await UsageRollup.filter(customer_id=customer.id, day__gte=since, day__lte=until).order_by("day")
-    groups: dict[tuple[date | None, str], list[Any]] = {}
-    for r in rollups:
-        period = r.day if group_by == "DAY" else (store.month_start(r.day) if group_by == "MONTH" else None)
-        acc = groups.setdefault((period, r.unit_type), [ZERO, ZERO, ZERO, ZERO, 0])
-        acc[0] += r.quantity
-        acc[1] += r.cost
-        acc[2] += r.credits
-        acc[3] += r.unpaid_cost
-        acc[4] += r.events
-    order = list(UnitType)
-    return [
-        SummaryRow(period, UnitType(unit), *acc)
-        for (period, unit), acc in sorted(
-            groups.items(), key=lambda kv: (kv[0][0] or date.min, order.index(UnitType(kv[0][1])))
-        )
-    ]
+def _rollups(rows: list[dict[str, Any]]) -> list[tuple[int, date, str, int, Decimal, Decimal, Decimal, Decimal]]:
+    """(customer, day, unit type) → events, quantity, cost, credits and unpaid cost of the rows."""
+    totals: dict[tuple[int, date, str], list[Any]] = {}
+    for row in rows:
+        key = (row["customer_id"], row["occurred_at"].date(), row["unit_type"])
+        acc = totals.setdefault(key, [0, ZERO, ZERO, ZERO, ZERO])
+        acc[0] += 1
+        acc[1] += row["quantity"]
+        acc[2] += row["cost"]
+        acc[3] += row["credits"]
+        acc[4] += ZERO if row["paid"] else row["cost"]
+    return [(c, d, u, *acc) for (c, d, u), acc in totals.items()]
 
 
 # ---------------------------------------------------------------- phone numbers
@@ -657,20 +592,3 @@ async def charge_phone_numbers(month: date | None = None, at: datetime | None = 
         total.duplicates += part.duplicates
         total.rejected += part.rejected
     return total
-
-
-async def audit_usage_batch(viewer: Viewer, result: RecordResult, source: str) -> None:
-    """One API_CALL audit event per ingestion request (not per event)."""
-    async with in_transaction():
-        await record(
-            viewer,
-            AuditEventType.API_CALL,
-            "usage.record",
-            object_type="UsageBatch",
-            details={
-                "source": source,
-                "accepted": result.accepted,
-                "duplicates": result.duplicates,
-                "rejected": len(result.rejected),
-            },
-        )

@@ -1,0 +1,131 @@
+"""USD wallets (REFILLABLE_WALLET billing, seed 001): usage charges them, falling below the refill threshold opens
+the one refill request, a manual refill (`walletRefill`, idempotent) closes it. Every change is a ledger transfer
+in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from domain.alerts import services as alerts
+from domain.audit.models import AuditEventType
+from domain.audit.services import record
+from domain.billing.commands import WalletRefill
+from domain.billing.credits import checked_amount, staff_customer
+from domain.billing.models import RefillRequest, RefillRequestStatus
+from domain.billing.read import preferences_of
+from domain.common.json import JsonObject
+from domain.common.validation import Validator
+from domain.customers.models import Customer
+from domain.events.services import REFILL_REQUESTED, WALLET_CHANGED, emit
+from domain.ledger import services as ledger
+from domain.ledger.idempotency import TRANSFER, check_key, money_mutation
+from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
+from domain.viewer import Viewer
+
+
+async def charge_wallet(
+    customer: Customer,
+    amount: Decimal,
+    metadata: JsonObject | None = None,
+    locked: Mapping[str, LedgerAccount] | None = None,
+) -> Transfer:
+    """Usage debits the wallet; falling below the refill threshold opens the one refill request (in a transaction;
+    `locked`: the accounts, if the caller locked them already)."""
+    transfer = await ledger.post(
+        ledger.customer_wallet(customer.id, customer.partner_id),
+        ledger.revenue(Currency.USD, customer.partner_id),
+        amount,
+        TransferKind.USAGE_CHARGE,
+        metadata=metadata,
+        locked=locked,
+    )
+    await wallet_changed(customer, transfer.debit_balance_after)
+    return transfer
+
+
+async def wallet_changed(customer: Customer, balance: Decimal) -> None:
+    """After any change to a customer's wallet (in its transaction): refill request, low-balance alert, views."""
+    await open_refill_request_if_needed(customer, balance)
+    await alerts.on_wallet_balance(customer, balance)
+    await emit(WALLET_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
+
+
+async def open_refill_request_if_needed(customer: Customer, balance: Decimal) -> RefillRequest | None:
+    prefs = (await preferences_of([customer.id]))[customer.id]
+    if prefs.refill_threshold is None or balance >= prefs.refill_threshold:
+        return None
+    if await RefillRequest.filter(open_customer_id=customer.id).exists():
+        return None
+    request = await RefillRequest.create(
+        customer_id=customer.id,
+        open_customer_id=customer.id,
+        requested_amount=prefs.refill_amount,
+        balance_at_open=balance,
+        threshold=prefs.refill_threshold,
+    )
+    await emit(REFILL_REQUESTED, customer_id=customer.id, partner_id=customer.partner_id, refill_request_id=request.id)
+    await record(
+        Viewer.system("billing"),
+        AuditEventType.BILLING,
+        "wallet.refill_requested",
+        object_type="RefillRequest",
+        object_id=request.id,
+        partner_id=customer.partner_id,
+        customer_id=customer.id,
+        details={
+            "balance": str(balance),
+            "threshold": str(prefs.refill_threshold),
+            "requested_amount": str(prefs.refill_amount) if prefs.refill_amount is not None else None,
+        },
+    )
+    return request
+
+
+async def wallet_refill(viewer: Viewer, command: WalletRefill) -> Transfer:
+    """Records a manual refill (stage 1: the billing team takes the payment outside Partnerdesk)."""
+    customer = await staff_customer(viewer, command.customer_id)
+    v = Validator()
+    amount = checked_amount(v, "amount", command.amount, places=2)
+    reference = v.text("reference", command.reference, max_length=200) or ""
+    key = check_key(command.idempotency_key)
+    v.raise_if_invalid()
+
+    async def perform() -> Transfer:
+        transfer = await ledger.post(
+            ledger.external_funding(Currency.USD, customer.partner_id),
+            ledger.customer_wallet(customer.id, customer.partner_id),
+            amount,
+            TransferKind.WALLET_REFILL,
+            metadata={"reference": reference},
+            error_field="amount",
+        )
+        closed = await RefillRequest.filter(open_customer_id=customer.id).update(
+            open_customer_id=None,
+            status=RefillRequestStatus.CLOSED,
+            closed_at=datetime.now(UTC),
+            closed_by_transfer_id=transfer.id,
+        )
+        await wallet_changed(customer, transfer.credit_balance_after)
+        await alerts.on_refill(customer, transfer.id, amount, transfer.credit_balance_after)
+        await record(
+            viewer,
+            AuditEventType.BILLING,
+            "wallet.refill",
+            object_type="Customer",
+            object_id=customer.id,
+            partner_id=customer.partner_id,
+            customer_id=customer.id,
+            details={
+                "amount": str(amount),
+                "balance_after": str(transfer.credit_balance_after),
+                "reference": reference,
+                "refill_request_closed": bool(closed),
+                "transfer_id": transfer.id,
+            },
+        )
+        return transfer
+
+    request: JsonObject = {"customer_id": customer.id, "amount": str(amount), "reference": reference}
+    return await money_mutation(viewer, "walletRefill", key, request, perform, TRANSFER)

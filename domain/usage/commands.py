@@ -1,0 +1,98 @@
+"""The write operations of metering, as typed commands (see domain/common/commands.py).
+
+A usage batch is the exception to "ids decoded by the adapter": one bad event must not refuse its batch, so an
+event carries its customer and hold ids already decoded by `EventIds` (None, or UNKNOWN_HOLD, when the id sent
+names nothing), and its other fields as sent, for `record_usage` to check and refuse one by one. Both entry points
+(`usageRecord` and `POST /v1/usage/events`) build their events with it and differ only in parsing.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from domain.common.commands import CustomerId, Ref
+from domain.usage.models import UnitType
+
+UsageHoldId = Annotated[int, Ref("UsageHold")]
+
+# `UsageEventIn.hold_id` of a holdId that was sent but names no hold (not a UsageHold id): refused like a missing hold
+UNKNOWN_HOLD = 0
+# the largest primary key a global id may name (32-bit integer columns)
+_MAX_PK = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEventIn:
+    """One event as sent; fields are checked by `record_usage`, which reports failures per event. `customer_id`:
+    None when the id sent names no customer; `hold_id`: None when no hold was named, UNKNOWN_HOLD when the id
+    sent is not a hold's."""
+
+    idempotency_key: object
+    customer_id: int | None
+    unit_type: object
+    quantity: object
+    occurred_at: object
+    case_type: object = None
+    hold_id: int | None = None
+    metadata: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """A batch of up to 1,000 events from one entry point (`source`, named in the batch's API_CALL audit event)."""
+
+    events: Sequence[UsageEventIn]
+    source: Literal["graphql", "ingest"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageAuthorize:
+    customer_id: CustomerId
+    unit_type: UnitType
+    estimated_quantity: Decimal
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageHoldRelease:
+    hold_id: UsageHoldId
+
+
+@dataclass(slots=True)
+class EventIds:
+    """Decodes the global ids of one batch's events, once per distinct value (a batch names few customers many
+    times). An id that does not decode to the expected type refuses its event alone, in `record_usage`."""
+
+    _memo: dict[tuple[object, str], int | None] = field(default_factory=dict, init=False)
+
+    def customer(self, value: object) -> int | None:
+        return self._pk(value, "Customer")
+
+    def hold(self, value: object) -> int | None:
+        """None when no hold was named; UNKNOWN_HOLD when the id sent names no hold."""
+        return None if value is None else self._pk(value, "UsageHold") or UNKNOWN_HOLD
+
+    def _pk(self, value: object, type_name: str) -> int | None:
+        try:
+            return self._memo[(value, type_name)]
+        except KeyError:
+            self._memo[(value, type_name)] = pk = _global_pk(value, type_name)
+            return pk
+        except TypeError:  # unhashable: a list or an object where an id belongs
+            return _global_pk(value, type_name)
+
+
+def _global_pk(value: object, type_name: str) -> int | None:
+    """The primary key behind a global id (base64 of "Type:pk", as the API writes them) of `type_name`, or None."""
+    if value is None:
+        return None
+    try:
+        kind, _, raw = base64.b64decode(str(value), validate=True).decode().partition(":")
+        pk = int(raw)
+    except ValueError:  # not base64, not UTF-8, not a number (binascii.Error and UnicodeDecodeError included)
+        return None
+    return pk if kind == type_name and 0 < pk <= _MAX_PK else None
