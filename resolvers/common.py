@@ -17,13 +17,12 @@ from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from domain.common import ids
 from domain.errors import DomainError, ErrorCode, FieldError
 
 T = TypeVar("T")
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
-# Every type decoded by `decode_global_id` has a 32-bit primary key (IntField, `integer` on Postgres).
-MAX_INT_PK = 2**31 - 1
 
 
 def camel_errors(errors: Sequence[FieldError]) -> list[FieldError]:
@@ -45,29 +44,20 @@ async def attempt(awaitable: Awaitable[T]) -> Outcome[T]:
 
 
 def encode_global_id(type_name: str, pk: Any) -> str:
-    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
+    return ids.encode(type_name, pk)
 
 
 def decode_global_id(value: Any, expected: str | tuple[str, ...], field: str) -> int:
     """The integer pk behind a global id of one of the `expected` types; anything else is NOT_FOUND."""
-    names = (expected,) if isinstance(expected, str) else expected
-    try:
-        type_name, _, raw = base64.b64decode(str(value), validate=True).decode().partition(":")
-        pk = int(raw)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise DomainError.single(ErrorCode.NOT_FOUND, "Not found.", field) from None
-    if type_name not in names or pk <= 0 or pk > MAX_INT_PK:
+    pk = ids.decode(value, expected)
+    if pk is None:
         raise DomainError.single(ErrorCode.NOT_FOUND, "Not found.", field)
     return pk
 
 
 def node_pk(raw: str) -> int | None:
-    """The primary key in the id part of a global id: ASCII digits within 1 … MAX_INT_PK, or None. (`int()` also
-    takes "²", " 7", "1_0" and "-3", and a number beyond the column's range is a database error.)"""
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10):
-        return None
-    pk = int(raw)
-    return pk if 0 < pk <= MAX_INT_PK else None
+    """The primary key in the id part of a global id, or None (domain/common/ids.py)."""
+    return ids.pk_of(raw)
 
 
 def pk_fits(model: type[Model], pk: int) -> bool:
@@ -77,8 +67,11 @@ def pk_fits(model: type[Model], pk: int) -> bool:
 
 
 def decode_global_id_typed(value: Any, expected: tuple[str, ...], field: str) -> tuple[str, int]:
-    pk = decode_global_id(value, expected, field)
-    return base64.b64decode(str(value)).decode().partition(":")[0], pk
+    """(type name, pk) of a global id of one of the `expected` types; anything else is NOT_FOUND."""
+    parsed = ids.parse(value)
+    if parsed is None or parsed[0] not in expected:
+        raise DomainError.single(ErrorCode.NOT_FOUND, "Not found.", field)
+    return parsed
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from domain.common.json import JsonObject
 from domain.config import DomainConfig, config
 from domain.events.services import live_key
 from domain.viewer import Viewer
@@ -22,7 +23,7 @@ T = TypeVar("T")
 
 
 class LiveSubscription(Protocol):
-    payload: dict[str, Any]
+    payload: JsonObject
 
     async def wait(self, within: float | None = None) -> bool: ...
 
@@ -47,7 +48,7 @@ class LiveStream:
 
     customer_id: int
     topic: str
-    render: Callable[[Any, dict[str, Any]], Awaitable[Any | None]]
+    render: Callable[[Any, JsonObject], Awaitable[Any | None]]
     read: Callable[[], Awaitable[Any]] | None = None
     each_change: bool = False
     pubsub: LivePubSub | None = None  # only for iteration outside the websocket endpoint

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
+from domain.common.json import JsonObject
 from domain.customers.models import Customer
 from domain.visibility import get_visible
 from resolvers.common import decode_global_id
@@ -35,7 +36,7 @@ def live(
     ctx: Context,
     topic: str,
     customer_id: int,
-    render: Callable[[Any, dict[str, Any]], Awaitable[Any | None]],
+    render: Callable[[Any, JsonObject], Awaitable[Any | None]],
     read: Callable[[], Awaitable[Any]] | None = None,
     *,
     each_change: bool = False,
@@ -48,7 +49,7 @@ async def watch(
 ) -> AsyncIterator[Any]:
     """Generator form for resolvers that yield themselves: the payload of each change, or `read()` after it."""
 
-    async def render(state: Any, payload: dict[str, Any]) -> Any:
+    async def render(state: Any, payload: JsonObject) -> Any:
         return state if read is not None else payload
 
     async for value in live(ctx, topic, customer_id, render, read, each_change=read is None):

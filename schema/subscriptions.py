@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
-from typing import Any
 
 import strawberry
 
 from domain.alerts.read import alert_of
 from domain.billing.cap import CapState, cap_states
 from domain.billing.read import CreditState, WalletState, credit_states, wallet_states
+from domain.common.json import JsonObject
 from domain.events.services import ALERT_RAISED, CREDITS_CHANGED, SPENDING_CAP_CHANGED, WALLET_CHANGED
 from resolvers.reports import report_updates
 from resolvers.subscriptions import live, visible_customer
@@ -26,7 +26,7 @@ class Subscription:
     async def credits_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[CreditBalance]:
         customer = await visible_customer(info.context, customer_id)
 
-        async def render(states: dict[int, CreditState], _: dict[str, Any]) -> CreditBalance:
+        async def render(states: dict[int, CreditState], _: JsonObject) -> CreditBalance:
             return CreditBalance.of(states[customer.id])
 
         return live(info.context, CREDITS_CHANGED, customer.id, render, lambda: credit_states([customer]))
@@ -35,7 +35,7 @@ class Subscription:
     async def wallet_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[Wallet]:
         customer = await visible_customer(info.context, customer_id)
 
-        async def render(states: dict[int, WalletState], _: dict[str, Any]) -> Wallet:
+        async def render(states: dict[int, WalletState], _: JsonObject) -> Wallet:
             return Wallet.of(states[customer.id])
 
         return live(info.context, WALLET_CHANGED, customer.id, render, lambda: wallet_states([customer]))
@@ -44,7 +44,7 @@ class Subscription:
     async def spending_cap_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[SpendingCap]:
         customer = await visible_customer(info.context, customer_id)
 
-        async def render(states: dict[int, CapState], _: dict[str, Any]) -> SpendingCap:
+        async def render(states: dict[int, CapState], _: JsonObject) -> SpendingCap:
             return SpendingCap.of(states[customer.id])
 
         return live(info.context, SPENDING_CAP_CHANGED, customer.id, render, lambda: cap_states([customer.id]))
@@ -53,7 +53,7 @@ class Subscription:
     async def alert_raised(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[Alert]:
         customer = await visible_customer(info.context, customer_id)
 
-        async def render(_: None, payload: dict[str, Any]) -> Alert | None:
+        async def render(_: None, payload: JsonObject) -> Alert | None:
             row = await alert_of(customer.id, payload.get("alert_id"))
             return Alert.from_model(row) if row is not None else None
 

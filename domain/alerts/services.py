@@ -25,6 +25,7 @@ from domain.alerts.render import render_alert, render_refill_request
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
 from domain.billing.models import BillingPreferences, RefillRequest, RefillRequestStatus
+from domain.billing.read import low_balance_level
 from domain.common.json import JsonObject
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
@@ -36,7 +37,6 @@ from domain.visibility import get_visible, restrict
 
 SYSTEM = Viewer.system("alerts")
 # The wallet's low-balance alert fires below this share of the refill amount.
-LOW_BALANCE_SHARE = Decimal("0.30")
 
 # How an email leaves (SMTP or the outbox folder): the jobs' mailer.
 Send = Callable[[EmailMessage], Awaitable[None]]
@@ -131,11 +131,11 @@ async def track_threshold(
 
 
 async def on_wallet_balance(customer: Customer, balance: Decimal) -> None:
-    """Low-balance alert: below `LOW_BALANCE_SHARE` of the refill amount (optional, on by default)."""
+    """Low-balance alert: below `low_balance_level` of the refill amount (optional, on by default)."""
     prefs = await BillingPreferences.filter(customer_id=customer.id).first()
-    if prefs is None or prefs.refill_amount is None:
+    level = low_balance_level(prefs.refill_amount) if prefs is not None else None
+    if prefs is None or prefs.refill_amount is None or level is None:
         return
-    level = prefs.refill_amount * LOW_BALANCE_SHARE
     await track_threshold(
         customer,
         AlertKind.LOW_BALANCE,

@@ -17,12 +17,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from domain.common.json import JsonValue
+from domain.common.json import JsonObject, JsonValue
 from domain.errors import DomainError, ErrorCode, FieldError
 from domain.ledger.models import IdempotencyRecord, IdempotencyStatus, Transfer
 from domain.viewer import Viewer
@@ -56,7 +56,7 @@ def request_hash(operation: str, request: Mapping[str, JsonValue]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-Response = dict[str, Any]
+Response = JsonObject
 
 
 async def run_idempotent(

@@ -12,10 +12,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
-from typing import Any
 
 from tortoise.backends.asyncpg import AsyncpgDBClient
 
+from domain.common.json import JsonMapping
 from domain.errors import DomainError, ErrorCode, FieldError
 from domain.ledger.models import NON_NEGATIVE_KINDS, AccountKind, Currency, LedgerAccount, Transfer, TransferKind
 
@@ -154,7 +154,7 @@ async def post(
     amount: Decimal,
     kind: TransferKind,
     *,
-    metadata: Mapping[str, Any] | None = None,
+    metadata: JsonMapping | None = None,
     idempotency_key: str | None = None,
     locked: Mapping[str, LedgerAccount] | None = None,
     error_field: str | None = None,

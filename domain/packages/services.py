@@ -4,7 +4,7 @@ Assigning applies the package in one transaction through the owning services, so
 feature toggles and the team-member limit through `customer_features_update` (a combination its rules refuse
 refuses the assignment with the same code), the monthly spending cap through `spending_cap_update`, and the AI
 credits as an expiring grant from the partner's pool (`grant_package_credits`, POOL_EXHAUSTED when short). The
-whole assignment runs once per idempotency key (`run_idempotent`). A package restricted to some emails can
+whole assignment runs once per idempotency key (`money_mutation`). A package restricted to some emails can
 only go to a customer one of whose users has one of them (NOT_ELIGIBLE otherwise), and so can no archived package.
 """
 
@@ -27,14 +27,14 @@ from domain.billing.commands import SpendingCapUpdate
 from domain.billing.credits import grant_package_credits
 from domain.billing.models import BillingPreferences
 from domain.common.commands import UNSET
-from domain.common.json import JsonMapping, JsonObject
+from domain.common.json import JsonMapping, JsonObject, JsonValue
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, FieldError
 from domain.features import services as features
 from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.models import FeatureToggles, PortalSection
-from domain.ledger.idempotency import Response, check_key, run_idempotent
+from domain.ledger.idempotency import Kept, check_key, money_mutation
 from domain.packages.commands import PackageArchive, PackageAssign, PackageCreate, PackageLimits, PackageUpdate
 from domain.packages.models import FeatureKey, Package, PackageAssignment
 from domain.partners.models import Partner
@@ -382,12 +382,13 @@ async def package_assign(viewer: Viewer, command: PackageAssign) -> PackageAssig
     package = await get_visible(Package, viewer, command.package_id, field="package_id")
     key = check_key(command.idempotency_key)
 
-    async def perform() -> Response:
-        return {"assignment_id": (await _apply(viewer, customer.id, package.id)).id}
+    async def perform() -> PackageAssignment:
+        return await _apply(viewer, customer.id, package.id)
 
-    request = {"customer_id": customer.id, "package_id": package.id}
-    response = await run_idempotent(viewer, "packageAssign", key, request, perform)
-    return await PackageAssignment.get(id=response["assignment_id"])
+    request: dict[str, JsonValue] = {"customer_id": customer.id, "package_id": package.id}
+    return await money_mutation(
+        viewer, "packageAssign", key, request, perform, Kept("assignment_id", PackageAssignment)
+    )
 
 
 async def package_assign_to_new_customer(viewer: Viewer, customer_id: int, package_id: int) -> PackageAssignment:

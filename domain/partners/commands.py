@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 from domain.common.commands import UNSET, PartnerId, Patch
-from domain.usage.models import UnitType
+from domain.usage.rating import RateChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +26,6 @@ class PartnerBranding:
     logo_url: Patch[str | None] = UNSET
     primary_color: Patch[str | None] = UNSET
     secondary_color: Patch[str | None] = UNSET
-
-
-@dataclass(frozen=True, slots=True)
-class RateChange:
-    """One unit type's new prices on the partner's rate card, from now on."""
-
-    unit_type: UnitType
-    price: Decimal  # USD per unit
-    credit_price: Decimal  # AI credits per unit
 
 
 @dataclass(frozen=True, slots=True)

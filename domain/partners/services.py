@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
@@ -91,8 +91,7 @@ async def partner_update(viewer: Viewer, command: PartnerUpdate) -> Partner:
             if value is None:
                 v.add(color, "Choose a colour.", ErrorCode.REQUIRED)
             updates[color] = v.color(color, value)
-    # the rate card's validation reads rows by key
-    rates = clean_rates(v, [asdict(rate) for rate in command.rate_card]) if command.rate_card else {}
+    rates = clean_rates(v, command.rate_card) if command.rate_card else {}
     v.raise_if_invalid()
     async with in_transaction():
         partner = await Partner.select_for_update().get(id=partner.id)

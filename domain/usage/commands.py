@@ -8,12 +8,12 @@ names nothing), and its other fields as sent, for `record_usage` to check and re
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Literal
 
+from domain.common import ids
 from domain.common.commands import CustomerId, Ref
 from domain.usage.models import UnitType
 
@@ -21,8 +21,6 @@ UsageHoldId = Annotated[int, Ref("UsageHold")]
 
 # `UsageEventIn.hold_id` of a holdId that was sent but names no hold (not a UsageHold id): refused like a missing hold
 UNKNOWN_HOLD = 0
-# the largest primary key a global id may name (32-bit integer columns)
-_MAX_PK = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +78,7 @@ class EventIds:
         try:
             return self._memo[(value, type_name)]
         except KeyError:
-            self._memo[(value, type_name)] = pk = _global_pk(value, type_name)
+            self._memo[(value, type_name)] = pk = ids.decode(value, type_name)
             return pk
         except TypeError:  # unhashable: a list or an object where an id belongs
-            return _global_pk(value, type_name)
-
-
-def _global_pk(value: object, type_name: str) -> int | None:
-    """The primary key behind a global id (base64 of "Type:pk", as the API writes them) of `type_name`, or None."""
-    if value is None:
-        return None
-    try:
-        kind, _, raw = base64.b64decode(str(value), validate=True).decode().partition(":")
-        pk = int(raw)
-    except ValueError:  # not base64, not UTF-8, not a number (binascii.Error and UnicodeDecodeError included)
-        return None
-    return pk if kind == type_name and 0 < pk <= _MAX_PK else None
+            return ids.decode(value, type_name)

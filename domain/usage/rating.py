@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from domain.common.json import JsonObject
 from domain.common.validation import Validator, parse_amount
@@ -60,21 +59,26 @@ async def rate_book(partner_ids: Iterable[int]) -> RateBook:
     return RateBook(await RateCardEntry.filter(partner_id__in=list(set(partner_ids))))
 
 
+@dataclass(frozen=True, slots=True)
+class RateChange:
+    """One unit type's new prices on the partner's rate card, from now on."""
+
+    unit_type: UnitType
+    price: Decimal  # USD per unit
+    credit_price: Decimal  # AI credits per unit
+
+
 def clean_rates(
-    v: Validator, rates: list[Mapping[str, Any]], field: str = "rate_card"
+    v: Validator, rates: Sequence[RateChange], field: str = "rate_card"
 ) -> dict[UnitType, tuple[Decimal, Decimal]]:
-    """Validates a rate card input: known unit types, each once, non-negative prices."""
+    """Validates a rate card input: each unit type once, non-negative prices."""
     wanted: dict[UnitType, tuple[Decimal, Decimal]] = {}
     for i, item in enumerate(rates):
-        try:
-            unit = UnitType(item.get("unit_type", ""))
-        except ValueError:
-            v.add(f"{field}.{i}.unit_type", "Unknown unit type.")
-            continue
+        unit = UnitType(item.unit_type)
         if unit in wanted:
             v.add(f"{field}.{i}.unit_type", "Each unit type once.", ErrorCode.UNIQUE)
-        price = parse_amount(v, f"{field}.{i}.price", item.get("price"), allow_zero=True)
-        credit_price = parse_amount(v, f"{field}.{i}.credit_price", item.get("credit_price"), allow_zero=True)
+        price = parse_amount(v, f"{field}.{i}.price", item.price, allow_zero=True)
+        credit_price = parse_amount(v, f"{field}.{i}.credit_price", item.credit_price, allow_zero=True)
         if price is not None and credit_price is not None:
             wanted[unit] = (price, credit_price)
     return wanted

@@ -355,7 +355,7 @@ def _rated(e: _Event, book: RateBook, partner_id: int, funding: Funding) -> _Rat
 # ---------------------------------------------------------------- phase 4: settle
 
 
-async def _settle(batch: _Batch, priced: dict[int, _Priced]) -> tuple[list[dict[str, Any]], set[tuple[int, str]]]:
+async def _settle(batch: _Batch, priced: dict[int, _Priced]) -> tuple[list[store.EventRow], set[tuple[int, str]]]:
     """Phase 4, in the batch's transaction: claims the events' idempotency keys (those recorded before count as
     duplicates), locks every account the batch may post to, and pays each customer's new events (`_pay`). A
     customer whose accounts would pass their limit has its events refused and their keys released, so a retry is
@@ -372,7 +372,7 @@ async def _settle(batch: _Batch, priced: dict[int, _Priced]) -> tuple[list[dict[
         *(ref for cid, f in funding_by.items() for ref in _accounts_of(batch.customers[cid], f))
     )
     holds_of = await active_holds_of([cid for cid, f in funding_by.items() if f != Funding.INVOICE], batch.now)
-    rows: list[dict[str, Any]] = []
+    rows: list[store.EventRow] = []
     refused: list[tuple[int, str]] = []
     for customer_id, fresh in fresh_of.items():
         result.duplicates += len(batch.by_customer[customer_id]) - len(fresh)
@@ -425,7 +425,7 @@ async def _pay(
     now: datetime,
     locked: Mapping[str, LedgerAccount],
     holds: list[tuple[int, Decimal, Decimal]],
-) -> list[dict[str, Any]]:
+) -> list[store.EventRow]:
     """Pays one customer's new events from credits or the wallet while they last, the rest accrues to the month's
     invoice as unpaid. `locked`: the batch's accounts (`_accounts_of`), locked by the caller, whose balances the
     postings keep current; `holds`: the customer's live holds. Returns the event rows to insert; raises
@@ -499,7 +499,7 @@ async def _post_charges(
 
 def _event_row(
     customer: Customer, r: _Rated, ok: bool, is_free: bool, funding: Funding, now: datetime, transfer: Transfer | None
-) -> dict[str, Any]:
+) -> store.EventRow:
     e = r.event
     return {
         "customer_id": customer.id,
@@ -524,7 +524,7 @@ def _event_row(
 # ---------------------------------------------------------------- phase 5: persist
 
 
-async def _persist(batch: _Batch, rows: list[dict[str, Any]], new_keys: set[tuple[int, str]]) -> None:
+async def _persist(batch: _Batch, rows: list[store.EventRow], new_keys: set[tuple[int, str]]) -> None:
     """Phase 5, in the batch's transaction: the event rows, the daily rollups and monthly spend they add to, the
     spending cap of each customer whose current month grew, and the holds the new events used."""
     rollups = _rollups(rows)
@@ -545,7 +545,7 @@ async def _persist(batch: _Batch, rows: list[dict[str, Any]], new_keys: set[tupl
         )
 
 
-def _rollups(rows: list[dict[str, Any]]) -> list[tuple[int, date, str, int, Decimal, Decimal, Decimal, Decimal]]:
+def _rollups(rows: list[store.EventRow]) -> list[tuple[int, date, str, int, Decimal, Decimal, Decimal, Decimal]]:
     """(customer, day, unit type) → events, quantity, cost, credits and unpaid cost of the rows."""
     totals: dict[tuple[int, date, str], list[Any]] = {}
     for row in rows:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+
+from domain.common.json import JsonObject
 
 _partitions_ready: set[tuple[str, date]] = set()
 # Decimals as JSON numbers: exact (PostgreSQL reads them with numeric's own parser), and metadata that arrived with
@@ -125,6 +127,27 @@ async def release_keys(pairs: Sequence[tuple[int, str]]) -> None:
     )
 
 
+class EventRow(TypedDict):
+    """One usage_event row as `insert_events` writes it (the EVENT_COLUMNS)."""
+
+    customer_id: int
+    partner_id: int
+    unit_type: str
+    quantity: Decimal
+    occurred_at: datetime
+    recorded_at: datetime
+    case_type: str
+    idempotency_key: str
+    hold_id: int | None
+    unit_price: Decimal
+    cost: Decimal
+    credits: Decimal
+    funding: str
+    paid: bool
+    transfer_id: int | None
+    metadata: JsonObject
+
+
 EVENT_COLUMNS = (
     "customer_id",
     "partner_id",
@@ -171,8 +194,8 @@ _INSERT_EVENTS_PG = (
 )
 
 
-async def insert_events(rows: Sequence[dict[str, Any]]) -> None:
-    """Inserts event rows: dicts with the EVENT_COLUMNS keys."""
+async def insert_events(rows: Sequence[EventRow]) -> None:
+    """Inserts event rows."""
     if not rows:
         return
     conn = _conn()
@@ -181,8 +204,10 @@ async def insert_events(rows: Sequence[dict[str, Any]]) -> None:
         await conn.execute_query(_INSERT_EVENTS_PG, [to_json(list(rows))])
     else:
         placeholders = "(" + ",".join("?" for _ in EVENT_COLUMNS) + ")"
+        plain: list[dict[str, Any]] = [dict(r) for r in rows]
         values_list = [
-            [_sqlite_value(r[name]) if name != "metadata" else to_json(r[name]) for name in EVENT_COLUMNS] for r in rows
+            [_sqlite_value(r[name]) if name != "metadata" else to_json(r[name]) for name in EVENT_COLUMNS]
+            for r in plain
         ]
         await conn.execute_many(
             f"INSERT INTO usage_event ({', '.join(EVENT_COLUMNS)}) VALUES {placeholders}", values_list
