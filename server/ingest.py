@@ -64,9 +64,9 @@ def _from_cloudevent(item: dict[str, Any]) -> dict[str, Any]:
 def _to_event(item: object, ids: EventIds) -> UsageEventIn:
     """One JSON item as the service's event, as `usageRecord` builds them from its input; anything not an object
     becomes an event that fails validation."""
-    event: dict[str, Any] = {}
-    if isinstance(item, dict):
-        event = _from_cloudevent(item) if "specversion" in item else item
+    if not isinstance(item, dict):
+        return UsageEventIn(None, None, None, None, None, malformed=True)
+    event = _from_cloudevent(item) if "specversion" in item else item
     return UsageEventIn(
         idempotency_key=event.get("idempotencyKey"),
         customer_id=ids.customer(event.get("customerId")),

@@ -724,6 +724,9 @@ async def test_each_bad_event_is_refused_alone_and_reads_stay_healthy(client, gq
         json.dumps(event(cid, metadata={"blob": "x" * 5000})),
         json.dumps(event(cid, metadata={"n": 1})).replace('{"n": 1}', '{"n": 1e5000}'),
         json.dumps(event(cid, metadata={"n": 1})).replace('{"n": 1}', '{"n": 1e-5000}'),
+        json.dumps("not an event"),
+        json.dumps(event(cid, occurredAt=1764500000)),
+        json.dumps({k: v for k, v in event(cid).items() if k != "occurredAt"}),
     ]
     good = json.dumps(event(cid, metadata={"ratio": 0.25, "tags": ["a", {"b": None}]}))
     # when they arrive in one batch with a good event
@@ -743,6 +746,9 @@ async def test_each_bad_event_is_refused_alone_and_reads_stay_healthy(client, gq
         (7, "INVALID", "metadata"),
         (8, "INVALID", "metadata"),
         (9, "INVALID", "metadata"),
+        (10, "INVALID", None),  # not an object at all
+        (11, "INVALID", "occurredAt"),  # a number, not a timestamp
+        (12, "REQUIRED", "occurredAt"),
     ]
     # and the customer's usage log still reads
     log = await gql(

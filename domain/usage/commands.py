@@ -37,6 +37,7 @@ class UsageEventIn:
     case_type: object = None
     hold_id: int | None = None
     metadata: object = None
+    malformed: bool = False  # the item was not an object at all (ingestion reads JSON arrays of anything)
 
 
 @dataclass(frozen=True, slots=True)

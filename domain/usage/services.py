@@ -160,6 +160,8 @@ def _validate(events: Sequence[UsageEventIn], now: datetime, result: RecordResul
 def _check(index: int, raw: UsageEventIn, now: datetime, amounts: dict[object, Decimal | str]) -> _Event | Rejection:
     """One event, field by field in this order; the first failure refuses it."""
     try:
+        if raw.malformed:
+            raise _Refused(ErrorCode.INVALID, "Each event must be a JSON object.", None)
         if raw.customer_id is None:
             raise _Refused(ErrorCode.NOT_FOUND, "Customer not found.", "customerId")
         try:
@@ -215,8 +217,10 @@ def _occurred_at(raw: object, now: datetime) -> datetime:
             occurred = datetime.fromisoformat(occurred)
         except ValueError:
             raise _Refused(ErrorCode.INVALID, "occurredAt is not an ISO-8601 timestamp.", "occurredAt") from None
-    if not isinstance(occurred, datetime):
+    if occurred is None:
         raise _Refused(ErrorCode.REQUIRED, "occurredAt is required.", "occurredAt")
+    if not isinstance(occurred, datetime):
+        raise _Refused(ErrorCode.INVALID, "occurredAt must be an ISO-8601 timestamp string.", "occurredAt")
     try:
         occurred = occurred.replace(tzinfo=UTC) if occurred.tzinfo is None else occurred.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+14:00 and 9999-12-31T23:59-14:00 have no UTC time
