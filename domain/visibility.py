@@ -162,6 +162,18 @@ def restrict(model: type[M], viewer: Viewer) -> QuerySet[M]:
     return model.filter(rule(viewer))
 
 
+async def visible_customer_ids(viewer: Viewer, customer_ids: set[int]) -> set[int]:
+    """Which of these customers the viewer may still see (one query for all)."""
+    rows: list[int] = (
+        await restrict(Customer, viewer)
+        .filter(id__in=customer_ids)
+        .values_list(  # type: ignore[assignment]
+            "id", flat=True
+        )
+    )
+    return set(rows)
+
+
 async def get_visible(model: type[M], viewer: Viewer, pk: Any, *, field: str | None = None) -> M:
     """One visible row by primary key, or NOT_FOUND (also for rows that exist beyond the viewer's reach)."""
     obj = await restrict(model, viewer).get_or_none(pk=pk) if pk is not None else None

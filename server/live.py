@@ -45,11 +45,10 @@ from graphql.pyutils import is_awaitable
 from strawberry.types import ExecutionResult as StrawberryExecutionResult
 
 from domain.access.services import authenticate_tokens
-from domain.customers.models import Customer
 from domain.errors import ErrorCode
 from domain.events.services import ACCESS_REVOKED
 from domain.viewer import Viewer
-from domain.visibility import restrict
+from domain.visibility import visible_customer_ids
 from resolvers.context import Context, LiveStream
 from schema import schema
 from schema.access_guard import refusal
@@ -174,8 +173,7 @@ class LiveEndpoint:
             watched = {cid for connection in connections for cid in connection.customer_ids()}
             if not watched:
                 continue
-            rows = await restrict(Customer, principal).filter(id__in=watched).values_list("id", flat=True)
-            visible = set(rows)
+            visible = await visible_customer_ids(principal, watched)
             for connection in connections:
                 if not connection.customer_ids() <= visible:
                     await connection.close(4403, "Forbidden")
