@@ -76,6 +76,13 @@ def _to_event(item: object, ids: EventIds) -> UsageEventIn:
         case_type=event.get("caseType"),
         hold_id=ids.hold(event.get("holdId")),
         metadata=event.get("metadata"),
+        direction=event.get("direction"),
+        from_number=event.get("fromNumber"),
+        to_number=event.get("toNumber"),
+        duration_seconds=event.get("durationSeconds"),
+        segments=event.get("segments"),
+        campaign_id=ids.campaign(event.get("campaignId")),
+        call_id=event.get("callId"),
     )
 
 
