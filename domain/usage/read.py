@@ -168,8 +168,8 @@ async def usage_dashboard(viewer: Viewer, customer_id: int, since: date, until: 
         acc.cost += r.cost
         acc.events += r.events
     shown = await prices_shown(customer.id, viewer)
-    figures = [
+    voice, sms, emails, storage = (
         Figure(totals[u].quantity, totals[u].cost if shown else None, totals[u].events) for u in _DASHBOARD_UNITS
-    ]
+    )
     total = sum((t.cost for t in totals.values()), ZERO) if shown else None
-    return Dashboard(*figures, total_cost=total)
+    return Dashboard(voice, sms, emails, storage, total)

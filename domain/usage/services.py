@@ -295,11 +295,20 @@ def _details(raw: UsageEventIn) -> _Details:
     )
 
 
+def phone_number_problem(raw: object, name: str) -> str | None:
+    """Why `raw` is not a phone number as calls and contacts carry them; None when it is one."""
+    if not isinstance(raw, str) or not _PHONE_NUMBER.match(raw):
+        return f"{name} must be a phone number (at most 32 characters)."
+    return None
+
+
 def _number(raw: object, name: str) -> str | None:
     if raw is None:
         return None
-    if not isinstance(raw, str) or not _PHONE_NUMBER.match(raw):
-        raise _Refused(ErrorCode.INVALID, f"{name} must be a phone number (at most 32 characters).", name)
+    problem = phone_number_problem(raw, name)
+    if problem:
+        raise _Refused(ErrorCode.INVALID, problem, name)
+    assert isinstance(raw, str)
     return raw
 
 
