@@ -464,7 +464,10 @@ async def test_another_tenants_customer_is_not_found(gql: GQL, factory: Factory)
 async def test_usage_reports_lists_newest_first_with_pages(gql: GQL, factory: Factory) -> None:
     tenant = await factory.tenant(customers=2)
     staff = await gql.login(tenant.owner.email)
-    made = [(await create(gql, staff, tenant.customers[0].id, fmt))["usageReport"]["id"] for fmt in ("VOICE_CSV", "SMS_CSV", "PDF", "PDF_BY_CASE_TYPE")]
+    made = [
+        (await create(gql, staff, tenant.customers[0].id, fmt))["usageReport"]["id"]
+        for fmt in ("VOICE_CSV", "SMS_CSV", "PDF", "PDF_BY_CASE_TYPE")
+    ]
     await create(gql, staff, tenant.customers[1].id, "PDF")  # another customer's
     first = await listed(gql, staff, tenant.customers[0].id, first=3)
     assert first["totalCount"] == 4 and first["pageInfo"]["hasNextPage"] is True
