@@ -47,6 +47,11 @@ class DomainConfig(BaseSettings):
     export_max_running_per_partner: int = Field(4, ge=1)  # builds in flight for all its customers together
     report_max_schedules_per_customer: int = Field(10, ge=0)
     export_lease_seconds: float = Field(120, ge=10)  # a RUNNING report without a heartbeat this long is rebuilt
+    # a build pushes its progress (`UsageReport.rowsDone`) at most this often, and reads this many rows a query
+    export_progress_seconds: float = Field(1.0, ge=0)
+    export_chunk_rows: int = Field(2000, ge=1, le=100_000)
+    # where Debian's font packages put their files: PDF reports embed DejaVu Sans and script fallbacks from here
+    report_fonts_dir: Path = Path("/usr/share/fonts")
     avatars_dir: Path = ROOT / "avatars"  # uploaded profile images (local storage, served at /avatars/<name>)
 
     @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")

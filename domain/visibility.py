@@ -29,7 +29,7 @@ from domain.errors import DomainError, ErrorCode, forbidden
 from domain.ledger.models import LedgerAccount, Transfer
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
-from domain.reports.models import ReportSchedule, UsageReport
+from domain.reports.models import HealedContact, ReportFormat, ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 
@@ -106,6 +106,18 @@ def _by_visible_customer(v: Viewer) -> Q:
     return _NOTHING
 
 
+def _report(v: Viewer) -> Q:
+    """Exports: those of the customers the viewer sees, and partner staff also their partner-wide ones; a system
+    log export only for those who may read the log (partner staff, the customer's admins)."""
+    if v.is_partner_staff:
+        return Q(partner_id=v.partner_id)
+    if v.is_customer_admin:
+        return Q(customer_id=v.customer_id)
+    if v.is_customer_user:
+        return Q(customer_id=v.customer_id) & ~Q(format=ReportFormat.AUDIT_CSV)
+    return _NOTHING
+
+
 def _access_credential(v: Viewer) -> Q:
     """API keys and embed tokens: partner admins and customer admins (an API key only with ADMIN)."""
     if v.is_partner_admin:
@@ -143,8 +155,9 @@ _RULES: dict[type[Model], Callable[[Viewer], Q]] = {
     Alert: _by_visible_customer,
     ApiKey: _access_credential,
     EmbedToken: _access_credential,
-    UsageReport: _by_visible_customer,
+    UsageReport: _report,
     ReportSchedule: _by_visible_customer,
+    HealedContact: _by_visible_customer,
     Package: _package,
     PackageAssignment: _by_visible_customer,
 }

@@ -30,7 +30,7 @@ from domain.ledger.models import LedgerAccount, Transfer, TransferKind
 from domain.packages import services as packages
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
-from domain.reports.models import ReportSchedule, UsageReport
+from domain.reports.models import HealedContact, ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 from domain.visibility import audit_actors_shown, restrict
@@ -220,6 +220,10 @@ class Loaders:
     @property
     def usage_report_by_id(self) -> DataLoader:
         return self._get("usage_report_by_id", lambda: _by_id(UsageReport, self.viewer))
+
+    @property
+    def healed_contact_by_id(self) -> DataLoader:
+        return self._get("healed_contact_by_id", lambda: _by_id(HealedContact, self.viewer, wrong_number=False))
 
     @property
     def report_schedule_by_id(self) -> DataLoader:

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from domain.campaigns.models import Campaign
+from domain.common import ids
 from domain.usage import read, services
 from domain.usage.commands import EventIds, UsageEventIn, UsageRecord
 from domain.usage.models import UnitType, UsageEvent
@@ -35,6 +36,20 @@ class EventInput(Protocol):
     def hold_id(self) -> str | None: ...
     @property
     def metadata(self) -> object: ...
+    @property
+    def direction(self) -> object: ...
+    @property
+    def from_number(self) -> str | None: ...
+    @property
+    def to_number(self) -> str | None: ...
+    @property
+    def duration_seconds(self) -> int | None: ...
+    @property
+    def segments(self) -> int | None: ...
+    @property
+    def campaign_id(self) -> str | None: ...
+    @property
+    def call_id(self) -> str | None: ...
 
 
 async def usage_record(ctx: Context, events: Iterable[EventInput]) -> Outcome[services.RecordResult]:
@@ -51,10 +66,22 @@ async def usage_record(ctx: Context, events: Iterable[EventInput]) -> Outcome[se
             case_type=e.case_type,
             hold_id=ids.hold(e.hold_id),
             metadata=e.metadata,
+            direction=None if e.direction is None else str(e.direction),
+            from_number=e.from_number,
+            to_number=e.to_number,
+            duration_seconds=e.duration_seconds,
+            segments=e.segments,
+            campaign_id=ids.campaign(e.campaign_id),
+            call_id=e.call_id,
         )
         for e in events
     ]
     return await attempt(services.usage_record(ctx.viewer, UsageRecord(batch, "graphql")))
+
+
+def campaign_pk(campaign_id: str | None) -> int | None:
+    """A campaign filter's id; one that names no campaign matches nothing (no campaign has id 0)."""
+    return None if campaign_id is None else ids.decode(campaign_id, "Campaign") or 0
 
 
 async def usage_events(
@@ -66,17 +93,35 @@ async def usage_events(
     until: datetime | None,
     first: int | None,
     after: str | None,
+    *,
+    case_type: str | None = None,
+    campaign_id: str | None = None,
 ) -> Page[UsageEvent]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
-    qs = await read.usage_events(ctx.viewer, pk, unit_type=unit_type, paid=paid, since=since, until=until)
+    narrowed = read.UsageFilter(unit_type, paid, since, until, case_type, campaign_pk(campaign_id))
+    qs = await read.usage_events(ctx.viewer, pk, narrowed)
     return await paginate(qs, first, after, newest_first=True)
 
 
 async def usage_summary(
-    ctx: Context, customer_id: str, since: date, until: date, group_by: str
+    ctx: Context,
+    customer_id: str,
+    since: date,
+    until: date,
+    group_by: str,
+    *,
+    case_type: str | None = None,
+    campaign_id: str | None = None,
 ) -> list[read.SummaryRow]:
     pk = decode_global_id(customer_id, "Customer", "customerId")
-    return await read.usage_summary(ctx.viewer, pk, since, until, group_by)
+    return await read.usage_summary(
+        ctx.viewer, pk, since, until, group_by, case_type=case_type, campaign_id=campaign_pk(campaign_id)
+    )
+
+
+async def usage_dashboard(ctx: Context, customer_id: str, since: date, until: date) -> read.Dashboard:
+    pk = decode_global_id(customer_id, "Customer", "customerId")
+    return await read.usage_dashboard(ctx.viewer, pk, since, until)
 
 
 async def campaigns_of(ctx: Context, customer_id: int, first: int | None, after: str | None) -> Page[Campaign]:

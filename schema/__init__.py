@@ -15,7 +15,7 @@ from schema.access import AccessMutations, AccessQueries
 from schema.access_guard import MachineAccessGuard
 from schema.accounts import AccountMutations, AccountQueries
 from schema.alerts import AlertMutations, AlertQueries
-from schema.audit import AuditQueries
+from schema.audit import AuditMutations, AuditQueries
 from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.extensions import BoundedExecution, default_extensions, log_client_error
@@ -76,6 +76,7 @@ Mutation = merge_types(
         AlertMutations,
         AccessMutations,
         ReportMutations,
+        AuditMutations,
         PackageMutations,
     ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +13,7 @@ from domain.audit.models import AuditEvent as AuditEventRow
 from domain.audit.models import AuditEventType as DomainAuditEventType
 from resolvers import audit as r
 from schema.common import Info
+from schema.errors import ReportError
 from schema.nodes import Connection, ModelNode, maybe_view, shows
 from schema.scalars import JSON
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from schema.accounts import User
     from schema.customers import Customer
     from schema.partners import Partner
+    from schema.reports import UsageReport
 
 AuditEventType = strawberry.enum(DomainAuditEventType, name="AuditEventType")
 
@@ -32,11 +35,23 @@ class AuditEvent(ModelNode):
     type: AuditEventType  # type: ignore[valid-type]
     action: str
     object_type: str
-    object_id: str
     request_id: str
     created_at: datetime
     hash: str
     model: strawberry.Private[Any]
+
+    @strawberry.field(
+        description="The object acted on as a global id (`node(id:)` finds it while it exists and is visible); its "
+        "raw key when it is no single object."
+    )
+    def object_id(self) -> str:
+        return r.object_id_of(self.model)
+
+    @strawberry.field(description="The fields the event changed, each with its value before and after.")
+    def changes(self, info: Info) -> list[AuditChange]:
+        return [
+            AuditChange(field=k, before=JSON(b), after=JSON(a)) for k, b, a in r.changes_of(info.context, self.model)
+        ]
 
     @strawberry.field(
         description="Email of the acting user (redacted after retention). Customer users see it only for their "
@@ -85,6 +100,13 @@ class AuditEvent(ModelNode):
         return maybe_view(await info.context.loaders.partner_by_id.load(pid)) if pid else None
 
 
+@strawberry.type(description="One field an event changed.")
+class AuditChange:
+    field: str
+    before: JSON
+    after: JSON
+
+
 @strawberry.input
 class AuditEventFilter:
     type: AuditEventType | None = None  # type: ignore[valid-type]
@@ -92,6 +114,26 @@ class AuditEventFilter:
     customer_id: strawberry.ID | None = None
     from_: datetime | None = strawberry.field(default=None, name="from")
     to: datetime | None = None
+    search: str | None = strawberry.field(
+        default=None, description="Text in the action or the object's type, or an object's global id."
+    )
+
+
+@strawberry.enum
+class AuditExportFormat(enum.Enum):
+    CSV = "CSV"
+
+
+@strawberry.input
+class AuditExportCreateInput:
+    filter: AuditEventFilter | None = None
+    format: AuditExportFormat = AuditExportFormat.CSV
+
+
+@strawberry.type
+class AuditExportCreatePayload:
+    usage_report: Annotated[UsageReport, strawberry.lazy("schema.reports")] | None
+    errors: list[ReportError]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -115,7 +157,29 @@ class AuditQueries:
             customer_id=f.customer_id,
             since=_utc(f.from_),
             until=_utc(f.to),
+            search=f.search,
             first=first,
             after=after,
         )
         return Connection.of(page, AuditEvent)
+
+    @strawberry.field(description="One event of the system log with its details; null when not visible.")
+    async def audit_event(self, info: Info, id: strawberry.ID) -> AuditEvent | None:
+        return AuditEvent.maybe(await r.audit_event(info.context, id))
+
+
+@strawberry.type
+class AuditMutations:
+    @strawberry.mutation(description="Exports the system log, filtered as `auditEvents` filters it (an EXPORT event).")
+    async def audit_export_create(self, info: Info, input: AuditExportCreateInput) -> AuditExportCreatePayload:
+        f = input.filter or AuditEventFilter()
+        outcome = await r.audit_export_create(
+            info.context,
+            type=f.type,
+            user_id=f.user_id,
+            customer_id=f.customer_id,
+            since=_utc(f.from_),
+            until=_utc(f.to),
+            search=f.search,
+        )
+        return AuditExportCreatePayload(usage_report=maybe_view(outcome.value), errors=ReportError.list(outcome.errors))

@@ -21,6 +21,7 @@ from domain.campaigns.models import CampaignStatus as DomainCampaignStatus
 from domain.campaigns.models import PauseReason as DomainPauseReason
 from domain.usage import holds
 from domain.usage.commands import UsageAuthorize, UsageHoldRelease
+from domain.usage.models import Direction as DomainDirection
 from domain.usage.models import Funding as DomainFunding
 from domain.usage.models import HoldStatus as DomainHoldStatus
 from domain.usage.models import UnitType as DomainUnitType
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 UnitType = strawberry.enum(DomainUnitType, name="UnitType")
 Funding = strawberry.enum(DomainFunding, name="Funding", description="What paid for the usage.")
 HoldStatus = strawberry.enum(DomainHoldStatus, name="HoldStatus")
+Direction = strawberry.enum(DomainDirection, name="Direction", description="Which way a call or message went.")
 CampaignStatus = strawberry.enum(DomainCampaignStatus, name="CampaignStatus")
 PauseReason = strawberry.enum(DomainPauseReason, name="PauseReason")
 
@@ -71,11 +73,22 @@ class UsageEvent(ModelNode):
     funding: Funding  # type: ignore[valid-type]
     paid: bool = strawberry.field(description="Settled from credits or the wallet (or on a paid invoice).")
     metadata: JSON
+    direction: Direction | None  # type: ignore[valid-type]
+    from_number: str | None
+    to_number: str | None
+    duration_seconds: int | None
+    segments: int | None
+    call_id: str | None
     model: strawberry.Private[Any]
 
     @strawberry.field
     def cost(self) -> Money:
         return usd(self.model.cost)
+
+    @strawberry.field(description="The campaign the call or message belongs to, when one was named.")
+    async def campaign(self, info: Info) -> Campaign | None:
+        cid = self.model.campaign_id
+        return Campaign.maybe(await info.context.loaders.campaign_by_id.load(cid)) if cid else None
 
     @strawberry.field
     def unit_price(self) -> Money:
@@ -99,6 +112,24 @@ class UsageEventFilter:
     paid: bool | None = None
     from_: datetime | None = strawberry.field(default=None, name="from")
     to: datetime | None = None
+    case_type: str | None = strawberry.field(default=None, description='Exactly this case type ("" for none).')
+    campaign_id: strawberry.ID | None = None
+
+
+@strawberry.type(description="One figure of the usage dashboard over a period: how much, and what it cost.")
+class UsageFigure:
+    quantity: Decimal
+    cost: Money | None = strawberry.field(description="Null where the customer's pricing is hidden from the viewer.")
+    events: int
+
+
+@strawberry.type(description="The usage dashboard (seed 001), from the daily rollups.")
+class UsageDashboard:
+    voice_minutes: UsageFigure
+    sms_segments: UsageFigure
+    emails: UsageFigure
+    storage_mb: UsageFigure = strawberry.field(description="Storage used, in MB-months over the period.")
+    total_cost: Money | None
 
 
 @strawberry.type(description="A pre-authorised amount that counts against the cap and balance until used.")
@@ -199,6 +230,13 @@ class UsageEventInput:
     case_type: str | None = None
     hold_id: strawberry.ID | None = None
     metadata: JSON | None = None
+    direction: Direction | None = None  # type: ignore[valid-type]
+    from_number: str | None = strawberry.field(default=None, description="The calling or sending number.")
+    to_number: str | None = None
+    duration_seconds: int | None = strawberry.field(default=None, description="A call's length.")
+    segments: int | None = strawberry.field(default=None, description="A message's segments.")
+    campaign_id: strawberry.ID | None = strawberry.field(default=None, description="One of the customer's campaigns.")
+    call_id: str | None = strawberry.field(default=None, description="The platform's id of the call or message.")
 
 
 @strawberry.input
@@ -290,7 +328,18 @@ class UsageQueries:
         after: str | None = None,
     ) -> Connection[UsageEvent]:
         f = filter or UsageEventFilter()
-        page = await r.usage_events(info.context, customer_id, f.unit_type, f.paid, f.from_, f.to, first, after)
+        page = await r.usage_events(
+            info.context,
+            customer_id,
+            f.unit_type,
+            f.paid,
+            f.from_,
+            f.to,
+            first,
+            after,
+            case_type=f.case_type,
+            campaign_id=f.campaign_id,
+        )
         return Connection.of(page, UsageEvent)
 
     @strawberry.field(
@@ -303,8 +352,12 @@ class UsageQueries:
         from_: Annotated[date, strawberry.argument(name="from")],
         to: date,
         group_by: UsageGroupBy = UsageGroupBy.UNIT_TYPE,
+        case_type: Annotated[str | None, strawberry.argument(description='Only this case type ("" for none).')] = None,
+        campaign_id: strawberry.ID | None = None,
     ) -> list[UsageSummaryRow]:
-        rows = await r.usage_summary(info.context, customer_id, from_, to, group_by.value)
+        rows = await r.usage_summary(
+            info.context, customer_id, from_, to, group_by.value, case_type=case_type, campaign_id=campaign_id
+        )
         return [
             UsageSummaryRow(
                 period=row.period,
@@ -317,6 +370,29 @@ class UsageQueries:
             )
             for row in rows
         ]
+
+    @strawberry.field(
+        description="Voice minutes, SMS segments, emails and storage over inclusive UTC days, from the rollups."
+    )
+    async def usage_dashboard(
+        self,
+        info: Info,
+        customer_id: strawberry.ID,
+        from_: Annotated[date, strawberry.argument(name="from")],
+        to: date,
+    ) -> UsageDashboard:
+        board = await r.usage_dashboard(info.context, customer_id, from_, to)
+
+        def figure(f: Any) -> UsageFigure:
+            return UsageFigure(quantity=f.quantity, cost=usd(f.cost) if f.cost is not None else None, events=f.events)
+
+        return UsageDashboard(
+            voice_minutes=figure(board.voice_minutes),
+            sms_segments=figure(board.sms_segments),
+            emails=figure(board.emails),
+            storage_mb=figure(board.storage_mb),
+            total_cost=usd(board.total_cost) if board.total_cost is not None else None,
+        )
 
 
 @strawberry.type

@@ -24,7 +24,7 @@ from server.avatars import avatar_download
 from server.bootstrap import bootstrap
 from server.exports import export_download
 from server.graphql import GraphQLView
-from server.ingest import usage_events_endpoint
+from server.ingest import contacts_healed_endpoint, usage_events_endpoint
 from server.live import LiveEndpoint
 from server.locks import Leases
 from server.logging import RequestIdMiddleware
@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/", index),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/v1/usage/events", usage_events_endpoint, methods=["POST"]),
+            Route("/v1/contacts/healed", contacts_healed_endpoint, methods=["POST"]),
             Route("/exports/{token}", export_download, methods=["GET"]),
             Route("/avatars/{name}", avatar_download, methods=["GET"]),
             Route("/healthz", healthz),

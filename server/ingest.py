@@ -1,4 +1,5 @@
-"""`POST /v1/usage/events`: the metering pipeline's bulk endpoint (Stripe meter events / OpenMeter style).
+"""`POST /v1/usage/events` (the metering pipeline's bulk endpoint, Stripe meter events / OpenMeter style) and
+`POST /v1/contacts/healed` (self-healed contacts from the dialer and enrichment), one shape for both.
 
 A JSON array of the same events as `usageRecord` (plain `application/json`, or a CloudEvents batch
 `application/cloudevents-batch+json` whose `data` holds the event, `id` the idempotency key, `time` the occurrence
@@ -9,6 +10,7 @@ Every answer is JSON: a failure nobody foresaw is logged with the request id and
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -18,9 +20,11 @@ from starlette.responses import Response
 
 from domain.access.policy import OperationKind, machine_refusal
 from domain.errors import DomainError, ErrorCode
+from domain.reports.commands import ContactsHealedRecord, HealedContactIn
+from domain.reports.healed import contacts_healed_record
 from domain.usage.commands import EventIds, UsageEventIn, UsageRecord
 from domain.usage.rules import MAX_BATCH
-from domain.usage.services import usage_record
+from domain.usage.services import RecordResult, usage_record
 from domain.viewer import Viewer
 from schema.extensions import INTERNAL_ERROR_CODE
 from server.auth import InvalidToken, bearer_token, viewer_from_token
@@ -76,19 +80,64 @@ def _to_event(item: object, ids: EventIds) -> UsageEventIn:
         case_type=event.get("caseType"),
         hold_id=ids.hold(event.get("holdId")),
         metadata=event.get("metadata"),
+        direction=event.get("direction"),
+        from_number=event.get("fromNumber"),
+        to_number=event.get("toNumber"),
+        duration_seconds=event.get("durationSeconds"),
+        segments=event.get("segments"),
+        campaign_id=ids.campaign(event.get("campaignId")),
+        call_id=event.get("callId"),
     )
 
 
+def _to_contact(item: object, ids: EventIds) -> HealedContactIn:
+    """One JSON item as a self-healed contact; anything not an object fails validation alone."""
+    if not isinstance(item, dict):
+        return HealedContactIn(None, None, None, None, malformed=True)
+    return HealedContactIn(
+        customer_id=ids.customer(item.get("customerId")),
+        external_id=item.get("externalId"),
+        new_number=item.get("newNumber"),
+        confirmed_at=item.get("confirmedAt"),
+        old_number=item.get("oldNumber"),
+        enriched_at=item.get("enrichedAt"),
+        call_id=item.get("callId"),
+        wrong_number=item.get("wrongNumber"),
+    )
+
+
+Record = Callable[[Viewer, list[object]], Awaitable[RecordResult]]
+
+
+async def _record_usage(viewer: Viewer, items: list[object]) -> RecordResult:
+    ids = EventIds()
+    return await usage_record(viewer, UsageRecord([_to_event(item, ids) for item in items], "ingest"))
+
+
+async def _record_contacts(viewer: Viewer, items: list[object]) -> RecordResult:
+    ids = EventIds()
+    contacts = [_to_contact(item, ids) for item in items]
+    return await contacts_healed_record(viewer, ContactsHealedRecord(contacts, "ingest"))
+
+
 async def usage_events_endpoint(request: Request) -> Response:
+    return await _endpoint(request, "usageRecord", _record_usage)
+
+
+async def contacts_healed_endpoint(request: Request) -> Response:
+    return await _endpoint(request, "contactsHealedRecord", _record_contacts)
+
+
+async def _endpoint(request: Request, mutation: str, record: Record) -> Response:
     request_id = request.scope.get("state", {}).get("request_id") or new_request_id()
     try:
-        return await _ingest(request, request_id)
+        return await _ingest(request, request_id, mutation, record)
     except Exception:
-        log.exception("usage ingestion failed", request_id=request_id)
+        log.exception("ingestion failed", request_id=request_id, endpoint=request.url.path)
         return _error(500, "Unexpected error.", INTERNAL_ERROR_CODE, request_id)
 
 
-async def _ingest(request: Request, request_id: str) -> Response:
+async def _ingest(request: Request, request_id: str, mutation: str, record: Record) -> Response:
     try:
         base = Viewer.anonymous(
             ip=request.client.host if request.client else None,
@@ -107,8 +156,8 @@ async def _ingest(request: Request, request_id: str) -> Response:
         await limiter.check(viewer)
     except RateLimited as exc:
         return _error(429, str(exc), "RATE_LIMITED", request_id, {"Retry-After": str(exc.retry_after)})
-    # the endpoint stands for the `usageRecord` mutation: the same permission rule applies to machine tokens
-    refusal = machine_refusal(viewer, OperationKind.MUTATION, "usageRecord")
+    # the endpoint stands for its mutation: the same permission rule applies to machine tokens
+    refusal = machine_refusal(viewer, OperationKind.MUTATION, mutation)
     if refusal:
         return _error(403, refusal, str(ErrorCode.FORBIDDEN), request_id)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -126,13 +175,11 @@ async def _ingest(request: Request, request_id: str) -> Response:
     except RecursionError:  # msgspec gives up around 1,000 levels of nesting
         return _error(400, "Malformed JSON: nested too deeply.", "MALFORMED", request_id)
     if not isinstance(items, list):
-        return _error(400, "The body must be a JSON array of usage events.", "MALFORMED", request_id)
+        return _error(400, "The body must be a JSON array.", "MALFORMED", request_id)
     if len(items) > MAX_BATCH:
-        return _error(413, f"At most {MAX_BATCH:,} events per request.", "PAYLOAD_TOO_LARGE", request_id)
-    ids = EventIds()
-    events = [_to_event(item, ids) for item in items]
+        return _error(413, f"At most {MAX_BATCH:,} items per request.", "PAYLOAD_TOO_LARGE", request_id)
     try:
-        result = await usage_record(viewer, UsageRecord(events, "ingest"))
+        result = await record(viewer, items)
     except DomainError as exc:
         first = exc.errors[0]
         status = 403 if first.code == ErrorCode.FORBIDDEN else 400

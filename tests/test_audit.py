@@ -114,7 +114,7 @@ async def test_a_mutation_records_who_what_where_and_the_changed_fields(gql: GQL
     seen = await gql(EVENT_DETAIL, {"filter": {"type": "DATA_CHANGE"}}, token=token)
     newest = seen["auditEvents"]["nodes"][0]
     assert newest["action"] == "customer.update"
-    assert (newest["objectType"], newest["objectId"]) == ("Customer", str(customer.id))
+    assert (newest["objectType"], newest["objectId"]) == ("Customer", gid("Customer", customer.id))  # a global id
     assert newest["details"] == {"changes": {"city": {"before": "Lisbon", "after": "Porto"}}}
     assert newest["actor"] == {"id": gid("User", tenant.owner.id)}
     assert newest["actorLabel"] == tenant.owner.email

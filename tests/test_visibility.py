@@ -328,6 +328,16 @@ EXPLICIT: dict[str, Callable[[World], list[Call]]] = {
     "Query.customer": lambda w: [Call({"id": gid("Customer", w.own.id)})],
     "Query.package": lambda w: [Call({"id": gid("Package", w.package.id)})],
     "Query.usageSummary": _summaries,
+    "Query.usageDashboard": lambda w: [
+        Call(
+            {
+                "customerId": gid("Customer", w.own.id),
+                "from": datetime.now(UTC).date().isoformat(),
+                "to": datetime.now(UTC).date().isoformat(),
+            }
+        )
+    ],
+    "Query.auditEvent": lambda w: [Call({"id": gid("AuditEvent", pk)}) for pk in w.audit_event_ids],
     "Subscription.usageReportUpdated": lambda w: [Call({"id": gid("UsageReport", w.report_id)})],
 }
 

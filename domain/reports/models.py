@@ -1,5 +1,6 @@
-"""Usage reports: one row per requested export, from QUEUED to READY (a stored file) or FAILED; report schedules;
-and each customer's report settings (who else may receive its scheduled reports)."""
+"""Exports: one row per requested report (usage, self-healed contacts, the system log), from QUEUED to READY (a
+stored file) or FAILED; report schedules; each customer's report settings (who else may receive its scheduled
+reports); and the self-healed contacts the reports list."""
 
 from __future__ import annotations
 
@@ -13,6 +14,24 @@ class ReportFormat(enum.StrEnum):
     SMS_CSV = "SMS_CSV"  # the SMS_SEGMENTS events of the period, one row each
     PDF = "PDF"  # a summary by unit type and day, with totals
     PDF_BY_CASE_TYPE = "PDF_BY_CASE_TYPE"  # a .zip with one summary PDF per case type
+    HEALED_CONTACTS_CSV = "HEALED_CONTACTS_CSV"  # the self-healed contacts confirmed in the period, chosen columns
+    AUDIT_CSV = "AUDIT_CSV"  # the system log, filtered
+
+
+USAGE_FORMATS = frozenset(
+    {ReportFormat.VOICE_CSV, ReportFormat.SMS_CSV, ReportFormat.PDF, ReportFormat.PDF_BY_CASE_TYPE}
+)
+
+
+class HealedContactColumn(enum.StrEnum):
+    """The columns a self-healed contacts CSV may hold, in the order the customer chooses."""
+
+    EXTERNAL_ID = "EXTERNAL_ID"
+    NEW_NUMBER = "NEW_NUMBER"
+    OLD_NUMBER = "OLD_NUMBER"
+    ENRICHED_AT = "ENRICHED_AT"
+    CONFIRMED_AT = "CONFIRMED_AT"
+    CALL_ID = "CALL_ID"
 
 
 class ReportStatus(enum.StrEnum):
@@ -26,19 +45,26 @@ FINAL_STATUSES = frozenset({ReportStatus.READY, ReportStatus.FAILED})
 
 
 class UsageReport(models.Model):
-    """An export of a customer's usage over inclusive UTC days, and where its file is stored once built."""
+    """An export over inclusive days of `timezone` (a customer's usage or healed contacts, or the system log), and
+    where its file is stored once built. `customer_id` is None for a partner-wide system log export."""
 
     id = fields.IntField(primary_key=True)
-    customer_id = fields.IntField()
+    customer_id = fields.IntField(null=True)
     partner_id = fields.IntField()
     requested_by_user_id = fields.IntField(null=True)
     schedule_id = fields.IntField(null=True)
     format = fields.CharEnumField(ReportFormat, max_length=20)
     period_from = fields.DateField()
     period_to = fields.DateField()
+    timezone = fields.CharField(max_length=64, default="UTC", db_default="UTC")
+    # HEALED_CONTACTS_CSV: the chosen HealedContactColumn values, in order; AUDIT_CSV: the log's filter
+    columns: fields.JSONField[list[str]] = fields.JSONField(null=True)
+    filters: fields.JSONField[dict[str, str]] = fields.JSONField(null=True)
     status = fields.CharEnumField(ReportStatus, max_length=8, default=ReportStatus.QUEUED)
     attempts = fields.IntField(default=0)
+    # rows to write (counted when the build starts) and written so far: the progress live views show
     row_count = fields.IntField(null=True)
+    rows_done = fields.IntField(default=0, db_default=0)
     byte_size = fields.BigIntField(null=True)
     storage_key = fields.CharField(max_length=255, default="")
     file_name = fields.CharField(max_length=255, default="")
@@ -66,7 +92,9 @@ class ReportFrequency(enum.StrEnum):
 
 
 class ReportSchedule(models.Model):
-    """A report emailed to recipients every day, week or month, covering the period that just ended."""
+    """A report emailed to recipients every day, week or month, covering the period that just ended, at its
+    delivery time in its timezone. A customer's self-healed contacts report is its one HEALED_CONTACTS_CSV
+    schedule."""
 
     id = fields.IntField(primary_key=True)
     customer_id = fields.IntField()
@@ -77,11 +105,19 @@ class ReportSchedule(models.Model):
     recipients: fields.JSONField[list[str]] = fields.JSONField(default=list)
     # the last period end (inclusive day) a report was requested for: each period is sent once
     last_period_to = fields.DateField(null=True)
+    delivery_time = fields.CharField(max_length=5, default="00:00", db_default="00:00")  # HH:MM in `timezone`
+    timezone = fields.CharField(max_length=64, default="UTC", db_default="UTC")
+    enabled = fields.BooleanField(default=True, db_default=True)
+    columns: fields.JSONField[list[str]] = fields.JSONField(null=True)  # HEALED_CONTACTS_CSV only
+    next_run_at = fields.DatetimeField(null=True)  # when the next period is due (None: work it out at the next pass)
+    last_run_at = fields.DatetimeField(null=True)
+    last_report_id = fields.IntField(null=True)
+    last_status = fields.CharEnumField(ReportStatus, max_length=8, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "report_schedule"
-        indexes = (("customer_id", "id"),)
+        indexes = (("customer_id", "id"), ("next_run_at",))
 
 
 class ReportSettings(models.Model):
@@ -96,3 +132,26 @@ class ReportSettings(models.Model):
 
     class Meta:
         table = "report_settings"
+
+
+class HealedContact(models.Model):
+    """A phone number found by enrichment and confirmed by a successful call (seed 001): recorded once per
+    (customer, external id, new number); a number later flagged as wrong stays recorded but leaves the reports."""
+
+    id = fields.IntField(primary_key=True)
+    customer_id = fields.IntField()
+    partner_id = fields.IntField()
+    external_id = fields.CharField(max_length=128)
+    old_number = fields.CharField(max_length=32, default="")
+    new_number = fields.CharField(max_length=32)
+    enriched_at = fields.DatetimeField(null=True)
+    confirmed_at = fields.DatetimeField()
+    call_id = fields.CharField(max_length=64, default="")
+    wrong_number = fields.BooleanField(default=False)
+    flagged_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "healed_contact"
+        unique_together = (("customer_id", "external_id", "new_number"),)
+        indexes = (("customer_id", "confirmed_at"),)

@@ -19,17 +19,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from domain.config import config
+from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from domain.events.services import USAGE_REPORT_REQUESTED, emit_many
 from domain.partners.models import Partner
-from domain.reports.models import ReportStatus, UsageReport
+from domain.reports.models import ReportFormat, ReportStatus, UsageReport
 
 IN_FLIGHT = Q(status=ReportStatus.RUNNING) | Q(status=ReportStatus.QUEUED, dispatched_at__not_isnull=True)
 PENDING = (ReportStatus.QUEUED, ReportStatus.RUNNING)
@@ -65,10 +66,16 @@ async def lock_partner(partner_id: int) -> bool:
     return await Partner.select_for_update().get_or_none(id=partner_id) is not None
 
 
-async def check_quota(customer_id: int) -> None:
-    """A customer's own requests queued or running at once are bounded (under `lock_partner`)."""
+async def check_quota(customer_id: int | None, partner_id: int) -> None:
+    """A customer's own requests queued or running at once are bounded (under `lock_partner`); so are a
+    partner's partner-wide ones (system log exports, `customer_id` None)."""
     limit = config().export_max_pending_per_customer
-    pending = await UsageReport.filter(customer_id=customer_id, schedule_id=None, status__in=PENDING).count()
+    mine = (
+        UsageReport.filter(customer_id=customer_id)
+        if customer_id is not None
+        else UsageReport.filter(customer_id=None, partner_id=partner_id)
+    )
+    pending = await mine.filter(schedule_id=None, status__in=PENDING).count()
     if pending >= limit:
         raise DomainError.single(
             ErrorCode.QUOTA_EXCEEDED,
@@ -77,7 +84,48 @@ async def check_quota(customer_id: int) -> None:
         )
 
 
-def choose(waiting: Sequence[tuple[int, int]], in_flight: Counter[int], free: int, per_customer: int) -> list[int]:
+async def queue_report(
+    customer: Customer | None,
+    fmt: ReportFormat,
+    since: date,
+    until: date,
+    *,
+    partner_id: int | None = None,
+    timezone: str = "UTC",
+    columns: list[str] | None = None,
+    filters: dict[str, str] | None = None,
+    requested_by_user_id: int | None = None,
+    schedule_id: int | None = None,
+) -> UsageReport:
+    """Stores a QUEUED report and gives it a build slot if its customer and partner have one free (call inside the
+    transaction that requests it). A person's request beyond the quota of pending exports is refused
+    (QUOTA_EXCEEDED); scheduled reports are bounded by the cap on schedules instead. Without a customer (a
+    partner-wide system log export) `partner_id` names the partner."""
+    owner = customer.partner_id if customer is not None else partner_id
+    assert owner is not None, "a report belongs to a partner"
+    customer_id = customer.id if customer is not None else None
+    await lock_partner(owner)
+    if schedule_id is None:
+        await check_quota(customer_id, owner)
+    report = await UsageReport.create(
+        customer_id=customer_id,
+        partner_id=owner,
+        requested_by_user_id=requested_by_user_id,
+        schedule_id=schedule_id,
+        format=fmt,
+        period_from=since,
+        period_to=until,
+        timezone=timezone,
+        columns=columns,
+        filters=filters,
+    )
+    await dispatch(owner)
+    return report
+
+
+def choose(
+    waiting: Sequence[tuple[int, int | None]], in_flight: Counter[int | None], free: int, per_customer: int
+) -> list[int]:
     """Fair picks among waiting (report id, customer id): fewest builds in flight first, then the oldest."""
     counts = Counter(in_flight)
     chosen: list[int] = []
@@ -100,7 +148,9 @@ async def dispatch(partner_id: int, now: datetime | None = None) -> list[int]:
     """Gives the partner's free build slots to its waiting reports (under `lock_partner`); returns their ids."""
     settings = config()
     in_flight_customers = UsageReport.filter(IN_FLIGHT, partner_id=partner_id).values_list("customer_id", flat=True)
-    in_flight = Counter(cast("list[int]", await in_flight_customers))  # a flat list (Tortoise types it as tuples)
+    in_flight: Counter[int | None] = Counter(
+        cast("list[int | None]", await in_flight_customers)
+    )  # a flat list (Tortoise types it as tuples)
     free = settings.export_max_running_per_partner - in_flight.total()
     if free <= 0:
         return []

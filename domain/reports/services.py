@@ -1,11 +1,13 @@
-"""Usage reports: request one (validated, QUEUED, announced through the outbox), build it in a job (streaming the
-customer's events in keyset chunks into a file), and hand out signed download links.
+"""Exports: request a usage report (validated, QUEUED, announced through the outbox), build any export in a job
+(streaming its rows in keyset chunks into a file: usage calls and summaries, self-healed contacts, the system log),
+push its progress, and hand out signed download links.
 
 A request waits QUEUED until the export queue (`queue.py`) gives it a build slot. Each status change (RUNNING,
 READY, FAILED) is its own committed transaction emitting `usage_report.updated`, so live subscribers see it. A
 build is idempotent: a redelivered job finds the report final, or RUNNING under a live build, and stops. A running
 build renews a heartbeat; a RUNNING report without one within the lease lost its worker and is built again by the
-next delivery (or by the sweep, which re-sends it).
+next delivery (or by the sweep, which re-sends it). While RUNNING, `rowsDone` of `rowCount` is pushed at least every
+`export_progress_seconds`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import csv
 import io
 import secrets
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,86 +31,62 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from domain.audit import read as audit_read
 from domain.audit.models import AuditEventType
 from domain.audit.services import record, record_standalone
+from domain.campaigns.models import Campaign
+from domain.common import ids
 from domain.config import config
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from domain.events.services import REPORT_DELIVERY_REQUESTED, USAGE_REPORT_UPDATED, emit
 from domain.partners.models import Partner
-from domain.reports import links, queue, render
+from domain.reports import healed, links, periods, queue, render, system_log
 from domain.reports.commands import UsageExportCreate
-from domain.reports.models import FINAL_STATUSES, ReportFormat, ReportStatus, UsageReport
+from domain.reports.models import (
+    FINAL_STATUSES,
+    USAGE_FORMATS,
+    HealedContactColumn,
+    ReportFormat,
+    ReportSchedule,
+    ReportStatus,
+    UsageReport,
+)
+from domain.reports.pricing import prices_shown
 from domain.reports.storage import ExportStorage, storage
 from domain.usage.models import UnitType, UsageEvent
 from domain.viewer import Viewer
-from domain.visibility import get_visible
+from domain.visibility import audit_actors_shown, get_visible, restrict
 
 log = structlog.get_logger("partnerdesk.reports")
-MAX_DAYS = 366
-CHUNK = 2000
 CSV_UNITS = {ReportFormat.VOICE_CSV: UnitType.VOICE_MINUTES, ReportFormat.SMS_CSV: UnitType.SMS_SEGMENTS}
 _FILES = {
     ReportFormat.VOICE_CSV: ("voice", ".csv", "text/csv; charset=utf-8"),
     ReportFormat.SMS_CSV: ("sms", ".csv", "text/csv; charset=utf-8"),
     ReportFormat.PDF: ("summary", ".pdf", "application/pdf"),
     ReportFormat.PDF_BY_CASE_TYPE: ("by-case-type", ".zip", "application/zip"),
+    ReportFormat.HEALED_CONTACTS_CSV: ("healed-contacts", ".csv", "text/csv; charset=utf-8"),
+    ReportFormat.AUDIT_CSV: ("system-log", ".csv", "text/csv; charset=utf-8"),
 }
 
 
 # ---------------------------------------------------------------- requesting
 
 
-# Reports cover days in this range: day bounds are computed one day past `to`, which must stay a real date.
-EARLIEST_DAY = date(2000, 1, 1)
-LATEST_DAY = date(2999, 12, 31)
-
-
-def validate_period(since: date, until: date) -> None:
-    for name, day in (("from", since), ("to", until)):
-        if not EARLIEST_DAY <= day <= LATEST_DAY:
-            raise DomainError.single(ErrorCode.INVALID, f"Choose days between {EARLIEST_DAY} and {LATEST_DAY}.", name)
-    if until < since:
-        raise DomainError.single(ErrorCode.INVALID, "`to` is before `from`.", "to")
-    if (until - since).days + 1 > MAX_DAYS:
-        raise DomainError.single(ErrorCode.INVALID, f"A report covers at most {MAX_DAYS} days.", "to")
-
-
-async def queue_report(
-    customer: Customer,
-    fmt: ReportFormat,
-    since: date,
-    until: date,
-    *,
-    requested_by_user_id: int | None = None,
-    schedule_id: int | None = None,
-) -> UsageReport:
-    """Stores a QUEUED report and gives it a build slot if its customer and partner have one free (call inside the
-    transaction that requests it). A person's request beyond the customer's quota of pending exports is refused
-    (QUOTA_EXCEEDED); scheduled reports are bounded by the cap on schedules instead."""
-    await queue.lock_partner(customer.partner_id)
-    if schedule_id is None:
-        await queue.check_quota(customer.id)
-    report = await UsageReport.create(
-        customer_id=customer.id,
-        partner_id=customer.partner_id,
-        requested_by_user_id=requested_by_user_id,
-        schedule_id=schedule_id,
-        format=fmt,
-        period_from=since,
-        period_to=until,
-    )
-    await queue.dispatch(customer.partner_id)
-    return report
-
-
 async def usage_export_create(viewer: Viewer, command: UsageExportCreate) -> UsageReport:
     """`usageExportCreate`: anyone who can see the customer may export its usage (NOT_FOUND otherwise)."""
     customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
+    if command.format not in USAGE_FORMATS:
+        raise DomainError.single(
+            ErrorCode.INVALID, "Usage exports are VOICE_CSV, SMS_CSV, PDF or PDF_BY_CASE_TYPE.", "format"
+        )
     since, until = command.from_, command.to
-    validate_period(since, until)
+    periods.validate_period(since, until)
+    timezone = periods.check_zone(command.timezone or "UTC")
     async with in_transaction():
-        report = await queue_report(customer, command.format, since, until, requested_by_user_id=viewer.user_id)
+        report = await queue.queue_report(
+            customer, command.format, since, until, timezone=timezone, requested_by_user_id=viewer.user_id
+        )
         await record(
             viewer,
             AuditEventType.EXPORT,
@@ -124,7 +103,7 @@ async def usage_export_create(viewer: Viewer, command: UsageExportCreate) -> Usa
 async def usage_reports(viewer: Viewer, customer_id: int) -> QuerySet[UsageReport]:
     """The reports of one visible customer (a queryset for pagination)."""
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
-    return UsageReport.filter(customer_id=customer.id)
+    return restrict(UsageReport, viewer).filter(customer_id=customer.id)
 
 
 async def visible_report(viewer: Viewer, report_id: int, field: str = "id") -> UsageReport:
@@ -143,11 +122,6 @@ class Built:
     row_count: int
 
 
-def day_bounds(since: date, until: date) -> tuple[datetime, datetime]:
-    """[start of `since`, start of the day after `until`) in UTC."""
-    return datetime.combine(since, time.min, UTC), datetime.combine(until + timedelta(days=1), time.min, UTC)
-
-
 _READY_FIELDS = (
     "status",
     "completed_at",
@@ -157,9 +131,73 @@ _READY_FIELDS = (
     "content_type",
     "byte_size",
     "row_count",
+    "rows_done",
     "error",
 )
-_EVENT_COLUMNS = (
+
+
+class Progress:
+    """Counts the rows a build has written and pushes the count (a `usage_report.updated` event with the report's
+    `rowsDone`) at most every `export_progress_seconds`, while this attempt still owns the report."""
+
+    def __init__(self, report: UsageReport) -> None:
+        self.report = report
+        self.done = 0
+        self.every = config().export_progress_seconds
+        self._last = time.monotonic()
+
+    async def start(self, total: int) -> None:
+        self.report.row_count = total
+        await self._push(row_count=total)
+
+    async def advance(self, rows: int) -> None:
+        self.done += rows
+        if time.monotonic() - self._last >= self.every:
+            await self._push()
+
+    async def _push(self, **extra: int) -> None:
+        report = self.report
+        async with in_transaction():
+            changed = await UsageReport.filter(
+                id=report.id, status=ReportStatus.RUNNING, attempts=report.attempts
+            ).update(rows_done=self.done, **extra)
+            if changed:
+                await _announce(report, rows_done=self.done)
+        self._last = time.monotonic()
+
+
+async def _keyset(
+    qs: QuerySet[Any], columns: Sequence[str], time_field: str | None, chunk: int
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Rows of `qs` in (time_field, id) order (or id order), `chunk` at a time: each query seeks past the last row
+    seen, and nothing is held beyond one chunk. `columns` begin with "id" (then `time_field`)."""
+    last: tuple[Any, int] | None = None
+    order = (time_field, "id") if time_field else ("id",)
+    while True:
+        window = qs
+        if last is not None:
+            if time_field:
+                window = window.filter(
+                    Q(**{f"{time_field}__gt": last[0]}) | Q(**{time_field: last[0], "id__gt": last[1]})
+                )
+            else:
+                window = window.filter(id__gt=last[1])
+        rows = await window.order_by(*order).limit(chunk).values_list(*columns)
+        if not rows:
+            return
+        yield rows
+        if len(rows) < chunk:
+            return
+        last = (rows[-1][1] if time_field else None, rows[-1][0])
+
+
+def _events_of(report: UsageReport, unit_type: UnitType | None = None) -> QuerySet[UsageEvent]:
+    start, end = periods.day_bounds(report.period_from, report.period_to, report.timezone)
+    qs = UsageEvent.filter(customer_id=report.customer_id, occurred_at__gte=start, occurred_at__lt=end)
+    return qs.filter(unit_type=unit_type) if unit_type is not None else qs
+
+
+_CALL_COLUMNS = (
     "id",
     "occurred_at",
     "unit_type",
@@ -170,95 +208,183 @@ _EVENT_COLUMNS = (
     "funding",
     "case_type",
     "paid",
+    "direction",
+    "from_number",
+    "to_number",
+    "duration_seconds",
+    "segments",
+    "campaign_id",
+    "call_id",
 )
 
 
 async def stream_events(
-    customer_id: int, since: date, until: date, unit_type: UnitType | None = None, chunk: int = CHUNK
-) -> AsyncIterator[list[render.EventRow]]:
-    """The customer's events of the period in (occurred_at, id) order, `chunk` rows at a time (keyset: each query
-    uses the (customer_id, occurred_at) index and nothing is held beyond one chunk). Rows are `_EVENT_COLUMNS`
-    without the id."""
-    start, end = day_bounds(since, until)
-    last: tuple[datetime, int] | None = None
-    while True:
-        qs = UsageEvent.filter(customer_id=customer_id, occurred_at__gte=start, occurred_at__lt=end)
-        if unit_type is not None:
-            qs = qs.filter(unit_type=unit_type)
-        if last is not None:
-            qs = qs.filter(Q(occurred_at__gt=last[0]) | Q(occurred_at=last[0], id__gt=last[1]))
-        rows = await qs.order_by("occurred_at", "id").limit(chunk).values_list(*_EVENT_COLUMNS)
-        if not rows:
-            return
-        yield [_event_row(r) for r in rows]
-        if len(rows) < chunk:
-            return
-        last = (rows[-1][1], rows[-1][0])
+    report: UsageReport, unit_type: UnitType | None = None, chunk: int | None = None
+) -> AsyncIterator[list[render.CallRow]]:
+    """The report's events (of one unit type) in (occurred_at, id) order, `chunk` rows at a time, with their call
+    or message details, times in the report's time zone."""
+    tz = periods.zone(report.timezone)
+    names = dict(await Campaign.filter(customer_id=report.customer_id).values_list("id", "name"))
+    size = chunk or config().export_chunk_rows
+    async for rows in _keyset(_events_of(report, unit_type), _CALL_COLUMNS, "occurred_at", size):
+        yield [_call_row(r, tz, names) for r in rows]
 
 
-def _event_row(r: tuple[Any, ...]) -> render.EventRow:
-    """An `_EVENT_COLUMNS` row as an event row (without the id), its amounts exact Decimals."""
-    quantity, unit_price, cost, credits = (Decimal(str(v)) for v in r[3:7])
-    return (_utc(r[1]), UnitType(r[2]), quantity, unit_price, cost, credits, r[7], r[8], bool(r[9]))
+def _decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def _call_row(r: tuple[Any, ...], tz: tzinfo, campaigns: dict[int, str]) -> render.CallRow:
+    campaign = r[15]
+    return render.CallRow(
+        occurred_at=_local(r[1], tz),
+        unit_type=UnitType(r[2]),
+        quantity=_decimal(r[3]),
+        unit_price=_decimal(r[4]),
+        cost=_decimal(r[5]),
+        credits=_decimal(r[6]),
+        funding=str(r[7]),
+        case_type=r[8] or "",
+        paid=bool(r[9]),
+        direction=str(r[10]) if r[10] else None,
+        from_number=r[11],
+        to_number=r[12],
+        duration_seconds=r[13],
+        segments=r[14],
+        campaign_id=ids.encode("Campaign", campaign) if campaign else "",
+        campaign=campaigns.get(campaign, "") if campaign else "",
+        call_id=r[16],
+    )
 
 
-async def _write_csv(report: UsageReport, target: Path) -> int:
-    """Writes the CSV chunk by chunk (file I/O off the event loop); returns the number of data rows."""
+def _local(moment: datetime, tz: tzinfo) -> datetime:
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return utc.astimezone(tz)
+
+
+class _CsvFile:
+    """A CSV written chunk by chunk (file I/O off the event loop): RFC 4180, UTF-8, CRLF."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.rows = 0
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+
+    async def __aenter__(self) -> _CsvFile:
+        self._handle = await asyncio.to_thread(self.target.open, "w", encoding="utf-8", newline="")
+        return self
+
+    async def write(self, rows: Sequence[Sequence[str]], *, header: bool = False) -> None:
+        self._writer.writerows(rows)
+        self.rows += 0 if header else len(rows)
+        await asyncio.to_thread(self._handle.write, self._buffer.getvalue())
+        self._buffer.seek(0)
+        self._buffer.truncate()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self._handle.close)
+
+
+async def _write_calls(report: UsageReport, target: Path, progress: Progress) -> int:
+    """VOICE_CSV / SMS_CSV: one row per call or message; no prices where the customer's pricing is hidden."""
     unit = CSV_UNITS[ReportFormat(report.format)]
-    count = 0
-    handle = await asyncio.to_thread(target.open, "w", encoding="utf-8", newline="")
-    try:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(render.CSV_COLUMNS)
-        async for rows in stream_events(report.customer_id, report.period_from, report.period_to, unit):
-            writer.writerows(render.csv_row(r) for r in rows)
-            count += len(rows)
-            await asyncio.to_thread(handle.write, buffer.getvalue())
-            buffer.seek(0)
-            buffer.truncate()
-        if buffer.tell():
-            await asyncio.to_thread(handle.write, buffer.getvalue())
-    finally:
-        await asyncio.to_thread(handle.close)
-    return count
+    assert report.customer_id is not None
+    prices = await prices_shown(report.customer_id)
+    await progress.start(await _events_of(report, unit).count())
+    async with _CsvFile(target) as out:
+        await out.write([render.call_columns(unit, prices)], header=True)
+        async for rows in stream_events(report, unit):
+            await out.write([render.call_cells(r, prices) for r in rows])
+            await progress.advance(len(rows))
+    return out.rows
 
 
-async def summarise(report: UsageReport, by_case_type: bool) -> tuple[dict[str, render.Summary], int]:
-    """Exact Decimal sums by (case type, day, unit type) of the period, in one streaming pass."""
+async def _write_healed(report: UsageReport, target: Path, progress: Progress) -> int:
+    """HEALED_CONTACTS_CSV: the contacts confirmed in the period (not flagged wrong), only the chosen columns."""
+    assert report.customer_id is not None
+    columns = [HealedContactColumn(c) for c in report.columns or []]
+    start, end = periods.day_bounds(report.period_from, report.period_to, report.timezone)
+    tz = periods.zone(report.timezone)
+    qs = healed.in_reports(report.customer_id).filter(confirmed_at__gte=start, confirmed_at__lt=end)
+    await progress.start(await qs.count())
+    async with _CsvFile(target) as out:
+        await out.write([[render.HEALED_HEADERS[c] for c in columns]], header=True)
+        fields = ("id", "confirmed_at", *healed.ROW_FIELDS)
+        async for rows in _keyset(qs, fields, "confirmed_at", config().export_chunk_rows):
+            chunk = []
+            for r in rows:
+                values = list(r[2:])
+                values[3] = _local(values[3], tz) if values[3] else None
+                values[4] = _local(values[4], tz)
+                chunk.append(render.healed_cells(healed.row_of(tuple(values)), columns))
+            await out.write(chunk)
+            await progress.advance(len(rows))
+    return out.rows
+
+
+async def _write_audit(report: UsageReport, target: Path, progress: Progress) -> int:
+    """AUDIT_CSV: the system log as its requester saw it (the same rows and redactions as `auditEvents`)."""
+    viewer, f = system_log.scope_of(report)
+    qs = audit_read.audit_events(viewer, f)
+    await progress.start(await qs.count())
+    tz = periods.zone(report.timezone)
+    async with _CsvFile(target) as out:
+        await out.write([render.AUDIT_COLUMNS], header=True)
+        async for events in system_log.stream(qs, config().export_chunk_rows):
+            shown = await audit_actors_shown(viewer, [(e.actor_user_id, e.actor_api_key_id) for e in events])
+            await out.write(
+                [render.audit_cells(system_log.cells(viewer, e, ok, tz)) for e, ok in zip(events, shown, strict=True)]
+            )
+            await progress.advance(len(events))
+    return out.rows
+
+
+async def summarise(
+    report: UsageReport, by_case_type: bool, progress: Progress | None = None
+) -> tuple[dict[str, render.Summary], int]:
+    """Exact Decimal sums by (case type, local day, unit type) of the period, in one streaming pass."""
     summaries: dict[str, render.Summary] = {}
     count = 0
-    async for rows in stream_events(report.customer_id, report.period_from, report.period_to):
-        for occurred_at, unit, quantity, _price, cost, _credits, _funding, case_type, _paid in rows:
+    tz = periods.zone(report.timezone)
+    qs = _events_of(report)
+    if progress is not None:
+        await progress.start(await qs.count())
+    columns = ("id", "occurred_at", "unit_type", "quantity", "cost", "case_type")
+    async for rows in _keyset(qs, columns, "occurred_at", config().export_chunk_rows):
+        for _id, occurred_at, unit, quantity, cost, case_type in rows:
             key = case_type if by_case_type else ""
             summary = summaries.get(key)
             if summary is None:
                 summary = summaries[key] = render.Summary()
-            summary.add(occurred_at.date(), unit, quantity, cost)
-            count += 1
+            summary.add(_local(occurred_at, tz).date(), UnitType(unit), _decimal(quantity), _decimal(cost))
+        count += len(rows)
+        if progress is not None:
+            await progress.advance(len(rows))
     return summaries, count
 
 
 async def _heading(report: UsageReport, now: datetime) -> render.Heading:
+    assert report.customer_id is not None
     customer = await Customer.get(id=report.customer_id)
     partner = await Partner.get(id=report.partner_id)
-    return render.Heading(partner.name, customer.name, report.period_from, report.period_to, now)
+    brand = render.Branding(
+        partner.name, partner.primary_color, partner.secondary_color, render.logo_bytes(partner.logo_url)
+    )
+    prices = await prices_shown(customer.id)
+    return render.Heading(brand, customer.name, report.period_from, report.period_to, report.timezone, now, prices)
 
 
-async def _write_pdf(report: UsageReport, target: Path, now: datetime) -> int:
-    summaries, count = await summarise(report, by_case_type=False)
+async def _write_pdf(report: UsageReport, target: Path, now: datetime, progress: Progress) -> int:
+    summaries, count = await summarise(report, by_case_type=False, progress=progress)
     heading = await _heading(report, now)
     pdf = await asyncio.to_thread(render.summary_pdf, heading, summaries.get("", render.Summary()))
     await asyncio.to_thread(target.write_bytes, pdf)
     return count
 
 
-async def _write_zip(report: UsageReport, target: Path, now: datetime, stem: str) -> int:
-    summaries, count = await summarise(report, by_case_type=True)
+async def _write_zip(report: UsageReport, target: Path, now: datetime, stem: str, progress: Progress) -> int:
+    summaries, count = await summarise(report, by_case_type=True, progress=progress)
     heading = await _heading(report, now)
     await asyncio.to_thread(render.write_case_type_zip, target, heading, summaries, stem)
     return count
@@ -266,7 +392,10 @@ async def _write_zip(report: UsageReport, target: Path, now: datetime, stem: str
 
 def file_name_of(report: UsageReport) -> str:
     kind, ext, _ = _FILES[ReportFormat(report.format)]
-    return f"usage-{kind}-{report.period_from.isoformat()}_{report.period_to.isoformat()}{ext}"
+    prefix = (
+        "" if ReportFormat(report.format) in (ReportFormat.HEALED_CONTACTS_CSV, ReportFormat.AUDIT_CSV) else "usage-"
+    )
+    return f"{prefix}{kind}-{report.period_from.isoformat()}_{report.period_to.isoformat()}{ext}"
 
 
 async def render_report(report: UsageReport, store: ExportStorage, now: datetime) -> Built:
@@ -274,15 +403,21 @@ async def render_report(report: UsageReport, store: ExportStorage, now: datetime
     fmt = ReportFormat(report.format)
     _, ext, content_type = _FILES[fmt]
     file_name = file_name_of(report)
+    progress = Progress(report)
     with tempfile.TemporaryDirectory(prefix="partnerdesk-export-") as scratch:
         target = Path(scratch) / file_name
         if fmt in CSV_UNITS:
-            rows = await _write_csv(report, target)
+            rows = await _write_calls(report, target, progress)
+        elif fmt is ReportFormat.HEALED_CONTACTS_CSV:
+            rows = await _write_healed(report, target, progress)
+        elif fmt is ReportFormat.AUDIT_CSV:
+            rows = await _write_audit(report, target, progress)
         elif fmt is ReportFormat.PDF:
-            rows = await _write_pdf(report, target, now)
+            rows = await _write_pdf(report, target, now, progress)
         else:
-            rows = await _write_zip(report, target, now, file_name.removesuffix(ext))
-        key = f"{report.customer_id}/{report.id}-{secrets.token_hex(8)}{ext}"
+            rows = await _write_zip(report, target, now, file_name.removesuffix(ext), progress)
+        owner = report.customer_id if report.customer_id is not None else f"p{report.partner_id}"
+        key = f"{owner}/{report.id}-{secrets.token_hex(8)}{ext}"
         size = await store.put(key, target)
     return Built(key, file_name, content_type, size, rows)
 
@@ -295,8 +430,8 @@ async def _claim(report_id: int, now: datetime) -> UsageReport | None:
         if report is None or report.status in FINAL_STATUSES or queue.is_held(report, now):
             return None
         report.status, report.started_at, report.heartbeat_at = ReportStatus.RUNNING, now, now
-        report.attempts += 1
-        await report.save(update_fields=["status", "started_at", "heartbeat_at", "attempts"])
+        report.attempts, report.rows_done = report.attempts + 1, 0
+        await report.save(update_fields=["status", "started_at", "heartbeat_at", "attempts", "rows_done"])
         await _announce(report)
     return report
 
@@ -325,13 +460,16 @@ async def _heartbeat(report_id: int, attempt: int) -> AsyncIterator[None]:
             await task
 
 
-async def _announce(report: UsageReport) -> None:
+async def _announce(report: UsageReport, rows_done: int | None = None) -> None:
+    """`usage_report.updated` for live views (keyed by the customer; partner-wide exports by none)."""
+    progress = {} if rows_done is None else {"rows_done": rows_done}
     await emit(
         USAGE_REPORT_UPDATED,
         customer_id=report.customer_id,
         partner_id=report.partner_id,
         report_id=report.id,
         status=str(report.status),
+        **progress,
     )
 
 
@@ -345,6 +483,10 @@ async def _finish(claimed: UsageReport, apply: Callable[[UsageReport], list[str]
             return None
         await report.save(update_fields=apply(report))
         await _announce(report)
+        if report.schedule_id is not None:
+            await ReportSchedule.filter(id=report.schedule_id, last_report_id=report.id).update(
+                last_status=report.status
+            )
         if report.status == ReportStatus.READY and report.schedule_id is not None:
             await emit(
                 REPORT_DELIVERY_REQUESTED,
@@ -384,7 +526,7 @@ async def build(report_id: int, store: ExportStorage | None = None, now: datetim
         r.status, r.completed_at = ReportStatus.READY, done
         r.expires_at = done + timedelta(hours=config().export_retention_hours)
         r.storage_key, r.file_name, r.content_type = built.storage_key, built.file_name, built.content_type
-        r.byte_size, r.row_count, r.error = built.byte_size, built.row_count, ""
+        r.byte_size, r.row_count, r.rows_done, r.error = built.byte_size, built.row_count, built.row_count, ""
         return [*_READY_FIELDS]
 
     if await _finish(report, ready) is None:

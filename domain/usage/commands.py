@@ -21,6 +21,8 @@ UsageHoldId = Annotated[int, Ref("UsageHold")]
 
 # `UsageEventIn.hold_id` of a holdId that was sent but names no hold (not a UsageHold id): refused like a missing hold
 UNKNOWN_HOLD = 0
+# `UsageEventIn.campaign_id` of a campaignId that was sent but names no campaign: refused like a foreign campaign
+UNKNOWN_CAMPAIGN = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,14 @@ class UsageEventIn:
     hold_id: int | None = None
     metadata: object = None
     malformed: bool = False  # the item was not an object at all (ingestion reads JSON arrays of anything)
+    # call or message details, all optional (the call-level CSVs list them)
+    direction: object = None
+    from_number: object = None
+    to_number: object = None
+    duration_seconds: object = None
+    segments: object = None
+    campaign_id: int | None = None  # None: not sent; UNKNOWN_CAMPAIGN: the id sent names no campaign
+    call_id: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,10 @@ class EventIds:
     def hold(self, value: object) -> int | None:
         """None when no hold was named; UNKNOWN_HOLD when the id sent names no hold."""
         return None if value is None else self._pk(value, "UsageHold") or UNKNOWN_HOLD
+
+    def campaign(self, value: object) -> int | None:
+        """None when no campaign was named; UNKNOWN_CAMPAIGN when the id sent names no campaign."""
+        return None if value is None else self._pk(value, "Campaign") or UNKNOWN_CAMPAIGN
 
     def _pk(self, value: object, type_name: str) -> int | None:
         try:

@@ -45,8 +45,18 @@ class RateCardEntry(models.Model):
         indexes = (("partner_id", "unit_type", "effective_from"),)
 
 
+class Direction(enum.StrEnum):
+    """Which way a call or message went."""
+
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+
+
 class UsageEvent(models.Model):
-    """One metered event, rated at record time. On PostgreSQL the table is partitioned by month of occurred_at."""
+    """One metered event, rated at record time. On PostgreSQL the table is partitioned by month of occurred_at.
+
+    Calls and messages may carry their details (direction, numbers, duration or segments, campaign, the platform's
+    call id): the call-level CSVs list them."""
 
     id = fields.BigIntField(primary_key=True)
     customer_id = fields.IntField()
@@ -65,6 +75,13 @@ class UsageEvent(models.Model):
     paid = fields.BooleanField()
     transfer_id = fields.BigIntField(null=True)
     metadata: fields.JSONField[JsonObject] = fields.JSONField(default=dict)
+    direction = fields.CharEnumField(Direction, max_length=8, null=True)
+    from_number = fields.CharField(max_length=32, null=True)
+    to_number = fields.CharField(max_length=32, null=True)
+    duration_seconds = fields.IntField(null=True)
+    segments = fields.IntField(null=True)
+    campaign_id = fields.IntField(null=True)
+    call_id = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "usage_event"
@@ -101,6 +118,27 @@ class UsageRollup(models.Model):
     class Meta:
         table = "usage_rollup"
         unique_together = (("customer_id", "day", "unit_type"),)
+
+
+class UsageRollupDetail(models.Model):
+    """Per customer, UTC day, unit type, case type and campaign (0: none): what summaries filtered by case type or
+    campaign read, so they stay rollups rather than scans of the events."""
+
+    id = fields.BigIntField(primary_key=True)
+    customer_id = fields.IntField()
+    day = fields.DateField()
+    unit_type = fields.CharEnumField(UnitType, max_length=24)
+    case_type = fields.CharField(max_length=64, default="")
+    campaign_id = fields.IntField(default=0)
+    events = fields.IntField(default=0)
+    quantity = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+    cost = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+    credits = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+    unpaid_cost = fields.DecimalField(max_digits=MONEY_DIGITS, decimal_places=6, default=0)
+
+    class Meta:
+        table = "usage_rollup_detail"
+        unique_together = (("customer_id", "day", "unit_type", "case_type", "campaign_id"),)
 
 
 class MonthlySpend(models.Model):

@@ -5,31 +5,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any, NamedTuple
 
 from tortoise.queryset import QuerySet
 
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
+from domain.reports.pricing import prices_shown
 from domain.usage import store
-from domain.usage.models import UnitType, UsageEvent, UsageRollup
+from domain.usage.models import UnitType, UsageEvent, UsageRollup, UsageRollupDetail
 from domain.viewer import Viewer
 from domain.visibility import get_visible
 
 ZERO = Decimal(0)
 
 
-async def usage_events(
-    viewer: Viewer,
-    customer_id: int,
-    *,
-    unit_type: UnitType | None = None,
-    paid: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> QuerySet[UsageEvent]:
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    """What the usage log and summaries may be narrowed to (None: any). `campaign_id` is a decoded Campaign id."""
+
+    unit_type: UnitType | None = None
+    paid: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    case_type: str | None = None
+    campaign_id: int | None = None
+
+
+async def usage_events(viewer: Viewer, customer_id: int, filter: UsageFilter | None = None) -> QuerySet[UsageEvent]:
     """The detailed usage log of one visible customer (a queryset for pagination)."""
+    f = filter or UsageFilter()
+    unit_type, paid, since, until = f.unit_type, f.paid, f.since, f.until
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
     qs = UsageEvent.filter(customer_id=customer.id)
+    if f.case_type is not None:
+        qs = qs.filter(case_type=f.case_type)
+    if f.campaign_id is not None:
+        qs = qs.filter(campaign_id=f.campaign_id)
     if unit_type is not None:
         qs = qs.filter(unit_type=unit_type)
     if paid is not None:
@@ -52,6 +64,16 @@ class SummaryRow:
     events: int
 
 
+class _Rollup(NamedTuple):
+    day: date
+    unit_type: str
+    quantity: Decimal
+    cost: Decimal
+    credits: Decimal
+    unpaid_cost: Decimal
+    events: int
+
+
 @dataclass(slots=True)
 class _Totals:
     quantity: Decimal = ZERO
@@ -61,17 +83,45 @@ class _Totals:
     events: int = 0
 
 
-async def usage_summary(viewer: Viewer, customer_id: int, since: date, until: date, group_by: str) -> list[SummaryRow]:
-    """Aggregated usage per unit type, by DAY, MONTH or UNIT_TYPE only, read from the daily rollups.
-    `since` and `until` are inclusive UTC days."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+_ROLLUP_COLUMNS = ("day", "unit_type", "quantity", "cost", "credits", "unpaid_cost", "events")
+
+
+async def _rollups(
+    customer_id: int, since: date, until: date, case_type: str | None, campaign_id: int | None
+) -> list[tuple[Any, ...]]:
+    """The daily rollups of the period, or the rollups by case type and campaign when narrowed to either (both
+    are rollups: a year is at most a few thousand rows, whatever the number of events)."""
     if until < since:
         raise DomainError.single(ErrorCode.INVALID, "`to` is before `from`.", "to")
     if (until - since).days > 800:
         raise DomainError.single(ErrorCode.INVALID, "At most about two years per summary.", "to")
-    rollups = await UsageRollup.filter(customer_id=customer.id, day__gte=since, day__lte=until).order_by("day")
+    if case_type is None and campaign_id is None:
+        rows = UsageRollup.filter(customer_id=customer_id, day__gte=since, day__lte=until)
+        return list(await rows.order_by("day").values_list(*_ROLLUP_COLUMNS))
+    detail = UsageRollupDetail.filter(customer_id=customer_id, day__gte=since, day__lte=until)
+    if case_type is not None:
+        detail = detail.filter(case_type=case_type)
+    if campaign_id is not None:
+        detail = detail.filter(campaign_id=campaign_id)
+    return list(await detail.order_by("day").values_list(*_ROLLUP_COLUMNS))
+
+
+async def usage_summary(
+    viewer: Viewer,
+    customer_id: int,
+    since: date,
+    until: date,
+    group_by: str,
+    *,
+    case_type: str | None = None,
+    campaign_id: int | None = None,
+) -> list[SummaryRow]:
+    """Aggregated usage per unit type, by DAY, MONTH or UNIT_TYPE only, read from the rollups. `since` and `until`
+    are inclusive UTC days."""
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
     groups: dict[tuple[date | None, UnitType], _Totals] = {}
-    for r in rollups:
+    for row in await _rollups(customer.id, since, until, case_type, campaign_id):
+        r = _Rollup(*row)
         period = r.day if group_by == "DAY" else (store.month_start(r.day) if group_by == "MONTH" else None)
         acc = groups.setdefault((period, UnitType(r.unit_type)), _Totals())
         acc.quantity += r.quantity
@@ -84,3 +134,42 @@ async def usage_summary(viewer: Viewer, customer_id: int, since: date, until: da
         SummaryRow(period, unit, acc.quantity, acc.cost, acc.credits, acc.unpaid_cost, acc.events)
         for (period, unit), acc in sorted(groups.items(), key=lambda kv: (kv[0][0] or date.min, order.index(kv[0][1])))
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    quantity: Decimal
+    cost: Decimal | None  # None: prices hidden from the viewer
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    """The usage dashboard of seed 001: voice minutes, SMS segments, emails and storage, with their cost."""
+
+    voice_minutes: Figure
+    sms_segments: Figure
+    emails: Figure
+    storage_mb: Figure
+    total_cost: Decimal | None
+
+
+_DASHBOARD_UNITS = (UnitType.VOICE_MINUTES, UnitType.SMS_SEGMENTS, UnitType.EMAILS, UnitType.STORAGE_MB)
+
+
+async def usage_dashboard(viewer: Viewer, customer_id: int, since: date, until: date) -> Dashboard:
+    """`usageDashboard`: the period's figures from the daily rollups; costs only where the viewer sees prices."""
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    totals = {unit: _Totals() for unit in UnitType}
+    for row in await _rollups(customer.id, since, until, None, None):
+        r = _Rollup(*row)
+        acc = totals[UnitType(r.unit_type)]
+        acc.quantity += r.quantity
+        acc.cost += r.cost
+        acc.events += r.events
+    shown = await prices_shown(customer.id, viewer)
+    voice, sms, emails, storage = (
+        Figure(totals[u].quantity, totals[u].cost if shown else None, totals[u].events) for u in _DASHBOARD_UNITS
+    )
+    total = sum((t.cost for t in totals.values()), ZERO) if shown else None
+    return Dashboard(voice, sms, emails, storage, total)

@@ -16,6 +16,7 @@ go through.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from domain.billing.cap import current_month, evaluate
 from domain.billing.credits import burn_credits
 from domain.billing.read import preferences_of
 from domain.billing.wallet import charge_wallet
+from domain.campaigns.models import Campaign
 from domain.common.json import JsonObject
 from domain.common.validation import Validator, json_problem, parse_amount, text_problem
 from domain.customers.models import Customer
@@ -40,9 +42,9 @@ from domain.ledger import services as ledger
 from domain.ledger.idempotency import check_key
 from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
 from domain.usage import store
-from domain.usage.commands import UNKNOWN_HOLD, UsageEventIn, UsageRecord
+from domain.usage.commands import UNKNOWN_CAMPAIGN, UNKNOWN_HOLD, UsageEventIn, UsageRecord
 from domain.usage.holds import active_holds_of
-from domain.usage.models import Funding, HoldStatus, PhoneNumber, UnitType, UsageHold
+from domain.usage.models import Direction, Funding, HoldStatus, PhoneNumber, UnitType, UsageHold
 from domain.usage.rating import RateBook, rate_book
 from domain.usage.rules import (
     BATCH_FACTOR,
@@ -124,6 +126,21 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
 # ---------------------------------------------------------------- phase 1: validate
 
 
+class _Details(NamedTuple):
+    """A call's or message's details, as checked (all optional)."""
+
+    direction: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    duration_seconds: int | None = None
+    segments: int | None = None
+    campaign_id: int | None = None
+    call_id: str | None = None
+
+
+_NO_DETAILS = _Details()
+
+
 @dataclass(slots=True)
 class _Event:
     index: int
@@ -135,6 +152,7 @@ class _Event:
     case_type: str
     hold_id: int | None
     metadata: JsonObject
+    details: _Details = _NO_DETAILS
 
 
 _UNIT_TYPES = frozenset(UnitType)
@@ -172,10 +190,11 @@ def _check(index: int, raw: UsageEventIn, now: datetime, amounts: dict[object, D
         occurred = _occurred_at(raw.occurred_at, now)
         case_type = _case_type(raw.case_type)
         metadata = _metadata(raw.metadata)
+        details = _details(raw)
     except _Refused as refused:
         code, message, field_name = refused.args
         return Rejection(index, code, message, field_name)
-    return _Event(index, key, raw.customer_id, unit, quantity, occurred, case_type, raw.hold_id, metadata)
+    return _Event(index, key, raw.customer_id, unit, quantity, occurred, case_type, raw.hold_id, metadata, details)
 
 
 def _unit_and_quantity(
@@ -242,6 +261,83 @@ def _case_type(raw: object) -> str:
     return case_type
 
 
+_DIRECTIONS = frozenset(Direction)
+_PHONE_NUMBER = re.compile(r"^\+?[0-9A-Za-z*#() .-]{1,32}$")  # E.164, local formats, short codes, extensions
+MAX_DURATION_SECONDS = int(QUANTITY_LIMITS[UnitType.VOICE_MINUTES]) * 60
+MAX_SEGMENTS = int(QUANTITY_LIMITS[UnitType.SMS_SEGMENTS])
+
+
+def _details(raw: UsageEventIn) -> _Details:
+    """The optional call or message details; an event without any shares one empty tuple."""
+    if (
+        raw.direction is None
+        and raw.from_number is None
+        and raw.to_number is None
+        and raw.duration_seconds is None
+        and raw.segments is None
+        and raw.campaign_id is None
+        and raw.call_id is None
+    ):
+        return _NO_DETAILS
+    direction = raw.direction
+    if direction is not None and (not isinstance(direction, str) or direction not in _DIRECTIONS):
+        raise _Refused(ErrorCode.INVALID, "direction is INBOUND or OUTBOUND.", "direction")
+    if raw.campaign_id == UNKNOWN_CAMPAIGN:
+        raise _Refused(ErrorCode.NOT_FOUND, "Campaign not found.", "campaignId")
+    return _Details(
+        direction,
+        _number(raw.from_number, "fromNumber"),
+        _number(raw.to_number, "toNumber"),
+        _count(raw.duration_seconds, "durationSeconds", MAX_DURATION_SECONDS),
+        _count(raw.segments, "segments", MAX_SEGMENTS),
+        raw.campaign_id,
+        _call_id(raw.call_id),
+    )
+
+
+def phone_number_problem(raw: object, name: str) -> str | None:
+    """Why `raw` is not a phone number as calls and contacts carry them; None when it is one."""
+    if not isinstance(raw, str) or not _PHONE_NUMBER.match(raw):
+        return f"{name} must be a phone number (at most 32 characters)."
+    return None
+
+
+def _number(raw: object, name: str) -> str | None:
+    if raw is None:
+        return None
+    problem = phone_number_problem(raw, name)
+    if problem:
+        raise _Refused(ErrorCode.INVALID, problem, name)
+    assert isinstance(raw, str)
+    return raw
+
+
+def _count(raw: object, name: str, most: int) -> int | None:
+    """A whole number within 0 … most (JSON may send 12 or 12.0; not true, "12" or 12.5)."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | Decimal | float):
+        raise _Refused(ErrorCode.INVALID, f"{name} must be a whole number.", name)
+    try:
+        whole = int(raw)
+    except (OverflowError, ValueError):  # infinity, NaN
+        raise _Refused(ErrorCode.INVALID, f"{name} must be a whole number.", name) from None
+    if whole != raw or not 0 <= whole <= most:
+        raise _Refused(ErrorCode.INVALID, f"{name} must be a whole number from 0 to {most:,}.", name)
+    return whole
+
+
+def _call_id(raw: object) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not 0 < len(raw) <= 64:
+        raise _Refused(ErrorCode.INVALID, "callId must be text of 1 to 64 characters.", "callId")
+    problem = text_problem(raw)
+    if problem:
+        raise _Refused(ErrorCode.INVALID, problem, "callId")
+    return raw
+
+
 def _metadata(raw: object) -> JsonObject:
     metadata = raw if raw is not None else {}
     if not isinstance(metadata, dict):
@@ -277,11 +373,16 @@ async def _resolve_accounts(
     customers = {c.id: c for c in await restrict(Customer, viewer).filter(id__in=customer_ids)} if checked else {}
     hold_ids = [e.hold_id for e in checked if e.hold_id not in (None, UNKNOWN_HOLD)]
     holds = {h.id: h for h in await UsageHold.filter(id__in=hold_ids)} if hold_ids else {}
+    campaign_ids = {e.details.campaign_id for e in checked if e.details.campaign_id is not None}
+    # a flat list of (id, customer id) pairs: one query for the batch, only when an event names a campaign
+    campaigns: dict[int, int] = (
+        dict(await Campaign.filter(id__in=campaign_ids).values_list("id", "customer_id")) if campaign_ids else {}
+    )
     admitted: list[_Event] = []
     seen: set[tuple[int, str]] = set()
     totals: dict[tuple[int, UnitType], Decimal] = defaultdict(Decimal)
     for e in checked:
-        refusal = _unresolved(e, customers, holds)
+        refusal = _unresolved(e, customers, holds, campaigns)
         if refusal is not None:
             result.rejected.append(refusal)
             continue
@@ -305,9 +406,14 @@ async def _resolve_accounts(
     return batch
 
 
-def _unresolved(e: _Event, customers: Mapping[int, Customer], holds: Mapping[int, UsageHold]) -> Rejection | None:
+def _unresolved(
+    e: _Event, customers: Mapping[int, Customer], holds: Mapping[int, UsageHold], campaigns: Mapping[int, int]
+) -> Rejection | None:
     if e.customer_id not in customers:
         return Rejection(e.index, ErrorCode.NOT_FOUND, "Customer not found.", "customerId")
+    campaign_id = e.details.campaign_id
+    if campaign_id is not None and campaigns.get(campaign_id) != e.customer_id:
+        return Rejection(e.index, ErrorCode.NOT_FOUND, "Campaign not found.", "campaignId")
     if e.hold_id is not None:
         hold = holds.get(e.hold_id)
         if hold is None or hold.customer_id != e.customer_id:
@@ -522,6 +628,13 @@ def _event_row(
         "paid": ok or is_free,
         "transfer_id": transfer.id if transfer else None,
         "metadata": e.metadata,
+        "direction": e.details.direction,
+        "from_number": e.details.from_number,
+        "to_number": e.details.to_number,
+        "duration_seconds": e.details.duration_seconds,
+        "segments": e.details.segments,
+        "campaign_id": e.details.campaign_id,
+        "call_id": e.details.call_id,
     }
 
 
@@ -531,9 +644,10 @@ def _event_row(
 async def _persist(batch: _Batch, rows: list[store.EventRow], new_keys: set[tuple[int, str]]) -> None:
     """Phase 5, in the batch's transaction: the event rows, the daily rollups and monthly spend they add to, the
     spending cap of each customer whose current month grew, and the holds the new events used."""
-    rollups = _rollups(rows)
+    rollups, details = _rollups(rows)
     await store.insert_events(rows)
     await store.add_rollups(rollups)
+    await store.add_rollup_details(details)
     spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     for row in rows:
         spend[(row["customer_id"], store.month_start(row["occurred_at"]))] += row["cost"]
@@ -549,18 +663,25 @@ async def _persist(batch: _Batch, rows: list[store.EventRow], new_keys: set[tupl
         )
 
 
-def _rollups(rows: list[store.EventRow]) -> list[tuple[int, date, str, int, Decimal, Decimal, Decimal, Decimal]]:
-    """(customer, day, unit type) → events, quantity, cost, credits and unpaid cost of the rows."""
+def _rollups(rows: list[store.EventRow]) -> tuple[list[store.RollupRow], list[store.RollupDetailRow]]:
+    """(customer, day, unit type) → events, quantity, cost, credits and unpaid cost of the rows; and the same by
+    (customer, day, unit type, case type, campaign or 0)."""
     totals: dict[tuple[int, date, str], list[Any]] = {}
+    detail: dict[tuple[int, date, str, str, int], list[Any]] = {}
     for row in rows:
         key = (row["customer_id"], row["occurred_at"].date(), row["unit_type"])
-        acc = totals.setdefault(key, [0, ZERO, ZERO, ZERO, ZERO])
-        acc[0] += 1
-        acc[1] += row["quantity"]
-        acc[2] += row["cost"]
-        acc[3] += row["credits"]
-        acc[4] += ZERO if row["paid"] else row["cost"]
-    return [(c, d, u, *acc) for (c, d, u), acc in totals.items()]
+        for acc in (
+            totals.setdefault(key, [0, ZERO, ZERO, ZERO, ZERO]),
+            detail.setdefault((*key, row["case_type"], row["campaign_id"] or 0), [0, ZERO, ZERO, ZERO, ZERO]),
+        ):
+            acc[0] += 1
+            acc[1] += row["quantity"]
+            acc[2] += row["cost"]
+            acc[3] += row["credits"]
+            acc[4] += ZERO if row["paid"] else row["cost"]
+    return [(c, d, u, *acc) for (c, d, u), acc in totals.items()], [
+        (c, d, u, ct, cp, *acc) for (c, d, u, ct, cp), acc in detail.items()
+    ]
 
 
 # ---------------------------------------------------------------- phone numbers

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import Any, TypeAlias, TypedDict
 
 import msgspec
 from tortoise import connections
@@ -146,6 +146,13 @@ class EventRow(TypedDict):
     paid: bool
     transfer_id: int | None
     metadata: JsonObject
+    direction: str | None
+    from_number: str | None
+    to_number: str | None
+    duration_seconds: int | None
+    segments: int | None
+    campaign_id: int | None
+    call_id: str | None
 
 
 EVENT_COLUMNS = (
@@ -165,6 +172,13 @@ EVENT_COLUMNS = (
     "paid",
     "transfer_id",
     "metadata",
+    "direction",
+    "from_number",
+    "to_number",
+    "duration_seconds",
+    "segments",
+    "campaign_id",
+    "call_id",
 )
 _PG_TYPES = (
     "int",
@@ -183,6 +197,13 @@ _PG_TYPES = (
     "bool",
     "bigint",
     "jsonb",
+    "text",
+    "text",
+    "text",
+    "int",
+    "int",
+    "int",
+    "text",
 )
 
 
@@ -224,17 +245,68 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-async def add_rollups(rows: Sequence[tuple[int, date, str, int, Decimal, Decimal, Decimal, Decimal]]) -> None:
+# (customer_id, day, unit_type, events, quantity, cost, credits, unpaid_cost)
+RollupRow: TypeAlias = tuple[int, date, str, int, Decimal, Decimal, Decimal, Decimal]
+# (customer_id, day, unit_type, case_type, campaign_id or 0, events, quantity, cost, credits, unpaid_cost)
+RollupDetailRow: TypeAlias = tuple[int, date, str, str, int, int, Decimal, Decimal, Decimal, Decimal]
+
+
+def _adding(table: str, key: str) -> str:
+    return (
+        f"ON CONFLICT ({key}) DO UPDATE SET events = {table}.events + EXCLUDED.events, "
+        f"quantity = {table}.quantity + EXCLUDED.quantity, cost = {table}.cost + EXCLUDED.cost, "
+        f"credits = {table}.credits + EXCLUDED.credits, unpaid_cost = {table}.unpaid_cost + EXCLUDED.unpaid_cost"
+    )
+
+
+_ADD_DETAILS_PG = (
+    "INSERT INTO usage_rollup_detail (customer_id, day, unit_type, case_type, campaign_id, events, quantity, cost, "
+    "credits, unpaid_cost) SELECT * FROM unnest($1::int[], $2::date[], $3::text[], $4::text[], $5::int[], $6::int[], "
+    "$7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[]) "
+    + _adding("usage_rollup_detail", "customer_id, day, unit_type, case_type, campaign_id")
+)
+
+
+async def add_rollup_details(rows: Sequence[RollupDetailRow]) -> None:
+    """Adds to the rollups by case type and campaign: one statement per batch on PostgreSQL."""
+    if not rows:
+        return
+    rows = sorted(rows, key=lambda r: r[:5])  # the same row order in every batch: no deadlock between them
+    if is_postgres():
+        await _conn().execute_query(_ADD_DETAILS_PG, [list(c) for c in zip(*rows, strict=True)])
+        return
+    conn = _conn()
+    for row in rows:
+        key = [row[0], row[1].isoformat(), row[2], row[3], row[4]]
+        where = "customer_id = ? AND day = ? AND unit_type = ? AND case_type = ? AND campaign_id = ?"
+        existing = await conn.execute_query_dict(
+            f"SELECT events, quantity, cost, credits, unpaid_cost FROM usage_rollup_detail WHERE {where}", key
+        )
+        if existing:  # SQLite stores decimals as text: add them in Python to stay exact
+            e = existing[0]
+            sums = [
+                str(Decimal(e[n]) + v)
+                for n, v in zip(("quantity", "cost", "credits", "unpaid_cost"), row[6:], strict=True)
+            ]
+            await conn.execute_query(
+                "UPDATE usage_rollup_detail SET events = ?, quantity = ?, cost = ?, credits = ?, unpaid_cost = ? "
+                f"WHERE {where}",
+                [e["events"] + row[5], *sums, *key],
+            )
+        else:
+            await conn.execute_query(
+                "INSERT INTO usage_rollup_detail (customer_id, day, unit_type, case_type, campaign_id, events, "
+                "quantity, cost, credits, unpaid_cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [*key, row[5], *(str(v) for v in row[6:])],
+            )
+
+
+async def add_rollups(rows: Sequence[RollupRow]) -> None:
     """Adds (customer_id, day, unit_type, events, quantity, cost, credits, unpaid_cost) to the daily rollups."""
     if not rows:
         return
     conn = _conn()
-    update = (
-        "ON CONFLICT (customer_id, day, unit_type) DO UPDATE SET events = usage_rollup.events + EXCLUDED.events, "
-        "quantity = usage_rollup.quantity + EXCLUDED.quantity, cost = usage_rollup.cost + EXCLUDED.cost, "
-        "credits = usage_rollup.credits + EXCLUDED.credits, "
-        "unpaid_cost = usage_rollup.unpaid_cost + EXCLUDED.unpaid_cost"
-    )
+    update = _adding("usage_rollup", "customer_id, day, unit_type")
     # sorted: concurrent batches touch rollup rows in the same order and cannot deadlock
     rows = sorted(rows, key=lambda r: (r[0], r[1], r[2]))
     if is_postgres():
