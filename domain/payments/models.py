@@ -8,7 +8,6 @@ import enum
 from tortoise import fields, models
 
 
-
 class ProviderCustomer(models.Model):
     """Our customer at the provider (a Stripe customer), created on first use and remembered."""
 

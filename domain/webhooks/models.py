@@ -74,7 +74,7 @@ class DeliveryState(enum.StrEnum):
 
 
 class WebhookDelivery(models.Model):
-    id = fields.BigIntField(primary_key=True)
+    id = fields.IntField(primary_key=True)
     endpoint_id = fields.IntField()
     message_id = fields.BigIntField()
     partner_id = fields.IntField()
