@@ -26,6 +26,7 @@ from schema.reports import ReportMutations, ReportQueries
 from schema.scalars import DateTimeDefinition
 from schema.subscriptions import Subscription
 from schema.usage import UsageMutations, UsageQueries
+from schema.webhooks import WebhookMutations, WebhookQueries
 
 
 @strawberry.type
@@ -62,6 +63,7 @@ Query = merge_types(
         AccessQueries,
         ReportQueries,
         PackageQueries,
+        WebhookQueries,
     ),
 )
 Mutation = merge_types(
@@ -77,6 +79,7 @@ Mutation = merge_types(
         AccessMutations,
         ReportMutations,
         PackageMutations,
+        WebhookMutations,
     ),
 )
 

@@ -76,8 +76,17 @@ def _now(now: datetime | None) -> datetime:
 # ---------------------------------------------------------------- fan-out
 
 
-def envelope_of(payload: JsonObject) -> catalog.OutboxEnvelope:
-    return msgspec.convert(payload, catalog.OutboxEnvelope, strict=False)
+def envelope_of(event: JsonObject) -> catalog.OutboxEnvelope:
+    """The outbox event as `domain.events.services.envelope` wrote it."""
+    payload = event["payload"]
+    return catalog.OutboxEnvelope(
+        outbox_id=int(str(event["outbox_id"])),
+        topic=str(event["topic"]),
+        customer_id=None if event["customer_id"] is None else int(str(event["customer_id"])),
+        partner_id=None if event["partner_id"] is None else int(str(event["partner_id"])),
+        payload=payload if isinstance(payload, dict) else {},
+        created_at=datetime.fromisoformat(str(event["created_at"])),
+    )
 
 
 async def _subscribed(built: catalog.Built, partner_id: int, customer_id: int | None) -> list[WebhookEndpoint]:
