@@ -9,7 +9,9 @@ def load_actors() -> None:
     import jobs.accounts
     import jobs.alerts
     import jobs.exports
+    import jobs.invoices
     import jobs.maintenance
+    import jobs.payments
     import jobs.scheduled
     import jobs.webhooks  # noqa: F401
 
@@ -20,6 +22,8 @@ def actors_for(topic: str) -> list[tuple[Any, str | None]]:
     from jobs.accounts import notify_email_changed, send_email_change_confirmation
     from jobs.alerts import notify_refill_request, send_alert
     from jobs.exports import build_usage_report, deliver_scheduled_report
+    from jobs.invoices import deliver_invoice, push_invoice
+    from jobs.payments import auto_top_up
     from jobs.webhooks import deliver_webhook, fan_out_webhooks, notify_webhook_endpoint_disabled
 
     routes: dict[str, list[tuple[Any, str | None]]] = {
@@ -31,6 +35,8 @@ def actors_for(topic: str) -> list[tuple[Any, str | None]]:
         "email_change.confirmed": [(notify_email_changed, "mail")],
         "webhook_delivery.requested": [(deliver_webhook, "delivery_id")],
         "webhook_endpoint.disabled": [(notify_webhook_endpoint_disabled, "endpoint_id")],
+        "invoice.finalized": [(deliver_invoice, "invoice_id"), (push_invoice, "invoice_id")],
+        "auto_top_up.requested": [(auto_top_up, "refill_request_id")],
     }
     found = routes.get(topic, [])
     return [*found, (fan_out_webhooks, None)] if topic in SOURCE_TOPICS else found
@@ -38,7 +44,7 @@ def actors_for(topic: str) -> list[tuple[Any, str | None]]:
 
 def schedule() -> list[tuple[str, Any, int]]:
     """(name, actor, every N seconds)."""
-    from jobs import exports, maintenance, scheduled, webhooks
+    from jobs import exports, invoices, maintenance, scheduled, webhooks
 
     return [
         ("usage_hold_expiry", scheduled.usage_hold_expiry, 60),
@@ -51,4 +57,5 @@ def schedule() -> list[tuple[str, Any, int]]:
         ("sweep_export_queue", exports.sweep_export_queue, 60),
         ("purge_expired_reports", exports.purge_expired_reports, 3600),
         ("sweep_webhooks", webhooks.sweep_webhooks, 10),
+        ("close_invoice_months", invoices.close_invoice_months, 3600),
     ]

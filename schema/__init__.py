@@ -22,6 +22,7 @@ from schema.extensions import BoundedExecution, default_extensions, log_client_e
 from schema.features import FeatureMutations
 from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
+from schema.payments import PaymentMutations, PaymentQueries
 from schema.reports import ReportMutations, ReportQueries
 from schema.scalars import DateTimeDefinition
 from schema.subscriptions import Subscription
@@ -64,6 +65,7 @@ Query = merge_types(
         ReportQueries,
         PackageQueries,
         WebhookQueries,
+        PaymentQueries,
     ),
 )
 Mutation = merge_types(
@@ -80,6 +82,7 @@ Mutation = merge_types(
         ReportMutations,
         PackageMutations,
         WebhookMutations,
+        PaymentMutations,
     ),
 )
 

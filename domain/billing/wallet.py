@@ -18,7 +18,7 @@ from domain.billing.read import preferences_of
 from domain.common.json import JsonObject
 from domain.common.validation import Validator
 from domain.customers.models import Customer
-from domain.events.services import REFILL_REQUESTED, WALLET_CHANGED, WALLET_REFILLED, emit
+from domain.events.services import AUTO_TOP_UP_REQUESTED, REFILL_REQUESTED, WALLET_CHANGED, WALLET_REFILLED, emit
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import TRANSFER, check_key, money_mutation
 from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
@@ -66,6 +66,10 @@ async def open_refill_request_if_needed(customer: Customer, balance: Decimal) ->
         threshold=prefs.refill_threshold,
     )
     await emit(REFILL_REQUESTED, customer_id=customer.id, partner_id=customer.partner_id, refill_request_id=request.id)
+    if prefs.auto_top_up:  # once per crossing: this request is the crossing
+        await emit(
+            AUTO_TOP_UP_REQUESTED, customer_id=customer.id, partner_id=customer.partner_id, refill_request_id=request.id
+        )
     await record(
         Viewer.system("billing"),
         AuditEventType.BILLING,
