@@ -2,7 +2,8 @@
 
 `close_month` (scheduled, idempotent) turns each customer's invoice-funded usage of a calendar month (UTC) into one
 invoice: lines by unit type and price from the rated events, the exact subtotal, the total in cents, a number from
-the partner's counter. Each invoice is written in one transaction that first locks the partner's counter row, so
+the partner's counter. Months close in order: an invoice holds every event of its period (and before) recorded by
+its cutoff that no earlier invoice holds. Each invoice is written in one transaction that first locks the partner's counter row, so
 two schedulers closing the same month serialise there, the second finds the invoice and stops, and numbers have no
 gaps (a number is taken only by an invoice that commits with it). Usage recorded up to the close (`usage_cutoff`) is
 in the invoice; usage of the month recorded later (events may arrive up to 35 days late) goes into the customer's
@@ -20,7 +21,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from email.message import EmailMessage
 
 from tortoise.expressions import Q
-from tortoise.functions import Max
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
@@ -106,6 +106,11 @@ def _usage(start: date, end: date, cutoff: datetime, customer_id: int | None = N
     return qs.filter(customer_id=customer_id) if customer_id is not None else qs
 
 
+def _plain(value: Decimal) -> str:
+    """A decimal without trailing zeros or exponent: 15.500000 → "15.5"."""
+    return f"{value.normalize():f}"
+
+
 def _lines(rows: list[dict[str, object]]) -> list[JsonObject]:
     totals: dict[tuple[str, Decimal], list[Decimal]] = {}
     for row in rows:
@@ -115,7 +120,7 @@ def _lines(rows: list[dict[str, object]]) -> list[JsonObject]:
         acc[1] += Decimal(str(row["cost"]))
     order = list(UNIT_LABELS)
     return [
-        {"unit_type": unit, "quantity": str(q), "unit_price": str(price), "amount": str(amount)}
+        {"unit_type": unit, "quantity": _plain(q), "unit_price": _plain(price), "amount": _plain(amount)}
         for (unit, price), (q, amount) in sorted(
             totals.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else 99, kv[0][1])
         )
@@ -128,15 +133,15 @@ async def _close_customer(customer_id: int, start: date, end: date, cutoff: date
     async with in_transaction():
         await InvoiceCounter.bulk_create([InvoiceCounter(partner_id=partner.id)], ignore_conflicts=True)
         counter = await InvoiceCounter.select_for_update().get(partner_id=partner.id)
-        if await Invoice.filter(customer_id=customer.id, period_start=start).exists():
-            return 0  # another scheduler closed it while this one waited for the counter
-        last = (
-            await Invoice.filter(customer_id=customer.id).annotate(at=Max("usage_cutoff")).values_list("at", flat=True)
-        )
-        previous: datetime | None = last[0] if last and last[0] is not None else None  # type: ignore[assignment]
+        if await Invoice.filter(customer_id=customer.id, period_start__gte=start).exists():
+            return 0  # another scheduler closed it while this one waited for the counter (or a later month)
+        previous = await Invoice.filter(customer_id=customer.id).order_by("-period_start").first()
         usage = _usage(start, end, cutoff, customer.id)
         if previous is not None:
-            usage = usage.filter(recorded_at__gt=previous)
+            # not on an earlier invoice: those hold everything of their period recorded by their cutoff
+            usage = usage.filter(
+                Q(recorded_at__gt=previous.usage_cutoff) | Q(occurred_at__gte=_instant(previous.period_end))
+            )
         rows = await usage.values("unit_type", "unit_price", "quantity", "cost")
         if not rows:
             return 0
