@@ -329,6 +329,11 @@ EXPLICIT: dict[str, Callable[[World], list[Call]]] = {
     "Query.package": lambda w: [Call({"id": gid("Package", w.package.id)})],
     "Query.usageSummary": _summaries,
     "Subscription.usageReportUpdated": lambda w: [Call({"id": gid("UsageReport", w.report_id)})],
+    "Query.billingPortalSession": lambda w: [
+        Call({"customerId": gid("Customer", w.own.id), "returnUrl": "https://desk.example/billing"})
+    ],
+    # the partner's endpoints are beyond a customer viewer's reach (their deliveries included)
+    "Query.webhookDeliveries": lambda w: [Call({"endpointId": gid("WebhookEndpoint", 1), "first": ROOT_PAGE})],
 }
 
 
