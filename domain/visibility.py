@@ -30,6 +30,7 @@ from domain.invoices.models import Invoice
 from domain.ledger.models import LedgerAccount, Transfer
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
+from domain.payments.models import Payment
 from domain.reports.models import ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
@@ -170,6 +171,7 @@ _RULES: dict[type[Model], Callable[[Viewer], Q]] = {
     WebhookEndpoint: _webhook_endpoint,
     WebhookDelivery: _webhook_delivery,
     Invoice: _by_visible_customer,
+    Payment: _by_visible_customer,
 }
 
 

@@ -75,7 +75,7 @@ class Migration(migrations.Migration):
         ops.CreateModel(
             name='Payment',
             fields=[
-                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('customer_id', fields.IntField()),
                 ('partner_id', fields.IntField()),
                 ('provider', fields.CharField(max_length=20)),
@@ -140,7 +140,7 @@ class Migration(migrations.Migration):
         ops.CreateModel(
             name='WebhookDelivery',
             fields=[
-                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('endpoint_id', fields.IntField()),
                 ('message_id', fields.BigIntField()),
                 ('partner_id', fields.IntField()),

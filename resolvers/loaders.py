@@ -31,6 +31,7 @@ from domain.ledger.models import LedgerAccount, Transfer, TransferKind
 from domain.packages import services as packages
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
+from domain.payments.models import Payment
 from domain.reports.models import ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
@@ -341,6 +342,10 @@ class Loaders:
     @property
     def invoice_by_id(self) -> DataLoader:
         return self._get("invoice_by_id", lambda: _by_id(Invoice, self.viewer))
+
+    @property
+    def payment_by_id(self) -> DataLoader:
+        return self._get("payment_by_id", lambda: _by_id(Payment, self.viewer))
 
 
 def first_of(rows: Iterable[M | None]) -> M | None:

@@ -48,28 +48,23 @@ class BillingPortalSession:
 
 @shows(PaymentRow)
 @strawberry.type(description="A card payment through the payment provider.")
-class Payment:
-    id: strawberry.ID
+class Payment(ModelNode):
+    loader = "payment_by_id"
+    id: relay.NodeID[int]
     purpose: PaymentPurpose  # type: ignore[valid-type]
     status: PaymentStatus  # type: ignore[valid-type]
-    amount: Money
     checkout_url: str | None = strawberry.field(description="Where the customer pays (checkout top-ups).")
-    failure_reason: str | None
     created_at: datetime
     completed_at: datetime | None
+    model: strawberry.Private[Any]
 
-    @classmethod
-    def of(cls, row: PaymentRow) -> Payment:
-        return cls(
-            id=strawberry.ID(str(row.id)),
-            purpose=row.purpose,
-            status=row.status,
-            amount=usd(row.amount),
-            checkout_url=row.checkout_url,
-            failure_reason=row.failure_reason or None,
-            created_at=row.created_at,
-            completed_at=row.completed_at,
-        )
+    @strawberry.field
+    def amount(self) -> Money:
+        return usd(self.model.amount)
+
+    @strawberry.field
+    def failure_reason(self) -> str | None:
+        return self.model.failure_reason or None
 
 
 @strawberry.type
@@ -181,7 +176,7 @@ class PaymentMutations:
         payment = outcome.value
         return WalletTopUpCheckoutPayload(
             checkout_url=payment.checkout_url if payment else None,
-            payment=Payment.of(payment) if payment else None,
+            payment=Payment.maybe(payment),
             errors=BillingError.list(outcome.errors),
         )
 

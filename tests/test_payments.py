@@ -4,6 +4,7 @@ payments, automatic top-ups once per threshold crossing, and what the manual pro
 
 from __future__ import annotations
 
+import base64
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -68,6 +69,11 @@ async def _post_event(client: httpx.AsyncClient, body: bytes, signature: str) ->
     return await client.post(
         "/v1/stripe/webhook", content=body, headers={"stripe-signature": signature, "content-type": "application/json"}
     )
+
+
+def pk(global_id: str) -> str:
+    """The primary key in a global id, as Stripe metadata carries it."""
+    return base64.b64decode(global_id).decode().split(":")[1]
 
 
 async def _wallet(customer: Any) -> Decimal:
@@ -140,7 +146,7 @@ async def test_a_paid_checkout_credits_the_wallet_once_even_when_stripe_sends_th
         assert len(sessions) == 1
         assert sessions[0]["line_items[0][price_data][unit_amount]"] == "2500"
         assert sessions[0]["payment_intent_data[setup_future_usage]"] == "off_session"
-        payment = await Payment.get(id=int(made["payment"]["id"]))
+        payment = await Payment.get(id=int(pk(made["payment"]["id"])))
         # when Stripe reports the payment, the same event twice at the same moment
         body, signature = signed_event(
             "checkout.session.completed",
@@ -186,7 +192,7 @@ async def test_a_forged_event_is_refused_and_changes_nothing(
             "id": "cs_x",
             "payment_status": "paid",
             "amount_total": 2500,
-            "client_reference_id": made["payment"]["id"],
+            "client_reference_id": pk(made["payment"]["id"]),
         }
         body, signature = signed_event("checkout.session.completed", obj, "evt_forged", secret="whsec_not_stripes")
         response = await _post_event(client, body, signature)
@@ -206,7 +212,7 @@ async def test_a_failed_card_payment_raises_the_always_on_payment_failed_alert_o
         intent = {
             "id": "pi_failed_1",
             "object": "payment_intent",
-            "metadata": {"partnerdesk_payment_id": made["payment"]["id"]},
+            "metadata": {"partnerdesk_payment_id": pk(made["payment"]["id"])},
             "last_payment_error": {"code": "card_declined", "message": "Your card was declined."},
         }
         body, signature = signed_event("payment_intent.payment_failed", intent, "evt_failed_1")

@@ -35,7 +35,7 @@ class PaymentStatus(enum.StrEnum):
 
 
 class Payment(models.Model):
-    id = fields.BigIntField(primary_key=True)
+    id = fields.IntField(primary_key=True)
     customer_id = fields.IntField()
     partner_id = fields.IntField()
     provider = fields.CharField(max_length=20)
