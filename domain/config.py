@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from limits import parse_many
 from pydantic import Field, field_validator
@@ -23,6 +24,7 @@ DEV_SECRET = "dev-insecure-secret-key-change-me"
 class DomainConfig(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
+    app_env: Literal["dev", "test", "prod"] = "dev"
     secret_key: str = DEV_SECRET  # signs download links, email-change tokens; required in prod (Settings)
     public_url: str = "http://127.0.0.1:8000"  # base of links in emails and embed URLs
     # switches the sign-in throttle (and the server's broker, pub/sub and API-key limits) to Redis
@@ -53,6 +55,20 @@ class DomainConfig(BaseSettings):
     # where Debian's font packages put their files: PDF reports embed DejaVu Sans and script fallbacks from here
     report_fonts_dir: Path = Path("/usr/share/fonts")
     avatars_dir: Path = ROOT / "avatars"  # uploaded profile images (local storage, served at /avatars/<name>)
+    # outgoing webhooks (domain/webhooks): one attempt's time limit, and how many attempts of one endpoint may be
+    # in flight at once (a slow or failing endpoint takes at most that many worker slots from everyone else)
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    webhook_max_in_flight_per_endpoint: int = Field(2, ge=1, le=50)
+    webhook_max_endpoints_per_owner: int = Field(20, ge=1)
+    # card payments (domain/payments): unset STRIPE_API_KEY keeps the manual provider (refills recorded by staff)
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None  # another API address (tests point it at a local fake Stripe)
+
+    @property
+    def is_dev(self) -> bool:
+        """dev or test: loopback and private webhook targets allowed, GraphiQL and suggestions shown."""
+        return self.app_env != "prod"
 
     @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")
     @classmethod

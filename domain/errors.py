@@ -37,6 +37,8 @@ class ErrorCode(enum.StrEnum):
     EVENT_TOO_OLD = "EVENT_TOO_OLD"
     EVENT_IN_FUTURE = "EVENT_IN_FUTURE"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"  # no card payment provider (the manual provider)
+    PROVIDER_ERROR = "PROVIDER_ERROR"  # the payment provider refused or could not be reached; try again
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,12 +26,15 @@ from domain.audit.services import customer_part
 from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, forbidden
+from domain.invoices.models import Invoice
 from domain.ledger.models import LedgerAccount, Transfer
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
+from domain.payments.models import Payment
 from domain.reports.models import HealedContact, ReportFormat, ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
+from domain.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 M = TypeVar("M", bound=Model)
 _NOTHING = Q(id__in=[])
@@ -136,6 +139,24 @@ def _package(v: Viewer) -> Q:
     return _NOTHING
 
 
+def _webhook_endpoint(v: Viewer) -> Q:
+    """Partner staff see their partner's endpoints (its customers' included); a customer's admins their own."""
+    if v.is_partner_staff:
+        return Q(partner_id=v.partner_id)
+    if v.is_customer_admin:
+        return Q(customer_id=v.customer_id)
+    return _NOTHING
+
+
+def _webhook_delivery(v: Viewer) -> Q:
+    """Deliveries of the endpoints the viewer sees (a customer's admins: not the partner's deliveries about it)."""
+    if v.is_partner_staff:
+        return Q(partner_id=v.partner_id)
+    if v.is_customer_admin:
+        return Q(endpoint_id__in=Subquery(WebhookEndpoint.filter(customer_id=v.customer_id).values("id")))
+    return _NOTHING
+
+
 def _session(v: Viewer) -> Q:
     return Q(user_id=v.user_id) if v.user_id is not None else _NOTHING
 
@@ -160,6 +181,10 @@ _RULES: dict[type[Model], Callable[[Viewer], Q]] = {
     HealedContact: _by_visible_customer,
     Package: _package,
     PackageAssignment: _by_visible_customer,
+    WebhookEndpoint: _webhook_endpoint,
+    WebhookDelivery: _webhook_delivery,
+    Invoice: _by_visible_customer,
+    Payment: _by_visible_customer,
 }
 
 

@@ -26,14 +26,17 @@ from domain.customers import services as customers
 from domain.customers.models import Customer
 from domain.errors import DomainError
 from domain.features import services as features
+from domain.invoices.models import Invoice
 from domain.ledger.models import LedgerAccount, Transfer, TransferKind
 from domain.packages import services as packages
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
+from domain.payments.models import Payment
 from domain.reports.models import HealedContact, ReportSchedule, UsageReport
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 from domain.visibility import audit_actors_shown, restrict
+from domain.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from resolvers.common import Page, paginate_many, pk_fits
 
 M = TypeVar("M", bound=Model)
@@ -312,6 +315,41 @@ class Loaders:
             return [prefs[i] for i in ids]
 
         return self._get("billing_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def webhook_endpoint_by_id(self) -> DataLoader:
+        return self._get("webhook_endpoint_by_id", lambda: _by_id(WebhookEndpoint, self.viewer, deleted_at=None))
+
+    @property
+    def webhook_delivery_by_id(self) -> DataLoader:
+        return self._get("webhook_delivery_by_id", lambda: _by_id(WebhookDelivery, self.viewer))
+
+    @property
+    def webhook_message_by_id(self) -> DataLoader:
+        """Messages by id, for deliveries the viewer already sees (they carry the message id)."""
+
+        async def batch(ids: Sequence[int]) -> list[WebhookMessage | None]:
+            rows = {m.id: m for m in await WebhookMessage.filter(id__in=list(set(ids)))}
+            return [rows.get(i) for i in ids]
+
+        return self._get("webhook_message_by_id", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def webhook_attempts_by_delivery(self) -> DataLoader:
+        """The attempts of deliveries the viewer already sees, newest first."""
+
+        def fetch(ids: list[int]) -> Any:
+            return WebhookAttempt.filter(delivery_id__in=ids).order_by("-attempt", "-id")
+
+        return self._get("webhook_attempts_by_delivery", lambda: _grouped(fetch, lambda a: a.delivery_id))
+
+    @property
+    def invoice_by_id(self) -> DataLoader:
+        return self._get("invoice_by_id", lambda: _by_id(Invoice, self.viewer))
+
+    @property
+    def payment_by_id(self) -> DataLoader:
+        return self._get("payment_by_id", lambda: _by_id(Payment, self.viewer))
 
 
 def first_of(rows: Iterable[M | None]) -> M | None:

@@ -22,10 +22,12 @@ from schema.extensions import BoundedExecution, default_extensions, log_client_e
 from schema.features import FeatureMutations
 from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
+from schema.payments import PaymentMutations, PaymentQueries
 from schema.reports import ReportMutations, ReportQueries
 from schema.scalars import DateTimeDefinition
 from schema.subscriptions import Subscription
 from schema.usage import UsageMutations, UsageQueries
+from schema.webhooks import WebhookMutations, WebhookQueries
 
 
 @strawberry.type
@@ -62,6 +64,8 @@ Query = merge_types(
         AccessQueries,
         ReportQueries,
         PackageQueries,
+        WebhookQueries,
+        PaymentQueries,
     ),
 )
 Mutation = merge_types(
@@ -78,6 +82,8 @@ Mutation = merge_types(
         ReportMutations,
         AuditMutations,
         PackageMutations,
+        WebhookMutations,
+        PaymentMutations,
     ),
 )
 

@@ -204,6 +204,7 @@ class BillingPreferencesType:
     refill_processed_alert: bool
     low_credit_threshold: Decimal | None
     extra_alert_recipients: list[str]
+    auto_top_up: bool
     model: strawberry.Private[Any]
 
     @strawberry.field(description="Always on: sent when the account reaches 100% of the monthly cap.")
@@ -239,6 +240,7 @@ class BillingPreferencesType:
             refill_processed_alert=prefs.refill_processed_alert,
             low_credit_threshold=prefs.low_credit_threshold,
             extra_alert_recipients=list(prefs.extra_alert_recipients or []),
+            auto_top_up=prefs.auto_top_up,
             model=prefs,
         )
 
@@ -289,6 +291,11 @@ class BillingPreferencesUpdateInput:
     refill_processed_alert: bool | None = strawberry.UNSET
     low_credit_threshold: Decimal | None = strawberry.UNSET
     extra_alert_recipients: list[str] | None = strawberry.UNSET
+    auto_top_up: bool | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Charge the saved card for the refill amount when the balance crosses the refill threshold "
+        "(once per crossing; needs the card provider).",
+    )
 
 
 @strawberry.type

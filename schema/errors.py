@@ -67,3 +67,8 @@ class AccessError(Error):
 @strawberry.type
 class PackageError(Error):
     pass
+
+
+@strawberry.type
+class WebhookError(Error):
+    pass

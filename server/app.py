@@ -1,5 +1,5 @@
-"""The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /exports/<signed>, /avatars/<name>,
-/healthz, /metrics."""
+"""The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /v1/stripe/webhook, /exports/<signed>,
+/invoices/<signed>, /avatars/<name>, /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from server.ingest import contacts_healed_endpoint, usage_events_endpoint
 from server.live import LiveEndpoint
 from server.locks import Leases
 from server.logging import RequestIdMiddleware
+from server.payments import invoice_download, stripe_webhook
 from server.pubsub import PubSub, live_publisher
 from server.relay import Relay
 from server.scheduler import Scheduler
@@ -156,6 +157,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/v1/contacts/healed", contacts_healed_endpoint, methods=["POST"]),
             Route("/exports/{token}", export_download, methods=["GET"]),
             Route("/avatars/{name}", avatar_download, methods=["GET"]),
+            Route("/v1/stripe/webhook", stripe_webhook, methods=["POST"]),
+            Route("/invoices/{token}", invoice_download, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],

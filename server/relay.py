@@ -51,7 +51,7 @@ class Relay:
         batch = await events.pending(limit)
         for event in batch:
             for actor, key in actors_for(event.topic):
-                actor.send(event.payload[key])
+                actor.send(event.payload[key] if key is not None else events.envelope(event))
             if self.publish is not None:
                 try:
                     await self.publish(event)

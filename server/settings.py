@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -31,6 +31,9 @@ MODEL_MODULES = [
     "domain.access.models",
     "domain.reports.models",
     "domain.packages.models",
+    "domain.webhooks.models",
+    "domain.payments.models",
+    "domain.invoices.models",
 ]
 
 
@@ -39,7 +42,6 @@ class Settings(DomainConfig):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
-    app_env: Literal["dev", "test", "prod"] = "dev"
     database_url: str = f"sqlite://{ROOT / 'data' / 'partnerdesk.sqlite3'}"
     dramatiq_namespace: str = "dramatiq"
     smtp_url: str | None = None
@@ -82,10 +84,6 @@ class Settings(DomainConfig):
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgres://", "postgresql://", "asyncpg://"))
-
-    @property
-    def is_dev(self) -> bool:
-        return self.app_env != "prod"
 
     @property
     def introspection_for_anonymous(self) -> bool:

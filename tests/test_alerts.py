@@ -465,7 +465,7 @@ async def test_a_redelivered_alert_message_sends_one_email(app: Any, factory: Fa
     # and the actor is run once more by hand
     again = await actors().send_alert.fn.__wrapped__(alert.id)
     # then one email
-    assert ran == 2
+    assert ran == 3  # both deliveries of the alert's message, and the webhook fan-out of `alert.raised`
     assert again == "SENT"
     assert len(mailbox.envelopes) == 1
     assert (await Alert.get(id=alert.id)).attempts == 1

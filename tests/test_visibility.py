@@ -339,6 +339,11 @@ EXPLICIT: dict[str, Callable[[World], list[Call]]] = {
     ],
     "Query.auditEvent": lambda w: [Call({"id": gid("AuditEvent", pk)}) for pk in w.audit_event_ids],
     "Subscription.usageReportUpdated": lambda w: [Call({"id": gid("UsageReport", w.report_id)})],
+    "Query.billingPortalSession": lambda w: [
+        Call({"customerId": gid("Customer", w.own.id), "returnUrl": "https://desk.example/billing"})
+    ],
+    # the partner's endpoints are beyond a customer viewer's reach (their deliveries included)
+    "Query.webhookDeliveries": lambda w: [Call({"endpointId": gid("WebhookEndpoint", 1), "first": ROOT_PAGE})],
 }
 
 

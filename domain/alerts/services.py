@@ -51,6 +51,11 @@ def _plain(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
+async def billing_contacts(customer: Customer) -> list[str]:
+    """Who receives what is always sent (cap reached, payment failed, invoices): see `recipients_for`."""
+    return await recipients_for(customer, AlertKind.PAYMENT_FAILED)
+
+
 async def recipients_for(customer: Customer, kind: AlertKind) -> list[str]:
     """The primary billing contact (or, without one, the customer's active admins) plus extra recipients.
     A contact who is no longer an active admin of the customer counts as none. Users who switched billing emails

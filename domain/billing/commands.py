@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Annotated
 
 from domain.billing.models import BillingMode
-from domain.common.commands import UNSET, CustomerId, PartnerId, Patch, UserId
+from domain.common.commands import UNSET, CustomerId, PartnerId, Patch, Ref, UserId
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class BillingPreferencesUpdate:
     refill_processed_alert: Patch[bool | None] = UNSET
     low_credit_threshold: Patch[Decimal | None] = UNSET
     extra_alert_recipients: Patch[list[str] | None] = UNSET
+    auto_top_up: Patch[bool | None] = UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +73,21 @@ class SpendingCapUpdate:
 
     customer_id: CustomerId
     cap: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class WalletTopUpCheckout:
+    """A card payment page (Stripe Checkout) that tops the wallet up by `amount` once paid."""
+
+    customer_id: CustomerId
+    amount: Decimal
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceMarkPaid:
+    """Records that an open invoice was paid outside Partnerdesk (the manual provider)."""
+
+    invoice_id: Annotated[int, Ref("Invoice")]
+    idempotency_key: str
+    reference: str | None = None

@@ -20,7 +20,7 @@ from domain.common.json import JsonObject
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
-from domain.events.services import CREDITS_CHANGED, emit
+from domain.events.services import CREDITS_CHANGED, CREDITS_RECHARGED, emit
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import TRANSFER, check_key, money_mutation
 from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
@@ -114,6 +114,14 @@ async def _move_credits(
             transfer = await ledger.post(pool, account, amount, TransferKind.CREDITS_RECHARGE, error_field="credits")
             await grant_credits(customer, amount, GrantSource.RECHARGE, transfer)
             customer_after, pool_after = transfer.credit_balance_after, transfer.debit_balance_after
+            await emit(
+                CREDITS_RECHARGED,
+                customer_id=customer.id,
+                partner_id=customer.partner_id,
+                transfer_id=transfer.id,
+                credits=str(amount),
+                available_after=str(customer_after),
+            )
         await credits_changed(customer, customer_after)
         await _pool_assigned(customer.partner_id, -amount if reclaim else amount)
         await record(

@@ -71,6 +71,8 @@ class BillingPreferences(models.Model):
     refill_processed_alert = fields.BooleanField(default=True)
     low_credit_threshold = fields.DecimalField(max_digits=20, decimal_places=6, null=True)
     extra_alert_recipients: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    # charge the saved card for the refill amount when the balance crosses the refill threshold (card provider)
+    auto_top_up = fields.BooleanField(default=False, db_default=False)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

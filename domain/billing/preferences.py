@@ -20,6 +20,7 @@ from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
 from domain.ledger import services as ledger
+from domain.payments.providers import MANUAL, provider
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_customer_manager
 
@@ -34,8 +35,9 @@ PREFERENCE_FIELDS = (
     "refill_processed_alert",
     "low_credit_threshold",
     "extra_alert_recipients",
+    "auto_top_up",
 )
-SWITCHES = ("cap_alert_at_80", "low_balance_alert", "refill_processed_alert")
+SWITCHES = ("cap_alert_at_80", "low_balance_alert", "refill_processed_alert", "auto_top_up")
 USD_AMOUNTS = ("monthly_spending_cap", "refill_amount", "refill_threshold")
 
 
@@ -97,6 +99,20 @@ async def _clean(v: Validator, customer: Customer, command: BillingPreferencesUp
     return updates
 
 
+def _check_auto_top_up(prefs: BillingPreferences) -> None:
+    """Charging the saved card needs a card provider, a wallet, and the amount and threshold to charge at."""
+    if provider().name == MANUAL:
+        raise DomainError.single(
+            ErrorCode.NOT_ELIGIBLE, "Automatic top-ups need a card payment provider (Stripe).", "auto_top_up"
+        )
+    if prefs.billing_mode != BillingMode.REFILLABLE_WALLET:
+        raise DomainError.single(ErrorCode.NOT_ELIGIBLE, "Automatic top-ups are for refillable wallets.", "auto_top_up")
+    if prefs.refill_amount is None or prefs.refill_threshold is None:
+        raise DomainError.single(
+            ErrorCode.REQUIRED, "Set the refill amount and threshold for automatic top-ups.", "auto_top_up"
+        )
+
+
 async def billing_preferences_update(viewer: Viewer, command: BillingPreferencesUpdate) -> BillingPreferences:
     """Partial update of a customer's billing preferences; cap-reached and payment-failed alerts stay always on."""
     customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
@@ -122,6 +138,8 @@ async def billing_preferences_update(viewer: Viewer, command: BillingPreferences
                 "The refill threshold must not be above the refill amount.",
                 "refill_threshold" if "refill_threshold" in updates else "refill_amount",
             )
+        if prefs.auto_top_up and "auto_top_up" in updates:
+            _check_auto_top_up(prefs)
         diff = changes(before, _snapshot(prefs))
         if diff:
             await prefs.save()

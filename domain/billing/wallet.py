@@ -18,7 +18,7 @@ from domain.billing.read import preferences_of
 from domain.common.json import JsonObject
 from domain.common.validation import Validator
 from domain.customers.models import Customer
-from domain.events.services import REFILL_REQUESTED, WALLET_CHANGED, emit
+from domain.events.services import AUTO_TOP_UP_REQUESTED, REFILL_REQUESTED, WALLET_CHANGED, WALLET_REFILLED, emit
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import TRANSFER, check_key, money_mutation
 from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
@@ -66,6 +66,10 @@ async def open_refill_request_if_needed(customer: Customer, balance: Decimal) ->
         threshold=prefs.refill_threshold,
     )
     await emit(REFILL_REQUESTED, customer_id=customer.id, partner_id=customer.partner_id, refill_request_id=request.id)
+    if prefs.auto_top_up:  # once per crossing: this request is the crossing
+        await emit(
+            AUTO_TOP_UP_REQUESTED, customer_id=customer.id, partner_id=customer.partner_id, refill_request_id=request.id
+        )
     await record(
         Viewer.system("billing"),
         AuditEventType.BILLING,
@@ -81,6 +85,30 @@ async def open_refill_request_if_needed(customer: Customer, balance: Decimal) ->
         },
     )
     return request
+
+
+async def refilled(customer: Customer, transfer: Transfer, amount: Decimal, source: str, reference: str) -> None:
+    """After money entered the wallet (a manual refill, a card top-up; in its transaction): the refill request is
+    closed, the refill-processed alert raised, `wallet.refilled` announced."""
+    await RefillRequest.filter(open_customer_id=customer.id).update(
+        open_customer_id=None,
+        status=RefillRequestStatus.CLOSED,
+        closed_at=datetime.now(UTC),
+        closed_by_transfer_id=transfer.id,
+    )
+    await wallet_changed(customer, transfer.credit_balance_after)
+    await alerts.on_refill(customer, transfer.id, amount, transfer.credit_balance_after)
+    await emit(
+        WALLET_REFILLED,
+        customer_id=customer.id,
+        partner_id=customer.partner_id,
+        transfer_id=transfer.id,
+        amount=str(amount.quantize(Decimal("0.01"))),
+        balance_after=str(transfer.credit_balance_after.quantize(Decimal("0.01"))),
+        currency="USD",
+        source=source,
+        reference=reference,
+    )
 
 
 async def wallet_refill(viewer: Viewer, command: WalletRefill) -> Transfer:
@@ -101,14 +129,8 @@ async def wallet_refill(viewer: Viewer, command: WalletRefill) -> Transfer:
             metadata={"reference": reference},
             error_field="amount",
         )
-        closed = await RefillRequest.filter(open_customer_id=customer.id).update(
-            open_customer_id=None,
-            status=RefillRequestStatus.CLOSED,
-            closed_at=datetime.now(UTC),
-            closed_by_transfer_id=transfer.id,
-        )
-        await wallet_changed(customer, transfer.credit_balance_after)
-        await alerts.on_refill(customer, transfer.id, amount, transfer.credit_balance_after)
+        closed = await RefillRequest.filter(open_customer_id=customer.id).exists()
+        await refilled(customer, transfer, amount, "manual", reference)
         await record(
             viewer,
             AuditEventType.BILLING,

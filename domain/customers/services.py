@@ -172,6 +172,12 @@ async def _set_status(viewer: Viewer, customer_id: int, status: CustomerStatus) 
                 "embeds_revoked": tokens,  # "token" would read as a secret and be scrubbed
             }
             await events.emit(events.ACCESS_REVOKED, customer_id=customer.id, partner_id=customer.partner_id)
+        disabled = status == CustomerStatus.DISABLED
+        await events.emit(
+            events.CUSTOMER_DISABLED if disabled else events.CUSTOMER_ENABLED,
+            customer_id=customer.id,
+            partner_id=customer.partner_id,
+        )
         await record(
             viewer,
             AuditEventType.DATA_CHANGE,

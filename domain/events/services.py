@@ -5,6 +5,11 @@ Topics: `credits.changed`, `wallet.changed`, `spending_cap.changed` (customer st
 `usage_report.requested` (build a report: the export queue gave it a build slot), `usage_report.updated` (a report's
 status changed, live), `report_delivery.requested` (email a scheduled report's link), `access.revoked` (live sockets
 re-check their credentials at once).
+
+For outgoing webhooks (domain/webhooks/catalog.py): `wallet.refilled`, `credits.recharged`, `customer.disabled`,
+`customer.enabled`, `package.assigned`, `package.expired`, `payment.succeeded`, `payment.failed`,
+`invoice.finalized`; and their own `webhook_delivery.requested` (send one delivery attempt) and
+`webhook_endpoint.disabled` (email the endpoint's owner). `auto_top_up.requested` charges a saved card.
 """
 
 from __future__ import annotations
@@ -25,6 +30,18 @@ REFILL_REQUESTED = "refill.requested"
 USAGE_REPORT_REQUESTED = "usage_report.requested"
 USAGE_REPORT_UPDATED = "usage_report.updated"
 REPORT_DELIVERY_REQUESTED = "report_delivery.requested"
+WALLET_REFILLED = "wallet.refilled"
+CREDITS_RECHARGED = "credits.recharged"
+CUSTOMER_DISABLED = "customer.disabled"
+CUSTOMER_ENABLED = "customer.enabled"
+PACKAGE_ASSIGNED = "package.assigned"
+PACKAGE_EXPIRED = "package.expired"  # emitted by package expiry (payload: assignment_id, package_id)
+PAYMENT_SUCCEEDED = "payment.succeeded"
+PAYMENT_FAILED = "payment.failed"
+INVOICE_FINALIZED = "invoice.finalized"
+WEBHOOK_DELIVERY_REQUESTED = "webhook_delivery.requested"
+WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+AUTO_TOP_UP_REQUESTED = "auto_top_up.requested"
 WAKE_CHANNEL = "partnerdesk_outbox"  # PostgreSQL NOTIFY channel that wakes the relay after a commit
 ACCESS_REVOKED = "access.revoked"  # a session, key or token ended, or a customer was disabled: sockets re-check now
 
@@ -58,6 +75,18 @@ async def _wake_relay() -> None:
     connection = connections.get("default")  # the transaction's own connection inside `in_transaction()`
     if connection.capabilities.dialect == "postgres":
         await connection.execute_query(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
+
+
+def envelope(event: OutboxEvent) -> JsonObject:
+    """The whole event, for consumers that need more than one payload value (the webhook fan-out)."""
+    return {
+        "outbox_id": event.id,
+        "topic": event.topic,
+        "customer_id": event.customer_id,
+        "partner_id": event.partner_id,
+        "payload": event.payload,
+        "created_at": event.created_at.isoformat(),
+    }
 
 
 async def pending(limit: int = 200) -> list[OutboxEvent]:

@@ -31,6 +31,7 @@ from domain.common.json import JsonMapping, JsonObject, JsonValue
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, FieldError
+from domain.events import services as events
 from domain.features import services as features
 from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.models import FeatureToggles, PortalSection
@@ -352,6 +353,16 @@ async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> PackageAs
         assigned_at=assigned_at,
         expires_at=expires_at,
         assigned_by_user_id=viewer.user_id,
+    )
+    await events.emit(
+        events.PACKAGE_ASSIGNED,
+        customer_id=customer.id,
+        partner_id=customer.partner_id,
+        assignment_id=assignment.id,
+        package_id=package.id,
+        version=package.version,
+        assigned_at=assigned_at.isoformat(),
+        expires_at=expires_at.isoformat() if expires_at else None,
     )
     await record(
         viewer,
