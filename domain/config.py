@@ -48,6 +48,10 @@ class DomainConfig(BaseSettings):
     report_max_schedules_per_customer: int = Field(10, ge=0)
     export_lease_seconds: float = Field(120, ge=10)  # a RUNNING report without a heartbeat this long is rebuilt
     avatars_dir: Path = ROOT / "avatars"  # uploaded profile images (local storage, served at /avatars/<name>)
+    logos_dir: Path = ROOT / "logos"  # uploaded partner and customer logos (local storage, served at /logos/<name>)
+    # DNS servers ("host" or "host:port") that check partners' domain TXT records; empty: the system's resolver
+    dns_nameservers: list[str] = Field(default_factory=list)
+    invitation_ttl_hours: int = Field(24 * 7, ge=1, le=24 * 90)  # how long an emailed invitation link works
 
     @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")
     @classmethod

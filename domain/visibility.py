@@ -30,6 +30,7 @@ from domain.ledger.models import LedgerAccount, Transfer
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
 from domain.reports.models import ReportSchedule, UsageReport
+from domain.team.models import Invitation
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 
@@ -124,6 +125,16 @@ def _package(v: Viewer) -> Q:
     return _NOTHING
 
 
+def _invitation(v: Viewer) -> Q:
+    """Partner staff see their partner's invitations (to its staff and its customers' teams), customer admins
+    their customer's."""
+    if v.is_partner_staff:
+        return Q(partner_id=v.partner_id)
+    if v.is_customer_admin:
+        return Q(customer_id=v.customer_id)
+    return _NOTHING
+
+
 def _session(v: Viewer) -> Q:
     return Q(user_id=v.user_id) if v.user_id is not None else _NOTHING
 
@@ -147,6 +158,7 @@ _RULES: dict[type[Model], Callable[[Viewer], Q]] = {
     ReportSchedule: _by_visible_customer,
     Package: _package,
     PackageAssignment: _by_visible_customer,
+    Invitation: _invitation,
 }
 
 

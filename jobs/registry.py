@@ -10,7 +10,8 @@ def load_actors() -> None:
     import jobs.alerts
     import jobs.exports
     import jobs.maintenance
-    import jobs.scheduled  # noqa: F401
+    import jobs.scheduled
+    import jobs.team  # noqa: F401
 
 
 def actors_for(topic: str) -> list[tuple[Any, str]]:
@@ -18,6 +19,7 @@ def actors_for(topic: str) -> list[tuple[Any, str]]:
     from jobs.accounts import notify_email_changed, send_email_change_confirmation
     from jobs.alerts import notify_refill_request, send_alert
     from jobs.exports import build_usage_report, deliver_scheduled_report
+    from jobs.team import send_invitation, send_portal_invitation
 
     routes: dict[str, list[tuple[Any, str]]] = {
         "alert.raised": [(send_alert, "alert_id")],
@@ -26,6 +28,8 @@ def actors_for(topic: str) -> list[tuple[Any, str]]:
         "report_delivery.requested": [(deliver_scheduled_report, "report_id")],
         "email_change.requested": [(send_email_change_confirmation, "mail")],
         "email_change.confirmed": [(notify_email_changed, "mail")],
+        "invitation.sent": [(send_invitation, "mail")],
+        "portal.invited": [(send_portal_invitation, "invite_customer_id")],
     }
     return routes.get(topic, [])
 
@@ -44,4 +48,5 @@ def schedule() -> list[tuple[str, Any, int]]:
         ("report_schedules", exports.report_schedules, 300),
         ("sweep_export_queue", exports.sweep_export_queue, 60),
         ("purge_expired_reports", exports.purge_expired_reports, 3600),
+        ("verify_partner_domains", scheduled.verify_partner_domains, 300),
     ]

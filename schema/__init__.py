@@ -22,9 +22,11 @@ from schema.extensions import BoundedExecution, default_extensions, log_client_e
 from schema.features import FeatureMutations
 from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
+from schema.portal import PortalMutations
 from schema.reports import ReportMutations, ReportQueries
 from schema.scalars import DateTimeDefinition
 from schema.subscriptions import Subscription
+from schema.team import TeamMutations
 from schema.usage import UsageMutations, UsageQueries
 
 
@@ -77,6 +79,8 @@ Mutation = merge_types(
         AccessMutations,
         ReportMutations,
         PackageMutations,
+        PortalMutations,
+        TeamMutations,
     ),
 )
 

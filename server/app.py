@@ -1,5 +1,5 @@
 """The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /exports/<signed>, /avatars/<name>,
-/healthz, /metrics."""
+/logos/<name>, /invite (the invitation page), /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ from server.bootstrap import bootstrap
 from server.exports import export_download
 from server.graphql import GraphQLView
 from server.ingest import usage_events_endpoint
+from server.invite import invite_page
 from server.live import LiveEndpoint
 from server.locks import Leases
 from server.logging import RequestIdMiddleware
+from server.logos import logo_download
 from server.pubsub import PubSub, live_publisher
 from server.relay import Relay
 from server.scheduler import Scheduler
@@ -155,6 +157,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/v1/usage/events", usage_events_endpoint, methods=["POST"]),
             Route("/exports/{token}", export_download, methods=["GET"]),
             Route("/avatars/{name}", avatar_download, methods=["GET"]),
+            Route("/logos/{name}", logo_download, methods=["GET"]),
+            Route("/invite", invite_page, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],

@@ -31,6 +31,9 @@ MODEL_MODULES = [
     "domain.access.models",
     "domain.reports.models",
     "domain.packages.models",
+    "domain.portal.models",
+    "domain.team.models",
+    "domain.demo.models",
 ]
 
 
