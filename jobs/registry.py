@@ -49,4 +49,5 @@ def schedule() -> list[tuple[str, Any, int]]:
         ("sweep_export_queue", exports.sweep_export_queue, 60),
         ("purge_expired_reports", exports.purge_expired_reports, 3600),
         ("verify_partner_domains", scheduled.verify_partner_domains, 300),
+        ("demo_reset", scheduled.demo_reset, 3600),
     ]

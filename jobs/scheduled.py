@@ -9,6 +9,7 @@ import dramatiq
 
 from domain.billing.credits import expire_grants
 from domain.customers.retention import purge_disabled_customers
+from domain.demo.services import reset_demos
 from domain.housekeeping import housekeeping as hourly_housekeeping
 from domain.partners.domains import verify_due_domains
 from domain.usage.holds import expire_holds
@@ -48,3 +49,9 @@ async def housekeeping() -> dict[str, int]:
 async def verify_partner_domains() -> int:
     """Checks partners' pending domains (and re-checks verified ones daily) against their DNS TXT records."""
     return await verify_due_domains()
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=3)
+async def demo_reset() -> int:
+    """Resets every demo customer to its sample state once a night (UTC)."""
+    return await reset_demos()

@@ -24,6 +24,7 @@ from domain.billing import read as billing
 from domain.campaigns.models import Campaign
 from domain.customers import services as customers
 from domain.customers.models import Customer
+from domain.demo import services as demo
 from domain.errors import DomainError
 from domain.features import services as features
 from domain.ledger.models import LedgerAccount, Transfer, TransferKind
@@ -380,6 +381,17 @@ class Loaders:
             return [found.get(i, []) for i in ids]
 
         return self._get("domains_by_partner", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def demo_by_customer(self) -> DataLoader:
+        """Demo mode of visible customers."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            visible = [c.id for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await demo.demo_states(visible)
+            return [states.get(i) for i in ids]
+
+        return self._get("demo_by_customer", lambda: DataLoader(batch_load_fn=batch))
 
 
 def first_of(rows: Iterable[M | None]) -> M | None:

@@ -18,6 +18,7 @@ from schema.alerts import AlertMutations, AlertQueries
 from schema.audit import AuditQueries
 from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
+from schema.demo import DemoMutations
 from schema.extensions import BoundedExecution, default_extensions, log_client_error
 from schema.features import FeatureMutations
 from schema.packages import PackageMutations, PackageQueries
@@ -81,6 +82,7 @@ Mutation = merge_types(
         PackageMutations,
         PortalMutations,
         TeamMutations,
+        DemoMutations,
     ),
 )
 

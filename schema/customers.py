@@ -26,6 +26,7 @@ from schema.nodes import Connection, ModelNode, maybe_view, shows, view_of
 if TYPE_CHECKING:
     from schema.accounts import User
     from schema.billing import BillingPreferencesType, CreditBalance, Wallet
+    from schema.demo import DemoState
     from schema.features import FeatureToggles
     from schema.packages import PackageAssignment
     from schema.partners import Partner
@@ -106,6 +107,10 @@ class Customer(ModelNode):
     @strawberry.field(description="Logo, colours and welcome message: the customer's own over its partner's.")
     async def branding(self, info: Info) -> Annotated[Branding, strawberry.lazy("schema.portal")]:
         return view_of(await rp.branding(info.context, self.id))
+
+    @strawberry.field(description="Demo mode: whether this is a demo customer and when its sample is reset.")
+    async def demo(self, info: Info) -> Annotated[DemoState, strawberry.lazy("schema.demo")]:
+        return view_of(await info.context.loaders.demo_by_customer.load(self.id))
 
     @strawberry.field(description="Team seats: members plus pending invitations, at most the limit.")
     async def seats(self, info: Info) -> Annotated[Seats, strawberry.lazy("schema.team")]:
