@@ -435,7 +435,8 @@ async def test_team_reads_stay_at_a_fixed_number_of_queries(gql: GQL, factory: F
     tenant = await factory.tenant(customers=2)
     staff = await gql.login(tenant.owner.email)
     query = """{ customers(first: 100) { nodes { seats { available } invitations(first: 5) { totalCount
-      nodes { email invitedBy { email } } } portal { enabled autoInvite } branding { primaryColor } } } }"""
+      nodes { email invitedBy { email } } } portal { enabled autoInvite } branding { primaryColor }
+      demo { enabled nextResetAt } partner { domains customDomains { domain } } } } }"""
     for customer in tenant.customers:
         await invite(gql, staff, customer, f"q{customer.id}@example.com")
     with count_queries() as few:
@@ -468,3 +469,35 @@ async def test_an_accepted_invitation_signs_up_under_the_customer_creation_polic
     assert sorted(codes(weak["teamMemberInviteAccept"])) == [("password", "WEAK_PASSWORD"), ("username", "INVALID")]
     assert codes(taken["teamMemberInviteAccept"]) == [("username", "UNIQUE")]
     assert PASSWORD  # the fixtures' password is untouched
+
+
+async def test_partner_lists_stay_at_a_fixed_number_of_queries(gql: GQL, factory: Factory) -> None:
+    # given: partners with domains and staff invitations, read by a platform admin
+    admin = await factory.admin()
+    token = await gql.login(admin.email)
+    query = """{ partners(first: 100) { nodes { domains customDomains { domain verified }
+      invitations(first: 5) { totalCount nodes { email } } } } }"""
+
+    async def partner_with_extras() -> None:
+        partner, _ = await factory.partner()
+        await gql(
+            """mutation($i: PartnerUpdateInput!) { partnerUpdate(input: $i) { errors { code } } }""",
+            {"i": {"partnerId": gid("Partner", partner.id), "domains": [f"p{partner.id}.example.com"]}},
+            token,
+        )
+        await gql(
+            PARTNER_INVITE, {"i": {"partnerId": gid("Partner", partner.id), "email": f"s{partner.id}@e.com"}}, token
+        )
+
+    await partner_with_extras()
+    with count_queries() as few:
+        await gql(query, token=token)
+    for _ in range(4):
+        await partner_with_extras()
+    # when
+    with count_queries() as many:
+        data = await gql(query, token=token)
+    # then
+    assert len(data["partners"]["nodes"]) == 5
+    assert all(n["invitations"]["totalCount"] == 1 and len(n["domains"]) == 1 for n in data["partners"]["nodes"])
+    assert len(many.queries) == len(few.queries)
