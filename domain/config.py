@@ -70,6 +70,11 @@ class DomainConfig(BaseSettings):
         """dev or test: loopback and private webhook targets allowed, GraphiQL and suggestions shown."""
         return self.app_env != "prod"
 
+    logos_dir: Path = ROOT / "logos"  # uploaded partner and customer logos (local storage, served at /logos/<name>)
+    # DNS servers ("host" or "host:port") that check partners' domain TXT records; empty: the system's resolver
+    dns_nameservers: list[str] = Field(default_factory=list)
+    invitation_ttl_hours: int = Field(24 * 7, ge=1, le=24 * 90)  # how long an emailed invitation link works
+
     @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")
     @classmethod
     def _limits_notation(cls, value: str) -> str:

@@ -32,6 +32,7 @@ from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
 from domain.payments.models import Payment
 from domain.reports.models import HealedContact, ReportFormat, ReportSchedule, UsageReport
+from domain.team.models import Invitation
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 from domain.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -148,6 +149,16 @@ def _webhook_endpoint(v: Viewer) -> Q:
     return _NOTHING
 
 
+def _invitation(v: Viewer) -> Q:
+    """Partner staff see their partner's invitations (to its staff and its customers' teams), customer admins
+    their customer's."""
+    if v.is_partner_staff:
+        return Q(partner_id=v.partner_id)
+    if v.is_customer_admin:
+        return Q(customer_id=v.customer_id)
+    return _NOTHING
+
+
 def _webhook_delivery(v: Viewer) -> Q:
     """Deliveries of the endpoints the viewer sees (a customer's admins: not the partner's deliveries about it)."""
     if v.is_partner_staff:
@@ -185,6 +196,7 @@ _RULES: dict[type[Model], Callable[[Viewer], Q]] = {
     WebhookDelivery: _webhook_delivery,
     Invoice: _by_visible_customer,
     Payment: _by_visible_customer,
+    Invitation: _invitation,
 }
 
 

@@ -1,4 +1,6 @@
-"""Outgoing mail: SMTP (aiosmtplib) when SMTP_URL is set, else `.eml` files in an outbox folder (embedded)."""
+"""Outgoing mail: SMTP (aiosmtplib) when SMTP_URL is set, else `.eml` files in an outbox folder (embedded). Emails
+about a demo customer (marked by the domain, `DEMO_HEADER`) always go to the outbox folder: a demo never emails
+anyone."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import aiosmtplib
+
+from domain.partners.branding import DEMO_HEADER
 
 _settings: dict[str, object] = {"smtp_url": None, "outbox_dir": Path("outbox")}
 
@@ -19,7 +23,7 @@ def configure(smtp_url: str | None, outbox_dir: Path) -> None:
 
 async def send(message: EmailMessage) -> None:
     url = _settings["smtp_url"]
-    if not url:
+    if not url or message[DEMO_HEADER]:
         await asyncio.to_thread(_write_outbox, message)
         return
     parsed = urlparse(str(url))

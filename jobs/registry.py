@@ -13,6 +13,7 @@ def load_actors() -> None:
     import jobs.maintenance
     import jobs.payments
     import jobs.scheduled
+    import jobs.team
     import jobs.webhooks  # noqa: F401
 
 
@@ -24,6 +25,7 @@ def actors_for(topic: str) -> list[tuple[Any, str | None]]:
     from jobs.exports import build_usage_report, deliver_scheduled_report
     from jobs.invoices import deliver_invoice, push_invoice
     from jobs.payments import auto_top_up
+    from jobs.team import send_invitation, send_portal_invitation
     from jobs.webhooks import deliver_webhook, fan_out_webhooks, notify_webhook_endpoint_disabled
 
     routes: dict[str, list[tuple[Any, str | None]]] = {
@@ -37,6 +39,8 @@ def actors_for(topic: str) -> list[tuple[Any, str | None]]:
         "webhook_endpoint.disabled": [(notify_webhook_endpoint_disabled, "endpoint_id")],
         "invoice.finalized": [(deliver_invoice, "invoice_id"), (push_invoice, "invoice_id")],
         "auto_top_up.requested": [(auto_top_up, "refill_request_id")],
+        "invitation.sent": [(send_invitation, "mail")],
+        "portal.invited": [(send_portal_invitation, "invite_customer_id")],
     }
     found = routes.get(topic, [])
     return [*found, (fan_out_webhooks, None)] if topic in SOURCE_TOPICS else found
@@ -58,4 +62,6 @@ def schedule() -> list[tuple[str, Any, int]]:
         ("purge_expired_reports", exports.purge_expired_reports, 3600),
         ("sweep_webhooks", webhooks.sweep_webhooks, 10),
         ("close_invoice_months", invoices.close_invoice_months, 3600),
+        ("verify_partner_domains", scheduled.verify_partner_domains, 300),
+        ("demo_reset", scheduled.demo_reset, 3600),
     ]

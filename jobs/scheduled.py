@@ -9,7 +9,9 @@ import dramatiq
 
 from domain.billing.credits import expire_grants
 from domain.customers.retention import purge_disabled_customers
+from domain.demo.services import reset_demos
 from domain.housekeeping import housekeeping as hourly_housekeeping
+from domain.partners.domains import verify_due_domains
 from domain.usage.holds import expire_holds
 from domain.usage.services import charge_phone_numbers
 
@@ -41,3 +43,15 @@ async def housekeeping() -> dict[str, int]:
     """Expired sessions, idempotency records, usage dedup keys past the acceptance window, published outbox rows;
     and next month's usage partition ahead of time. Returns what each purge deleted."""
     return dataclasses.asdict(await hourly_housekeeping())
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=2)
+async def verify_partner_domains() -> int:
+    """Checks partners' pending domains (and re-checks verified ones daily) against their DNS TXT records."""
+    return await verify_due_domains()
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=3)
+async def demo_reset() -> int:
+    """Resets every demo customer to its sample state once a night (UTC)."""
+    return await reset_demos()

@@ -24,15 +24,20 @@ from domain.billing import read as billing
 from domain.campaigns.models import Campaign
 from domain.customers import services as customers
 from domain.customers.models import Customer
+from domain.demo import services as demo
 from domain.errors import DomainError
 from domain.features import services as features
 from domain.invoices.models import Invoice
 from domain.ledger.models import LedgerAccount, Transfer, TransferKind
 from domain.packages import services as packages
 from domain.packages.models import Package, PackageAssignment
+from domain.partners import domains as partner_domains
 from domain.partners.models import Partner
 from domain.payments.models import Payment
+from domain.portal import services as portal
 from domain.reports.models import HealedContact, ReportSchedule, UsageReport
+from domain.team import seats
+from domain.team.models import Invitation
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 from domain.visibility import audit_actors_shown, restrict
@@ -350,6 +355,84 @@ class Loaders:
     @property
     def payment_by_id(self) -> DataLoader:
         return self._get("payment_by_id", lambda: _by_id(Payment, self.viewer))
+
+    def invitation_by_id(self) -> DataLoader:
+        return self._get("invitation_by_id", lambda: _by_id(Invitation, self.viewer))
+
+    @property
+    def invitations_by_customer(self) -> DataLoader:
+        """A page of each customer's pending invitations the viewer may see, newest first; key `(customer id,
+        size, after pk)`."""
+
+        def fetch(arguments: tuple[Any, ...], ids: list[int], size: int, after_pk: int | None) -> Any:
+            qs = restrict(Invitation, self.viewer).filter(**seats.pending_invitations())
+            return paginate_many(qs, "customer_id", ids, size, after_pk, newest_first=True)
+
+        return self._get("invitations_by_customer", lambda: _pages(fetch))
+
+    @property
+    def invitations_by_partner(self) -> DataLoader:
+        """A page of each partner's pending staff invitations the viewer may see, newest first."""
+
+        def fetch(arguments: tuple[Any, ...], ids: list[int], size: int, after_pk: int | None) -> Any:
+            qs = restrict(Invitation, self.viewer).filter(customer_id=None, **seats.pending_invitations())
+            return paginate_many(qs, "partner_id", ids, size, after_pk, newest_first=True)
+
+        return self._get("invitations_by_partner", lambda: _pages(fetch))
+
+    @property
+    def seats_by_customer(self) -> DataLoader:
+        """Seat counts (limit, members, pending invitations) of visible customers."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            visible = [c.id for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            found = await seats.seats_of(visible)
+            return [found.get(i) for i in ids]
+
+        return self._get("seats_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def portal_by_customer(self) -> DataLoader:
+        """Portal settings (with the portal switch) of visible customers."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            visible = [c.id for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await portal.portal_states(visible)
+            return [states.get(i) for i in ids]
+
+        return self._get("portal_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def branding_by_customer(self) -> DataLoader:
+        """Each visible customer's branding: its own values over its partner's."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            customers = [c for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            found = await portal.brandings_of(customers)
+            return [found.get(i) for i in ids]
+
+        return self._get("branding_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def domains_by_partner(self) -> DataLoader:
+        """Each partner's custom domains in its order (callers load visible partners only)."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            found = await partner_domains.domains_of(list(set(ids)))
+            return [found.get(i, []) for i in ids]
+
+        return self._get("domains_by_partner", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def demo_by_customer(self) -> DataLoader:
+        """Demo mode of visible customers."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            visible = [c.id for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await demo.demo_states(visible)
+            return [states.get(i) for i in ids]
+
+        return self._get("demo_by_customer", lambda: DataLoader(batch_load_fn=batch))
 
 
 def first_of(rows: Iterable[M | None]) -> M | None:

@@ -18,14 +18,17 @@ from schema.alerts import AlertMutations, AlertQueries
 from schema.audit import AuditMutations, AuditQueries
 from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
+from schema.demo import DemoMutations
 from schema.extensions import BoundedExecution, default_extensions, log_client_error
 from schema.features import FeatureMutations
 from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
 from schema.payments import PaymentMutations, PaymentQueries
+from schema.portal import PortalMutations
 from schema.reports import ReportMutations, ReportQueries
 from schema.scalars import DateTimeDefinition
 from schema.subscriptions import Subscription
+from schema.team import TeamMutations
 from schema.usage import UsageMutations, UsageQueries
 from schema.webhooks import WebhookMutations, WebhookQueries
 
@@ -84,6 +87,9 @@ Mutation = merge_types(
         PackageMutations,
         WebhookMutations,
         PaymentMutations,
+        PortalMutations,
+        TeamMutations,
+        DemoMutations,
     ),
 )
 

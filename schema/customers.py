@@ -14,6 +14,8 @@ from domain.customers.models import Customer as CustomerRow
 from domain.customers.models import CustomerStatus as DomainCustomerStatus
 from domain.customers.models import ServiceState as DomainServiceState
 from resolvers import customers as r
+from resolvers import portal as rp
+from resolvers import team as rt
 from resolvers.billing import wallet_state
 from resolvers.commands import perform
 from resolvers.usage import campaigns_of
@@ -24,9 +26,12 @@ from schema.nodes import Connection, ModelNode, maybe_view, shows, view_of
 if TYPE_CHECKING:
     from schema.accounts import User
     from schema.billing import BillingPreferencesType, CreditBalance, Wallet
+    from schema.demo import DemoState
     from schema.features import FeatureToggles
     from schema.packages import PackageAssignment
     from schema.partners import Partner
+    from schema.portal import Branding, PortalSettings
+    from schema.team import Invitation, Seats
     from schema.usage import Campaign, SpendingCap
 
 CustomerStatus = strawberry.enum(DomainCustomerStatus, name="CustomerStatus")
@@ -95,6 +100,30 @@ class Customer(ModelNode):
     ) -> Connection[Annotated[User, strawberry.lazy("schema.accounts")]]:
         return Connection.of(await r.team_members(info.context, self.id, first, after))
 
+    @strawberry.field(description="Portal settings (seed 001); `enabled` is the portal feature.")
+    async def portal(self, info: Info) -> Annotated[PortalSettings, strawberry.lazy("schema.portal")]:
+        return view_of(await rp.portal(info.context, self.id))
+
+    @strawberry.field(description="Logo, colours and welcome message: the customer's own over its partner's.")
+    async def branding(self, info: Info) -> Annotated[Branding, strawberry.lazy("schema.portal")]:
+        return view_of(await rp.branding(info.context, self.id))
+
+    @strawberry.field(description="Demo mode: whether this is a demo customer and when its sample is reset.")
+    async def demo(self, info: Info) -> Annotated[DemoState, strawberry.lazy("schema.demo")]:
+        return view_of(await info.context.loaders.demo_by_customer.load(self.id))
+
+    @strawberry.field(description="Team seats: members plus pending invitations, at most the limit.")
+    async def seats(self, info: Info) -> Annotated[Seats, strawberry.lazy("schema.team")]:
+        return view_of(await rt.seats(info.context, self.id))
+
+    @strawberry.field(
+        description="Pending invitations to the team, newest first (partner staff and the customer's admins)."
+    )
+    async def invitations(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[Invitation, strawberry.lazy("schema.team")]]:
+        return Connection.of(await rt.customer_invitations(info.context, self.id, first, after))
+
 
 @strawberry.input
 class CustomerFilter:
@@ -122,6 +151,9 @@ class CustomerCreateInput:
     partner_id: strawberry.ID | None = strawberry.field(default=None, description="Platform admins only.")
     package_id: strawberry.ID | None = strawberry.field(
         default=None, description="A package to assign at once (partner admins): refused whole if it cannot apply."
+    )
+    auto_invite: bool = strawberry.field(
+        default=False, description="Invite the admin to the portal by email (once the portal is on)."
     )
 
 

@@ -7,13 +7,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
+from strawberry.file_uploads import Upload
 
-from domain.partners import services
-from domain.partners.commands import PartnerCreate, PartnerUpdate
+from domain.partners import domains, services
+from domain.partners.commands import PartnerCreate, PartnerDomainVerify, PartnerUpdate
 from domain.partners.models import Partner as PartnerRow
+from domain.partners.models import PartnerDomain as PartnerDomainRow
 from domain.partners.models import PartnerStatus as DomainPartnerStatus
 from resolvers import customers as rc
 from resolvers import partners as r
+from resolvers import team as rt
 from resolvers import usage as ru
 from resolvers.commands import perform
 from schema.common import Info
@@ -24,23 +27,61 @@ if TYPE_CHECKING:
     from schema.accounts import User
     from schema.billing import CreditPool
     from schema.customers import Customer, CustomerFilter
+    from schema.team import Invitation
     from schema.usage import RateCardRate, RateCardRateInput
 
 PartnerStatus = strawberry.enum(DomainPartnerStatus, name="PartnerStatus")
 
 
-@strawberry.type
+@strawberry.type(description="The partner's white-label look (customers may override it: Customer.branding).")
 class PartnerBranding:
     logo_url: str | None
     primary_color: str
     secondary_color: str
+    welcome_message: str = strawberry.field(description="Plain text (escape it when showing it as HTML).")
+    sender_name: str = strawberry.field(description="The From name of the partner's emails.")
+    sender_email: str | None = strawberry.field(description="The From address of its emails (null: the platform's).")
 
 
-@strawberry.input
+@strawberry.input(description="Only the fields sent change.")
 class PartnerBrandingInput:
-    logo_url: str | None = strawberry.UNSET
-    primary_color: str | None = strawberry.UNSET
-    secondary_color: str | None = strawberry.UNSET
+    logo: Upload | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="A PNG or JPG of at most 512 KB (multipart request), re-encoded; SVG is refused; null removes it.",
+    )
+    primary_color: str | None = strawberry.field(default=strawberry.UNSET, description="#rrggbb")
+    secondary_color: str | None = strawberry.field(default=strawberry.UNSET, description="#rrggbb")
+    welcome_message: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Plain text, at most 1,000 characters; null removes it."
+    )
+    sender_name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="The From name of emails (null: the partner's name)."
+    )
+    sender_email: str | None = strawberry.field(
+        default=strawberry.UNSET, description="The From address of emails (null: the platform's)."
+    )
+
+
+@shows(PartnerDomainRow)
+@strawberry.type(description="A custom domain and how to verify it (a DNS TXT record).")
+class PartnerDomain:
+    domain: str
+    verified: bool
+    verified_at: datetime | None
+    last_checked_at: datetime | None
+    txt_record_name: str = strawberry.field(description="Publish a TXT record at this name…")
+    txt_record_value: str = strawberry.field(description="…with this value; then run partnerDomainVerify.")
+
+    @classmethod
+    def of(cls, row: PartnerDomainRow) -> PartnerDomain:
+        return cls(
+            domain=row.domain,
+            verified=row.verified_at is not None,
+            verified_at=row.verified_at,
+            last_checked_at=row.last_checked_at,
+            txt_record_name=domains.record_name(row.domain),
+            txt_record_value=domains.record_value(row),
+        )
 
 
 @shows(PartnerRow)
@@ -60,7 +101,27 @@ class Partner(ModelNode):
             logo_url=self.model.logo_url,
             primary_color=self.model.primary_color,
             secondary_color=self.model.secondary_color,
+            welcome_message=self.model.welcome_message or "",
+            sender_name=self.model.sender_name or self.model.name,
+            sender_email=self.model.sender_email,
         )
+
+    @strawberry.field(description="Custom domains in the partner's order (verified or not).")
+    async def domains(self, info: Info) -> list[str]:
+        return [row.domain for row in await info.context.loaders.domains_by_partner.load(self.id)]
+
+    @strawberry.field(description="Custom domains with their verification state and DNS record (partner staff only).")
+    async def custom_domains(self, info: Info) -> list[PartnerDomain]:
+        viewer = info.context.viewer
+        if not (viewer.is_platform_admin or viewer.is_partner_staff):
+            return []
+        return [PartnerDomain.of(row) for row in await info.context.loaders.domains_by_partner.load(self.id)]
+
+    @strawberry.field(description="Pending invitations to the partner's staff, newest first (partner staff).")
+    async def invitations(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[Invitation, strawberry.lazy("schema.team")]]:
+        return Connection.of(await rt.partner_invitations(info.context, self.id, first, after))
 
     @strawberry.field(description="Credits the partner can still hand out, and what its customers hold.")
     async def credit_pool(self, info: Info) -> Annotated[CreditPool, strawberry.lazy("schema.billing")] | None:
@@ -112,10 +173,27 @@ class PartnerUpdateInput:
     rate_card: list[Annotated[RateCardRateInput, strawberry.lazy("schema.usage")]] | None = strawberry.field(
         default=strawberry.UNSET, description="Prices to change from now on; unit types left out keep theirs."
     )
+    domains: list[str] | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The complete list of custom domains (portal.example.com), in order: links in emails use the "
+        "first verified one. New ones start unverified.",
+    )
 
 
 @strawberry.type
 class PartnerUpdatePayload:
+    partner: Partner | None
+    errors: list[PartnerError]
+
+
+@strawberry.input
+class PartnerDomainVerifyInput:
+    partner_id: strawberry.ID
+    domain: str
+
+
+@strawberry.type
+class PartnerDomainVerifyPayload:
     partner: Partner | None
     errors: list[PartnerError]
 
@@ -143,7 +221,21 @@ class PartnerMutations:
             errors=PartnerError.list(outcome.errors),
         )
 
-    @strawberry.mutation(description="Partner admins: renames the partner or changes its sender email.")
+    @strawberry.mutation(
+        description="Partner admins: the partner's name, branding (logo upload, colours, welcome message, sender), "
+        "custom domains and rate card."
+    )
     async def partner_update(self, info: Info, input: PartnerUpdateInput) -> PartnerUpdatePayload:
         outcome = await perform(info.context, services.partner_update, input, PartnerUpdate)
+        info.context.reset_loaders()
         return PartnerUpdatePayload(partner=Partner.maybe(outcome.value), errors=PartnerError.list(outcome.errors))
+
+    @strawberry.mutation(
+        description="Partner admins: checks a custom domain's DNS TXT record now (NOT_ELIGIBLE until it is found)."
+    )
+    async def partner_domain_verify(self, info: Info, input: PartnerDomainVerifyInput) -> PartnerDomainVerifyPayload:
+        outcome = await perform(info.context, services.partner_domain_verify, input, PartnerDomainVerify)
+        info.context.reset_loaders()
+        return PartnerDomainVerifyPayload(
+            partner=Partner.maybe(outcome.value), errors=PartnerError.list(outcome.errors)
+        )

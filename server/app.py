@@ -1,5 +1,6 @@
-"""The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /v1/stripe/webhook, /exports/<signed>,
-/invoices/<signed>, /avatars/<name>, /healthz, /metrics."""
+"""The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /v1/contacts/healed, /v1/stripe/webhook,
+/exports/<signed>, /invoices/<signed>, /avatars/<name>, /logos/<name>, /invite (the invitation page), /healthz,
+/metrics."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from server.bootstrap import bootstrap
 from server.exports import export_download
 from server.graphql import GraphQLView
 from server.ingest import contacts_healed_endpoint, usage_events_endpoint
+from server.invite import invite_page
 from server.live import LiveEndpoint
 from server.locks import Leases
 from server.logging import RequestIdMiddleware
+from server.logos import logo_download
 from server.payments import invoice_download, stripe_webhook
 from server.pubsub import PubSub, live_publisher
 from server.relay import Relay
@@ -159,6 +162,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/avatars/{name}", avatar_download, methods=["GET"]),
             Route("/v1/stripe/webhook", stripe_webhook, methods=["POST"]),
             Route("/invoices/{token}", invoice_download, methods=["GET"]),
+            Route("/logos/{name}", logo_download, methods=["GET"]),
+            Route("/invite", invite_page, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],

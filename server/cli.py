@@ -46,7 +46,8 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     logins = asyncio.run(_with_db(settings, seed_demo))
     print(f"Demo logins (password for all: {logins[0].password}):")
     for entry in logins:
-        print(f"  {entry.role:<16} {entry.login:<34} {entry.organization}")
+        note = f"  [{entry.repaired}]" if entry.repaired else ""
+        print(f"  {entry.role:<16} {entry.login:<34} {entry.organization}{note}")
     return 0
 
 

@@ -34,6 +34,9 @@ MODEL_MODULES = [
     "domain.webhooks.models",
     "domain.payments.models",
     "domain.invoices.models",
+    "domain.portal.models",
+    "domain.team.models",
+    "domain.demo.models",
 ]
 
 

@@ -24,6 +24,8 @@ os.environ["APP_ENV"] = "test"
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_COST", "1024")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# uploaded logos land in a throwaway folder, never in the work tree
+os.environ.setdefault("LOGOS_DIR", tempfile.mkdtemp(prefix="partnerdesk-logos-"))
 _BASE_URL = os.environ.get("DATABASE_URL", "")
 IS_POSTGRES = _BASE_URL.startswith(("postgres://", "postgresql://"))
 REDIS_URL = os.environ.get("REDIS_URL") or None

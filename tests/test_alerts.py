@@ -169,23 +169,39 @@ async def charge(customer: Any, amount: str) -> None:
         await charge_wallet(customer, Decimal(amount))
 
 
-async def brand(gql: GQL, token: str, partner_id: int) -> None:
-    data = await gql(
-        PARTNER_UPDATE,
-        {
-            "i": {
-                "partnerId": gid("Partner", partner_id),
-                "senderEmail": "billing@brightcall.example.com",
-                "branding": {
-                    "logoUrl": "https://cdn.brightcall.example.com/logo.png",
-                    "primaryColor": "#FF5A1F",
-                    "secondaryColor": "#1B2E4B",
-                },
-            }
+def png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 90, 31)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def brand(gql: GQL, token: str, partner_id: int) -> str:
+    """Brands the partner (a logo uploaded as a GraphQL multipart request); returns the logo's URL."""
+    import json
+
+    variables = {
+        "i": {
+            "partnerId": gid("Partner", partner_id),
+            "senderEmail": "billing@brightcall.example.com",
+            "branding": {"logo": None, "primaryColor": "#FF5A1F", "secondaryColor": "#1B2E4B"},
+        }
+    }
+    response = await gql.client.post(
+        "/graphql",
+        data={
+            "operations": json.dumps({"query": PARTNER_UPDATE, "variables": variables}),
+            "map": json.dumps({"0": ["variables.i.branding.logo"]}),
         },
-        token,
+        files={"0": ("logo.png", png(), "image/png")},
+        headers={"authorization": f"Bearer {token}"},
     )
+    data = response.json()["data"]
     assert data["partnerUpdate"]["errors"] == [], data
+    return data["partnerUpdate"]["partner"]["branding"]["logoUrl"]
 
 
 def html_of(message: EmailMessage) -> str:
@@ -216,7 +232,7 @@ async def test_cap_reached_emails_the_primary_contact_and_extras_under_the_partn
     customer, first_admin = tenant.customers[0], tenant.admins[0]
     contact = await factory.user(role=Role.CUSTOMER_ADMIN, customer=customer)
     staff = await gql.login(tenant.owner.email)
-    await brand(gql, staff, tenant.partner.id)
+    logo = await brand(gql, staff, tenant.partner.id)
     await prefs(
         gql,
         staff,
@@ -238,7 +254,7 @@ async def test_cap_reached_emails_the_primary_contact_and_extras_under_the_partn
     assert (sender.display_name, sender.addr_spec) == ("BrightCall", "billing@brightcall.example.com")
     assert mailbox.envelopes[0].mail_from == "billing@brightcall.example.com"
     html = html_of(message)
-    assert 'src="https://cdn.brightcall.example.com/logo.png"' in html
+    assert logo.startswith(f"{PUBLIC_URL}/logos/partner-") and f'src="{logo}"' in html
     assert "background:#FF5A1F" in html and "color:#1B2E4B" in html
     assert f'href="{BILLING_PREFERENCES_LINK}"' in html
     assert BILLING_PREFERENCES_LINK in text_of(message)

@@ -510,5 +510,6 @@ async def test_no_root_field_shows_a_customer_viewer_a_partner_or_platform_figur
         recharge = gid("LedgerTransfer", world.transfer(TransferKind.CREDITS_RECHARGE).id)
         assert '"creditBalanceAfter":"100.000000"' in answers[label("node", {"id": recharge})]
     if viewer in ("customer admin", "API key"):
-        audit = next(text for where, text in answers.items() if where.startswith("auditEvents "))
+        # (read on its own: the sweep's page of events shrinks with every nested connection the schema grows)
+        audit = (await gql.raw(AUDIT, {}, token)).text
         assert all(f'"action":"{a}"' in audit for a in ("package.assign", "customer.credits_recharge", "wallet.refill"))

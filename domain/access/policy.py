@@ -65,6 +65,7 @@ PERSONAL_MUTATIONS = frozenset(
         "totpDisable",
         "totpRecoveryCodesGenerate",
         "accountDelete",
+        "teamMemberInviteAccept",  # joining an organization is a person's own act
     }
 )
 

@@ -31,6 +31,7 @@ from domain.common.json import JsonObject
 from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
+from domain.demo.services import refuse_if_demo
 from domain.errors import DomainError, ErrorCode, forbidden
 from domain.events import services as events
 from domain.features.models import FeatureToggles
@@ -235,6 +236,7 @@ class ApiKeyIssued:
 
 async def api_key_create(viewer: Viewer, command: ApiKeyCreate) -> ApiKeyIssued:
     customer = await _managed_customer(viewer, command.customer_id)
+    await refuse_if_demo(customer.id, "have API keys", "customer_id")
     v = Validator()
     clean_name = v.text("name", command.name, required=True, max_length=100)
     chosen = [p.value for p in _distinct(v, "permissions", command.permissions, ApiPermission)]

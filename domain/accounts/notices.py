@@ -8,14 +8,10 @@ from email.message import EmailMessage
 
 from domain.accounts.models import User
 from domain.accounts.render import render_email_change_confirmation, render_email_changed_notice
-from domain.accounts.settings import EmailChanged, EmailChangeRequested, email_change_link, email_change_token
-from domain.partners.models import Partner
+from domain.accounts.settings import EmailChanged, EmailChangeRequested, email_change_path, email_change_token
+from domain.partners.branding import brand_of_partner_id
 
 Send = Callable[[EmailMessage], Awaitable[None]]
-
-
-async def _brand(partner_id: int | None) -> Partner | None:
-    return await Partner.get_or_none(id=partner_id) if partner_id else None
 
 
 async def send_email_change_confirmation(mail: EmailChangeRequested, send: Send) -> bool:
@@ -24,8 +20,9 @@ async def send_email_change_confirmation(mail: EmailChangeRequested, send: Send)
     user = await User.get_or_none(id=mail.user_id, is_active=True)
     if user is None or user.email_key != mail.old_email.lower():
         return False
-    link = email_change_link(email_change_token(user.id, mail.new_email, mail.old_email, mail.expires))
-    await send(render_email_change_confirmation(await _brand(mail.partner_id), user.full_name, mail.new_email, link))
+    brand = await brand_of_partner_id(mail.partner_id)
+    link = brand.link(email_change_path(email_change_token(user.id, mail.new_email, mail.old_email, mail.expires)))
+    await send(render_email_change_confirmation(brand, user.full_name, mail.new_email, link))
     return True
 
 
@@ -33,5 +30,6 @@ async def send_email_changed_notice(mail: EmailChanged, send: Send) -> bool:
     """Tells the old address that the account moved (greeting the user by name while they exist)."""
     user = await User.get_or_none(id=mail.user_id)
     name = user.full_name if user else mail.old_email
-    await send(render_email_changed_notice(await _brand(mail.partner_id), name, mail.old_email, mail.new_email))
+    brand = await brand_of_partner_id(mail.partner_id)
+    await send(render_email_changed_notice(brand, name, mail.old_email, mail.new_email))
     return True

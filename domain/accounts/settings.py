@@ -386,8 +386,9 @@ def email_change_token(user_id: int, new_email: str, old_email: str, expires: in
     return f"{body}.{_b64(digest)}"
 
 
-def email_change_link(token: str) -> str:
-    return f"{config().public_url.rstrip('/')}/settings/profile/confirm-email?token={token}"
+def email_change_path(token: str) -> str:
+    """Where the confirmation link points (the portal's profile page), after the brand's base URL."""
+    return f"/settings/profile/confirm-email?token={token}"
 
 
 def _read_token(token: str, at: datetime) -> tuple[int, str, str]:

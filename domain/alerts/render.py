@@ -8,8 +8,8 @@ from email.utils import formataddr, make_msgid
 from domain.alerts.models import Alert, AlertKind
 from domain.common.emails import email_templates
 from domain.common.json import JsonObject
-from domain.config import config
 from domain.customers.models import Customer
+from domain.partners.branding import Brand
 from domain.partners.models import Partner
 
 _env = email_templates(__file__)
@@ -55,34 +55,35 @@ def _facts(values: JsonObject) -> list[tuple[str, str]]:
     return facts
 
 
-def render_alert(alert: Alert, customer: Customer, partner: Partner) -> EmailMessage:
+def render_alert(alert: Alert, customer: Customer, brand: Brand) -> EmailMessage:
+    """The alert under the customer's brand (its look over its partner's), links on the partner's domain."""
     kind = AlertKind(alert.kind)
     headline, body = _COPY[kind]
     link = None
     if kind in (AlertKind.CAP_REACHED, AlertKind.CAP_WARNING, AlertKind.LOW_BALANCE, AlertKind.PAYMENT_FAILED):
-        link = f"{config().public_url.rstrip('/')}/settings/billing-and-reports/billing-preferences"
+        link = brand.link("/settings/billing-and-reports/billing-preferences")
     context = {
         "headline": headline,
         "body": body,
         "facts": _facts(alert.values or {}),
         "customer": customer,
-        "partner": partner,
+        "brand": brand,
         "link": link,
         "link_label": "Open Billing Preferences",
     }
     message = EmailMessage()
-    message["Subject"] = f"{partner.name}: {headline}"
-    message["From"] = formataddr((partner.name, partner.sender_email or DEFAULT_SENDER))
+    message["Subject"] = f"{brand.name}: {headline}"
+    message["From"] = brand.from_header
     message["To"] = ", ".join(alert.recipients)
     message["Message-ID"] = make_msgid(idstring=f"alert-{alert.id}", domain="partnerdesk")
     message["X-Partnerdesk-Alert"] = f"{alert.id}:{kind}"
     message.set_content(_env.get_template("alert.txt.j2").render(context))
     message.add_alternative(_env.get_template("alert.html.j2").render(context), subtype="html")
-    return message
+    return brand.stamp(message)
 
 
 def render_refill_request(
-    partner: Partner, customer: Customer, recipients: list[str], values: JsonObject
+    partner: Partner, customer: Customer, recipients: list[str], values: JsonObject, brand: Brand
 ) -> EmailMessage:
     """Internal notice to the partner's billing staff: a customer's wallet needs a manual refill."""
     message = EmailMessage()
@@ -93,4 +94,4 @@ def render_refill_request(
     lines += [f"  {label}: {value}" for label, value in _facts(values)]
     lines += ["", "Record the refill with walletRefill once the payment is in."]
     message.set_content("\n".join(lines))
-    return message
+    return brand.stamp(message)

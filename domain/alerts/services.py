@@ -21,7 +21,7 @@ from tortoise.transactions import in_transaction
 from domain.accounts.models import Membership, Role, User
 from domain.alerts.commands import AlertRetry
 from domain.alerts.models import ALWAYS_ON, Alert, AlertArm, AlertKind, AlertStatus
-from domain.alerts.render import render_alert, render_refill_request
+from domain.alerts.render import DEFAULT_SENDER, render_alert, render_refill_request
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
 from domain.billing.models import BillingPreferences, RefillRequest, RefillRequestStatus
@@ -31,6 +31,7 @@ from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from domain.events.services import ALERT_RAISED, emit
 from domain.features.models import FeatureToggles
+from domain.partners.branding import brand_of
 from domain.partners.models import Partner
 from domain.viewer import Viewer
 from domain.visibility import get_visible, restrict
@@ -251,7 +252,7 @@ async def _attempt(alert: Alert, send: Send) -> Exception | None:
     customer = await Customer.get(id=alert.customer_id)
     try:
         partner = await Partner.get(id=customer.partner_id)
-        await send(render_alert(alert, customer, partner))
+        await send(render_alert(alert, customer, await brand_of(partner, customer.id, sender=DEFAULT_SENDER)))
     except Exception as exc:
         alert.status, alert.last_error = AlertStatus.FAILED, str(exc)[:500]
         await Alert.filter(id=alert.id).update(status=alert.status, last_error=alert.last_error)
@@ -314,6 +315,7 @@ async def notify_refill_request(refill_request_id: int, send: Send) -> int:
             "refill_threshold": f"{request.threshold:.2f}",
             "refill_amount": f"{request.requested_amount:.2f}" if request.requested_amount is not None else None,
         }
-        await send(render_refill_request(partner, customer, recipients, values))
+        brand = await brand_of(partner, customer.id)
+        await send(render_refill_request(partner, customer, recipients, values, brand))
     await RefillRequest.filter(id=request.id, notified_at=None).update(notified_at=datetime.now(UTC))
     return len(recipients)

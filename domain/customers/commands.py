@@ -28,6 +28,7 @@ class CustomerCreate:
     role: str | None = None  # the admin's role in their company
     partner_id: PartnerId | None = None  # platform admins name the partner
     package_id: PackageId | None = None
+    auto_invite: bool = False  # invite the admin to the portal by email (once the portal is on)
 
 
 @dataclass(frozen=True, slots=True)

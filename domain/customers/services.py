@@ -27,6 +27,7 @@ from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
 from domain.events import services as events
 from domain.partners.models import Partner
+from domain.portal.services import apply_auto_invite
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_customer_manager, require_partner_staff, restrict
 
@@ -113,6 +114,7 @@ async def customer_create(viewer: Viewer, command: CustomerCreate) -> CustomerCr
             from domain.packages.services import package_assign_to_new_customer  # packages build on customers
 
             await package_assign_to_new_customer(viewer, customer.id, command.package_id)
+        await apply_auto_invite(customer, bool(command.auto_invite))
     return CustomerCreated(customer, user)
 
 

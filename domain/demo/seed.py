@@ -1,7 +1,11 @@
-"""Demo data for `make run`: a platform admin and partner "Acme Voice" with three customers and their users."""
+"""Demo data for `make run`: a platform admin and partner "Acme Voice" with three customers and their users, and one
+demo customer (demo mode: sample data, reset nightly). Re-running it keeps what exists and makes sure every login it
+prints works: a demo login whose password was changed, whose 2FA was turned on or whose account was deactivated is
+put back (and the change is reported)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -9,8 +13,11 @@ from decimal import Decimal
 from tortoise.transactions import in_transaction
 
 from domain.accounts.commands import AdminCreate
-from domain.accounts.models import Membership, Role, User
+from domain.accounts.models import Membership, Role, Session, User
+from domain.accounts.passwords import verify_password
 from domain.accounts.services import NewUser, admin_create, create_user, hash_password_async, org_key
+from domain.audit.models import AuditEventType
+from domain.audit.services import record
 from domain.billing.commands import (
     BillingPreferencesUpdate,
     CustomerCreditsRecharge,
@@ -23,9 +30,11 @@ from domain.billing.preferences import billing_preferences_update
 from domain.billing.wallet import wallet_refill
 from domain.campaigns.commands import CampaignCreate
 from domain.campaigns.services import campaign_create
-from domain.customers.commands import CustomerCreate
-from domain.customers.models import Customer
-from domain.customers.services import customer_create
+from domain.customers.commands import CustomerCreate, CustomerEnable
+from domain.customers.models import Customer, CustomerStatus
+from domain.customers.services import customer_create, customer_enable
+from domain.demo.commands import CustomerDemoModeSet
+from domain.demo.services import customer_demo_mode_set
 from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.services import customer_features_update, set_ai_credits
 from domain.partners.commands import PartnerCreate
@@ -44,6 +53,7 @@ CUSTOMERS = [
     ("Harbor Legal", "harbor", "Sam", "Okafor"),
     ("Pine Street Realty", "pinestreet", "Lee", "Chen"),
 ]
+DEMO_CUSTOMER = ("Sunny Smiles Demo", "sunnydemo", "Dana", "Demo")
 
 
 @dataclass(slots=True)
@@ -52,6 +62,7 @@ class DemoLogin:
     login: str
     password: str
     organization: str
+    repaired: str = ""  # what had to be put back for this login to work again
 
 
 async def seed_demo() -> list[DemoLogin]:
@@ -115,7 +126,68 @@ async def seed_demo() -> list[DemoLogin]:
             await _demo_money(partner, created_customer.customer, slug)
         logins.append(DemoLogin("CUSTOMER_ADMIN", email, DEMO_PASSWORD, company))
         logins.append(DemoLogin("CUSTOMER_MEMBER", f"{slug}.member@example.com", DEMO_PASSWORD, company))
+    logins.append(await _demo_customer(partner, staff))
+    for entry in logins:
+        entry.repaired = await _repair_login(entry.login)
     return logins
+
+
+async def _demo_customer(partner: Partner, staff: Viewer) -> DemoLogin:
+    """One customer in demo mode (its sample laid by the demo service, reset every night)."""
+    company, slug, first, last = DEMO_CUSTOMER
+    email = f"{slug}.admin@example.com"
+    if not await User.filter(email_key=email).exists():
+        created = await customer_create(
+            staff,
+            CustomerCreate(
+                username=f"{slug}-admin",
+                first_name=first,
+                last_name=last,
+                email=email,
+                password=DEMO_PASSWORD,
+                password_confirmation=DEMO_PASSWORD,
+                company_name=company,
+                role="Office manager",
+            ),
+        )
+        await customer_demo_mode_set(staff, CustomerDemoModeSet(created.customer.id, True))
+    return DemoLogin("CUSTOMER_ADMIN", email, DEMO_PASSWORD, f"{company} (demo mode)")
+
+
+async def _repair_login(email: str) -> str:
+    """Puts a printed login back in working order; says what it changed ("" when nothing)."""
+    user = await User.get_or_none(email_key=email.lower())
+    if user is None:
+        return ""
+    fixes: list[str] = []
+    if not await asyncio.to_thread(verify_password, user.password_hash, DEMO_PASSWORD):
+        user.password_hash = await hash_password_async(DEMO_PASSWORD)
+        fixes.append("password reset")
+    if user.totp_enabled:
+        user.totp_enabled, user.totp_secret, user.totp_last_step = False, None, None
+        fixes.append("2FA turned off")
+    if not user.is_active:
+        user.is_active = True
+        fixes.append("account reactivated")
+    if fixes:
+        async with in_transaction():
+            await user.save(
+                update_fields=["password_hash", "totp_enabled", "totp_secret", "totp_last_step", "is_active"]
+            )
+            await Session.filter(user_id=user.id, revoked_at=None).update(revoked_at=datetime.now(UTC))
+            await record(
+                Viewer.system("seed-demo"),
+                AuditEventType.SECURITY,
+                "demo_login.repair",
+                object_type="User",
+                object_id=user.id,
+                details={"fixes": fixes},
+            )
+    for membership in await Membership.filter(user_id=user.id, customer_id__isnull=False).select_related("customer"):
+        if membership.customer is not None and membership.customer.status != CustomerStatus.ACTIVE:
+            await customer_enable(Viewer.system("seed-demo"), CustomerEnable(membership.customer.id))
+            fixes.append(f"{membership.customer.name} enabled")
+    return ", ".join(fixes)
 
 
 async def _demo_money(partner: Partner, customer: Customer, slug: str) -> None:

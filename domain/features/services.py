@@ -21,7 +21,6 @@ from decimal import Decimal
 
 from tortoise.transactions import in_transaction
 
-from domain.accounts.models import Membership
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
 from domain.billing.models import BillingPreferences
@@ -33,6 +32,8 @@ from domain.errors import DomainError, ErrorCode, FieldError
 from domain.events import services as events
 from domain.features.commands import CustomerFeaturesUpdate
 from domain.features.models import FeatureToggles, PortalSection
+from domain.portal.invites import invite_if_due
+from domain.team.seats import seats_taken
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_partner_staff
 
@@ -227,7 +228,10 @@ def _refusals(
         errors.append(FieldError("show_pricing", "Pricing is hidden while AI credits are enabled.", ErrorCode.INVALID))
     limit = change.max_team_members
     if team_size is not None and limit is not UNSET and limit < team_size:
-        message = f"The customer already has {team_size} team members; remove some before lowering the limit."
+        message = (
+            f"The customer's team takes {team_size} seats (members and pending invitations); remove some before "
+            "lowering the limit."
+        )
         errors.append(FieldError("max_team_members", message, ErrorCode.INVALID))
     return errors
 
@@ -316,12 +320,15 @@ async def customer_features_update(viewer: Viewer, command: CustomerFeaturesUpda
             )
             if any(before.switches[name] and not target.switches[name] for name in ACCESS_SWITCHES):
                 await events.emit(events.ACCESS_REVOKED, customer_id=customer.id, partner_id=customer.partner_id)
+            if target.switches["portal_enabled"] and not before.switches["portal_enabled"]:
+                await invite_if_due(customer.id, customer.partner_id)
     return FeaturesUpdated(FeatureState(customer.id, toggles, target.low_credit_threshold), switched_off)
 
 
 async def _team_size_if_lowered(customer_id: int, before: _Values, change: _Change) -> int | None:
-    """The customer's team size, counted only when the request lowers the limit (the only time it matters)."""
+    """The seats the customer's team takes (members and pending invitations), counted only when the request
+    lowers the limit (the only time it matters)."""
     limit = change.max_team_members
     if limit is UNSET or limit >= before.max_team_members:
         return None
-    return await Membership.filter(customer_id=customer_id).count()
+    return await seats_taken(customer_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.accounts.commands import UploadedFile
 from domain.common.commands import UNSET, PartnerId, Patch
 from domain.usage.rating import RateChange
 
@@ -21,11 +22,15 @@ class PartnerCreate:
 
 @dataclass(frozen=True, slots=True)
 class PartnerBranding:
-    """The white-label look; only the fields sent change (a colour cannot be cleared)."""
+    """The white-label look; only the fields sent change (a colour cannot be cleared; a null logo, welcome message,
+    sender name or sender email removes it)."""
 
-    logo_url: Patch[str | None] = UNSET
+    logo: Patch[UploadedFile | None] = UNSET
     primary_color: Patch[str | None] = UNSET
     secondary_color: Patch[str | None] = UNSET
+    welcome_message: Patch[str | None] = UNSET
+    sender_name: Patch[str | None] = UNSET
+    sender_email: Patch[str | None] = UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +43,12 @@ class PartnerUpdate:
     sender_email: Patch[str | None] = UNSET
     branding: Patch[PartnerBranding | None] = UNSET
     rate_card: Patch[list[RateChange] | None] = UNSET
+    domains: Patch[list[str] | None] = UNSET  # the complete list, in order: links use the first verified one
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerDomainVerify:
+    """Checks the domain's DNS TXT record now (the job also checks every few minutes)."""
+
+    partner_id: PartnerId
+    domain: str

@@ -59,5 +59,6 @@ def link_expiry(report_expires_at: datetime, now: datetime | None = None, ttl: t
     return min((now or datetime.now(UTC)) + ttl, report_expires_at)
 
 
-def download_url(report_id: int, expires_at: datetime) -> str:
-    return f"{config().public_url.rstrip('/')}{PATH_PREFIX}{sign(report_id, expires_at)}"
+def download_url(report_id: int, expires_at: datetime, base_url: str | None = None) -> str:
+    """The link under `base_url` (a partner's domain in its emails), else PUBLIC_URL."""
+    return f"{(base_url or config().public_url).rstrip('/')}{PATH_PREFIX}{sign(report_id, expires_at)}"

@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import make_msgid
 from typing import cast
 
 import structlog
@@ -31,6 +31,7 @@ from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
+from domain.partners.branding import Brand, brand_of
 from domain.partners.models import Partner
 from domain.reports import healed, periods, queue, services
 from domain.reports import recipients as recipient_rules
@@ -383,6 +384,7 @@ def render_delivery(
     link: str,
     expires: datetime,
     to: list[str],
+    brand: Brand,
 ) -> EmailMessage:
     fmt = ReportFormat(report.format)
     frequency = str(schedule.frequency).lower()
@@ -393,14 +395,14 @@ def render_delivery(
         "body": f"Your {frequency} {what} for {period} is ready to download.",
         "facts": [("Report", _FORMAT_LABELS[fmt]), ("Period", period), ("File", report.file_name)],
         "customer": customer,
-        "partner": partner,
+        "brand": brand,
         "link": link,
         "link_label": "Download the report",
         "expires": f"{expires:%Y-%m-%d %H:%M} UTC",
     }
     message = EmailMessage()
-    message["Subject"] = f"{partner.name}: {frequency} {what} {period}"
-    message["From"] = formataddr((partner.name, partner.sender_email or DEFAULT_SENDER))
+    message["Subject"] = f"{brand.name}: {frequency} {what} {period}"
+    message["From"] = brand.from_header
     message["To"] = ", ".join(to)
     message["Message-ID"] = make_msgid(idstring=f"report-{report.id}", domain="partnerdesk")
     message["X-Partnerdesk-Report"] = str(report.id)
@@ -422,7 +424,9 @@ async def deliver(report_id: int, send: Send) -> bool:
     schedule = await ReportSchedule.get_or_none(id=report.schedule_id)
     if schedule is None or report.status != ReportStatus.READY or report.expires_at is None:
         return False  # deleted since, or nothing to send
-    link = services.download_url(report, ttl=report.expires_at - datetime.now(UTC))
+    partner = await Partner.get(id=report.partner_id)
+    brand = await brand_of(partner, report.customer_id, sender=DEFAULT_SENDER)
+    link = services.download_url(report, ttl=report.expires_at - datetime.now(UTC), base_url=brand.base_url)
     if link is None:
         return False
     if report.customer_id is None:
@@ -434,6 +438,5 @@ async def deliver(report_id: int, send: Send) -> bool:
     if not to:
         return False
     customer = await Customer.get(id=report.customer_id)
-    partner = await Partner.get(id=report.partner_id)
-    await send(render_delivery(report, schedule, customer, partner, link, report.expires_at, to))
+    await send(brand.stamp(render_delivery(report, schedule, customer, partner, link, report.expires_at, to, brand)))
     return await UsageReport.filter(id=report.id, delivered_at=None).update(delivered_at=datetime.now(UTC)) == 1

@@ -547,13 +547,16 @@ def is_downloadable(report: UsageReport, now: datetime | None = None) -> bool:
     )
 
 
-def download_url(report: UsageReport, now: datetime | None = None, ttl: timedelta = links.LINK_TTL) -> str | None:
-    """A signed link valid for `ttl` (never beyond the report's expiry); None unless the report is READY."""
+def download_url(
+    report: UsageReport, now: datetime | None = None, ttl: timedelta = links.LINK_TTL, base_url: str | None = None
+) -> str | None:
+    """A signed link valid for `ttl` (never beyond the report's expiry), under `base_url` (else PUBLIC_URL); None
+    unless the report is READY."""
     now = now or datetime.now(UTC)
     if not is_downloadable(report, now):
         return None
     assert report.expires_at is not None
-    return links.download_url(report.id, links.link_expiry(report.expires_at, now, ttl))
+    return links.download_url(report.id, links.link_expiry(report.expires_at, now, ttl), base_url)
 
 
 class Gone(Exception):
