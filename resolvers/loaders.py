@@ -356,6 +356,7 @@ class Loaders:
     def payment_by_id(self) -> DataLoader:
         return self._get("payment_by_id", lambda: _by_id(Payment, self.viewer))
 
+    @property
     def invitation_by_id(self) -> DataLoader:
         return self._get("invitation_by_id", lambda: _by_id(Invitation, self.viewer))
 
