@@ -25,12 +25,14 @@ from domain.campaigns.models import Campaign
 from domain.customers import services as customers
 from domain.customers.models import Customer
 from domain.errors import DomainError
+from domain.features import pricing
 from domain.features import services as features
 from domain.ledger.models import LedgerAccount, Transfer, TransferKind
 from domain.packages import services as packages
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
 from domain.reports.models import ReportSchedule, UsageReport
+from domain.storage import services as storage
 from domain.usage.models import UsageEvent, UsageHold
 from domain.viewer import Viewer
 from domain.visibility import audit_actors_shown, restrict
@@ -244,14 +246,46 @@ class Loaders:
         return self._get("package_by_customer", lambda: DataLoader(batch_load_fn=batch))
 
     @property
-    def package_user_count(self) -> DataLoader:
+    def package_customer_count(self) -> DataLoader:
         """Customers each package is in force for (visible ones only)."""
 
         async def batch(ids: Sequence[int]) -> list[int]:
-            counts = await packages.user_counts(self.viewer, list(set(ids)))
+            counts = await packages.customer_counts(self.viewer, list(set(ids)))
             return [counts[i] for i in ids]
 
-        return self._get("package_user_count", lambda: DataLoader(batch_load_fn=batch))
+        return self._get("package_customer_count", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def prices_visible(self) -> DataLoader:
+        """By customer id: whether the viewer may see that customer's prices and costs (domain/features/pricing.py);
+        the caller has already shown the customer is visible."""
+
+        async def batch(ids: Sequence[int]) -> list[bool]:
+            visible = await pricing.prices_visible(self.viewer, ids)
+            return [visible[i] for i in ids]
+
+        return self._get("prices_visible", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def storage_by_customer(self) -> DataLoader:
+        """Knowledge-base storage of visible customers (None for the rest)."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            customers = [c for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await storage.storage_states(self.viewer, customers)
+            return [states.get(i) for i in ids]
+
+        return self._get("storage_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def storage_pool_by_partner(self) -> DataLoader:
+        """Storage pools by partner id (the caller decides who may see them)."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            states = await storage.pool_states(ids)
+            return [states[i] for i in ids]
+
+        return self._get("storage_pool_by_partner", lambda: DataLoader(batch_load_fn=batch))
 
     @property
     def cap_by_customer(self) -> DataLoader:

@@ -24,6 +24,7 @@ from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
 from schema.reports import ReportMutations, ReportQueries
 from schema.scalars import DateTimeDefinition
+from schema.storage import StorageMutations
 from schema.subscriptions import Subscription
 from schema.usage import UsageMutations, UsageQueries
 
@@ -77,6 +78,7 @@ Mutation = merge_types(
         AccessMutations,
         ReportMutations,
         PackageMutations,
+        StorageMutations,
     ),
 )
 

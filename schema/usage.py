@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from schema.customers import Customer
 
 UnitType = strawberry.enum(DomainUnitType, name="UnitType")
+HIDDEN_PRICE = (
+    "Null for the customer's people, API keys and embed tokens while its pricing is hidden (`showPricing` off, "
+    "or AI credits on)."
+)
 Funding = strawberry.enum(DomainFunding, name="Funding", description="What paid for the usage.")
 HoldStatus = strawberry.enum(DomainHoldStatus, name="HoldStatus")
 CampaignStatus = strawberry.enum(DomainCampaignStatus, name="CampaignStatus")
@@ -73,13 +77,13 @@ class UsageEvent(ModelNode):
     metadata: JSON
     model: strawberry.Private[Any]
 
-    @strawberry.field
-    def cost(self) -> Money:
-        return usd(self.model.cost)
+    @strawberry.field(description=HIDDEN_PRICE)
+    async def cost(self, info: Info) -> Money | None:
+        return usd(self.model.cost) if await r.prices_visible(info.context, self.model.customer_id) else None
 
-    @strawberry.field
-    def unit_price(self) -> Money:
-        return usd(self.model.unit_price)
+    @strawberry.field(description=HIDDEN_PRICE)
+    async def unit_price(self, info: Info) -> Money | None:
+        return usd(self.model.unit_price) if await r.prices_visible(info.context, self.model.customer_id) else None
 
 
 @strawberry.type
@@ -87,8 +91,8 @@ class UsageSummaryRow:
     period: date | None = strawberry.field(description="Day or first day of the month; null for UNIT_TYPE.")
     unit_type: UnitType  # type: ignore[valid-type]
     quantity: Decimal
-    cost: Money
-    unpaid_cost: Money
+    cost: Money | None = strawberry.field(description=HIDDEN_PRICE)
+    unpaid_cost: Money | None = strawberry.field(description=HIDDEN_PRICE)
     credits: Decimal
     events: int
 
@@ -114,9 +118,9 @@ class UsageHold(ModelNode):
     created_at: datetime
     model: strawberry.Private[Any]
 
-    @strawberry.field
-    def amount(self) -> Money:
-        return usd(self.model.amount)
+    @strawberry.field(description="The cost held against the cap and the balance. " + HIDDEN_PRICE)
+    async def amount(self, info: Info) -> Money | None:
+        return usd(self.model.amount) if await r.prices_visible(info.context, self.model.customer_id) else None
 
 
 @shows(CapState)
@@ -304,14 +308,14 @@ class UsageQueries:
         to: date,
         group_by: UsageGroupBy = UsageGroupBy.UNIT_TYPE,
     ) -> list[UsageSummaryRow]:
-        rows = await r.usage_summary(info.context, customer_id, from_, to, group_by.value)
+        rows, priced = await r.usage_summary(info.context, customer_id, from_, to, group_by.value)
         return [
             UsageSummaryRow(
                 period=row.period,
                 unit_type=row.unit_type,
                 quantity=row.quantity,
-                cost=usd(row.cost),
-                unpaid_cost=usd(row.unpaid_cost),
+                cost=usd(row.cost) if priced else None,
+                unpaid_cost=usd(row.unpaid_cost) if priced else None,
                 credits=row.credits,
                 events=row.events,
             )

@@ -31,6 +31,7 @@ MODEL_MODULES = [
     "domain.access.models",
     "domain.reports.models",
     "domain.packages.models",
+    "domain.storage.models",
 ]
 
 

@@ -4,7 +4,7 @@ Topics: `credits.changed`, `wallet.changed`, `spending_cap.changed` (customer st
 `alert.raised` (an alert to deliver), `refill.requested` (notify the partner's billing staff),
 `usage_report.requested` (build a report: the export queue gave it a build slot), `usage_report.updated` (a report's
 status changed, live), `report_delivery.requested` (email a scheduled report's link), `access.revoked` (live sockets
-re-check their credentials at once).
+re-check their credentials at once), `package_notice.requested` (email a package expiry notice).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ REFILL_REQUESTED = "refill.requested"
 USAGE_REPORT_REQUESTED = "usage_report.requested"
 USAGE_REPORT_UPDATED = "usage_report.updated"
 REPORT_DELIVERY_REQUESTED = "report_delivery.requested"
+PACKAGE_NOTICE_REQUESTED = "package_notice.requested"
 WAKE_CHANNEL = "partnerdesk_outbox"  # PostgreSQL NOTIFY channel that wakes the relay after a commit
 ACCESS_REVOKED = "access.revoked"  # a session, key or token ended, or a customer was disabled: sockets re-check now
 

@@ -30,6 +30,8 @@ CSV_COLUMNS = (
     "case_type",
     "paid",
 )
+# the columns left out of a report without prices (domain/features/pricing.py decides)
+PRICE_COLUMNS = frozenset({"unit_price", "cost", "currency"})
 # values a spreadsheet would run as a formula (CSV injection): such text is prefixed with a quote
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 UNCATEGORIZED = "Uncategorized"
@@ -67,16 +69,20 @@ def safe_text(value: str) -> str:
 EventRow: TypeAlias = tuple[datetime, UnitType, Decimal, Decimal, Decimal, Decimal, str, str, bool]
 
 
-def csv_row(row: EventRow) -> list[str]:
-    """One event as CSV cells, in `CSV_COLUMNS` order."""
+def csv_columns(with_prices: bool = True) -> tuple[str, ...]:
+    """The header of an event CSV: `CSV_COLUMNS`, without `PRICE_COLUMNS` when the report shows no prices."""
+    return CSV_COLUMNS if with_prices else tuple(c for c in CSV_COLUMNS if c not in PRICE_COLUMNS)
+
+
+def csv_row(row: EventRow, with_prices: bool = True) -> list[str]:
+    """One event as CSV cells, in `csv_columns(with_prices)` order."""
     occurred_at, unit_type, quantity, unit_price, cost, credits, funding, case_type, paid = row
+    priced = [usd(unit_price), usd(cost), "USD"] if with_prices else []
     return [
         occurred_at.isoformat(),
         str(unit_type),
         plain(quantity),
-        usd(unit_price),
-        usd(cost),
-        "USD",
+        *priced,
         plain(credits),
         str(funding),
         safe_text(case_type or ""),
@@ -135,6 +141,7 @@ class Heading:
     period_to: date
     generated_at: datetime
     case_type: str | None = None  # set for the per-case-type PDFs
+    with_prices: bool = True  # False: no cost columns (domain/features/pricing.py)
 
 
 def _latin1(text: str) -> str:
@@ -179,12 +186,16 @@ def summary_pdf(heading: Heading, summary: Summary) -> bytes:
     pdf.cell(0, 8, "Totals by unit type", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=9)
     units = summary.by_unit
+    priced = heading.with_prices
     _table(
         pdf,
-        ("Unit type", "Events", "Quantity", "Cost (USD)"),
-        [(_UNIT_LABELS[u], str(t.events), plain(t.quantity), usd(t.cost)) for u, t in units.items()]
-        + [("Total", str(summary.events), "", usd(summary.cost))],
-        (70, 30, 40, 40),
+        ("Unit type", "Events", "Quantity", *(("Cost (USD)",) if priced else ())),
+        [
+            (_UNIT_LABELS[u], str(t.events), plain(t.quantity), *((usd(t.cost),) if priced else ()))
+            for u, t in units.items()
+        ]
+        + [("Total", str(summary.events), "", *((usd(summary.cost),) if priced else ()))],
+        (70, 30, 40, 40) if priced else (70, 30, 40),
     )
     pdf.ln(4)
 
@@ -198,18 +209,25 @@ def summary_pdf(heading: Heading, summary: Summary) -> bytes:
         rows = sorted(summary.by_day.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1])))
         _table(
             pdf,
-            ("Day", "Unit type", "Events", "Quantity", "Cost (USD)"),
+            ("Day", "Unit type", "Events", "Quantity", *(("Cost (USD)",) if priced else ())),
             [
-                (day.isoformat(), _UNIT_LABELS[unit], str(t.events), plain(t.quantity), usd(t.cost))
+                (
+                    day.isoformat(),
+                    _UNIT_LABELS[unit],
+                    str(t.events),
+                    plain(t.quantity),
+                    *((usd(t.cost),) if priced else ()),
+                )
                 for (day, unit), t in rows
             ],
-            (30, 50, 25, 35, 40),
+            (30, 50, 25, 35, 40) if priced else (30, 50, 25, 35),
         )
     return bytes(pdf.output())
 
 
 def _table(pdf: FPDF, header: Sequence[str], rows: Iterable[Sequence[str]], widths: Sequence[int]) -> None:
-    align = ("LEFT",) * (len(header) - 3) + ("RIGHT",) * 3
+    numbers = 3 if "Cost (USD)" in header else 2  # the right-aligned columns: events, quantity (and cost)
+    align = ("LEFT",) * (len(header) - numbers) + ("RIGHT",) * numbers
     with pdf.table(col_widths=tuple(widths), width=sum(widths), align="LEFT", text_align=align) as table:
         heading = table.row()
         for cell in header:
@@ -250,6 +268,7 @@ def write_case_type_zip(target: Path, heading: Heading, summaries: dict[str, Sum
                     heading.period_to,
                     heading.generated_at,
                     label,
+                    heading.with_prices,
                 ),
                 summaries[case_type],
             )

@@ -26,6 +26,7 @@ from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
+from domain.features import pricing
 from domain.partners.models import Partner
 from domain.reports import recipients as recipient_rules
 from domain.reports import services
@@ -156,7 +157,12 @@ async def run_due(today: date | None = None) -> int:
             if customer is None or customer.status != CustomerStatus.ACTIVE:
                 continue
             report = await services.queue_report(
-                customer, ReportFormat(schedule.format), since, until, schedule_id=schedule.id
+                customer,
+                ReportFormat(schedule.format),
+                since,
+                until,
+                schedule_id=schedule.id,
+                with_prices=await pricing.report_with_prices(None, customer.id),  # for the customer's people
             )
             await record(
                 SYSTEM,

@@ -34,6 +34,7 @@ from domain.config import config
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from domain.events.services import REPORT_DELIVERY_REQUESTED, USAGE_REPORT_UPDATED, emit
+from domain.features import pricing
 from domain.partners.models import Partner
 from domain.reports import links, queue, render
 from domain.reports.commands import UsageExportCreate
@@ -81,6 +82,7 @@ async def queue_report(
     *,
     requested_by_user_id: int | None = None,
     schedule_id: int | None = None,
+    with_prices: bool = True,
 ) -> UsageReport:
     """Stores a QUEUED report and gives it a build slot if its customer and partner have one free (call inside the
     transaction that requests it). A person's request beyond the customer's quota of pending exports is refused
@@ -96,6 +98,7 @@ async def queue_report(
         format=fmt,
         period_from=since,
         period_to=until,
+        with_prices=with_prices,
     )
     await queue.dispatch(customer.partner_id)
     return report
@@ -106,8 +109,11 @@ async def usage_export_create(viewer: Viewer, command: UsageExportCreate) -> Usa
     customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
     since, until = command.from_, command.to
     validate_period(since, until)
+    with_prices = await pricing.report_with_prices(viewer, customer.id)
     async with in_transaction():
-        report = await queue_report(customer, command.format, since, until, requested_by_user_id=viewer.user_id)
+        report = await queue_report(
+            customer, command.format, since, until, requested_by_user_id=viewer.user_id, with_prices=with_prices
+        )
         await record(
             viewer,
             AuditEventType.EXPORT,
@@ -116,7 +122,12 @@ async def usage_export_create(viewer: Viewer, command: UsageExportCreate) -> Usa
             object_id=report.id,
             partner_id=customer.partner_id,
             customer_id=customer.id,
-            details={"format": str(command.format), "from": since.isoformat(), "to": until.isoformat()},
+            details={
+                "format": str(command.format),
+                "from": since.isoformat(),
+                "to": until.isoformat(),
+                "with_prices": with_prices,
+            },
         )
     return report
 
@@ -214,9 +225,9 @@ async def _write_csv(report: UsageReport, target: Path) -> int:
     try:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(render.CSV_COLUMNS)
+        writer.writerow(render.csv_columns(report.with_prices))
         async for rows in stream_events(report.customer_id, report.period_from, report.period_to, unit):
-            writer.writerows(render.csv_row(r) for r in rows)
+            writer.writerows(render.csv_row(r, report.with_prices) for r in rows)
             count += len(rows)
             await asyncio.to_thread(handle.write, buffer.getvalue())
             buffer.seek(0)
@@ -246,7 +257,9 @@ async def summarise(report: UsageReport, by_case_type: bool) -> tuple[dict[str, 
 async def _heading(report: UsageReport, now: datetime) -> render.Heading:
     customer = await Customer.get(id=report.customer_id)
     partner = await Partner.get(id=report.partner_id)
-    return render.Heading(partner.name, customer.name, report.period_from, report.period_to, now)
+    return render.Heading(
+        partner.name, customer.name, report.period_from, report.period_to, now, with_prices=report.with_prices
+    )
 
 
 async def _write_pdf(report: UsageReport, target: Path, now: datetime) -> int:
