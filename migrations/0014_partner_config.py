@@ -105,7 +105,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='PackageAssignment',
             name='end_reason',
-            field=fields.CharEnumField(null=True, description='REPLACED: REPLACED\nEXPIRED: EXPIRED', enum_type=EndReason, max_length=12),
+            field=fields.CharEnumField(null=True, description='REPLACED: REPLACED\nEXPIRED: EXPIRED\nPURGED: PURGED', enum_type=EndReason, max_length=12),
         ),
         ops.AddField(
             model_name='PackageAssignment',

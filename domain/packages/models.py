@@ -29,6 +29,7 @@ class EndReason(enum.StrEnum):
 
     REPLACED = "REPLACED"  # another package was assigned
     EXPIRED = "EXPIRED"  # its `expires_at` passed (the expiry job ended it)
+    PURGED = "PURGED"  # the customer was deleted (retention)
 
 
 class NoticeKind(enum.StrEnum):

@@ -263,6 +263,19 @@ async def release_package_storage(customer: Customer) -> int:
     return -await apply_package_storage(customer, 0)
 
 
+async def forget_customer_storage(customer: Customer) -> int:
+    """When a customer is deleted (inside that transaction): its whole allocation goes back to the pool and its
+    storage row goes. Returns the megabytes given back."""
+    pool = await _lock_pool(customer.partner_id)
+    row = await CustomerStorage.select_for_update().get_or_none(customer_id=customer.id)
+    if row is None:
+        return 0
+    pool.allocated_mb -= row.allocated_mb
+    await pool.save(update_fields=["allocated_mb", "updated_at"])
+    await CustomerStorage.filter(customer_id=customer.id).delete()
+    return row.allocated_mb
+
+
 # ---------------------------------------------------------------- use
 
 
