@@ -135,7 +135,10 @@ class CustomerFeaturesUpdatePayload:
 
 @strawberry.type
 class FeatureMutations:
-    @strawberry.mutation(description="Partner admins: changes a customer's features; dependants follow.")
+    @strawberry.mutation(
+        description="Partner admins: changes a customer's features; dependants follow. What the package in force "
+        "does not include is NOT_ELIGIBLE (the message names it); a change a rule forbids is refused whole."
+    )
     async def customer_features_update(
         self, info: Info, input: CustomerFeaturesUpdateInput
     ) -> CustomerFeaturesUpdatePayload:

@@ -276,9 +276,12 @@ async def test_given_is_the_snapshot_and_eligibility_follows_it(
 
 
 async def test_eligibility_is_private_to_each_tenant(gql: GQL, factory: Factory, tenant: Tenant, staff: str) -> None:
-    # given: a package in force for one customer of another partner
+    # given: a package in force for one customer of another partner, and one for our first customer
     other = await factory.tenant(customers=1)
-    await factory.give(other.customers[0], await factory.package(other.partner, title="Theirs"))
+    theirs = await factory.give(other.customers[0], await factory.package(other.partner, title="Theirs"))
+    ours = await factory.give(tenant.customers[0], await factory.package(tenant.partner, title="Ours"))
+    node = "query($id: ID!) { node(id: $id) { ... on PackageAssignment { given { title } } } }"
+    assert (await gql(node, {"id": gid("PackageAssignment", ours.id)}, staff))["node"] == {"given": {"title": "Ours"}}
     # then: our partner and our sibling customer see neither its features nor its package
     for token, target in (
         (staff, other.customers[0]),
@@ -287,3 +290,7 @@ async def test_eligibility_is_private_to_each_tenant(gql: GQL, factory: Factory,
         assert (await gql(FEATURES, {"id": gid("Customer", target.id)}, token))["customer"] is None
         refused = await update(gql, token, target, portalEnabled=True)
         assert [(e["field"], e["code"]) for e in refused["errors"]] == [("customerId", "NOT_FOUND")]
+    # nor the other side's assignment (and what it gave)
+    sibling = await gql.login(tenant.admins[1].email)
+    for token, assignment in ((staff, theirs), (sibling, ours)):
+        assert (await gql(node, {"id": gid("PackageAssignment", assignment.id)}, token))["node"] is None

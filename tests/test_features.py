@@ -4,7 +4,12 @@ revocation (API keys stop at once) and no N+1 when a page of customers shows the
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +22,7 @@ from domain.events import services as events
 from domain.events.models import OutboxEvent
 from domain.features.models import FeatureToggles
 from domain.packages.models import FeatureKey
-from tests.conftest import GQL, Factory, Tenant, count_queries, gather, gid
+from tests.conftest import GQL, ROOT, Factory, Tenant, count_queries, gather, gid
 
 FIELDS = """id portalEnabled advancedAnalytics detailedCallAnalysis actionPointAnalysis apiAccess apiKeysMenu
   aiCreditsEnabled lowCreditNotifications lowCreditThreshold showPricing portalSections embedUrlsEnabled
@@ -465,3 +470,33 @@ async def test_features_on_a_customer_page_cost_the_same_for_3_and_30(gql: GQL, 
     assert large_nodes[0]["features"]["lowCreditThreshold"] == "5.000000"
     print(f"\nSQL statements for customers with features: 3 → {small}, 30 → {large}")
     assert small == large
+
+
+# --- upgrading -----------------------------------------------------------------------------------------------------
+
+
+def test_customers_from_before_packages_keep_the_toggles_they_had(tmp_path: Path) -> None:
+    # given: a database at the migration before issue 15, with a customer that never stored toggles
+    url = f"sqlite://{tmp_path / 'upgrade.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": url}
+    cli = [sys.executable, "-c", "import sys; from tortoise.cli import main; sys.exit(main())"]
+    subprocess.run([*cli, "migrate", "models", "0011_wide_money"], cwd=ROOT, env=env, check=True, capture_output=True)
+    with sqlite3.connect(tmp_path / "upgrade.sqlite3") as db:
+        db.execute(
+            "INSERT INTO partner (name, status, primary_color, secondary_color, created_at, updated_at)"
+            " VALUES ('P', 'ACTIVE', '#000000', '#FFFFFF', datetime('now'), datetime('now'))"
+        )
+        db.execute(
+            "INSERT INTO customer (partner_id, name, status, service_state, phone, country, state, city, zip,"
+            " address1, address2, created_at, updated_at)"
+            " VALUES (1, 'Old', 'ACTIVE', 'ACTIVE', '', '', '', '', '', '', '', datetime('now'), datetime('now'))"
+        )
+    # when: upgraded
+    subprocess.run([*cli, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    # then: it reads what it read before (portal and team members on, 5 seats, pricing shown)
+    with sqlite3.connect(tmp_path / "upgrade.sqlite3") as db:
+        row = db.execute(
+            "SELECT portal_enabled, team_members_enabled, max_team_members, show_pricing, api_access, portal_sections"
+            " FROM feature_toggles WHERE customer_id = 1"
+        ).fetchone()
+    assert row == (1, 1, 5, 1, 0, "[]")

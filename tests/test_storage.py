@@ -262,6 +262,8 @@ async def test_concurrent_allocations_never_over_commit_the_pool(
     pool = await PartnerStorage.get(partner_id=tenant.partner.id)
     allocated = sum(await CustomerStorage.filter(partner_id=tenant.partner.id).values_list("allocated_mb", flat=True))
     assert pool.allocated_mb == allocated == 1000 and pool.total_mb == 1024
+    _, problems = await ledger.verify()
+    assert problems == []
 
 
 @pytest.mark.postgres

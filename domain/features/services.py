@@ -219,22 +219,23 @@ def _clean(command: CustomerFeaturesUpdate) -> _Change:
 def _ineligible(before: _Values, target: _Values, package: PackageInForce | None, *, active: bool) -> list[FieldError]:
     """What the change switches on that the package in force does not include, or that a disabled customer cannot
     get (NOT_ELIGIBLE). Only what it turns on: a value already on stays on (packages are not retroactive)."""
-    errors: list[FieldError] = []
-    for name, feature in eligibility.GATED.items():
-        if target.switches[name] and not before.switches[name]:
-            message = eligibility.missing_message(package, feature)
-            if not active:
-                message = f"The customer is disabled: enable it before giving it {eligibility.FEATURE_NAMES[feature]}."
-            if message:
-                errors.append(FieldError(name, message, ErrorCode.NOT_ELIGIBLE))
-    for section, feature in eligibility.GATED_SECTIONS.items():
-        if section in target.portal_sections and section not in before.portal_sections:
-            message = eligibility.missing_message(package, feature)
-            if not active:
-                message = f"The customer is disabled: enable it before giving it {eligibility.FEATURE_NAMES[feature]}."
-            if message:
-                errors.append(FieldError("portal_sections", message, ErrorCode.NOT_ELIGIBLE))
-    return errors
+
+    def refusal(field: str, feature: FeatureKey) -> FieldError | None:
+        message = eligibility.missing_message(package, feature)
+        if not active:
+            message = f"The customer is disabled: enable it before giving it {eligibility.FEATURE_NAMES[feature]}."
+        return FieldError(field, message, ErrorCode.NOT_ELIGIBLE) if message else None
+
+    found = [
+        refusal(name, feature)
+        for name, feature in eligibility.GATED.items()
+        if target.switches[name] and not before.switches[name]
+    ] + [
+        refusal("portal_sections", feature)
+        for section, feature in eligibility.GATED_SECTIONS.items()
+        if section in target.portal_sections and section not in before.portal_sections
+    ]
+    return [e for e in found if e is not None]
 
 
 def _refusals(

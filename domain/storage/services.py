@@ -247,7 +247,14 @@ async def customer_storage_allocate(viewer: Viewer, command: CustomerStorageAllo
 async def apply_package_storage(customer: Customer, package_mb: int) -> int:
     """At assignment (inside its transaction): the part of the allocation the previous package gave is replaced by
     this package's `package_mb` (never below what the customer uses), the difference moved with the pool
-    (POOL_EXHAUSTED refuses the assignment). Returns the megabytes taken from the pool (negative: given back)."""
+    (POOL_EXHAUSTED refuses the assignment). Returns the megabytes taken from the pool (negative: given back).
+
+    The caller holds the customer's toggles lock, which every assignment and expiry takes first, so nobody else
+    raises `package_mb` meanwhile: a package without storage after one without storage leaves the pool unlocked."""
+    if package_mb == 0:
+        current = await CustomerStorage.get_or_none(customer_id=customer.id)
+        if current is None or current.package_mb == 0:
+            return 0
     pool = await _lock_pool(customer.partner_id)
     row = await _lock_customer(customer)
     target = max(row.allocated_mb - row.package_mb + package_mb, row.used_mb)
