@@ -27,7 +27,7 @@ from domain.campaigns.models import Campaign
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, forbidden
 from domain.invoices.models import Invoice
-from domain.ledger.models import LedgerAccount, Transfer
+from domain.ledger.models import AccountKind, LedgerAccount, Transfer
 from domain.packages.models import Package, PackageAssignment
 from domain.partners.models import Partner
 from domain.payments.models import Payment
@@ -86,9 +86,10 @@ def _audit_event(v: Viewer) -> Q:
 
 def _ledger_account(v: Viewer) -> Q:
     """Accounts the viewer owns, whose balances it may see: partner staff their partner's (pool, revenue, its
-    customers'), customer users their customer's. Accounts of no partner (platform-wide) are the platform admins'."""
+    customers'), customer users their customer's. Accounts of no partner (platform-wide) and the platform's revenue
+    from a partner are the platform admins'."""
     if v.is_partner_staff:
-        return Q(partner_id=v.partner_id)
+        return Q(partner_id=v.partner_id) & ~Q(kind=AccountKind.PLATFORM_REVENUE)
     if v.is_customer_user:
         return Q(customer_id=v.customer_id)
     return _NOTHING

@@ -11,6 +11,7 @@ def load_actors() -> None:
     import jobs.exports
     import jobs.invoices
     import jobs.maintenance
+    import jobs.packages
     import jobs.payments
     import jobs.scheduled
     import jobs.team
@@ -24,6 +25,7 @@ def actors_for(topic: str) -> list[tuple[Any, str | None]]:
     from jobs.alerts import notify_refill_request, send_alert
     from jobs.exports import build_usage_report, deliver_scheduled_report
     from jobs.invoices import deliver_invoice, push_invoice
+    from jobs.packages import send_package_notice
     from jobs.payments import auto_top_up
     from jobs.team import send_invitation, send_portal_invitation
     from jobs.webhooks import deliver_webhook, fan_out_webhooks, notify_webhook_endpoint_disabled
@@ -41,6 +43,7 @@ def actors_for(topic: str) -> list[tuple[Any, str | None]]:
         "auto_top_up.requested": [(auto_top_up, "refill_request_id")],
         "invitation.sent": [(send_invitation, "mail")],
         "portal.invited": [(send_portal_invitation, "invite_customer_id")],
+        "package_notice.requested": [(send_package_notice, "notice_id")],
     }
     found = routes.get(topic, [])
     return [*found, (fan_out_webhooks, None)] if topic in SOURCE_TOPICS else found
@@ -48,11 +51,13 @@ def actors_for(topic: str) -> list[tuple[Any, str | None]]:
 
 def schedule() -> list[tuple[str, Any, int]]:
     """(name, actor, every N seconds)."""
-    from jobs import exports, invoices, maintenance, scheduled, webhooks
+    from jobs import exports, invoices, maintenance, packages, scheduled, webhooks
 
     return [
         ("usage_hold_expiry", scheduled.usage_hold_expiry, 60),
         ("credit_grant_expiry", scheduled.credit_grant_expiry, 600),
+        ("package_expiry", packages.package_expiry, 60),
+        ("storage_metering", scheduled.storage_metering, 3600),
         ("monthly_phone_number_charges", scheduled.monthly_phone_number_charges, 3600),
         ("retention", scheduled.retention, 86400),
         ("housekeeping", scheduled.housekeeping, 3600),

@@ -12,6 +12,7 @@ from domain.customers.retention import purge_disabled_customers
 from domain.demo.services import reset_demos
 from domain.housekeeping import housekeeping as hourly_housekeeping
 from domain.partners.domains import verify_due_domains
+from domain.storage.metering import meter_storage
 from domain.usage.holds import expire_holds
 from domain.usage.services import charge_phone_numbers
 
@@ -25,6 +26,12 @@ async def monthly_phone_number_charges() -> int:
 @dramatiq.actor(queue_name="scheduled", max_retries=5)
 async def credit_grant_expiry() -> int:
     return await expire_grants()
+
+
+@dramatiq.actor(queue_name="scheduled", max_retries=5)
+async def storage_metering() -> int:
+    """Yesterday's storage beyond each customer's allocation as one STORAGE_MB event (keyed by customer and day)."""
+    return (await meter_storage()).accepted
 
 
 @dramatiq.actor(queue_name="scheduled", max_retries=5)

@@ -26,6 +26,7 @@ from domain.customers import services as customers
 from domain.customers.models import Customer
 from domain.demo import services as demo
 from domain.errors import DomainError
+from domain.features import pricing
 from domain.features import services as features
 from domain.invoices.models import Invoice
 from domain.ledger.models import LedgerAccount, Transfer, TransferKind
@@ -36,6 +37,7 @@ from domain.partners.models import Partner
 from domain.payments.models import Payment
 from domain.portal import services as portal
 from domain.reports.models import HealedContact, ReportSchedule, UsageReport
+from domain.storage import services as storage
 from domain.team import seats
 from domain.team.models import Invitation
 from domain.usage.models import UsageEvent, UsageHold
@@ -256,14 +258,46 @@ class Loaders:
         return self._get("package_by_customer", lambda: DataLoader(batch_load_fn=batch))
 
     @property
-    def package_user_count(self) -> DataLoader:
+    def package_customer_count(self) -> DataLoader:
         """Customers each package is in force for (visible ones only)."""
 
         async def batch(ids: Sequence[int]) -> list[int]:
-            counts = await packages.user_counts(self.viewer, list(set(ids)))
+            counts = await packages.customer_counts(self.viewer, list(set(ids)))
             return [counts[i] for i in ids]
 
-        return self._get("package_user_count", lambda: DataLoader(batch_load_fn=batch))
+        return self._get("package_customer_count", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def prices_visible(self) -> DataLoader:
+        """By customer id: whether the viewer may see that customer's prices and costs (domain/features/pricing.py);
+        the caller has already shown the customer is visible."""
+
+        async def batch(ids: Sequence[int]) -> list[bool]:
+            visible = await pricing.prices_visible(self.viewer, ids)
+            return [visible[i] for i in ids]
+
+        return self._get("prices_visible", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def storage_by_customer(self) -> DataLoader:
+        """Knowledge-base storage of visible customers (None for the rest)."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            customers = [c for c in await self.customer_by_id.load_many(list(ids)) if c is not None]
+            states = await storage.storage_states(self.viewer, customers)
+            return [states.get(i) for i in ids]
+
+        return self._get("storage_by_customer", lambda: DataLoader(batch_load_fn=batch))
+
+    @property
+    def storage_pool_by_partner(self) -> DataLoader:
+        """Storage pools by partner id (the caller decides who may see them)."""
+
+        async def batch(ids: Sequence[int]) -> list[Any]:
+            states = await storage.pool_states(ids)
+            return [states[i] for i in ids]
+
+        return self._get("storage_pool_by_partner", lambda: DataLoader(batch_load_fn=batch))
 
     @property
     def cap_by_customer(self) -> DataLoader:

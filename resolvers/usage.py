@@ -112,11 +112,13 @@ async def usage_summary(
     *,
     case_type: str | None = None,
     campaign_id: str | None = None,
-) -> list[read.SummaryRow]:
+) -> tuple[list[read.SummaryRow], bool]:
+    """The summary rows, and whether the viewer may see their costs."""
     pk = decode_global_id(customer_id, "Customer", "customerId")
-    return await read.usage_summary(
+    rows = await read.usage_summary(
         ctx.viewer, pk, since, until, group_by, case_type=case_type, campaign_id=campaign_pk(campaign_id)
     )
+    return rows, await prices_visible(ctx, pk)
 
 
 async def usage_dashboard(ctx: Context, customer_id: str, since: date, until: date) -> read.Dashboard:
@@ -130,4 +132,14 @@ async def campaigns_of(ctx: Context, customer_id: int, first: int | None, after:
 
 
 async def rate_card(ctx: Context, partner_id: int) -> list[Rate]:
+    """The partner's current prices; none for a customer's people while the customer's pricing is hidden."""
+    customer_id = ctx.viewer.customer_id
+    if ctx.viewer.is_customer_user and customer_id is not None:
+        if not await ctx.loaders.prices_visible.load(customer_id):
+            return []
     return (await rate_book([partner_id])).current(partner_id)
+
+
+async def prices_visible(ctx: Context, customer_id: int) -> bool:
+    """Whether the viewer may see this (visible) customer's prices and costs (domain/features/pricing.py)."""
+    return bool(await ctx.loaders.prices_visible.load(customer_id))

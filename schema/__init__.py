@@ -27,6 +27,7 @@ from schema.payments import PaymentMutations, PaymentQueries
 from schema.portal import PortalMutations
 from schema.reports import ReportMutations, ReportQueries
 from schema.scalars import DateTimeDefinition
+from schema.storage import StorageMutations
 from schema.subscriptions import Subscription
 from schema.team import TeamMutations
 from schema.usage import UsageMutations, UsageQueries
@@ -90,6 +91,7 @@ Mutation = merge_types(
         PortalMutations,
         TeamMutations,
         DemoMutations,
+        StorageMutations,
     ),
 )
 

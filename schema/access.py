@@ -80,7 +80,11 @@ class ApiKeyCreateInput:
     customer_id: strawberry.ID
     name: str
     permissions: list[ApiPermission]  # type: ignore[valid-type]
-    tier: ApiTier = DomainApiTier.STANDARD  # type: ignore[valid-type]
+    tier: ApiTier | None = strawberry.field(  # type: ignore[valid-type]
+        default=None,
+        description="Null or not sent: the rate tier of the customer's package (STANDARD without one); a tier above "
+        "the package's is NOT_ELIGIBLE.",
+    )
     rate_limit_per_minute: int | None = strawberry.field(
         default=None, description="Requests per minute of an ENTERPRISE key (required for ENTERPRISE, only for it)."
     )

@@ -17,6 +17,7 @@ from domain.billing.models import BillingPreferences
 from domain.billing.models import RefillRequest as RefillRequestRow
 from domain.billing.models import RefillRequestStatus as DomainRefillRequestStatus
 from domain.billing.read import CreditState, PoolState, WalletState, low_balance_level
+from domain.ledger.models import Transfer as TransferRow
 from domain.ledger.models import TransferKind as DomainTransferKind
 from resolvers import billing as r
 from resolvers.commands import perform
@@ -85,6 +86,7 @@ class CreditPool:
         return cls(available=state.available, assigned=state.assigned)
 
 
+@shows(TransferRow)
 @strawberry.type
 class LedgerTransfer(ModelNode):
     loader = "transfer_by_id"

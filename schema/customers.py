@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from schema.packages import PackageAssignment
     from schema.partners import Partner
     from schema.portal import Branding, PortalSettings
+    from schema.storage import Storage
     from schema.team import Invitation, Seats
     from schema.usage import Campaign, SpendingCap
 
@@ -90,9 +91,15 @@ class Customer(ModelNode):
     ) -> Connection[Annotated[Campaign, strawberry.lazy("schema.usage")]]:
         return Connection.of(await campaigns_of(info.context, self.id, first, after))
 
-    @strawberry.field(description="The customer's current package assignment (null: none).")
+    @strawberry.field(
+        description="The package in force (null: none, or it expired): it decides which features the customer may have."
+    )
     async def package(self, info: Info) -> Annotated[PackageAssignment, strawberry.lazy("schema.packages")] | None:
         return maybe_view(await info.context.loaders.package_by_customer.load(self.id))
+
+    @strawberry.field(description="Knowledge-base storage: allocated from the partner's pool, used, percent used.")
+    async def storage(self, info: Info) -> Annotated[Storage, strawberry.lazy("schema.storage")]:
+        return view_of(await info.context.loaders.storage_by_customer.load(self.id))
 
     @strawberry.field(description="Users who belong to this customer.")
     async def team_members(

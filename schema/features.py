@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry import relay
@@ -19,6 +20,9 @@ from schema.common import Info
 from schema.errors import FeatureError
 from schema.nodes import shows
 
+if TYPE_CHECKING:
+    from schema.packages import FeatureKey
+
 PortalSection = strawberry.enum(
     DomainPortalSection, name="PortalSection", description="A section of the customer portal."
 )
@@ -28,7 +32,11 @@ PortalSection = strawberry.enum(
 @strawberry.type(description="A customer's features and add-ons. Node id = the customer's.")
 class FeatureToggles(relay.Node):
     id: relay.NodeID[int]
-    portal_enabled: bool = strawberry.field(description="Whether the customer can use its portal (dashboard).")
+    portal_enabled: bool = strawberry.field(
+        description="Whether the customer can use its portal (dashboard); only with a package that includes "
+        "CUSTOMER_PORTAL, like `aiCreditsEnabled` (AI_CREDITS), `teamMembersEnabled` (TEAM_MEMBERS), "
+        "`embedUrlsEnabled` (EMBEDS) and the KNOWLEDGE_BASE section (KNOWLEDGE_BASE)."
+    )
     advanced_analytics: bool
     detailed_call_analysis: bool
     action_point_analysis: bool
@@ -39,18 +47,28 @@ class FeatureToggles(relay.Node):
     low_credit_threshold: Decimal | None = strawberry.field(
         description="Credits below which the meter turns LOW and the notification fires (null: none)."
     )
-    show_pricing: bool
+    show_pricing: bool = strawberry.field(
+        description="Whether the customer's people, API keys and embed tokens see prices and costs (never while AI "
+        "credits are on): without it, cost fields are null for them and their reports leave prices out."
+    )
     portal_sections: list[PortalSection] = strawberry.field(  # type: ignore[valid-type]
         description="Sections shown in the portal; all need the portal, API_KEYS also `apiAccess`."
     )
     embed_urls_enabled: bool = strawberry.field(description="Embed tokens work; needs `portalEnabled`.")
     team_members_enabled: bool = strawberry.field(description="Team management; needs `portalEnabled`.")
-    max_team_members: int
+    max_team_members: int = strawberry.field(
+        description="The seat limit (members + pending invites); the package's `userCount` sets it at assignment."
+    )
+    add_ons: list[Annotated[FeatureKey, strawberry.lazy("schema.packages")]] = strawberry.field(  # type: ignore[valid-type]
+        description="Add-ons (ADVANCED_ANALYTICS, DETAILED_CALL_ANALYSIS, ACTION_POINT_ANALYSIS, API_ACCESS) switched "
+        "on beyond the package in force (all that are on, without a package)."
+    )
 
     @classmethod
     def of(cls, state: FeatureState) -> FeatureToggles:
         t = state.toggles
         return cls(
+            add_ons=state.add_ons,
             id=state.customer_id,
             portal_enabled=t.portal_enabled,
             advanced_analytics=t.advanced_analytics,
@@ -117,7 +135,10 @@ class CustomerFeaturesUpdatePayload:
 
 @strawberry.type
 class FeatureMutations:
-    @strawberry.mutation(description="Partner admins: changes a customer's features; dependants follow.")
+    @strawberry.mutation(
+        description="Partner admins: changes a customer's features; dependants follow. What the package in force "
+        "does not include is NOT_ELIGIBLE (the message names it); a change a rule forbids is refused whole."
+    )
     async def customer_features_update(
         self, info: Info, input: CustomerFeaturesUpdateInput
     ) -> CustomerFeaturesUpdatePayload:

@@ -12,6 +12,7 @@ from strawberry import relay
 from domain.access.models import ApiTier as DomainApiTier
 from domain.packages import services
 from domain.packages.commands import PackageArchive, PackageAssign, PackageCreate, PackageUpdate
+from domain.packages.models import EndReason as DomainEndReason
 from domain.packages.models import FeatureKey as DomainFeatureKey
 from domain.packages.models import PackageAssignment as PackageAssignmentRow
 from resolvers import packages as r
@@ -26,16 +27,50 @@ if TYPE_CHECKING:
     from schema.customers import Customer
 
 FeatureKey = strawberry.enum(DomainFeatureKey, name="FeatureKey", description="A feature a package switches on.")
+EndReason = strawberry.enum(
+    DomainEndReason, name="PackageEndReason", description="Why an assignment is no longer the customer's package."
+)
 
 
-@strawberry.type(description="Caps a package sets; a null spending cap leaves the customer's cap as it is.")
+@strawberry.type(description="Caps a package sets, applied at assignment.")
 class PackageLimits:
-    max_team_members: int = strawberry.field(description="Applied as the customer's maximum team members (seats).")
-    storage_mb: int = strawberry.field(description="Stored and shown; not applied to the storage allocation yet.")
-    api_rate_tier: ApiTier = strawberry.field(  # type: ignore[valid-type]
-        description="Stored and shown; not applied to existing API keys."
+    storage_mb: int = strawberry.field(
+        description="Knowledge-base storage allocated to the customer from the partner's storage pool at assignment "
+        "(POOL_EXHAUSTED when the pool is short) and given back when the package ends; needs KNOWLEDGE_BASE."
     )
-    monthly_spending_cap: Money | None
+    api_rate_tier: ApiTier = strawberry.field(  # type: ignore[valid-type]
+        description="Given to the customer's API keys at assignment; new keys get it by default and at most it."
+    )
+    monthly_spending_cap: Money | None = strawberry.field(
+        description="Set as the customer's monthly spending cap at assignment; null leaves the customer's cap alone."
+    )
+
+    @classmethod
+    def of(cls, storage_mb: int, tier: DomainApiTier, cap: Decimal | None) -> PackageLimits:
+        return cls(
+            storage_mb=storage_mb, api_rate_tier=tier, monthly_spending_cap=usd(cap) if cap is not None else None
+        )
+
+
+@strawberry.type(description="What an assignment gave: the terms of the package version assigned, kept as they were.")
+class PackageTerms:
+    title: str
+    description: str
+    features: list[FeatureKey]  # type: ignore[valid-type]
+    user_count: int = strawberry.field(description="Users the client may have: applied as its seat limit.")
+    ai_credits: Decimal = strawberry.field(description="Credits granted from the partner's pool, expiring with it.")
+    limits: PackageLimits
+
+    @classmethod
+    def of(cls, given: services.Given) -> PackageTerms:
+        return cls(
+            title=given.title,
+            description=given.description,
+            features=given.features,
+            user_count=given.user_count,
+            ai_credits=given.ai_credits,
+            limits=PackageLimits.of(given.storage_mb, given.api_rate_tier, given.monthly_spending_cap),
+        )
 
 
 @strawberry.type(description="A partner's plan: features, limits, AI credits and expiry for its customers.")
@@ -47,6 +82,9 @@ class Package(ModelNode):
     version: int = strawberry.field(description="Starts at 1, +1 on every change; assignments keep theirs.")
     archived: bool = strawberry.field(description="Archived packages cannot be newly assigned.")
     expiry_days: int | None = strawberry.field(description="Days an assignment lasts (null: indefinitely).")
+    user_count: int = strawberry.field(
+        description="Users a client may have (seed 004): applied as the customer's seat limit (`maxTeamMembers`)."
+    )
     ai_credits: Decimal = strawberry.field(description="Credits granted from the partner's pool on assignment.")
     created_at: datetime
     updated_at: datetime
@@ -59,12 +97,7 @@ class Package(ModelNode):
     @strawberry.field
     def limits(self) -> PackageLimits:
         m = self.model
-        return PackageLimits(
-            max_team_members=m.max_team_members,
-            storage_mb=m.storage_mb,
-            api_rate_tier=DomainApiTier(m.api_rate_tier),
-            monthly_spending_cap=usd(m.monthly_spending_cap) if m.monthly_spending_cap is not None else None,
-        )
+        return PackageLimits.of(m.storage_mb, DomainApiTier(m.api_rate_tier), m.monthly_spending_cap)
 
     @strawberry.field(description="Only clients with one of these emails can be assigned it (empty: anyone).")
     def restricted_emails(self, info: Info) -> list[str]:
@@ -74,8 +107,8 @@ class Package(ModelNode):
         return []  # other clients' addresses are not a customer's business
 
     @strawberry.field(description="Customers this package is currently in force for.")
-    async def user_count(self, info: Info) -> int:
-        return await info.context.loaders.package_user_count.load(self.id)
+    async def customer_count(self, info: Info) -> int:
+        return await info.context.loaders.package_customer_count.load(self.id)
 
 
 @shows(PackageAssignmentRow)
@@ -85,8 +118,17 @@ class PackageAssignment(ModelNode):
     id: relay.NodeID[int]
     version: int
     assigned_at: datetime
-    expires_at: datetime | None
+    expires_at: datetime | None = strawberry.field(
+        description="When the expiry job ends it (null: never): 7 days before and then, the customer's billing "
+        "contact and the partner's admins are emailed."
+    )
+    ended_at: datetime | None = strawberry.field(description="When it stopped being the customer's package.")
+    end_reason: EndReason | None  # type: ignore[valid-type]
     model: strawberry.Private[Any]
+
+    @strawberry.field(description="The terms of the version assigned; later edits of the package leave them alone.")
+    def given(self) -> PackageTerms:
+        return PackageTerms.of(services.Given.of(self.model))
 
     @strawberry.field
     async def package(self, info: Info) -> Package:
@@ -104,8 +146,9 @@ class PackageAssignment(ModelNode):
 
 @strawberry.input(description="Only the limits sent change (on update).")
 class PackageLimitsInput:
-    max_team_members: int | None = strawberry.UNSET
-    storage_mb: int | None = strawberry.UNSET
+    storage_mb: int | None = strawberry.field(
+        default=strawberry.UNSET, description="Megabytes of knowledge-base storage; more than 0 needs KNOWLEDGE_BASE."
+    )
     api_rate_tier: ApiTier | None = strawberry.UNSET  # type: ignore[valid-type]
     monthly_spending_cap: Decimal | None = strawberry.field(
         default=strawberry.UNSET, description='USD as a decimal string, e.g. "500.00"; null: no cap is applied.'
@@ -117,6 +160,9 @@ class PackageCreateInput:
     title: str
     description: str | None = strawberry.UNSET
     features: list[FeatureKey] = strawberry.field(default_factory=list)  # type: ignore[valid-type]
+    user_count: int | None = strawberry.field(
+        default=strawberry.UNSET, description="Users a client may have (1 or more); not sent: 5."
+    )
     limits: PackageLimitsInput | None = strawberry.UNSET
     ai_credits: Decimal | None = strawberry.field(
         default=strawberry.UNSET, description="Credits as a decimal string; needs the AI_CREDITS feature when > 0."
@@ -132,6 +178,7 @@ class PackageUpdateInput:
     title: str | None = strawberry.UNSET
     description: str | None = strawberry.UNSET
     features: list[FeatureKey] | None = strawberry.UNSET  # type: ignore[valid-type]
+    user_count: int | None = strawberry.UNSET
     limits: PackageLimitsInput | None = strawberry.UNSET
     ai_credits: Decimal | None = strawberry.UNSET
     expiry_days: int | None = strawberry.UNSET
@@ -200,8 +247,9 @@ class PackageMutations:
         return PackageArchivePayload(package=Package.maybe(outcome.value), errors=PackageError.list(outcome.errors))
 
     @strawberry.mutation(
-        description="Partner admins: applies a package to a customer in one transaction (features, team limit, "
-        "spending cap, AI credits as an expiring grant from the pool); refused whole on any failure."
+        description="Partner admins: makes a package the customer's package in force, in one transaction (features, "
+        "seat limit, storage from the pool, API key tier, spending cap, AI credits as an expiring grant from the "
+        "pool); refused whole on any failure."
     )
     async def package_assign(self, info: Info, input: PackageAssignInput) -> PackageAssignPayload:
         outcome = await perform(info.context, services.package_assign, input, PackageAssign)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from schema.accounts import User
     from schema.billing import CreditPool
     from schema.customers import Customer, CustomerFilter
+    from schema.storage import StoragePool
     from schema.team import Invitation
     from schema.usage import RateCardRate, RateCardRateInput
 
@@ -130,7 +131,16 @@ class Partner(ModelNode):
         state = await info.context.loaders.pool_by_partner.load(self.id)
         return view_of(state)
 
-    @strawberry.field(description="Current prices per unit type (the partner's resale prices or the defaults).")
+    @strawberry.field(description="Knowledge-base storage the partner bought and allocated (partner staff only).")
+    async def storage_pool(self, info: Info) -> Annotated[StoragePool, strawberry.lazy("schema.storage")] | None:
+        if not (info.context.viewer.is_platform_admin or info.context.viewer.is_partner_staff):
+            return None
+        return view_of(await info.context.loaders.storage_pool_by_partner.load(self.id))
+
+    @strawberry.field(
+        description="Current prices per unit type (the partner's resale prices or the defaults); empty for a "
+        "customer's people, API keys and embed tokens while the customer's pricing is hidden (`showPricing`)."
+    )
     async def rate_card(self, info: Info) -> list[Annotated[RateCardRate, strawberry.lazy("schema.usage")]]:
         return [view_of(rate) for rate in await ru.rate_card(info.context, self.id)]
 

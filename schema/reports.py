@@ -74,8 +74,20 @@ class UsageReport(ModelNode):
         node.error = node.error or None
         return node
 
-    @strawberry.field(description="A signed link valid for 24 hours (never beyond `expiresAt`); only when READY.")
-    def download_url(self) -> str | None:
+    @strawberry.field(
+        description="Whether the file shows prices and costs: decided when it was requested, by what its requester "
+        "may see (a scheduled report: by the customer's pricing setting)."
+    )
+    def with_prices(self) -> bool:
+        return bool(self.model.with_prices)
+
+    @strawberry.field(
+        description="A signed link valid for 24 hours (never beyond `expiresAt`); only when READY, and null for a "
+        "customer's people when the file shows prices they may not see."
+    )
+    async def download_url(self, info: Info) -> str | None:
+        if self.model.with_prices and not await info.context.loaders.prices_visible.load(self.model.customer_id):
+            return None
         return services.download_url(self.model)
 
 

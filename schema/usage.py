@@ -37,6 +37,10 @@ if TYPE_CHECKING:
     from schema.customers import Customer
 
 UnitType = strawberry.enum(DomainUnitType, name="UnitType")
+HIDDEN_PRICE = (
+    "Null for the customer's people, API keys and embed tokens while its pricing is hidden (`showPricing` off, "
+    "or AI credits on)."
+)
 Funding = strawberry.enum(DomainFunding, name="Funding", description="What paid for the usage.")
 HoldStatus = strawberry.enum(DomainHoldStatus, name="HoldStatus")
 Direction = strawberry.enum(DomainDirection, name="Direction", description="Which way a call or message went.")
@@ -81,18 +85,18 @@ class UsageEvent(ModelNode):
     call_id: str | None
     model: strawberry.Private[Any]
 
-    @strawberry.field
-    def cost(self) -> Money:
-        return usd(self.model.cost)
+    @strawberry.field(description=HIDDEN_PRICE)
+    async def cost(self, info: Info) -> Money | None:
+        return usd(self.model.cost) if await r.prices_visible(info.context, self.model.customer_id) else None
 
     @strawberry.field(description="The campaign the call or message belongs to, when one was named.")
     async def campaign(self, info: Info) -> Campaign | None:
         cid = self.model.campaign_id
         return Campaign.maybe(await info.context.loaders.campaign_by_id.load(cid)) if cid else None
 
-    @strawberry.field
-    def unit_price(self) -> Money:
-        return usd(self.model.unit_price)
+    @strawberry.field(description=HIDDEN_PRICE)
+    async def unit_price(self, info: Info) -> Money | None:
+        return usd(self.model.unit_price) if await r.prices_visible(info.context, self.model.customer_id) else None
 
 
 @strawberry.type
@@ -100,8 +104,8 @@ class UsageSummaryRow:
     period: date | None = strawberry.field(description="Day or first day of the month; null for UNIT_TYPE.")
     unit_type: UnitType  # type: ignore[valid-type]
     quantity: Decimal
-    cost: Money
-    unpaid_cost: Money
+    cost: Money | None = strawberry.field(description=HIDDEN_PRICE)
+    unpaid_cost: Money | None = strawberry.field(description=HIDDEN_PRICE)
     credits: Decimal
     events: int
 
@@ -145,9 +149,9 @@ class UsageHold(ModelNode):
     created_at: datetime
     model: strawberry.Private[Any]
 
-    @strawberry.field
-    def amount(self) -> Money:
-        return usd(self.model.amount)
+    @strawberry.field(description="The cost held against the cap and the balance. " + HIDDEN_PRICE)
+    async def amount(self, info: Info) -> Money | None:
+        return usd(self.model.amount) if await r.prices_visible(info.context, self.model.customer_id) else None
 
 
 @shows(CapState)
@@ -355,7 +359,7 @@ class UsageQueries:
         case_type: Annotated[str | None, strawberry.argument(description='Only this case type ("" for none).')] = None,
         campaign_id: strawberry.ID | None = None,
     ) -> list[UsageSummaryRow]:
-        rows = await r.usage_summary(
+        rows, priced = await r.usage_summary(
             info.context, customer_id, from_, to, group_by.value, case_type=case_type, campaign_id=campaign_id
         )
         return [
@@ -363,8 +367,8 @@ class UsageQueries:
                 period=row.period,
                 unit_type=row.unit_type,
                 quantity=row.quantity,
-                cost=usd(row.cost),
-                unpaid_cost=usd(row.unpaid_cost),
+                cost=usd(row.cost) if priced else None,
+                unpaid_cost=usd(row.unpaid_cost) if priced else None,
                 credits=row.credits,
                 events=row.events,
             )

@@ -37,6 +37,7 @@ MODEL_MODULES = [
     "domain.portal.models",
     "domain.team.models",
     "domain.demo.models",
+    "domain.storage.models",
 ]
 
 

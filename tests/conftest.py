@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ from domain.accounts.throttle import throttle  # noqa: E402
 from domain.customers.commands import CustomerCreate  # noqa: E402
 from domain.customers.models import Customer  # noqa: E402
 from domain.customers.services import customer_create  # noqa: E402
+from domain.packages.commands import PackageAssign, PackageCreate  # noqa: E402
+from domain.packages.models import FeatureKey, Package, PackageAssignment  # noqa: E402
+from domain.packages.services import package_assign, package_create, snapshot  # noqa: E402
 from domain.partners.commands import PartnerCreate  # noqa: E402
 from domain.partners.models import Partner  # noqa: E402
 from domain.partners.services import partner_create  # noqa: E402
@@ -271,6 +275,34 @@ class Factory:
 
     async def admin(self) -> User:
         return await self.user(role=Role.PLATFORM_ADMIN)
+
+    async def package(
+        self, partner: Partner, features: list[FeatureKey] | None = None, title: str = "Full", **extra: Any
+    ) -> Package:
+        """A package of the partner (every feature unless `features` says otherwise), made by its admin."""
+        staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=partner.id, label="tests")
+        chosen = list(FeatureKey) if features is None else features
+        return await package_create(staff, PackageCreate(title=title, features=chosen, **extra))
+
+    async def give(self, customer: Customer, package: Package) -> PackageAssignment:
+        """Assigns the package the way `packageAssign` does (features, seats, storage, credits applied)."""
+        staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=customer.partner_id, label="tests")
+        return await package_assign(staff, PackageAssign(customer.id, package.id, uuid.uuid4().hex))
+
+    async def entitle(self, customer: Customer, features: list[FeatureKey] | None = None) -> PackageAssignment:
+        """Puts a package with these features (all by default) in force without applying it: the toggles keep
+        what they have. For tests of the rules the package decides, starting from a known state."""
+        package = await self.package(await Partner.get(id=customer.partner_id), features, title="Entitlement")
+        await PackageAssignment.filter(current_customer_id=customer.id).update(current_customer_id=None)
+        return await PackageAssignment.create(
+            customer_id=customer.id,
+            partner_id=customer.partner_id,
+            package_id=package.id,
+            current_customer_id=customer.id,
+            version=package.version,
+            snapshot=snapshot(package),
+            assigned_at=datetime.now(UTC),
+        )
 
     async def tenant(self, customers: int = 2, name: str | None = None) -> Tenant:
         partner, owner = await self.partner(name)

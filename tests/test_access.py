@@ -43,7 +43,10 @@ CUSTOMER_NAME = "query($id: ID!) { customer(id: $id) { id name } }"
 
 
 async def enable(customer: Customer, **toggles: bool) -> None:
-    await FeatureToggles.bulk_create([FeatureToggles(customer_id=customer.id)], ignore_conflicts=True)
+    """Sets toggles straight in the database, on top of a customer with its portal on."""
+    await FeatureToggles.bulk_create(
+        [FeatureToggles(customer_id=customer.id, portal_enabled=True)], ignore_conflicts=True
+    )
     await FeatureToggles.filter(customer_id=customer.id).update(**toggles)
 
 

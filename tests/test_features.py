@@ -4,7 +4,12 @@ revocation (API keys stop at once) and no N+1 when a page of customers shows the
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +21,8 @@ from domain.customers.models import Customer, CustomerStatus
 from domain.events import services as events
 from domain.events.models import OutboxEvent
 from domain.features.models import FeatureToggles
-from tests.conftest import GQL, Factory, Tenant, count_queries, gather, gid
+from domain.packages.models import FeatureKey
+from tests.conftest import GQL, ROOT, Factory, Tenant, count_queries, gather, gid
 
 FIELDS = """id portalEnabled advancedAnalytics detailedCallAnalysis actionPointAnalysis apiAccess apiKeysMenu
   aiCreditsEnabled lowCreditNotifications lowCreditThreshold showPricing portalSections embedUrlsEnabled
@@ -27,8 +33,10 @@ UPDATE = f"""mutation($i: CustomerFeaturesUpdateInput!) {{ customerFeaturesUpdat
 NODE = "query($id: ID!) { node(id: $id) { __typename ... on FeatureToggles { id apiAccess } } }"
 KEY_CREATE = """mutation($i: ApiKeyCreateInput!) { apiKeyCreate(input: $i) { secret errors { field code } } }"""
 CUSTOMER_NAME = "query($id: ID!) { customer(id: $id) { id name } }"
-PAGE = f"query {{ customers(first: 100) {{ nodes {{ name features {{ {FIELDS} }} }} }} }}"
+PAGE = f"query {{ customers(first: 100) {{ nodes {{ name features {{ {FIELDS} addOns }} }} }} }}"
 
+# the stored toggles the tests start from (the old defaults: portal and team members on, 5 seats)
+BASELINE = {"portal_enabled": True, "team_members_enabled": True, "max_team_members": 5}
 DEFAULTS = {
     "portalEnabled": True,
     "advancedAnalytics": False,
@@ -49,7 +57,12 @@ DEFAULTS = {
 
 @pytest.fixture
 async def tenant(factory: Factory) -> Tenant:
-    return await factory.tenant(customers=2)
+    """Two customers with every package feature in force and the toggles a configured customer starts from."""
+    tenant = await factory.tenant(customers=2)
+    for customer in tenant.customers:
+        await factory.entitle(customer)
+        await FeatureToggles.create(customer_id=customer.id, **BASELINE)
+    return tenant
 
 
 @pytest.fixture
@@ -87,14 +100,15 @@ def without_id(state: dict[str, Any]) -> dict[str, Any]:
 async def test_defaults_are_readable_before_anything_is_stored(
     gql: GQL, factory: Factory, tenant: Tenant, staff: str
 ) -> None:
-    # given: a customer nobody configured
-    customer = tenant.customers[0]
+    # given: a customer nobody configured (no package either)
+    customer, admin = await factory.customer(tenant.partner)
     assert not await FeatureToggles.filter(customer_id=customer.id).exists()
     # when
     state = await features(gql, staff, customer)
-    own = await features(gql, await gql.login(tenant.admins[0].email), customer)
-    # then
-    assert without_id(state) == DEFAULTS and own == state
+    own = await features(gql, await gql.login(admin.email), customer)
+    # then: nothing a package gives, the first admin's seat, pricing shown
+    assert without_id(state) == DEFAULTS | {"portalEnabled": False, "teamMembersEnabled": False, "maxTeamMembers": 1}
+    assert own == state
     node = (await gql(NODE, {"id": state["id"]}, staff))["node"]
     assert node == {"__typename": "FeatureToggles", "id": state["id"], "apiAccess": False}
     # a node id of another tenant's customer is null, like one that never existed
@@ -172,7 +186,7 @@ async def test_ai_credits_hide_pricing_and_their_notifications_follow_them(
 ) -> None:
     # given
     customer = tenant.customers[0]
-    # when: credits go on (the existing `set_ai_credits` rule hides pricing)
+    # when: credits go on (the existing `set_ai_credits` rule hides pricing; the package includes AI_CREDITS)
     on = await applied(gql, staff, customer, aiCreditsEnabled=True, lowCreditNotifications=True)
     # then
     assert on["switchedOff"] == ["showPricing"]
@@ -289,6 +303,7 @@ async def test_a_disabled_customer_is_not_eligible_for_the_portal(gql: GQL, tena
     # then: refused with the reason; other features of a disabled customer can still be edited
     assert errors(refused) == [("portalEnabled", "NOT_ELIGIBLE")]
     assert "disabled" in refused["errors"][0]["message"]
+    assert errors(await update(gql, staff, customer, aiCreditsEnabled=True)) == [("aiCreditsEnabled", "NOT_ELIGIBLE")]
     assert (await applied(gql, staff, customer, portalEnabled=False, advancedAnalytics=True))["switchedOff"] == []
 
 
@@ -426,8 +441,9 @@ async def test_api_keys_cannot_change_features(gql: GQL, tenant: Tenant, staff: 
 
 
 async def test_features_on_a_customer_page_cost_the_same_for_3_and_30(gql: GQL, factory: Factory) -> None:
-    # given: half the customers configured (stored rows), half on defaults
+    # given: half the customers configured (stored rows), half on defaults; some with a package in force
     tenant = await factory.tenant(customers=3)
+    await factory.entitle(tenant.customers[0])
     token = await gql.login(tenant.owner.email)
 
     async def measure() -> tuple[int, list[dict[str, Any]]]:
@@ -441,12 +457,46 @@ async def test_features_on_a_customer_page_cost_the_same_for_3_and_30(gql: GQL, 
         customer, _ = await factory.customer(tenant.partner)
         if n % 2:
             await applied(gql, token, customer, advancedAnalytics=True, lowCreditThreshold="7")
+        if n % 3 == 0:
+            await factory.entitle(customer, [FeatureKey.CUSTOMER_PORTAL, FeatureKey.ADVANCED_ANALYTICS])
     # when
     large, large_nodes = await measure()
     # then
     assert len(small_nodes) == 3 and len(large_nodes) == 30
     assert sum(n["features"]["advancedAnalytics"] for n in large_nodes) == 13
+    # an add-on is one only beyond the package in force (n = 1, 3, 5 … have it; n = 3, 9, … 21 in their package)
+    assert sum(n["features"]["addOns"] == ["ADVANCED_ANALYTICS"] for n in large_nodes) == 13 - 4
     assert large_nodes[0]["features"]["apiAccess"] is True
     assert large_nodes[0]["features"]["lowCreditThreshold"] == "5.000000"
     print(f"\nSQL statements for customers with features: 3 → {small}, 30 → {large}")
     assert small == large
+
+
+# --- upgrading -----------------------------------------------------------------------------------------------------
+
+
+def test_customers_from_before_packages_keep_the_toggles_they_had(tmp_path: Path) -> None:
+    # given: a database at the migration before issue 15, with a customer that never stored toggles
+    url = f"sqlite://{tmp_path / 'upgrade.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": url}
+    cli = [sys.executable, "-c", "import sys; from tortoise.cli import main; sys.exit(main())"]
+    subprocess.run([*cli, "migrate", "models", "0011_wide_money"], cwd=ROOT, env=env, check=True, capture_output=True)
+    with sqlite3.connect(tmp_path / "upgrade.sqlite3") as db:
+        db.execute(
+            "INSERT INTO partner (name, status, primary_color, secondary_color, created_at, updated_at)"
+            " VALUES ('P', 'ACTIVE', '#000000', '#FFFFFF', datetime('now'), datetime('now'))"
+        )
+        db.execute(
+            "INSERT INTO customer (partner_id, name, status, service_state, phone, country, state, city, zip,"
+            " address1, address2, created_at, updated_at)"
+            " VALUES (1, 'Old', 'ACTIVE', 'ACTIVE', '', '', '', '', '', '', '', datetime('now'), datetime('now'))"
+        )
+    # when: upgraded
+    subprocess.run([*cli, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    # then: it reads what it read before (portal and team members on, 5 seats, pricing shown)
+    with sqlite3.connect(tmp_path / "upgrade.sqlite3") as db:
+        row = db.execute(
+            "SELECT portal_enabled, team_members_enabled, max_team_members, show_pricing, api_access, portal_sections"
+            " FROM feature_toggles WHERE customer_id = 1"
+        ).fetchone()
+    assert row == (1, 1, 5, 1, 0, "[]")

@@ -1,6 +1,7 @@
-"""Agency packages (seed 004): create, update (version +1), archive; assigning applies features, the team limit,
-the spending cap and AI credits (an expiring grant from the partner's pool) in one transaction, refused whole;
-idempotency; tenancy; restricted emails; no N+1 for `Customer.package` and `Package.userCount`."""
+"""Agency packages (seed 004): create, update (version +1), archive; assigning applies features, the seat limit
+(`userCount`), storage from the partner's pool, the API key tier, the spending cap and AI credits (an expiring
+grant from the partner's pool) in one transaction, refused whole; the assignment's snapshot (`given`); idempotency;
+tenancy; restricted emails; no N+1 for `Customer.package` and `Package.customerCount`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from tests.conftest import GQL, Factory, Tenant, count_queries, gid
 
 FUND = """mutation($i: PartnerCreditsAddInput!) { partnerCreditsAdd(input: $i) { errors { code } } }"""
 PACKAGE_FIELDS = """id title description features version archived expiryDays aiCredits restrictedEmails userCount
-  limits { maxTeamMembers storageMb apiRateTier monthlySpendingCap { amount currency } }"""
+  customerCount limits { storageMb apiRateTier monthlySpendingCap { amount currency } }"""
+STORAGE_BUY = """mutation($i: PartnerStoragePurchaseInput!) { partnerStoragePurchase(input: $i) { errors { code } } }"""
 CREATE = f"""mutation($i: PackageCreateInput!) {{ packageCreate(input: $i) {{
   package {{ {PACKAGE_FIELDS} }} errors {{ field code message }} }} }}"""
 UPDATE = f"""mutation($i: PackageUpdateInput!) {{ packageUpdate(input: $i) {{
@@ -32,7 +34,7 @@ UPDATE = f"""mutation($i: PackageUpdateInput!) {{ packageUpdate(input: $i) {{
 ARCHIVE = """mutation($i: PackageArchiveInput!) { packageArchive(input: $i) {
   package { id archived version } errors { field code message } } }"""
 ASSIGN = """mutation($i: PackageAssignInput!) { packageAssign(input: $i) {
-  assignment { id version assignedAt expiresAt active package { id title version userCount } }
+  assignment { id version assignedAt expiresAt active package { id title version customerCount } }
   errors { field code message } } }"""
 CUSTOMER = """query($id: ID!) { customer(id: $id) {
   package { version expiresAt package { title } }
@@ -40,13 +42,15 @@ CUSTOMER = """query($id: ID!) { customer(id: $id) {
              teamMembersEnabled maxTeamMembers portalSections }
   credits { available assigned }
   spendingCap { cap { amount } }
-  partner { creditPool { available assigned } } } }"""
+  storage { allocatedMb packageMb }
+  partner { creditPool { available assigned } storagePool { totalMb allocatedMb availableMb } } } }"""
 
 GROWTH = {
     "title": "Growth Plan",
     "description": "AI features and more seats",
     "features": ["CUSTOMER_PORTAL", "ADVANCED_ANALYTICS", "API_ACCESS", "AI_CREDITS", "KNOWLEDGE_BASE", "EMBEDS"],
-    "limits": {"maxTeamMembers": 12, "storageMb": 2048, "apiRateTier": "PREMIUM", "monthlySpendingCap": "250.00"},
+    "userCount": 12,
+    "limits": {"storageMb": 2048, "apiRateTier": "PREMIUM", "monthlySpendingCap": "250.00"},
     "aiCredits": "150.5",
     "expiryDays": 30,
 }
@@ -56,7 +60,8 @@ def key() -> str:
     return uuid.uuid4().hex
 
 
-async def fund(gql: GQL, factory: Factory, tenant: Tenant, credits: str) -> None:
+async def fund(gql: GQL, factory: Factory, tenant: Tenant, credits: str, storage_gb: int = 4) -> None:
+    """Credits in the partner's pool (a platform admin adds them) and storage bought by the partner."""
     admin = await gql.login((await factory.admin()).email)
     data = await gql(
         FUND,
@@ -64,6 +69,10 @@ async def fund(gql: GQL, factory: Factory, tenant: Tenant, credits: str) -> None
         admin,
     )
     assert data["partnerCreditsAdd"]["errors"] == []
+    if storage_gb:
+        owner = await gql.login(tenant.owner.email)
+        bought = await gql(STORAGE_BUY, {"i": {"gigabytes": storage_gb, "idempotencyKey": key()}}, owner)
+        assert bought["partnerStoragePurchase"]["errors"] == []
 
 
 async def create(gql: GQL, token: str, **overrides: Any) -> dict[str, Any]:
@@ -117,10 +126,9 @@ async def test_create_update_archive_and_versions(gql: GQL, tenant: Tenant, staf
     # given
     package = await create(gql, staff, restrictedEmails=["Boss@Example.com"])
     # then
-    assert package["version"] == 1 and package["archived"] is False and package["userCount"] == 0
-    assert package["features"] == GROWTH["features"]
+    assert package["version"] == 1 and package["archived"] is False and package["customerCount"] == 0
+    assert package["features"] == GROWTH["features"] and package["userCount"] == 12
     assert package["limits"] == {
-        "maxTeamMembers": 12,
         "storageMb": 2048,
         "apiRateTier": "PREMIUM",
         "monthlySpendingCap": {"amount": "250.00", "currency": "USD"},
@@ -136,7 +144,8 @@ async def test_create_update_archive_and_versions(gql: GQL, tenant: Tenant, staf
     # then
     assert changed["errors"] == [] and changed["package"]["version"] == 2
     assert changed["package"]["title"] == "Growth+" and changed["package"]["limits"]["storageMb"] == 1
-    assert changed["package"]["limits"]["maxTeamMembers"] == 12  # limits not sent keep their values
+    assert changed["package"]["limits"]["apiRateTier"] == "PREMIUM"  # limits not sent keep their values
+    assert changed["package"]["userCount"] == 12
     assert same["package"]["version"] == 2
     assert archived["errors"] == [] and archived["package"]["archived"] is True
     listed = await gql("query { packages(first: 10) { totalCount nodes { title archived } } }", None, staff)
@@ -149,7 +158,7 @@ async def test_invalid_packages_are_refused(gql: GQL, staff: str) -> None:
     payload = (
         await gql(
             CREATE,
-            {"i": {**GROWTH, "title": " ", "features": ["EMBEDS"], "aiCredits": "-1", "expiryDays": 0}},
+            {"i": {**GROWTH, "title": " ", "features": ["EMBEDS"], "aiCredits": "-1", "expiryDays": 0, "userCount": 0}},
             staff,
         )
     )["packageCreate"]
@@ -159,9 +168,10 @@ async def test_invalid_packages_are_refused(gql: GQL, staff: str) -> None:
         ("features", "REQUIRES_FEATURE"),
         ("aiCredits", "INVALID"),
         ("expiryDays", "INVALID"),
+        ("userCount", "INVALID"),
     }
     no_ai = (await gql(CREATE, {"i": {**GROWTH, "features": ["CUSTOMER_PORTAL"]}}, staff))["packageCreate"]
-    assert codes(no_ai) == [("aiCredits", "REQUIRES_FEATURE")]
+    assert set(codes(no_ai)) == {("aiCredits", "REQUIRES_FEATURE"), ("storageMb", "REQUIRES_FEATURE")}
 
 
 async def test_assign_applies_features_limits_cap_and_credits(
@@ -178,7 +188,7 @@ async def test_assign_applies_features_limits_cap_and_credits(
     assert payload["errors"] == [], payload
     assignment = payload["assignment"]
     assert assignment["version"] == 1 and assignment["active"] is True
-    assert assignment["package"] == {"id": package["id"], "title": "Growth Plan", "version": 1, "userCount": 1}
+    assert assignment["package"] == {"id": package["id"], "title": "Growth Plan", "version": 1, "customerCount": 1}
     expires = datetime.fromisoformat(assignment["expiresAt"])
     assert before + timedelta(days=30) <= expires <= datetime.now(UTC) + timedelta(days=30)
     view = await customer_view(gql, staff, customer.id)
@@ -199,6 +209,9 @@ async def test_assign_applies_features_limits_cap_and_credits(
     assert Decimal(view["partner"]["creditPool"]["available"]) == Decimal("849.5")
     assert Decimal(view["partner"]["creditPool"]["assigned"]) == Decimal("150.5")
     assert view["spendingCap"]["cap"] == {"amount": "250.00"}
+    # storage from the partner's pool (4 GB bought), the package's part of it
+    assert view["storage"] == {"allocatedMb": 2048, "packageMb": 2048}
+    assert view["partner"]["storagePool"] == {"totalMb": 4096, "allocatedMb": 2048, "availableMb": 2048}
     grant = await CreditGrant.get(customer_id=customer.id)
     assert grant.source == GrantSource.PACKAGE and grant.amount == Decimal("150.5") == grant.remaining
     assert grant.expires_at == expires
@@ -221,8 +234,8 @@ async def test_updating_a_package_leaves_existing_assignments_at_their_version(
     view = await customer_view(gql, staff, tenant.customers[0].id)
     assert view["package"]["version"] == 1
     assert Decimal(view["credits"]["available"]) == Decimal("150.5")
-    listed = await gql("query { packages { nodes { userCount } } }", None, staff)
-    assert listed["packages"]["nodes"] == [{"userCount": 2}]
+    listed = await gql("query { packages { nodes { customerCount } } }", None, staff)
+    assert listed["packages"]["nodes"] == [{"customerCount": 2}]
 
 
 async def test_archived_package_is_not_eligible(gql: GQL, factory: Factory, tenant: Tenant, staff: str) -> None:
@@ -267,9 +280,11 @@ async def test_feature_rules_refuse_the_assignment(gql: GQL, factory: Factory, t
     before = await state_of(customer.id)
     # when
     payload = await assign(gql, staff, customer.id, package["id"])
-    # then
-    assert codes(payload) == [("packageId", "NOT_ELIGIBLE")]
-    assert "CUSTOMER_PORTAL" in payload["errors"][0]["message"]
+    # then: each gated feature the package would switch on is refused, named by its package feature
+    assert set(codes(payload)) == {("packageId", "NOT_ELIGIBLE")}
+    named = [e["message"].split(":")[0] for e in payload["errors"]]
+    assert named == ["CUSTOMER_PORTAL", "AI_CREDITS", "EMBEDS", "KNOWLEDGE_BASE"]
+    assert all("disabled" in e["message"] for e in payload["errors"])
     assert await state_of(customer.id) == before
 
 
@@ -310,7 +325,7 @@ async def test_assign_without_idempotency_key_is_refused_and_grants_nothing(
 
 async def test_tenancy_and_roles(gql: GQL, factory: Factory, tenant: Tenant, staff: str) -> None:
     # given
-    package = await create(gql, staff, aiCredits="0", features=["CUSTOMER_PORTAL"])
+    package = await create(gql, staff, aiCredits="0", features=["CUSTOMER_PORTAL"], limits={"storageMb": 0})
     other = await factory.tenant(customers=1)
     other_staff = await gql.login(other.owner.email)
     customer_admin = await gql.login(tenant.admins[0].email)
@@ -336,18 +351,20 @@ async def test_tenancy_and_roles(gql: GQL, factory: Factory, tenant: Tenant, sta
     await gql(UPDATE, {"i": {"packageId": package["id"], "restrictedEmails": [tenant.admins[0].email]}}, staff)
     assert (await assign(gql, staff, tenant.customers[0].id, package["id"]))["errors"] == []
     own = await gql(
-        "query($id: ID!) { customer(id: $id) { package { package { title restrictedEmails userCount } } } }",
+        "query($id: ID!) { customer(id: $id) { package { package { title restrictedEmails customerCount } } } }",
         {"id": gid("Customer", tenant.customers[0].id)},
         customer_admin,
     )
-    assert own["customer"]["package"]["package"] == {"title": "Growth Plan", "restrictedEmails": [], "userCount": 1}
+    assert own["customer"]["package"]["package"] == {"title": "Growth Plan", "restrictedEmails": [], "customerCount": 1}
     assert (await gql("query { packages { totalCount } }", None, customer_admin))["packages"]["totalCount"] == 1
 
 
 async def test_restricted_emails_limit_who_can_get_the_package(
     gql: GQL, factory: Factory, tenant: Tenant, staff: str
 ) -> None:
-    package = await create(gql, staff, aiCredits="0", restrictedEmails=[tenant.admins[1].email.upper()])
+    package = await create(
+        gql, staff, aiCredits="0", limits={"storageMb": 0}, restrictedEmails=[tenant.admins[1].email.upper()]
+    )
     refused = await assign(gql, staff, tenant.customers[0].id, package["id"])
     allowed = await assign(gql, staff, tenant.customers[1].id, package["id"])
     assert codes(refused) == [("packageId", "NOT_ELIGIBLE")]
@@ -355,14 +372,17 @@ async def test_restricted_emails_limit_who_can_get_the_package(
 
 
 PAGE = """query { customers(first: 100) { nodes { name
-  package { version expiresAt active package { title userCount limits { maxTeamMembers } } } } } }"""
+  package { version expiresAt active given { title userCount features } package { title customerCount userCount } }
+  } } }"""
 
 
 async def test_customer_package_page_costs_the_same_for_3_and_30_customers(
     gql: GQL, factory: Factory, tenant: Tenant, staff: str
 ) -> None:
     # given: several packages, each customer assigned one
-    packages = [(await create(gql, staff, title=f"P{i}", aiCredits="0"))["id"] for i in range(3)]
+    packages = [
+        (await create(gql, staff, title=f"P{i}", aiCredits="0", limits={"storageMb": 0}))["id"] for i in range(3)
+    ]
 
     async def grow(until: int) -> None:
         while len(tenant.customers) < until:
@@ -380,7 +400,7 @@ async def test_customer_package_page_costs_the_same_for_3_and_30_customers(
         large_data = await gql(PAGE, None, staff)
     # then
     assert len(small_data["customers"]["nodes"]) == 3 and len(large_data["customers"]["nodes"]) == 30
-    assert sum(n["package"]["package"]["userCount"] for n in large_data["customers"]["nodes"]) == 10 * 10 * 3
+    assert sum(n["package"]["package"]["customerCount"] for n in large_data["customers"]["nodes"]) == 10 * 10 * 3
     assert len(small.queries) == len(large.queries), (len(small.queries), len(large.queries))
 
 

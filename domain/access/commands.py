@@ -15,12 +15,13 @@ EmbedTokenId = Annotated[int, Ref("EmbedToken")]
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyCreate:
-    """A key acting as the customer with these permissions; only an ENTERPRISE key has its own per-minute limit."""
+    """A key acting as the customer with these permissions; only an ENTERPRISE key has its own per-minute limit.
+    Without a tier, the key gets the rate tier of the customer's package (STANDARD without one)."""
 
     customer_id: CustomerId
     name: str
     permissions: list[ApiPermission]
-    tier: ApiTier = ApiTier.STANDARD
+    tier: ApiTier | None = None
     rate_limit_per_minute: int | None = None
 
 

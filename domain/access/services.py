@@ -34,8 +34,10 @@ from domain.customers.models import Customer, CustomerStatus
 from domain.demo.services import refuse_if_demo
 from domain.errors import DomainError, ErrorCode, forbidden
 from domain.events import services as events
+from domain.features.eligibility import live
 from domain.features.models import FeatureToggles
 from domain.features.services import toggles_of
+from domain.packages.models import PackageAssignment
 from domain.partners.models import PartnerStatus
 from domain.viewer import Viewer
 from domain.visibility import get_visible, restrict
@@ -45,6 +47,7 @@ EMBED_TOKEN_PREFIX = "pd_embed_"
 MAX_TOKEN_LENGTH = 200
 
 TIER_LIMITS = {ApiTier.STANDARD: 100, ApiTier.PREMIUM: 500}  # requests per minute; ENTERPRISE is set per key
+TIER_ORDER = (ApiTier.STANDARD, ApiTier.PREMIUM, ApiTier.ENTERPRISE)
 MAX_CUSTOM_LIMIT = 1_000_000
 EMBED_MIN_SECONDS = 60
 EMBED_MAX_SECONDS = 30 * 24 * 3600
@@ -132,9 +135,24 @@ async def authenticate_tokens(tokens: list[str], base: Viewer) -> dict[str, View
 
 
 def rate_limit_of(key: ApiKey) -> int:
-    if key.tier == ApiTier.ENTERPRISE and key.rate_limit_per_minute:
-        return key.rate_limit_per_minute
+    """The key's requests per minute: its tier's, or an ENTERPRISE key's own (never below PREMIUM's, so a key a
+    package raised to ENTERPRISE before anyone set its limit keeps at least what it had)."""
+    if key.tier == ApiTier.ENTERPRISE:
+        return key.rate_limit_per_minute or TIER_LIMITS[ApiTier.PREMIUM]
     return TIER_LIMITS.get(ApiTier(key.tier), TIER_LIMITS[ApiTier.STANDARD])
+
+
+async def package_tier(customer_id: int) -> ApiTier | None:
+    """The rate tier the customer's package in force gives its API keys (None without a package)."""
+    package = await PackageAssignment.filter(live(), current_customer_id=customer_id).first()
+    tier = (package.snapshot or {}).get("api_rate_tier") if package else None
+    return ApiTier(str(tier)) if tier in {t.value for t in ApiTier} else None
+
+
+async def apply_package_tier(customer_id: int, tier: ApiTier) -> int:
+    """Gives the customer's live API keys the package's rate tier (call in the assignment's transaction); returns
+    how many changed. ENTERPRISE keys keep their own limit."""
+    return await ApiKey.filter(customer_id=customer_id, revoked_at=None).exclude(tier=tier).update(tier=tier)
 
 
 async def authenticate_api_key(token: str, base: Viewer) -> Viewer | None:
@@ -240,7 +258,11 @@ async def api_key_create(viewer: Viewer, command: ApiKeyCreate) -> ApiKeyIssued:
     v = Validator()
     clean_name = v.text("name", command.name, required=True, max_length=100)
     chosen = [p.value for p in _distinct(v, "permissions", command.permissions, ApiPermission)]
-    tier, rate_limit_per_minute = command.tier, command.rate_limit_per_minute
+    ceiling = await package_tier(customer.id)
+    tier = command.tier or ceiling or ApiTier.STANDARD
+    rate_limit_per_minute = command.rate_limit_per_minute
+    if ceiling is not None and TIER_ORDER.index(tier) > TIER_ORDER.index(ceiling):
+        v.add("tier", f"The customer's package gives API keys up to the {ceiling.value} tier.", ErrorCode.NOT_ELIGIBLE)
     limit: int | None = None
     if tier == ApiTier.ENTERPRISE:
         if rate_limit_per_minute is None or not 1 <= rate_limit_per_minute <= MAX_CUSTOM_LIMIT:

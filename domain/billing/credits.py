@@ -265,23 +265,29 @@ async def expire_grants(at: datetime | None = None) -> int:
         if customer is None:
             continue
         async with in_transaction():
-            account = ledger.customer_credits(customer.id, customer.partner_id)
-            await ledger.lock_accounts(account)
-            grants = await CreditGrant.filter(
-                customer_id=customer.id, expires_at__lte=moment, remaining__gt=0
-            ).select_for_update()
-            total = sum((g.remaining for g in grants), ZERO)
-            if total <= ZERO:
-                continue
-            transfer = await ledger.post(
-                account,
-                ledger.expired_credits(customer.partner_id),
-                total,
-                TransferKind.CREDITS_EXPIRY,
-                metadata={"grants": [g.id for g in grants]},
-            )
-            await CreditGrant.filter(id__in=[g.id for g in grants]).update(remaining=ZERO)
-            await CustomerCredits.filter(customer_id=customer.id).update(expired=F("expired") + total)
-            await credits_changed(customer, transfer.debit_balance_after)
-            expired += len(grants)
+            expired += len(await expire_customer_grants(customer, moment))
     return expired
+
+
+async def expire_customer_grants(customer: Customer, moment: datetime) -> list[CreditGrant]:
+    """Expires what is left of the customer's grants due by `moment` (call inside a transaction; the credits
+    account is locked first, so burns and expiries of one customer take turns). Returns the grants expired."""
+    account = ledger.customer_credits(customer.id, customer.partner_id)
+    await ledger.lock_accounts(account)
+    grants = await CreditGrant.filter(
+        customer_id=customer.id, expires_at__lte=moment, remaining__gt=0
+    ).select_for_update()
+    total = sum((g.remaining for g in grants), ZERO)
+    if total <= ZERO:
+        return []
+    transfer = await ledger.post(
+        account,
+        ledger.expired_credits(customer.partner_id),
+        total,
+        TransferKind.CREDITS_EXPIRY,
+        metadata={"grants": [g.id for g in grants]},
+    )
+    await CreditGrant.filter(id__in=[g.id for g in grants]).update(remaining=ZERO)
+    await CustomerCredits.filter(customer_id=customer.id).update(expired=F("expired") + total)
+    await credits_changed(customer, transfer.debit_balance_after)
+    return list(grants)

@@ -1,7 +1,8 @@
 """Seed 002: disabled customers are deleted after 90 days, and their data cannot be recovered.
 
-Personal data goes (users who belong nowhere else, memberships, sessions, settings, alerts, usage detail); the
-ledger stays balanced (accounts and transfers carry ids, not people) and the audit chain stays verifiable (events
+Personal data goes (users who belong nowhere else, memberships, sessions, settings, alerts, package notices, usage
+detail); its package assignment ends (kept as history) and its storage allocation goes back to the partner's pool;
+the ledger stays balanced (accounts and transfers carry ids, not people) and the audit chain stays verifiable (events
 are redacted, not deleted).
 """
 
@@ -19,6 +20,8 @@ from domain.billing.models import BillingPreferences, CreditGrant, CustomerCredi
 from domain.campaigns.models import Campaign
 from domain.customers.models import Customer, CustomerStatus
 from domain.features.models import FeatureToggles
+from domain.packages.models import EndReason, PackageAssignment, PackageNotice
+from domain.storage.services import forget_customer_storage
 from domain.usage.models import CapCrossing, MonthlySpend, PhoneNumber, UsageDedup, UsageEvent, UsageHold, UsageRollup
 from domain.viewer import Viewer
 
@@ -46,6 +49,10 @@ async def purge_customer(customer: Customer, cutoff: datetime | None = None) -> 
         )
         orphans = sorted(user_ids - elsewhere)
         await redact(customer_id=customer.id, user_ids=orphans)
+        await PackageAssignment.filter(current_customer_id=customer.id).update(
+            current_customer_id=None, ended_at=datetime.now(UTC), end_reason=EndReason.PURGED
+        )
+        storage_returned = await forget_customer_storage(customer)
         for model in (
             Campaign,
             FeatureToggles,
@@ -62,6 +69,7 @@ async def purge_customer(customer: Customer, cutoff: datetime | None = None) -> 
             UsageDedup,
             MonthlySpend,
             CapCrossing,
+            PackageNotice,
         ):
             await model.filter(customer_id=customer.id).delete()
         await Membership.filter(customer_id=customer.id).delete()
@@ -77,6 +85,7 @@ async def purge_customer(customer: Customer, cutoff: datetime | None = None) -> 
             customer_id=customer.id,
             details={
                 "users_deleted": len(orphans),
+                "storage_mb_to_pool": storage_returned,
                 "disabled_at": customer.disabled_at.isoformat() if customer.disabled_at else None,
             },
         )

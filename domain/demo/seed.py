@@ -1,7 +1,8 @@
-"""Demo data for `make run`: a platform admin and partner "Acme Voice" with three customers and their users, and one
-demo customer (demo mode: sample data, reset nightly). Re-running it keeps what exists and makes sure every login it
-prints works: a demo login whose password was changed, whose 2FA was turned on or whose account was deactivated is
-put back (and the change is reported)."""
+"""Demo data for `make run`: a platform admin and partner "Acme Voice" with three customers and their users, each on
+one of the partner's packages (Growth for Bluebird, Starter for the others), and one demo customer (demo mode:
+sample data, reset nightly). Re-running it keeps what exists and makes sure every login it prints works: a demo
+login whose password was changed, whose 2FA was turned on or whose account was deactivated is put back (and the
+change is reported)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from decimal import Decimal
 
 from tortoise.transactions import in_transaction
 
+from domain.access.models import ApiTier
 from domain.accounts.commands import AdminCreate
 from domain.accounts.models import Membership, Role, Session, User
 from domain.accounts.passwords import verify_password
@@ -36,10 +38,15 @@ from domain.customers.services import customer_create, customer_enable
 from domain.demo.commands import CustomerDemoModeSet
 from domain.demo.services import customer_demo_mode_set
 from domain.features.commands import CustomerFeaturesUpdate
-from domain.features.services import customer_features_update, set_ai_credits
+from domain.features.services import customer_features_update
+from domain.packages.commands import PackageAssign, PackageCreate, PackageLimits
+from domain.packages.models import FeatureKey, Package
+from domain.packages.services import package_assign, package_create
 from domain.partners.commands import PartnerCreate
 from domain.partners.models import Partner
 from domain.partners.services import partner_create
+from domain.storage.commands import PartnerStoragePurchase
+from domain.storage.services import partner_storage_purchase
 from domain.usage.commands import UsageEventIn
 from domain.usage.models import PhoneNumber, UnitType
 from domain.usage.services import record_usage
@@ -190,18 +197,50 @@ async def _repair_login(email: str) -> str:
     return ", ".join(fixes)
 
 
+_PACKAGES = {
+    "Starter": PackageCreate(
+        title="Starter",
+        description="The customer portal and a small team.",
+        features=[FeatureKey.CUSTOMER_PORTAL, FeatureKey.TEAM_MEMBERS],
+        user_count=5,
+    ),
+    "Growth": PackageCreate(
+        title="Growth",
+        description="AI credits, API access, embeds and the knowledge base.",
+        features=[
+            FeatureKey.CUSTOMER_PORTAL,
+            FeatureKey.TEAM_MEMBERS,
+            FeatureKey.ADVANCED_ANALYTICS,
+            FeatureKey.API_ACCESS,
+            FeatureKey.AI_CREDITS,
+            FeatureKey.EMBEDS,
+            FeatureKey.KNOWLEDGE_BASE,
+        ],
+        user_count=10,
+        limits=PackageLimits(storage_mb=1024, api_rate_tier=ApiTier.PREMIUM),
+        ai_credits=Decimal(500),
+    ),
+}
+
+
+async def _demo_package(staff: Viewer, partner: Partner, title: str) -> Package:
+    """The partner's demo package of that title (created once)."""
+    found = await Package.filter(partner_id=partner.id, title=title).first()
+    return found or await package_create(staff, _PACKAGES[title])
+
+
 async def _demo_money(partner: Partner, customer: Customer, slug: str) -> None:
     """Credits, a wallet or an invoice with a cap, a campaign, a phone number and a few days of usage."""
     admin = Viewer.system("seed-demo")
     staff = Viewer(role=Role.PARTNER_ADMIN, partner_id=partner.id, label="seed-demo")
     await partner_credits_add(admin, PartnerCreditsAdd(partner.id, Decimal(10000), f"demo-fund-{slug}", "demo funding"))
+    await partner_storage_purchase(staff, PartnerStoragePurchase(2, f"demo-storage-{slug}"))
+    package = await _demo_package(staff, partner, "Growth" if slug == "bluebird" else "Starter")
+    await package_assign(staff, PackageAssign(customer.id, package.id, f"demo-package-{slug}"))
     if slug == "bluebird":
-        await set_ai_credits(customer.id, True)
-        # API keys and embed links can be tried on this one (apiKeyCreate, embedTokenCreate)
-        await customer_features_update(
-            staff,
-            CustomerFeaturesUpdate(customer.id, api_access=True, api_keys_menu=True, embed_urls_enabled=True),
-        )
+        # API keys and embed links can be tried on this one (apiKeyCreate, embedTokenCreate); its package gives
+        # AI credits, API access and embeds
+        await customer_features_update(staff, CustomerFeaturesUpdate(customer.id, api_keys_menu=True))
         await billing_preferences_update(
             staff, BillingPreferencesUpdate(customer.id, low_credit_threshold=Decimal(100))
         )

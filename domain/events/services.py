@@ -4,7 +4,7 @@ Topics: `credits.changed`, `wallet.changed`, `spending_cap.changed` (customer st
 `alert.raised` (an alert to deliver), `refill.requested` (notify the partner's billing staff),
 `usage_report.requested` (build a report: the export queue gave it a build slot), `usage_report.updated` (a report's
 status changed, live), `report_delivery.requested` (email a scheduled report's link), `access.revoked` (live sockets
-re-check their credentials at once).
+re-check their credentials at once), `package_notice.requested` (email a package expiry notice).
 
 For outgoing webhooks (domain/webhooks/catalog.py): `wallet.refilled`, `credits.recharged`, `customer.disabled`,
 `customer.enabled`, `package.assigned`, `package.expired`, `payment.succeeded`, `payment.failed`,
@@ -42,6 +42,7 @@ INVOICE_FINALIZED = "invoice.finalized"
 WEBHOOK_DELIVERY_REQUESTED = "webhook_delivery.requested"
 WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 AUTO_TOP_UP_REQUESTED = "auto_top_up.requested"
+PACKAGE_NOTICE_REQUESTED = "package_notice.requested"
 WAKE_CHANNEL = "partnerdesk_outbox"  # PostgreSQL NOTIFY channel that wakes the relay after a commit
 ACCESS_REVOKED = "access.revoked"  # a session, key or token ended, or a customer was disabled: sockets re-check now
 

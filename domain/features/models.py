@@ -1,4 +1,5 @@
-"""Per-customer feature toggles (seed 000). Defaults apply until a partner changes them."""
+"""Per-customer feature toggles (seed 000). Defaults apply until a partner changes them or assigns a package: a
+customer nobody configured has nothing a package gives (no portal, no team beyond its first admin)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class PortalSection(enum.StrEnum):
 
 class FeatureToggles(models.Model):
     customer_id = fields.IntField(primary_key=True)
-    portal_enabled = fields.BooleanField(default=True)
+    portal_enabled = fields.BooleanField(default=False)
     advanced_analytics = fields.BooleanField(default=False)
     detailed_call_analysis = fields.BooleanField(default=False)
     action_point_analysis = fields.BooleanField(default=False)
@@ -31,8 +32,9 @@ class FeatureToggles(models.Model):
     show_pricing = fields.BooleanField(default=True)
     portal_sections: fields.JSONField[list[str]] = fields.JSONField(default=list)
     embed_urls_enabled = fields.BooleanField(default=False)
-    team_members_enabled = fields.BooleanField(default=True)
-    max_team_members = fields.IntField(default=5)
+    team_members_enabled = fields.BooleanField(default=False)
+    # the seat limit (members + pending invites); a package's `user_count` sets it at assignment
+    max_team_members = fields.IntField(default=1)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

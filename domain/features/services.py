@@ -1,12 +1,14 @@
 """A customer's Features & Add-ons (seed 000): reading them, and the one place that decides which changes are allowed.
 
-The rules, all in `REQUIREMENTS`, `SECTION_NEEDS` and `_refusals()`:
+The rules, all in `REQUIREMENTS`, `SECTION_NEEDS`, domain/features/eligibility.py and `_refusals()`:
 
+- the package in force decides eligibility: the portal, AI credits, team members, embed URLs and the knowledge-base
+  section can be switched on only while it includes them, and never for a disabled customer (NOT_ELIGIBLE, the
+  message naming what is missing); the four add-ons may go beyond it;
 - a toggle that needs another (`REQUIREMENTS`) cannot be turned on while that one is off (REQUIRES_FEATURE), and is
   switched off with it; so is every portal section when the portal goes off, and the API Keys section with API
   access;
 - pricing stays hidden while AI credits are on (`set_ai_credits` hides it when credits go on);
-- the portal can only be turned on for an active customer (NOT_ELIGIBLE);
 - the team-member limit is a count ≥ 0 and not below the customer's current team; the low-credit threshold is a
   Decimal ≥ 0 (or null), kept with the billing preferences that the credit meter and the alert read.
 
@@ -30,8 +32,11 @@ from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode, FieldError
 from domain.events import services as events
+from domain.features import eligibility
 from domain.features.commands import CustomerFeaturesUpdate
+from domain.features.eligibility import PackageInForce
 from domain.features.models import FeatureToggles, PortalSection
+from domain.packages.models import FeatureKey
 from domain.portal.invites import invite_if_due
 from domain.team.seats import seats_taken
 from domain.viewer import Viewer
@@ -95,19 +100,26 @@ class FeatureState:
     customer_id: int
     toggles: FeatureToggles
     low_credit_threshold: Decimal | None
+    package: PackageInForce | None
 
     @property
     def portal_sections(self) -> list[PortalSection]:
         return _sections(self.toggles.portal_sections)
 
+    @property
+    def add_ons(self) -> list[FeatureKey]:
+        """Add-ons switched on beyond the package in force."""
+        return eligibility.add_ons(self.toggles, self.package)
+
 
 async def feature_states(customer_ids: list[int]) -> dict[int, FeatureState]:
-    """Feature states of many customers in two queries (DataLoader batch)."""
+    """Feature states of many customers in three queries (DataLoader batch)."""
     toggles = await toggles_of(customer_ids)
     thresholds = dict(
         await BillingPreferences.filter(customer_id__in=customer_ids).values_list("customer_id", "low_credit_threshold")
     )
-    return {cid: FeatureState(cid, toggles[cid], thresholds.get(cid)) for cid in customer_ids}
+    packages = await eligibility.packages_in_force(customer_ids)
+    return {cid: FeatureState(cid, toggles[cid], thresholds.get(cid), packages.get(cid)) for cid in customer_ids}
 
 
 def _sections(values: Iterable[str] | None) -> list[PortalSection]:
@@ -205,17 +217,42 @@ def _clean(command: CustomerFeaturesUpdate) -> _Change:
     return _Change(switches, sections if sections is UNSET else _sections(sections), limit, threshold)
 
 
+def _ineligible(before: _Values, target: _Values, package: PackageInForce | None, *, active: bool) -> list[FieldError]:
+    """What the change switches on that the package in force does not include, or that a disabled customer cannot
+    get (NOT_ELIGIBLE). Only what it turns on: a value already on stays on (packages are not retroactive)."""
+
+    def refusal(field: str, feature: FeatureKey) -> FieldError | None:
+        message = eligibility.missing_message(package, feature)
+        if not active:
+            message = f"The customer is disabled: enable it before giving it {eligibility.FEATURE_NAMES[feature]}."
+        return FieldError(field, message, ErrorCode.NOT_ELIGIBLE) if message else None
+
+    found = [
+        refusal(name, feature)
+        for name, feature in eligibility.GATED.items()
+        if target.switches[name] and not before.switches[name]
+    ] + [
+        refusal("portal_sections", feature)
+        for section, feature in eligibility.GATED_SECTIONS.items()
+        if section in target.portal_sections and section not in before.portal_sections
+    ]
+    return [e for e in found if e is not None]
+
+
 def _refusals(
-    before: _Values, target: _Values, change: _Change, *, team_size: int | None, active: bool
+    before: _Values,
+    target: _Values,
+    change: _Change,
+    *,
+    team_size: int | None,
+    active: bool,
+    package: PackageInForce | None,
 ) -> list[FieldError]:
     """What the requested change breaks, judged on the state it would leave (`target`, before any cascade).
 
     A value the request sends is checked even when it is already stored: asking for a dependant while switching
     off what it needs is a contradiction, not a cascade."""
-    errors: list[FieldError] = []
-    if target.switches["portal_enabled"] and not before.switches["portal_enabled"] and not active:
-        message = "The customer is disabled: enable it before giving it portal access."
-        errors.append(FieldError("portal_enabled", message, ErrorCode.NOT_ELIGIBLE))
+    errors = _ineligible(before, target, package, active=active)
     for rule in REQUIREMENTS:
         if change.switches.get(rule.field) is True and not target.switches[rule.needs]:
             errors.append(FieldError(rule.field, rule.message, ErrorCode.REQUIRES_FEATURE))
@@ -290,8 +327,10 @@ async def customer_features_update(viewer: Viewer, command: CustomerFeaturesUpda
             toggles = await set_ai_credits(customer.id, credits)
         target = _Values.stored(toggles, threshold).changed_by(change)
 
-        team_size = await _team_size_if_lowered(customer.id, before, change)
-        errors = _refusals(before, target, change, team_size=team_size, active=customer.status == CustomerStatus.ACTIVE)
+        team_size = await _team_size_if_changed(customer.id, before, change)
+        package = await eligibility.package_in_force(customer.id)
+        active = customer.status == CustomerStatus.ACTIVE
+        errors = _refusals(before, target, change, team_size=team_size, active=active, package=package)
         if errors:
             raise DomainError(errors)  # rolls back `set_ai_credits` too
         _switch_off_dependants(target)
@@ -322,13 +361,14 @@ async def customer_features_update(viewer: Viewer, command: CustomerFeaturesUpda
                 await events.emit(events.ACCESS_REVOKED, customer_id=customer.id, partner_id=customer.partner_id)
             if target.switches["portal_enabled"] and not before.switches["portal_enabled"]:
                 await invite_if_due(customer.id, customer.partner_id)
-    return FeaturesUpdated(FeatureState(customer.id, toggles, target.low_credit_threshold), switched_off)
+    return FeaturesUpdated(FeatureState(customer.id, toggles, target.low_credit_threshold, package), switched_off)
 
 
-async def _team_size_if_lowered(customer_id: int, before: _Values, change: _Change) -> int | None:
+async def _team_size_if_changed(customer_id: int, before: _Values, change: _Change) -> int | None:
     """The seats the customer's team takes (members and pending invitations), counted only when the request
-    lowers the limit (the only time it matters)."""
+    changes the limit (the only time it matters: a customer may already be above a limit it never had stored, such
+    as the default's)."""
     limit = change.max_team_members
-    if limit is UNSET or limit >= before.max_team_members:
+    if limit is UNSET or limit == before.max_team_members:
         return None
     return await seats_taken(customer_id)

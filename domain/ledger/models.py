@@ -39,6 +39,8 @@ class AccountKind(enum.StrEnum):
     REVENUE = "REVENUE"  # where usage lands (per currency)
     EXTERNAL_FUNDING = "EXTERNAL_FUNDING"  # the outside world: money and credits enter a partner from here
     EXPIRED = "EXPIRED"  # credits that expired unused
+    PARTNER_USD = "PARTNER_USD"  # a partner's USD account with the platform: purchases debit it (negative = owed)
+    PLATFORM_REVENUE = "PLATFORM_REVENUE"  # what the platform earned from one partner (storage purchases)
 
 
 NON_NEGATIVE_KINDS = frozenset({AccountKind.PARTNER_POOL, AccountKind.CUSTOMER_CREDITS, AccountKind.CUSTOMER_WALLET})
@@ -54,6 +56,7 @@ class TransferKind(enum.StrEnum):
     USAGE_CHARGE = "USAGE_CHARGE"
     INVOICE_PAYMENT = "INVOICE_PAYMENT"
     ADJUSTMENT = "ADJUSTMENT"
+    STORAGE_PURCHASE = "STORAGE_PURCHASE"
 
 
 class LedgerAccount(models.Model):

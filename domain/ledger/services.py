@@ -75,6 +75,16 @@ def expired_credits(partner_id: int) -> AccountRef:
     return AccountRef(AccountKind.EXPIRED, Currency.CREDITS, partner_id=partner_id)
 
 
+def partner_usd(partner_id: int) -> AccountRef:
+    """What a partner owes the platform (negative) or has paid ahead: its purchases (storage) debit it."""
+    return AccountRef(AccountKind.PARTNER_USD, Currency.USD, partner_id=partner_id)
+
+
+def platform_revenue(partner_id: int) -> AccountRef:
+    """The platform's revenue from one partner (its own account per partner, like every other)."""
+    return AccountRef(AccountKind.PLATFORM_REVENUE, Currency.USD, partner_id=partner_id)
+
+
 async def ensure_accounts(*refs: AccountRef) -> None:
     await LedgerAccount.bulk_create(
         [

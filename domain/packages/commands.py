@@ -14,7 +14,6 @@ from domain.packages.models import FeatureKey
 class PackageLimits:
     """Caps a package sets; only those sent change (on update). A null spending cap means none is applied."""
 
-    max_team_members: Patch[int | None] = UNSET
     storage_mb: Patch[int | None] = UNSET
     api_rate_tier: Patch[ApiTier | None] = UNSET
     monthly_spending_cap: Patch[Decimal | None] = UNSET
@@ -27,6 +26,7 @@ class PackageCreate:
     title: str
     description: Patch[str | None] = UNSET
     features: list[FeatureKey] = field(default_factory=list)
+    user_count: Patch[int | None] = UNSET  # users a client may have (its seat limit); not sent: 5
     limits: Patch[PackageLimits | None] = UNSET  # null or not sent: the defaults
     ai_credits: Patch[Decimal | None] = UNSET
     expiry_days: Patch[int | None] = UNSET
@@ -42,6 +42,7 @@ class PackageUpdate:
     title: Patch[str | None] = UNSET
     description: Patch[str | None] = UNSET
     features: Patch[list[FeatureKey] | None] = UNSET
+    user_count: Patch[int | None] = UNSET
     limits: Patch[PackageLimits | None] = UNSET  # null: no limit changes
     ai_credits: Patch[Decimal | None] = UNSET
     expiry_days: Patch[int | None] = UNSET

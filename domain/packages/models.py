@@ -24,6 +24,30 @@ class FeatureKey(enum.StrEnum):
     EMBEDS = "EMBEDS"
 
 
+class EndReason(enum.StrEnum):
+    """Why an assignment is no longer the customer's current one."""
+
+    REPLACED = "REPLACED"  # another package was assigned
+    EXPIRED = "EXPIRED"  # its `expires_at` passed (the expiry job ended it)
+    PURGED = "PURGED"  # the customer was deleted (retention)
+
+
+class NoticeKind(enum.StrEnum):
+    EXPIRING = "EXPIRING"  # 7 days before `expires_at`
+    EXPIRED = "EXPIRED"  # at `expires_at`
+
+
+class NoticeAudience(enum.StrEnum):
+    CUSTOMER = "CUSTOMER"  # the customer's primary billing contact (or its active admins without one)
+    PARTNER = "PARTNER"  # the partner's active admins
+
+
+class NoticeStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
 class Package(models.Model):
     """A partner's plan. Every change increments `version`, and assignments keep the version they got."""
 
@@ -32,7 +56,7 @@ class Package(models.Model):
     title = fields.CharField(max_length=200)
     description = fields.TextField(default="")
     features: fields.JSONField[list[str]] = fields.JSONField(default=list)
-    max_team_members = fields.IntField(default=5)
+    user_count = fields.IntField(default=5)  # users a client may have (seed 004): its seat limit once assigned
     storage_mb = fields.IntField(default=0)
     api_rate_tier = fields.CharEnumField(ApiTier, max_length=12, default=ApiTier.STANDARD)
     monthly_spending_cap = fields.DecimalField(max_digits=20, decimal_places=6, null=True)
@@ -63,7 +87,31 @@ class PackageAssignment(models.Model):
     assigned_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(null=True)
     assigned_by_user_id = fields.IntField(null=True)
+    ended_at = fields.DatetimeField(null=True)
+    end_reason = fields.CharEnumField(EndReason, max_length=12, null=True)
 
     class Meta:
         table = "package_assignment"
-        indexes = (("customer_id", "id"), ("package_id", "current_customer_id"))
+        indexes = (("customer_id", "id"), ("package_id", "current_customer_id"), ("expires_at", "current_customer_id"))
+
+
+class PackageNotice(models.Model):
+    """One expiry email of one assignment to one audience: created once (the unique key), sent once (`deliver`)."""
+
+    id = fields.IntField(primary_key=True)
+    assignment_id = fields.IntField()
+    customer_id = fields.IntField()
+    partner_id = fields.IntField()
+    kind = fields.CharEnumField(NoticeKind, max_length=10)
+    audience = fields.CharEnumField(NoticeAudience, max_length=10)
+    status = fields.CharEnumField(NoticeStatus, max_length=8, default=NoticeStatus.PENDING)
+    recipients: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    attempts = fields.IntField(default=0)
+    last_error = fields.CharField(max_length=500, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "package_notice"
+        unique_together = (("assignment_id", "kind", "audience"),)
+        indexes = (("customer_id", "id"),)

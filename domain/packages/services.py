@@ -1,24 +1,29 @@
 """Agency packages (seed 004): creating, changing and archiving them, and assigning one to a customer.
 
 Assigning applies the package in one transaction through the owning services, so their rules stay in one place:
-feature toggles and the team-member limit through `customer_features_update` (a combination its rules refuse
-refuses the assignment with the same code), the monthly spending cap through `spending_cap_update`, and the AI
-credits as an expiring grant from the partner's pool (`grant_package_credits`, POOL_EXHAUSTED when short). The
-whole assignment runs once per idempotency key (`money_mutation`). A package restricted to some emails can
-only go to a customer one of whose users has one of them (NOT_ELIGIBLE otherwise), and so can no archived package.
+the package becomes the customer's package in force (the previous assignment ends as REPLACED), so the features
+service judges eligibility by it; feature toggles and the seat limit (`user_count` → `maxTeamMembers`) through
+`customer_features_update` (a combination its rules refuse refuses the assignment with the same code), the storage
+allocation from the partner's pool (`apply_package_storage`, POOL_EXHAUSTED when short), the rate tier of the
+customer's API keys, the monthly spending cap through `spending_cap_update`, and the AI credits as an expiring grant
+from the partner's credit pool (`grant_package_credits`, POOL_EXHAUSTED when short). The whole assignment runs once
+per idempotency key (`money_mutation`). A package restricted to some emails can only go to a customer one of whose
+users has one of them (NOT_ELIGIBLE otherwise), and so can no archived package. The expiry of assignments is
+domain/packages/expiry.py.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from tortoise.expressions import Q
 from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from domain.access.models import ApiTier
+from domain.access.services import apply_package_tier
 from domain.accounts.models import Membership
 from domain.audit.models import AuditEventType
 from domain.audit.services import changes, record
@@ -32,39 +37,33 @@ from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, FieldError
 from domain.events import services as events
+from domain.features import eligibility
 from domain.features import services as features
 from domain.features.commands import CustomerFeaturesUpdate
+from domain.features.eligibility import PackageInForce, live
 from domain.features.models import FeatureToggles, PortalSection
 from domain.ledger.idempotency import Kept, check_key, money_mutation
 from domain.packages.commands import PackageArchive, PackageAssign, PackageCreate, PackageLimits, PackageUpdate
-from domain.packages.models import FeatureKey, Package, PackageAssignment
+from domain.packages.models import EndReason, FeatureKey, Package, PackageAssignment
 from domain.partners.models import Partner
+from domain.storage.services import MAX_ALLOCATION_MB, apply_package_storage
 from domain.viewer import Viewer
 from domain.visibility import get_visible, require_partner_staff, restrict
 
-MAX_TEAM_MEMBERS = features.MAX_TEAM_MEMBERS
-MAX_STORAGE_MB = 10_000_000
+MAX_USER_COUNT = features.MAX_TEAM_MEMBERS
+MAX_STORAGE_MB = MAX_ALLOCATION_MB
 MAX_EXPIRY_DAYS = 3650
 MAX_RESTRICTED_EMAILS = 500
 ZERO = Decimal(0)
 
 # The feature toggle each package feature switches (KNOWLEDGE_BASE is a portal section, handled apart).
-TOGGLE_OF: dict[FeatureKey, str] = {
-    FeatureKey.CUSTOMER_PORTAL: "portal_enabled",
-    FeatureKey.ADVANCED_ANALYTICS: "advanced_analytics",
-    FeatureKey.DETAILED_CALL_ANALYSIS: "detailed_call_analysis",
-    FeatureKey.ACTION_POINT_ANALYSIS: "action_point_analysis",
-    FeatureKey.API_ACCESS: "api_access",
-    FeatureKey.AI_CREDITS: "ai_credits_enabled",
-    FeatureKey.TEAM_MEMBERS: "team_members_enabled",
-    FeatureKey.EMBEDS: "embed_urls_enabled",
-}
-FEATURE_OF_TOGGLE = {toggle: key for key, toggle in TOGGLE_OF.items()}
+TOGGLE_OF: dict[FeatureKey, str] = {key: toggle for toggle, key in eligibility.TOGGLE_FEATURES.items()}
+FEATURE_OF_TOGGLE = {**eligibility.TOGGLE_FEATURES, "portal_sections": FeatureKey.KNOWLEDGE_BASE}
 EDITABLE = (
     "title",
     "description",
     "features",
-    "max_team_members",
+    "user_count",
     "storage_mb",
     "api_rate_tier",
     "monthly_spending_cap",
@@ -72,7 +71,8 @@ EDITABLE = (
     "expiry_days",
     "restricted_emails",
 )
-LIMITS = ("max_team_members", "storage_mb", "api_rate_tier", "monthly_spending_cap")
+# what an assignment's snapshot called `user_count` before it had that name
+_OLD_NAMES = {"user_count": "max_team_members"}
 
 
 def now() -> datetime:
@@ -87,12 +87,7 @@ def visible_packages(viewer: Viewer, archived: bool | None = None) -> QuerySet[P
     return qs if archived is None else qs.filter(archived=archived)
 
 
-def live(at: datetime | None = None) -> Q:
-    """Assignments still in force: current and not expired."""
-    return Q(current_customer_id__isnull=False) & (Q(expires_at__isnull=True) | Q(expires_at__gt=at or now()))
-
-
-async def user_counts(viewer: Viewer, package_ids: list[int]) -> dict[int, int]:
+async def customer_counts(viewer: Viewer, package_ids: list[int]) -> dict[int, int]:
     """Customers (visible to the viewer) each package is in force for, in one query (DataLoader batch)."""
     rows = (
         await restrict(PackageAssignment, viewer)
@@ -106,8 +101,45 @@ async def user_counts(viewer: Viewer, package_ids: list[int]) -> dict[int, int]:
 
 
 async def current_assignments(viewer: Viewer, customer_ids: list[int]) -> dict[int, PackageAssignment]:
-    rows = await restrict(PackageAssignment, viewer).filter(current_customer_id__in=customer_ids)
+    """Each visible customer's assignment in force (none once it expired, even before the expiry job ended it)."""
+    rows = await restrict(PackageAssignment, viewer).filter(live(), current_customer_id__in=customer_ids)
     return {row.customer_id: row for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    """What an assignment gave: the terms of the package version assigned, as its snapshot keeps them."""
+
+    title: str
+    description: str
+    features: list[FeatureKey]
+    user_count: int
+    ai_credits: Decimal
+    storage_mb: int
+    api_rate_tier: ApiTier
+    monthly_spending_cap: Decimal | None
+
+    @classmethod
+    def of(cls, assignment: PackageAssignment) -> Given:
+        terms: JsonObject = assignment.snapshot or {}
+
+        def value(name: str) -> JsonValue:
+            return terms.get(name, terms.get(_OLD_NAMES.get(name, name)))
+
+        listed = value("features")
+        chosen = {str(k) for k in listed} if isinstance(listed, list) else set()
+        cap = value("monthly_spending_cap")
+        tier = str(value("api_rate_tier") or ApiTier.STANDARD.value)
+        return cls(
+            title=str(value("title") or ""),
+            description=str(value("description") or ""),
+            features=[k for k in FeatureKey if k.value in chosen],
+            user_count=int(str(value("user_count") or 0)),
+            ai_credits=Decimal(str(value("ai_credits") or 0)),
+            storage_mb=int(str(value("storage_mb") or 0)),
+            api_rate_tier=ApiTier(tier) if tier in {t.value for t in ApiTier} else ApiTier.STANDARD,
+            monthly_spending_cap=None if cap is None else Decimal(str(cap)),
+        )
 
 
 # ---------------------------------------------------------------- create, update, archive
@@ -148,9 +180,9 @@ def _clean(command: PackageCreate | PackageUpdate) -> dict[str, object]:
         out["description"] = v.text("description", command.description, max_length=2000) or ""
     if command.features is not UNSET:
         out["features"] = _features(v, command.features)
+    if command.user_count is not UNSET:
+        out["user_count"] = _count(v, "user_count", command.user_count, MAX_USER_COUNT, minimum=1)
     limits = command.limits or PackageLimits()  # null limits change nothing
-    if limits.max_team_members is not UNSET:
-        out["max_team_members"] = _count(v, "max_team_members", limits.max_team_members, MAX_TEAM_MEMBERS)
     if limits.storage_mb is not UNSET:
         out["storage_mb"] = _count(v, "storage_mb", limits.storage_mb, MAX_STORAGE_MB)
     if limits.api_rate_tier is None:
@@ -173,11 +205,17 @@ def _clean(command: PackageCreate | PackageUpdate) -> dict[str, object]:
     return out
 
 
-def _check_credits_need_feature(package: Package) -> None:
+def _check_grants_need_features(package: Package) -> None:
+    """Credits come with AI_CREDITS, storage with KNOWLEDGE_BASE (REQUIRES_FEATURE): judged on the whole package."""
+    errors = []
     if Decimal(package.ai_credits) > ZERO and FeatureKey.AI_CREDITS.value not in package.features:
-        raise DomainError.single(
-            ErrorCode.REQUIRES_FEATURE, "AI credits can only be given with the AI_CREDITS feature.", "ai_credits"
-        )
+        message = "AI credits can only be given with the AI_CREDITS feature."
+        errors.append(FieldError("ai_credits", message, ErrorCode.REQUIRES_FEATURE))
+    if package.storage_mb > 0 and FeatureKey.KNOWLEDGE_BASE.value not in package.features:
+        message = "Storage is for the knowledge base: give it with the KNOWLEDGE_BASE feature."
+        errors.append(FieldError("storage_mb", message, ErrorCode.REQUIRES_FEATURE))
+    if errors:
+        raise DomainError(errors)
 
 
 def snapshot(package: Package) -> JsonObject:
@@ -212,7 +250,7 @@ async def package_create(viewer: Viewer, command: PackageCreate) -> Package:
         assert viewer.partner_id is not None
         partner_id = viewer.partner_id
     package = Package(partner_id=partner_id, **_clean(command))
-    _check_credits_need_feature(package)
+    _check_grants_need_features(package)
     async with in_transaction():
         await package.save()
         await _audit(viewer, "package.create", package, {"package": snapshot(package)})
@@ -235,7 +273,7 @@ async def package_update(viewer: Viewer, command: PackageUpdate) -> Package:
         before = snapshot(package)
         for name, value in clean.items():
             setattr(package, name, value)
-        _check_credits_need_feature(package)
+        _check_grants_need_features(package)
         diff = changes(before, snapshot(package))
         if diff:
             package.version += 1
@@ -276,17 +314,26 @@ async def _eligible(customer: Customer, package: Package) -> None:
             raise DomainError.single(ErrorCode.NOT_ELIGIBLE, message, "package_id")
 
 
-def _toggle_changes(package: Package, customer_id: int, current: FeatureToggles) -> CustomerFeaturesUpdate:
-    """What `customer_features_update` is asked for: every packaged switch on or off, the team-member limit, and
-    the portal sections with the knowledge base as the package says (other sections kept while still allowed)."""
+def _toggle_changes(
+    package: Package, customer_id: int, current: FeatureToggles, previous: PackageInForce | None
+) -> CustomerFeaturesUpdate:
+    """What `customer_features_update` is asked for: the gated features as the package says, the add-ons it
+    includes on (and those only the previous package gave off; add-ons given beyond a package stay as they are),
+    the seat limit from `user_count`, and the portal sections with the knowledge base as the package says (other
+    sections kept while still allowed)."""
     chosen = {FeatureKey(k) for k in package.features}
-    switches = {toggle: key in chosen for key, toggle in TOGGLE_OF.items()}
+    switches = {toggle: key in chosen for toggle, key in eligibility.GATED.items()}
+    for toggle, key in eligibility.ADD_ONS.items():
+        if key in chosen:
+            switches[toggle] = True
+        elif previous is not None and key in previous.features:
+            switches[toggle] = False
     shown = {str(value) for value in current.portal_sections or []}
     kept: list[PortalSection] = [
         s
         for s in PortalSection
         if s.value in shown
-        and s is not PortalSection.KNOWLEDGE_BASE
+        and s not in eligibility.GATED_SECTIONS
         and all(switches.get(need, getattr(current, need)) for need in features.SECTION_NEEDS[s])
     ]
     if FeatureKey.KNOWLEDGE_BASE in chosen:
@@ -294,7 +341,7 @@ def _toggle_changes(package: Package, customer_id: int, current: FeatureToggles)
     return CustomerFeaturesUpdate(
         customer_id=customer_id,
         portal_sections=[s for s in PortalSection if s in kept],
-        max_team_members=package.max_team_members,
+        max_team_members=package.user_count,
         low_credit_threshold=UNSET,
         **switches,
     )
@@ -305,14 +352,26 @@ def _feature_error(exc: DomainError) -> DomainError:
     errors = []
     for e in exc.errors:
         key = FEATURE_OF_TOGGLE.get(e.field or "")
-        errors.append(FieldError("package_id", f"{key.value}: {e.message}" if key else e.message, e.code))
+        if e.field == "max_team_members":
+            message = f"userCount: {e.message}"
+        else:
+            message = f"{key.value}: {e.message}" if key else e.message
+        errors.append(FieldError("package_id", message, e.code))
     return DomainError(errors)
+
+
+async def end_current_assignment(customer_id: int, reason: EndReason, at: datetime) -> PackageAssignment | None:
+    """Ends the customer's current assignment, if any (call inside a transaction); returns it as it was."""
+    current = await PackageAssignment.select_for_update().get_or_none(current_customer_id=customer_id)
+    if current is not None:
+        await PackageAssignment.filter(id=current.id).update(current_customer_id=None, ended_at=at, end_reason=reason)
+    return current
 
 
 async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> PackageAssignment:
     """The whole assignment; call inside a transaction. Locks the package, then the customer's rows in the order
-    the owning services take them (toggles, preferences, customer), then the ledger accounts, so nothing here
-    waits in the opposite order of a concurrent features, cap or credits change."""
+    the owning services take them (toggles, preferences, customer), then the ledger accounts and the storage pool,
+    so nothing here waits in the opposite order of a concurrent features, cap, credits or storage change."""
     package = await _locked_package(viewer, package_id)
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
     await _eligible(customer, package)
@@ -325,24 +384,9 @@ async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> PackageAs
     assigned_at = now()
     expires_at = assigned_at + timedelta(days=package.expiry_days) if package.expiry_days else None
     terms = snapshot(package)
-    if package.ai_credits > ZERO:
-        await grant_package_credits(
-            viewer,
-            customer,
-            Decimal(package.ai_credits),
-            expires_at,
-            {"package_id": package.id, "package_version": package.version},
-        )
-    try:
-        await features.customer_features_update(viewer, _toggle_changes(package, customer.id, current))
-    except DomainError as exc:
-        raise _feature_error(exc) from None
-    if package.monthly_spending_cap is not None:
-        await spending_cap.spending_cap_update(
-            viewer, SpendingCapUpdate(customer.id, Decimal(package.monthly_spending_cap))
-        )
-
-    await PackageAssignment.filter(current_customer_id=customer.id).update(current_customer_id=None)
+    previous = await eligibility.package_in_force(customer.id)
+    replaced = await end_current_assignment(customer.id, EndReason.REPLACED, assigned_at)
+    # in force from here on, so the features service judges eligibility by this package
     assignment = await PackageAssignment.create(
         customer_id=customer.id,
         partner_id=customer.partner_id,
@@ -354,6 +398,25 @@ async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> PackageAs
         expires_at=expires_at,
         assigned_by_user_id=viewer.user_id,
     )
+    if package.ai_credits > ZERO:
+        await grant_package_credits(
+            viewer,
+            customer,
+            Decimal(package.ai_credits),
+            expires_at,
+            {"package_id": package.id, "package_version": package.version, "assignment_id": assignment.id},
+        )
+    try:
+        await features.customer_features_update(viewer, _toggle_changes(package, customer.id, current, previous))
+    except DomainError as exc:
+        raise _feature_error(exc) from None
+    storage_mb = package.storage_mb if FeatureKey.KNOWLEDGE_BASE.value in package.features else 0
+    storage_moved = await apply_package_storage(customer, storage_mb)
+    keys_retiered = await apply_package_tier(customer.id, ApiTier(package.api_rate_tier))
+    if package.monthly_spending_cap is not None:
+        await spending_cap.spending_cap_update(
+            viewer, SpendingCapUpdate(customer.id, Decimal(package.monthly_spending_cap))
+        )
     await events.emit(
         events.PACKAGE_ASSIGNED,
         customer_id=customer.id,
@@ -376,7 +439,10 @@ async def _apply(viewer: Viewer, customer_id: int, package_id: int) -> PackageAs
             "package_id": package.id,
             "version": package.version,
             "assignment_id": assignment.id,
+            "replaced_assignment_id": replaced.id if replaced else None,
             "expires_at": expires_at.isoformat() if expires_at else None,
+            "storage_mb_from_pool": storage_moved,
+            "api_keys_retiered": keys_retiered,
             "package": terms,
         },
     )

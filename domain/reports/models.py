@@ -79,6 +79,8 @@ class UsageReport(models.Model):
     completed_at = fields.DatetimeField(null=True)
     expires_at = fields.DatetimeField(null=True)
     delivered_at = fields.DatetimeField(null=True)  # a scheduled report emailed to its recipients
+    # prices and costs in the file: decided when requested (domain/features/pricing.py), for whoever may open it
+    with_prices = fields.BooleanField(default=True, db_default=True)
 
     class Meta:
         table = "usage_report"

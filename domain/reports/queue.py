@@ -96,6 +96,7 @@ async def queue_report(
     filters: dict[str, str] | None = None,
     requested_by_user_id: int | None = None,
     schedule_id: int | None = None,
+    with_prices: bool = True,
 ) -> UsageReport:
     """Stores a QUEUED report and gives it a build slot if its customer and partner have one free (call inside the
     transaction that requests it). A person's request beyond the quota of pending exports is refused
@@ -118,6 +119,7 @@ async def queue_report(
         timezone=timezone,
         columns=columns,
         filters=filters,
+        with_prices=with_prices,
     )
     await dispatch(owner)
     return report

@@ -253,7 +253,7 @@ class Heading:
     period_to: date
     timezone: str
     generated_at: datetime
-    prices: bool = True  # False where the customer's pricing is hidden: no cost anywhere
+    prices: bool = True  # False for a report without prices (UsageReport.with_prices): no cost anywhere
     case_type: str | None = None  # set for the per-case-type PDFs
 
     @property

@@ -31,6 +31,7 @@ from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer, CustomerStatus
 from domain.errors import DomainError, ErrorCode
+from domain.features import pricing
 from domain.partners.branding import Brand, brand_of
 from domain.partners.models import Partner
 from domain.reports import healed, periods, queue, services
@@ -254,6 +255,7 @@ async def _request(schedule: ReportSchedule, customer: Customer, since: date, un
         timezone=schedule.timezone,
         columns=schedule.columns,
         schedule_id=schedule.id,
+        with_prices=await pricing.report_with_prices(None, customer.id),  # for the customer's people
     )
     action = "healed_contacts_report.create" if fmt == ReportFormat.HEALED_CONTACTS_CSV else "usage_report.create"
     await record(

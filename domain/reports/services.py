@@ -40,6 +40,7 @@ from domain.config import config
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from domain.events.services import REPORT_DELIVERY_REQUESTED, USAGE_REPORT_UPDATED, emit
+from domain.features import pricing
 from domain.partners.models import Partner
 from domain.reports import healed, links, periods, queue, render, system_log
 from domain.reports.commands import UsageExportCreate
@@ -52,7 +53,6 @@ from domain.reports.models import (
     ReportStatus,
     UsageReport,
 )
-from domain.reports.pricing import prices_shown
 from domain.reports.storage import ExportStorage, storage
 from domain.usage.models import UnitType, UsageEvent
 from domain.viewer import Viewer
@@ -83,9 +83,16 @@ async def usage_export_create(viewer: Viewer, command: UsageExportCreate) -> Usa
     since, until = command.from_, command.to
     periods.validate_period(since, until)
     timezone = periods.check_zone(command.timezone or "UTC")
+    with_prices = await pricing.report_with_prices(viewer, customer.id)
     async with in_transaction():
         report = await queue.queue_report(
-            customer, command.format, since, until, timezone=timezone, requested_by_user_id=viewer.user_id
+            customer,
+            command.format,
+            since,
+            until,
+            timezone=timezone,
+            requested_by_user_id=viewer.user_id,
+            with_prices=with_prices,
         )
         await record(
             viewer,
@@ -95,7 +102,12 @@ async def usage_export_create(viewer: Viewer, command: UsageExportCreate) -> Usa
             object_id=report.id,
             partner_id=customer.partner_id,
             customer_id=customer.id,
-            details={"format": str(command.format), "from": since.isoformat(), "to": until.isoformat()},
+            details={
+                "format": str(command.format),
+                "from": since.isoformat(),
+                "to": until.isoformat(),
+                "with_prices": with_prices,
+            },
         )
     return report
 
@@ -290,7 +302,7 @@ async def _write_calls(report: UsageReport, target: Path, progress: Progress) ->
     """VOICE_CSV / SMS_CSV: one row per call or message; no prices where the customer's pricing is hidden."""
     unit = CSV_UNITS[ReportFormat(report.format)]
     assert report.customer_id is not None
-    prices = await prices_shown(report.customer_id)
+    prices = report.with_prices
     await progress.start(await _events_of(report, unit).count())
     async with _CsvFile(target) as out:
         await out.write([render.call_columns(unit, prices)], header=True)
@@ -371,7 +383,7 @@ async def _heading(report: UsageReport, now: datetime) -> render.Heading:
     brand = render.Branding(
         partner.name, partner.primary_color, partner.secondary_color, render.logo_bytes(partner.logo_url)
     )
-    prices = await prices_shown(customer.id)
+    prices = report.with_prices
     return render.Heading(brand, customer.name, report.period_from, report.period_to, report.timezone, now, prices)
 
 

@@ -11,7 +11,7 @@ from tortoise.queryset import QuerySet
 
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
-from domain.reports.pricing import prices_shown
+from domain.features import pricing
 from domain.usage import store
 from domain.usage.models import UnitType, UsageEvent, UsageRollup, UsageRollupDetail
 from domain.viewer import Viewer
@@ -167,7 +167,7 @@ async def usage_dashboard(viewer: Viewer, customer_id: int, since: date, until: 
         acc.quantity += r.quantity
         acc.cost += r.cost
         acc.events += r.events
-    shown = await prices_shown(customer.id, viewer)
+    shown = (await pricing.prices_visible(viewer, [customer.id]))[customer.id]
     voice, sms, emails, storage = (
         Figure(totals[u].quantity, totals[u].cost if shown else None, totals[u].events) for u in _DASHBOARD_UNITS
     )
