@@ -86,7 +86,12 @@ class UsageReport(ModelNode):
         "customer's people when the file shows prices they may not see."
     )
     async def download_url(self, info: Info) -> str | None:
-        if self.model.with_prices and not await info.context.loaders.prices_visible.load(self.model.customer_id):
+        customer_id = self.model.customer_id  # None: a partner-wide system log export, which carries no prices
+        if (
+            self.model.with_prices
+            and customer_id is not None
+            and not await info.context.loaders.prices_visible.load(customer_id)
+        ):
             return None
         return services.download_url(self.model)
 

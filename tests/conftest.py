@@ -304,6 +304,14 @@ class Factory:
             assigned_at=datetime.now(UTC),
         )
 
+    async def with_portal(self, tenant: Tenant) -> Tenant:
+        """Each of the tenant's customers on a full package (portal and team members on, five seats), as a
+        customer must be before it can have a portal or a team."""
+        package = await self.package(tenant.partner, user_count=5)
+        for customer in tenant.customers:
+            await self.give(customer, package)
+        return tenant
+
     async def tenant(self, customers: int = 2, name: str | None = None) -> Tenant:
         partner, owner = await self.partner(name)
         made = [await self.customer(partner) for _ in range(customers)]

@@ -66,7 +66,7 @@ async def empty_queues(app: Any) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def tenant(factory: Factory) -> Tenant:
-    return await factory.tenant(customers=1)
+    return await factory.with_portal(await factory.tenant(customers=1))
 
 
 async def invite(gql: GQL, token: str, customer: Customer, email: str, role: str | None = None) -> dict[str, Any]:
@@ -143,7 +143,7 @@ async def test_a_signed_in_user_with_the_invited_email_accepts_with_the_token_al
     gql: GQL, app: Any, factory: Factory, mailbox: Mailbox
 ) -> None:
     # given: someone who already has an account (admin of another customer of the same partner)
-    tenant = await factory.tenant(customers=2)
+    tenant = await factory.with_portal(await factory.tenant(customers=2))
     staff = await gql.login(tenant.owner.email)
     existing = tenant.admins[1]
     await invite(gql, staff, tenant.customers[0], existing.email.upper(), "CUSTOMER_ADMIN")
