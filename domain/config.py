@@ -48,6 +48,9 @@ class DomainConfig(BaseSettings):
     report_max_schedules_per_customer: int = Field(10, ge=0)
     export_lease_seconds: float = Field(120, ge=10)  # a RUNNING report without a heartbeat this long is rebuilt
     avatars_dir: Path = ROOT / "avatars"  # uploaded profile images (local storage, served at /avatars/<name>)
+    # browser origins (`https://app.example.com`) allowed to call the API, open its WebSocket and frame the embed
+    # widget, besides partners' verified domains (domain/access/origins.py)
+    allowed_origins: list[str] = Field(default_factory=list)
 
     @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")
     @classmethod
@@ -56,6 +59,16 @@ class DomainConfig(BaseSettings):
             parse_many(value)
         except ValueError as exc:
             raise ValueError(f"use the `limits` notation, e.g. '5/minute;50/day': {exc}") from exc
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            scheme, sep, rest = item.strip().partition("://")
+            host = rest.rstrip("/")
+            if scheme.lower() not in ("http", "https") or not sep or not host or "/" in host or "*" in host:
+                raise ValueError(f"{item!r} is not an origin: write scheme://host[:port], e.g. https://app.example.com")
         return value
 
     @property

@@ -1,5 +1,5 @@
 """The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /exports/<signed>, /avatars/<name>,
-/healthz, /metrics."""
+/embed and /embed.js (the embed widget), /static (the widget's and the console's assets), /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -22,6 +23,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from jobs.broker import EmbeddedConsumer
 from server.avatars import avatar_download
 from server.bootstrap import bootstrap
+from server.cors import OriginCORS
+from server.embed import STATIC, embed_snippet, embed_view
 from server.exports import export_download
 from server.graphql import GraphQLView
 from server.ingest import usage_events_endpoint
@@ -155,6 +158,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/v1/usage/events", usage_events_endpoint, methods=["POST"]),
             Route("/exports/{token}", export_download, methods=["GET"]),
             Route("/avatars/{name}", avatar_download, methods=["GET"]),
+            Route("/embed", embed_view, methods=["GET"]),
+            Route("/embed.js", embed_snippet, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],
@@ -166,5 +172,6 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     app.state.rate_limiter = graphql.rate_limiter
     app.live = live
     app.trust_proxies(settings.trusted_proxies)
+    app.add_middleware(OriginCORS)  # preflights answered before routing (the routes take GET and POST only)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -55,7 +55,6 @@ class Settings(DomainConfig):
     trusted_proxies: list[str] = Field(default_factory=list)
 
     max_body_bytes: int = 1_000_000  # HTTP request bodies and WebSocket messages alike
-    allowed_origins: list[str] = Field(default_factory=list)
     # queries and subscription pushes running longer are stopped with code TIMEOUT (mutations run to completion:
     # cutting one off after its commit would report a failure for a change that happened)
     execution_timeout_seconds: float = 10.0
