@@ -25,6 +25,7 @@ from domain.usage.models import Funding as DomainFunding
 from domain.usage.models import HoldStatus as DomainHoldStatus
 from domain.usage.models import UnitType as DomainUnitType
 from domain.usage.rating import Rate
+from domain.usage.read import SummaryRow
 from resolvers import usage as r
 from resolvers.commands import perform
 from schema.common import Info
@@ -91,6 +92,18 @@ class UsageSummaryRow:
     unpaid_cost: Money
     credits: Decimal
     events: int
+
+    @classmethod
+    def of(cls, row: SummaryRow) -> UsageSummaryRow:
+        return cls(
+            period=row.period,
+            unit_type=row.unit_type,
+            quantity=row.quantity,
+            cost=usd(row.cost),
+            unpaid_cost=usd(row.unpaid_cost),
+            credits=row.credits,
+            events=row.events,
+        )
 
 
 @strawberry.input
@@ -305,18 +318,7 @@ class UsageQueries:
         group_by: UsageGroupBy = UsageGroupBy.UNIT_TYPE,
     ) -> list[UsageSummaryRow]:
         rows = await r.usage_summary(info.context, customer_id, from_, to, group_by.value)
-        return [
-            UsageSummaryRow(
-                period=row.period,
-                unit_type=row.unit_type,
-                quantity=row.quantity,
-                cost=usd(row.cost),
-                unpaid_cost=usd(row.unpaid_cost),
-                credits=row.credits,
-                events=row.events,
-            )
-            for row in rows
-        ]
+        return [UsageSummaryRow.of(row) for row in rows]
 
 
 @strawberry.type

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from tortoise.queryset import QuerySet
@@ -61,14 +61,24 @@ class _Totals:
     events: int = 0
 
 
-async def usage_summary(viewer: Viewer, customer_id: int, since: date, until: date, group_by: str) -> list[SummaryRow]:
-    """Aggregated usage per unit type, by DAY, MONTH or UNIT_TYPE only, read from the daily rollups.
-    `since` and `until` are inclusive UTC days."""
-    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+def summary_period(since: date | None, until: date | None, today: date | None = None) -> tuple[date, date]:
+    """The inclusive UTC days a summary covers: `since` (default the first of this month) to `until` (default
+    today). Refused when reversed or longer than about two years."""
+    today = today or datetime.now(UTC).date()
+    since = since or today.replace(day=1)
+    until = until or today
     if until < since:
         raise DomainError.single(ErrorCode.INVALID, "`to` is before `from`.", "to")
     if (until - since).days > 800:
         raise DomainError.single(ErrorCode.INVALID, "At most about two years per summary.", "to")
+    return since, until
+
+
+async def usage_summary(viewer: Viewer, customer_id: int, since: date, until: date, group_by: str) -> list[SummaryRow]:
+    """Aggregated usage per unit type, by DAY, MONTH or UNIT_TYPE only, read from the daily rollups.
+    `since` and `until` are inclusive UTC days."""
+    customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    since, until = summary_period(since, until)
     rollups = await UsageRollup.filter(customer_id=customer.id, day__gte=since, day__lte=until).order_by("day")
     groups: dict[tuple[date | None, UnitType], _Totals] = {}
     for r in rollups:
