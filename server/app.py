@@ -24,13 +24,14 @@ from jobs.broker import EmbeddedConsumer
 from server.avatars import avatar_download
 from server.bootstrap import bootstrap
 from server.cors import OriginCORS
-from server.embed import STATIC, embed_snippet, embed_view
+from server.embed import STATIC, WIDGET_OPERATIONS, embed_snippet, embed_view
 from server.exports import export_download
 from server.graphql import GraphQLView
 from server.ingest import usage_events_endpoint
 from server.live import LiveEndpoint
 from server.locks import Leases
 from server.logging import RequestIdMiddleware
+from server.persisted import PersistedDocuments
 from server.pubsub import PubSub, live_publisher
 from server.relay import Relay
 from server.scheduler import Scheduler
@@ -113,9 +114,16 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     """`manage_db=False` when the caller (tests) already initialised Tortoise for the process."""
     settings = settings or get_settings()
     broker = bootstrap(settings)
-    graphql = GraphQLView(settings)
+    persisted = PersistedDocuments.for_deployment(
+        only=settings.persisted_only,
+        path=settings.persisted_documents,
+        builtin=WIDGET_OPERATIONS.values(),
+        redis_url=settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+    )
+    graphql = GraphQLView(settings, persisted)
     pubsub = PubSub(settings.redis_url, settings.redis_key_prefix)
-    live = LiveEndpoint(settings, pubsub, graphql.rate_limiter)
+    live = LiveEndpoint(settings, pubsub, graphql.rate_limiter, persisted)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -124,6 +132,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 await stack.enter_async_context(
                     RegisterTortoise(app, config=settings.tortoise_config(), generate_schemas=False)
                 )
+            stack.push_async_callback(persisted.close)
             leases = Leases(settings.redis_url, settings.redis_key_prefix)
             stack.push_async_callback(leases.close)
             await pubsub.start()

@@ -16,6 +16,7 @@ HTTP follows the GraphQL-over-HTTP draft (https://graphql.github.io/graphql-over
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.http.types import QueryParams
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -39,6 +41,7 @@ from schema import schema
 from schema.extensions import INTERNAL_ERROR_CODE, TIMEOUT_CODE, field_suggestions, mask_unexpected
 from server.auth import InvalidToken, bearer_token, client_ip, viewer_from_token
 from server.logging import new_request_id
+from server.persisted import PersistedDocuments, PersistedQueryError
 from server.ratelimit import ApiRateLimiter, RateLimited
 from server.settings import Settings
 
@@ -144,7 +147,7 @@ def _capped(receive: Receive, limit: int) -> Receive:
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view over HTTP with our context, bearer auth and a body-size cap."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, persisted: PersistedDocuments | None = None) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.is_dev else None,
@@ -152,6 +155,8 @@ class GraphQLView(GraphQL[Context, None]):
             multipart_uploads_enabled=True,
         )
         self.settings = settings
+        # APQ and PERSISTED_ONLY (server/persisted.py); without one, APQ kept in this process
+        self.persisted = persisted or PersistedDocuments(only=False, allowlist={})
         # shared with the ingestion endpoint (server/app.py): one window per key whichever endpoint it calls
         self.rate_limiter = ApiRateLimiter(settings.redis_url, f"{settings.redis_key_prefix}:limits")
 
@@ -170,8 +175,10 @@ class GraphQLView(GraphQL[Context, None]):
         # Error responses follow the negotiated type too (they are GraphQL-shaped), application/json by default.
         media_type = negotiate(request.headers.get("accept")) or APPLICATION_JSON
 
-        def fail(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-            return self._error_response(status, message, request_id, media_type, headers)
+        def fail(
+            status: int, message: str, headers: Mapping[str, str] | None = None, code: str | None = None
+        ) -> Response:
+            return self._error_response(status, message, request_id, media_type, headers, code)
 
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
@@ -187,6 +194,8 @@ class GraphQLView(GraphQL[Context, None]):
             return fail(429, str(exc), {"Retry-After": str(exc.retry_after)})
         except PayloadTooLarge:
             return fail(413, "Request body too large.")
+        except PersistedQueryError as exc:
+            return fail(exc.status, exc.message, code=exc.code)
         except HTTPError as exc:
             return fail(exc.status_code, exc.reason, exc.headers)
         except HTTPException as exc:
@@ -204,9 +213,15 @@ class GraphQLView(GraphQL[Context, None]):
             return fail(500, f"Unexpected error. Quote request id {request_id} to support.")
 
     def _error_response(
-        self, status: int, message: str, request_id: str, media_type: str, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        request_id: str,
+        media_type: str,
+        headers: Mapping[str, str] | None = None,
+        code: str | None = None,
     ) -> Response:
-        code = _CODES.get(status, "BAD_REQUEST" if status < 500 else INTERNAL_ERROR_CODE)
+        code = code or _CODES.get(status, "BAD_REQUEST" if status < 500 else INTERNAL_ERROR_CODE)
         body = {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
         response = Response(
             self.encode_json(body),
@@ -258,6 +273,15 @@ class GraphQLView(GraphQL[Context, None]):
         request.state.graphql_sub_response = sub_response
         return sub_response
 
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        # A GET naming a persisted document by hash has no `query` either: it is an operation, not a visit.
+        params = request.query_params
+        return (
+            super().should_render_graphql_ide(request)
+            and params.get("extensions") is None
+            and params.get("documentId") is None
+        )
+
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
         # Checked here rather than earlier so a browser asking for text/html still gets GraphiQL in dev.
         if negotiate(request.headers.get("accept")) is None:
@@ -271,7 +295,19 @@ class GraphQLView(GraphQL[Context, None]):
         for item in data if isinstance(data, list) else [data]:
             if not isinstance(item.operation_name, str | None):
                 raise HTTPError(400, "The GraphQL operation's `operationName` must be a string or null, if provided.")
+            document_id = await self._document_id(request) if item.query is None and not item.extensions else None
+            item.query = await self.persisted.resolve(item.query, item.extensions, document_id)
         return data
+
+    async def _document_id(self, request: AsyncHTTPRequestAdapter) -> Any:
+        """A trusted document's `documentId` (GraphQL-over-HTTP persisted documents), read only when the request
+        has neither a query nor extensions: Strawberry's parsing leaves it out."""
+        if request.method == "GET":
+            return request.query_params.get("documentId")
+        with contextlib.suppress(ValueError):
+            body = json.loads(await request.get_body())
+            return body.get("documentId") if isinstance(body, dict) else None
+        return None
 
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
         # `?variables=null` means no variables, as `"variables": null` does in a body; `parse_json` refuses a bare null.

@@ -56,6 +56,7 @@ from schema.extensions import BoundedExecution, client_error, cost_error, prepar
 from server.auth import InvalidToken, client_ip, viewer_from_token
 from server.cors import SocketOrigin, socket_origin
 from server.logging import new_request_id
+from server.persisted import PersistedDocuments, PersistedQueryError
 from server.pubsub import PubSub, Subscription
 from server.ratelimit import ApiRateLimiter, RateLimited
 from server.settings import Settings
@@ -72,8 +73,11 @@ REVOCATION_DEBOUNCE = 0.05  # seconds: revocations within it share one sweep
 class LiveEndpoint:
     """The ASGI app of `/graphql` websockets, with the session sweep of its connections."""
 
-    def __init__(self, settings: Settings, pubsub: PubSub, rate_limiter: ApiRateLimiter) -> None:
+    def __init__(
+        self, settings: Settings, pubsub: PubSub, rate_limiter: ApiRateLimiter, persisted: PersistedDocuments
+    ) -> None:
         self.settings = settings
+        self.persisted = persisted
         self.pubsub = pubsub
         self.rate_limiter = rate_limiter
         self.graphql_schema = schema._schema
@@ -281,7 +285,14 @@ class Connection:
         if id in self.operations:
             await self.close(4409, f"Subscriber for {id} already exists")
             return
-        query, variables, name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+        try:  # APQ and PERSISTED_ONLY, as over HTTP
+            query = await self.endpoint.persisted.resolve(
+                payload.get("query"), payload.get("extensions"), payload.get("documentId")
+            )
+        except PersistedQueryError as exc:
+            await self.send_errors(id, [GraphQLError(exc.message, extensions={"code": exc.code})])
+            return
+        variables, name = payload.get("variables"), payload.get("operationName")
         if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
             await self.close(4400, "Invalid subscribe message")
             return
