@@ -15,16 +15,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from jobs.broker import EmbeddedConsumer
+from server.assets import static_files
 from server.avatars import avatar_download
 from server.bootstrap import bootstrap
 from server.cors import OriginCORS
-from server.embed import STATIC, WIDGET_OPERATIONS, embed_snippet, embed_view
+from server.embed import WIDGET_OPERATIONS, embed_snippet, embed_view
 from server.exports import export_download
 from server.graphql import GraphQLView
 from server.ingest import usage_events_endpoint
@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/avatars/{name}", avatar_download, methods=["GET"]),
             Route("/embed", embed_view, methods=["GET"]),
             Route("/embed.js", embed_snippet, methods=["GET"]),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount("/static", static_files(), name="static"),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],

@@ -16,14 +16,9 @@ leaving in a `Referer`; nothing is cached.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -31,9 +26,7 @@ from domain.access.embed import EmbedBranding, EmbedPage, embed_page
 from domain.access.models import EmbedSection
 from domain.access.origins import allowed_origins, origin_of_url
 from domain.common import ids
-
-STATIC = Path(__file__).resolve().parent / "static"
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+from server.assets import asset, templates
 
 # The widget's GraphQL documents, one subscription per section. The page hands them to the script, and
 # PERSISTED_ONLY deployments allow them with the clients' documents (server/persisted.py).
@@ -64,24 +57,7 @@ REFUSED_MESSAGE = "This view has expired or was switched off. Ask your provider 
 DEFAULT_BRANDING = EmbedBranding("Partnerdesk", None, "#2563EB", "#0F172A")
 
 
-@dataclass(frozen=True, slots=True)
-class Asset:
-    body: bytes
-    version: str  # a content hash: URLs change with the file, so browsers may cache them for long
-
-
-@cache
-def asset(name: str) -> Asset:
-    body = (STATIC / name).read_bytes()
-    return Asset(body, hashlib.sha256(body).hexdigest()[:12])
-
-
-@cache
-def _templates() -> Environment:
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True))
-
-
-def _own_origin(request: Request) -> str:
+def own_origin(request: Request) -> str:
     """This app's origin as the browser reached it (behind a proxy, its public URL)."""
     origin = origin_of_url(f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}")
     return origin or origin_of_url(str(request.base_url)) or ""
@@ -125,7 +101,7 @@ async def embed_view(request: Request) -> Response:
     requested = request.query_params.get("sections", "").split(",")
     page = await embed_page(token, requested) if token else None
     snapshot = await allowed_origins()
-    own = _own_origin(request)
+    own = own_origin(request)
     css, js = asset("embed/widget.css"), asset("embed/widget.js")
     if not isinstance(page, EmbedPage):
         partner_id = page.partner_id if page is not None else None
@@ -133,7 +109,7 @@ async def embed_view(request: Request) -> Response:
         # a token naming no partner: any allowed site may show the message (it holds nothing to protect)
         ancestors = snapshot.frame_ancestors(partner_id)
         html = (
-            _templates()
+            templates()
             .get_template("embed.html.j2")
             .render(branding=branding, message=REFUSED_MESSAGE, css=css.version, js=None, sections=[], config=None)
         )
@@ -147,7 +123,7 @@ async def embed_view(request: Request) -> Response:
         "refusedMessage": REFUSED_MESSAGE,
     }
     html = (
-        _templates()
+        templates()
         .get_template("embed.html.j2")
         .render(
             branding=page.branding,

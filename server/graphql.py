@@ -40,6 +40,7 @@ from resolvers.context import Context
 from schema import schema
 from schema.extensions import INTERNAL_ERROR_CODE, TIMEOUT_CODE, field_suggestions, mask_unexpected
 from server.auth import InvalidToken, bearer_token, client_ip, viewer_from_token
+from server.console import console_page
 from server.logging import new_request_id
 from server.persisted import PersistedDocuments, PersistedQueryError
 from server.ratelimit import ApiRateLimiter, RateLimited
@@ -272,6 +273,9 @@ class GraphQLView(GraphQL[Context, None]):
         sub_response.media_type = negotiate(request.headers.get("accept")) or APPLICATION_JSON
         request.state.graphql_sub_response = sub_response
         return sub_response
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return console_page(request)  # GraphiQL from this app's own assets, never a CDN
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         # A GET naming a persisted document by hash has no `query` either: it is an operation, not a visit.

@@ -306,3 +306,32 @@ def expire_embed_token(database_url: str, token_pk: int) -> None:
         check=True,
         capture_output=True,
     )
+
+
+async def test_the_console_loads_offline_with_the_bearer_header_prefilled(
+    page: Page, api: tuple[Api, str, Any]
+) -> None:
+    # given a browser that may reach nothing but the API (no CDN)
+    client, _, _ = api
+    outside: list[str] = []
+
+    async def only_the_api(route: Any) -> None:
+        if route.request.url.startswith(client.base):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_the_api)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    # when the console opens
+    await page.goto(f"{client.base}/graphql")
+    # then GraphiQL runs, with the Authorization header waiting for a token
+    await expect(page.locator(".graphiql-container")).to_be_visible(timeout=20_000)
+    headers = page.locator(".graphiql-editor-tool .graphiql-editor").last
+    await expect(headers).to_contain_text("Bearer <token from login>", timeout=5_000)
+    # and its sign-in runs (the placeholder is not sent as a token)
+    await page.locator(".graphiql-execute-button").click()
+    await expect(page.locator(".graphiql-response")).to_contain_text('"login"', timeout=10_000)
+    assert outside == [] and errors == [], (outside, errors)
