@@ -33,6 +33,7 @@ from server.locks import Leases
 from server.logging import RequestIdMiddleware
 from server.persisted import PersistedDocuments
 from server.pubsub import PubSub, live_publisher
+from server.ratelimit import RateLimitHeaders
 from server.relay import Relay
 from server.scheduler import Scheduler
 from server.settings import Settings, get_settings
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     app.state.rate_limiter = graphql.rate_limiter
     app.live = live
     app.trust_proxies(settings.trusted_proxies)
+    app.add_middleware(RateLimitHeaders)  # on every response to an API key, whichever endpoint answered
     app.add_middleware(OriginCORS)  # preflights answered before routing (the routes take GET and POST only)
     app.add_middleware(RequestIdMiddleware)
     return app

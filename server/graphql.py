@@ -35,6 +35,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from domain.errors import ErrorCode
 from domain.viewer import Viewer
 from resolvers.context import Context
 from schema import schema
@@ -43,22 +44,22 @@ from server.auth import InvalidToken, bearer_token, client_ip, viewer_from_token
 from server.console import console_page
 from server.logging import new_request_id
 from server.persisted import PersistedDocuments, PersistedQueryError
-from server.ratelimit import ApiRateLimiter, RateLimited
+from server.ratelimit import ApiRateLimiter, RateLimited, remember
 from server.settings import Settings
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
 
 _CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHENTICATED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "RATE_LIMITED",
-    500: INTERNAL_ERROR_CODE,
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.RATE_LIMITED,
+    500: ErrorCode.INTERNAL_SERVER_ERROR,
 }
 
 log = structlog.get_logger("partnerdesk.http")
@@ -186,12 +187,13 @@ class GraphQLView(GraphQL[Context, None]):
             return fail(413, "Request body too large.")
         try:
             viewer = await self._viewer(request, request_id)
-            await self.rate_limiter.check(viewer)
+            remember(scope, await self.rate_limiter.check(viewer))
             scope.setdefault("state", {})["viewer"] = viewer
             return await self.run(request)
         except InvalidToken as exc:
             return fail(401, str(exc), {"WWW-Authenticate": "Bearer"})
         except RateLimited as exc:
+            remember(scope, exc.state)
             return fail(429, str(exc), {"Retry-After": str(exc.retry_after)})
         except PayloadTooLarge:
             return fail(413, "Request body too large.")
@@ -222,7 +224,7 @@ class GraphQLView(GraphQL[Context, None]):
         headers: Mapping[str, str] | None = None,
         code: str | None = None,
     ) -> Response:
-        code = code or _CODES.get(status, "BAD_REQUEST" if status < 500 else INTERNAL_ERROR_CODE)
+        code = code or str(_CODES.get(status, ErrorCode.BAD_REQUEST if status < 500 else INTERNAL_ERROR_CODE))
         body = {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
         response = Response(
             self.encode_json(body),

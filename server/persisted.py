@@ -28,11 +28,13 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
+from domain.errors import ErrorCode
+
 log = structlog.get_logger("partnerdesk.persisted")
 
-NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
-NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
-BAD_REQUEST = "BAD_REQUEST"
+NOT_FOUND = str(ErrorCode.PERSISTED_QUERY_NOT_FOUND)
+NOT_IN_LIST = str(ErrorCode.PERSISTED_QUERY_NOT_IN_LIST)
+BAD_REQUEST = str(ErrorCode.BAD_REQUEST)
 APQ_TTL_SECONDS = 24 * 3600
 APQ_MEMORY_ENTRIES = 5_000  # documents kept per process without Redis (least recently used go first)
 APQ_MAX_CHARS = 100_000  # longer texts run but are not kept
