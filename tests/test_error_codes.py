@@ -1,5 +1,6 @@
 """Every error code a client can receive is a value of the schema's `ErrorCode` enum (so generated client types
-cover it), described in the schema and documented in docs/api.md."""
+cover it), described in the schema and documented in docs/api.md; the guide lists every root field, and the README
+links only inside the repository (a clone has no ../shared/)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,14 @@ def test_the_readme_points_only_inside_the_repository() -> None:
     assert all((ROOT / link).exists() for link in local), [link for link in local if not (ROOT / link).exists()]
     assert json.dumps(local)  # the README does link the guide
     assert "docs/api.md" in local
+
+
+def test_the_guide_lists_every_root_field() -> None:
+    guide = DOCS.read_text()
+    fields = {
+        name
+        for root in ("Query", "Mutation", "Subscription")
+        for name in schema._schema.get_type(root).fields  # type: ignore[union-attr]
+    }
+    missing = sorted(name for name in fields if f"`{name}" not in guide)
+    assert missing == [], f"root fields missing from docs/api.md: {missing}"
