@@ -365,6 +365,8 @@ class GraphQLView(GraphQL[Context, None]):
         response = super().create_response(response_data, sub_response)
         response.headers["content-type"] = f"{sub_response.media_type or APPLICATION_JSON}; charset=utf-8"
         response.headers.add_vary_header("Accept")
+        # a query by GET (a persisted query's hash) may meet a cache: its answer depends on who asks
+        response.headers.add_vary_header("Authorization")
         return response
 
     def encode_json(self, data: object) -> str:

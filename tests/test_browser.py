@@ -106,7 +106,11 @@ def api(tmp_path_factory: pytest.TempPathFactory, sites: tuple[Pages, Pages]) ->
     partner, _ = sites
     with fresh_database(tmp_path) as url:
         admin = create_admin(url)
-        env = {"ALLOWED_ORIGINS": f'["{partner.origin}"]', "WS_RECHECK_SECONDS": "1"}
+        env = {
+            "ALLOWED_ORIGINS": f'["{partner.origin}"]',
+            "WS_RECHECK_SECONDS": "1",
+            "LOGIN_IP_ATTEMPT_LIMITS": "1000/minute",
+        }
         with live_server(url, tmp_path, **env) as base:
             yield Api(base), url, admin
 

@@ -66,6 +66,7 @@ async def test_apq_round_trip(apq_client: httpx.AsyncClient) -> None:
     by_get = await apq_client.get("/graphql", params={"extensions": json.dumps(apq(text))})
     assert by_hash.json() == by_get.json() == {"data": {"__typename": "Query"}}
     assert by_get.status_code == 200
+    assert {"accept", "authorization"} <= {v.strip().lower() for v in by_get.headers["vary"].split(",")}
 
 
 async def test_apq_refuses_a_hash_that_does_not_match_and_mutations_by_get(apq_client: httpx.AsyncClient) -> None:

@@ -118,7 +118,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str,
     tmp_path = tmp_path_factory.mktemp("live")
     with fresh_database(tmp_path) as url:
         admin = create_admin(url)
-        with live_server(url, tmp_path, WS_RECHECK_SECONDS="0.5", WS_INIT_TIMEOUT_SECONDS="1") as base:
+        # every test signs in from 127.0.0.1: more than the default 30 attempts a minute per address
+        limits = {"LOGIN_IP_ATTEMPT_LIMITS": "1000/minute"}
+        with live_server(url, tmp_path, WS_RECHECK_SECONDS="0.5", WS_INIT_TIMEOUT_SECONDS="1", **limits) as base:
             yield Api(base), url, admin
 
 
