@@ -554,12 +554,15 @@ async def subscriber(
             )
         ready.append(plan.index)
         field_name = "creditsUpdated" if plan.kind == "credits" else "walletUpdated"
+        current_state = True  # state subscriptions answer with the current state first: not a push of a write
         try:
             async for raw in ws:
                 received = time.monotonic()
                 message = json.loads(raw)
                 kind = message.get("type")
-                if kind == "next":
+                if kind == "next" and current_state:
+                    current_state = False
+                elif kind == "next":
                     data = (message.get("payload") or {}).get("data") or {}
                     value = data.get(field_name) or {}
                     state = (

@@ -74,6 +74,9 @@ class DomainConfig(BaseSettings):
     # DNS servers ("host" or "host:port") that check partners' domain TXT records; empty: the system's resolver
     dns_nameservers: list[str] = Field(default_factory=list)
     invitation_ttl_hours: int = Field(24 * 7, ge=1, le=24 * 90)  # how long an emailed invitation link works
+    # browser origins (`https://app.example.com`) allowed to call the API, open its WebSocket and frame the embed
+    # widget, besides partners' verified domains (domain/access/origins.py)
+    allowed_origins: list[str] = Field(default_factory=list)
 
     @field_validator("login_ip_attempt_limits", "login_ip_failure_limits", "login_failure_limits")
     @classmethod
@@ -82,6 +85,16 @@ class DomainConfig(BaseSettings):
             parse_many(value)
         except ValueError as exc:
             raise ValueError(f"use the `limits` notation, e.g. '5/minute;50/day': {exc}") from exc
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            scheme, sep, rest = item.strip().partition("://")
+            host = rest.rstrip("/")
+            if scheme.lower() not in ("http", "https") or not sep or not host or "/" in host or "*" in host:
+                raise ValueError(f"{item!r} is not an origin: write scheme://host[:port], e.g. https://app.example.com")
         return value
 
     @property

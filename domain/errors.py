@@ -39,6 +39,20 @@ class ErrorCode(enum.StrEnum):
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"  # no card payment provider (the manual provider)
     PROVIDER_ERROR = "PROVIDER_ERROR"  # the payment provider refused or could not be reached; try again
+    # Codes of the transport (HTTP, WebSocket, the GraphQL engine), never raised by services: listed here so that
+    # every code a client can receive is in the one `ErrorCode` enum clients generate types from.
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    BAD_REQUEST = "BAD_REQUEST"
+    MALFORMED = "MALFORMED"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    TIMEOUT = "TIMEOUT"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
 
 
 @dataclass(frozen=True, slots=True)

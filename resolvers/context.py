@@ -44,6 +44,8 @@ class LiveStream:
 
     `each_change`: every change matters (alerts, report updates), so changes arriving faster than pushes are
     rendered one by one instead of coalesced into the latest state.
+
+    `initial`: the current state is pushed at once, before any change (state views: a client needs no query first).
     """
 
     customer_id: int
@@ -52,6 +54,7 @@ class LiveStream:
     read: Callable[[], Awaitable[Any]] | None = None
     each_change: bool = False
     pubsub: LivePubSub | None = None  # only for iteration outside the websocket endpoint
+    initial: bool = False
 
     @property
     def key(self) -> str:
@@ -61,8 +64,11 @@ class LiveStream:
         if self.pubsub is None:
             raise RuntimeError("live streams need the pub/sub of the process")
         with self.pubsub.subscribe(self.key) as subscription:
+            changed = not self.initial
             while True:
-                await subscription.wait()
+                if changed:
+                    await subscription.wait()
+                changed = True
                 state = await self.pubsub.shared_read(subscription, self.read) if self.read else None
                 value = await self.render(state, subscription.payload)
                 if value is not None:

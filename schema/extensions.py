@@ -58,9 +58,9 @@ MAX_TOKENS = 5000
 MAX_COST = 5000  # objects an operation may resolve (schema/cost.py); graphql-armor's default maximum cost
 
 # `extensions.code` of the errors these guards produce; the HTTP view maps INTERNAL_ERROR_CODE to a 5xx.
-LIMIT_CODE = "QUERY_TOO_COMPLEX"
-TIMEOUT_CODE = "TIMEOUT"
-INTERNAL_ERROR_CODE = "INTERNAL_SERVER_ERROR"
+LIMIT_CODE = str(ErrorCode.QUERY_TOO_COMPLEX)
+TIMEOUT_CODE = str(ErrorCode.TIMEOUT)
+INTERNAL_ERROR_CODE = str(ErrorCode.INTERNAL_SERVER_ERROR)
 # A request the server could not parse, validate or coerce: the client's to fix, as INVALID is in payloads.
 REQUEST_ERROR_CODE = str(ErrorCode.INVALID)
 

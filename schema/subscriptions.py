@@ -1,8 +1,12 @@
-"""Subscriptions (graphql-transport-ws): each payload is the full current object, pushed after commit."""
+"""Subscriptions (graphql-transport-ws): each payload is the full current object, pushed after commit. The state
+views (credits, wallet, spending cap, usage summary) send the current state as their first message, so a widget
+needs no query first; the objects are the same `Node`s the queries return, so a client cache updates in place."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
+from datetime import date
+from typing import Annotated
 
 import strawberry
 
@@ -12,42 +16,65 @@ from domain.billing.read import CreditState, WalletState, credit_states, wallet_
 from domain.common.json import JsonObject
 from domain.events.services import ALERT_RAISED, CREDITS_CHANGED, SPENDING_CAP_CHANGED, WALLET_CHANGED
 from resolvers.reports import report_updates
-from resolvers.subscriptions import live, visible_customer
+from resolvers.subscriptions import live, usage_summary_updates, visible_customer
 from schema.alerts import Alert
 from schema.billing import CreditBalance, Wallet
 from schema.common import Info
 from schema.reports import UsageReport
-from schema.usage import SpendingCap
+from schema.usage import SpendingCap, UsageGroupBy, UsageSummaryRow
+
+FIRST_STATE = " The first message is the current state, sent at once; then one after each change (bursts coalesced)."
 
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(description="The customer's credit meter whenever it changes.")
+    @strawberry.subscription(description="The customer's credit meter (`Customer.credits`)." + FIRST_STATE)
     async def credits_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[CreditBalance]:
         customer = await visible_customer(info.context, customer_id)
 
         async def render(states: dict[int, CreditState], _: JsonObject) -> CreditBalance:
             return CreditBalance.of(states[customer.id])
 
-        return live(info.context, CREDITS_CHANGED, customer.id, render, lambda: credit_states([customer]))
+        return live(info.context, CREDITS_CHANGED, customer.id, render, lambda: credit_states([customer]), initial=True)
 
-    @strawberry.subscription(description="The customer's wallet whenever its balance or refill state changes.")
+    @strawberry.subscription(
+        description="The customer's wallet (`Customer.wallet`): balance and refill state." + FIRST_STATE
+    )
     async def wallet_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[Wallet]:
         customer = await visible_customer(info.context, customer_id)
 
         async def render(states: dict[int, WalletState], _: JsonObject) -> Wallet:
             return Wallet.of(states[customer.id])
 
-        return live(info.context, WALLET_CHANGED, customer.id, render, lambda: wallet_states([customer]))
+        return live(info.context, WALLET_CHANGED, customer.id, render, lambda: wallet_states([customer]), initial=True)
 
-    @strawberry.subscription(description="Spent this month, projection and cap status whenever they change.")
+    @strawberry.subscription(
+        description="Spent this month, projection and cap status (`Customer.spendingCap`)." + FIRST_STATE
+    )
     async def spending_cap_updated(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[SpendingCap]:
         customer = await visible_customer(info.context, customer_id)
 
         async def render(states: dict[int, CapState], _: JsonObject) -> SpendingCap:
             return SpendingCap.of(states[customer.id])
 
-        return live(info.context, SPENDING_CAP_CHANGED, customer.id, render, lambda: cap_states([customer.id]))
+        return live(
+            info.context, SPENDING_CAP_CHANGED, customer.id, render, lambda: cap_states([customer.id]), initial=True
+        )
+
+    @strawberry.subscription(
+        description="Usage per unit type, as `usageSummary` answers it, after each usage batch the customer records "
+        "this month. `from` and `to` (inclusive UTC days) default to the first of the current month and today, "
+        "taken again at each message." + FIRST_STATE
+    )
+    async def usage_summary_updated(
+        self,
+        info: Info,
+        customer_id: strawberry.ID,
+        from_: Annotated[date | None, strawberry.argument(name="from")] = None,
+        to: date | None = None,
+        group_by: UsageGroupBy = UsageGroupBy.UNIT_TYPE,
+    ) -> AsyncIterable[list[UsageSummaryRow]]:
+        return await usage_summary_updates(info.context, customer_id, from_, to, group_by.value, UsageSummaryRow.of)
 
     @strawberry.subscription(description="Each alert raised for the customer.")
     async def alert_raised(self, info: Info, customer_id: strawberry.ID) -> AsyncIterable[Alert]:

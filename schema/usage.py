@@ -26,6 +26,7 @@ from domain.usage.models import Funding as DomainFunding
 from domain.usage.models import HoldStatus as DomainHoldStatus
 from domain.usage.models import UnitType as DomainUnitType
 from domain.usage.rating import Rate
+from domain.usage.read import SummaryRow
 from resolvers import usage as r
 from resolvers.commands import perform
 from schema.common import Info
@@ -108,6 +109,19 @@ class UsageSummaryRow:
     unpaid_cost: Money | None = strawberry.field(description=HIDDEN_PRICE)
     credits: Decimal
     events: int
+
+    @classmethod
+    def of(cls, row: SummaryRow, priced: bool = True) -> UsageSummaryRow:
+        """A summary row; without its costs where the viewer may not see prices."""
+        return cls(
+            period=row.period,
+            unit_type=row.unit_type,
+            quantity=row.quantity,
+            cost=usd(row.cost) if priced else None,
+            unpaid_cost=usd(row.unpaid_cost) if priced else None,
+            credits=row.credits,
+            events=row.events,
+        )
 
 
 @strawberry.input
@@ -362,18 +376,7 @@ class UsageQueries:
         rows, priced = await r.usage_summary(
             info.context, customer_id, from_, to, group_by.value, case_type=case_type, campaign_id=campaign_id
         )
-        return [
-            UsageSummaryRow(
-                period=row.period,
-                unit_type=row.unit_type,
-                quantity=row.quantity,
-                cost=usd(row.cost) if priced else None,
-                unpaid_cost=usd(row.unpaid_cost) if priced else None,
-                credits=row.credits,
-                events=row.events,
-            )
-            for row in rows
-        ]
+        return [UsageSummaryRow.of(row, priced) for row in rows]
 
     @strawberry.field(
         description="Voice minutes, SMS segments, emails and storage over inclusive UTC days, from the rollups."

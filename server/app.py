@@ -1,6 +1,6 @@
 """The ASGI application: /graphql (HTTP + WebSocket), /v1/usage/events, /v1/contacts/healed, /v1/stripe/webhook,
-/exports/<signed>, /invoices/<signed>, /avatars/<name>, /logos/<name>, /invite (the invitation page), /healthz,
-/metrics."""
+/exports/<signed>, /invoices/<signed>, /avatars/<name>, /logos/<name>, /invite (the invitation page), /embed and
+/embed.js (the embed widget), /static (the widget's and the console's assets), /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -15,14 +15,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from jobs.broker import EmbeddedConsumer
+from server.assets import static_files
 from server.avatars import avatar_download
 from server.bootstrap import bootstrap
+from server.cors import OriginCORS
+from server.embed import WIDGET_OPERATIONS, embed_snippet, embed_view
 from server.exports import export_download
 from server.graphql import GraphQLView
 from server.ingest import contacts_healed_endpoint, usage_events_endpoint
@@ -32,7 +35,9 @@ from server.locks import Leases
 from server.logging import RequestIdMiddleware
 from server.logos import logo_download
 from server.payments import invoice_download, stripe_webhook
+from server.persisted import PersistedDocuments
 from server.pubsub import PubSub, live_publisher
+from server.ratelimit import RateLimitHeaders
 from server.relay import Relay
 from server.scheduler import Scheduler
 from server.settings import Settings, get_settings
@@ -114,9 +119,16 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     """`manage_db=False` when the caller (tests) already initialised Tortoise for the process."""
     settings = settings or get_settings()
     broker = bootstrap(settings)
-    graphql = GraphQLView(settings)
+    persisted = PersistedDocuments.for_deployment(
+        only=settings.persisted_only,
+        path=settings.persisted_documents,
+        builtin=WIDGET_OPERATIONS.values(),
+        redis_url=settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+    )
+    graphql = GraphQLView(settings, persisted)
     pubsub = PubSub(settings.redis_url, settings.redis_key_prefix)
-    live = LiveEndpoint(settings, pubsub, graphql.rate_limiter)
+    live = LiveEndpoint(settings, pubsub, graphql.rate_limiter, persisted)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -125,6 +137,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 await stack.enter_async_context(
                     RegisterTortoise(app, config=settings.tortoise_config(), generate_schemas=False)
                 )
+            stack.push_async_callback(persisted.close)
             leases = Leases(settings.redis_url, settings.redis_key_prefix)
             stack.push_async_callback(leases.close)
             await pubsub.start()
@@ -164,6 +177,9 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
             Route("/invoices/{token}", invoice_download, methods=["GET"]),
             Route("/logos/{name}", logo_download, methods=["GET"]),
             Route("/invite", invite_page, methods=["GET"]),
+            Route("/embed", embed_view, methods=["GET"]),
+            Route("/embed.js", embed_snippet, methods=["GET"]),
+            Mount("/static", static_files(), name="static"),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
         ],
@@ -175,5 +191,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     app.state.rate_limiter = graphql.rate_limiter
     app.live = live
     app.trust_proxies(settings.trusted_proxies)
+    app.add_middleware(RateLimitHeaders)  # on every response to an API key, whichever endpoint answered
+    app.add_middleware(OriginCORS)  # preflights answered before routing (the routes take GET and POST only)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -16,6 +16,7 @@ HTTP follows the GraphQL-over-HTTP draft (https://graphql.github.io/graphql-over
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -27,34 +28,38 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.http.types import QueryParams
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from domain.errors import ErrorCode
 from domain.viewer import Viewer
 from resolvers.context import Context
 from schema import schema
 from schema.extensions import INTERNAL_ERROR_CODE, TIMEOUT_CODE, field_suggestions, mask_unexpected
 from server.auth import InvalidToken, bearer_token, client_ip, viewer_from_token
+from server.console import console_page
 from server.logging import new_request_id
-from server.ratelimit import ApiRateLimiter, RateLimited
+from server.persisted import PersistedDocuments, PersistedQueryError
+from server.ratelimit import ApiRateLimiter, RateLimited, remember
 from server.settings import Settings
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
 
 _CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHENTICATED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "RATE_LIMITED",
-    500: INTERNAL_ERROR_CODE,
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.RATE_LIMITED,
+    500: ErrorCode.INTERNAL_SERVER_ERROR,
 }
 
 log = structlog.get_logger("partnerdesk.http")
@@ -144,7 +149,7 @@ def _capped(receive: Receive, limit: int) -> Receive:
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view over HTTP with our context, bearer auth and a body-size cap."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, persisted: PersistedDocuments | None = None) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.is_dev else None,
@@ -152,6 +157,8 @@ class GraphQLView(GraphQL[Context, None]):
             multipart_uploads_enabled=True,
         )
         self.settings = settings
+        # APQ and PERSISTED_ONLY (server/persisted.py); without one, APQ kept in this process
+        self.persisted = persisted or PersistedDocuments(only=False, allowlist={})
         # shared with the ingestion endpoint (server/app.py): one window per key whichever endpoint it calls
         self.rate_limiter = ApiRateLimiter(settings.redis_url, f"{settings.redis_key_prefix}:limits")
 
@@ -170,23 +177,28 @@ class GraphQLView(GraphQL[Context, None]):
         # Error responses follow the negotiated type too (they are GraphQL-shaped), application/json by default.
         media_type = negotiate(request.headers.get("accept")) or APPLICATION_JSON
 
-        def fail(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-            return self._error_response(status, message, request_id, media_type, headers)
+        def fail(
+            status: int, message: str, headers: Mapping[str, str] | None = None, code: str | None = None
+        ) -> Response:
+            return self._error_response(status, message, request_id, media_type, headers, code)
 
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
             return fail(413, "Request body too large.")
         try:
             viewer = await self._viewer(request, request_id)
-            await self.rate_limiter.check(viewer)
+            remember(scope, await self.rate_limiter.check(viewer))
             scope.setdefault("state", {})["viewer"] = viewer
             return await self.run(request)
         except InvalidToken as exc:
             return fail(401, str(exc), {"WWW-Authenticate": "Bearer"})
         except RateLimited as exc:
+            remember(scope, exc.state)
             return fail(429, str(exc), {"Retry-After": str(exc.retry_after)})
         except PayloadTooLarge:
             return fail(413, "Request body too large.")
+        except PersistedQueryError as exc:
+            return fail(exc.status, exc.message, code=exc.code)
         except HTTPError as exc:
             return fail(exc.status_code, exc.reason, exc.headers)
         except HTTPException as exc:
@@ -204,9 +216,15 @@ class GraphQLView(GraphQL[Context, None]):
             return fail(500, f"Unexpected error. Quote request id {request_id} to support.")
 
     def _error_response(
-        self, status: int, message: str, request_id: str, media_type: str, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        request_id: str,
+        media_type: str,
+        headers: Mapping[str, str] | None = None,
+        code: str | None = None,
     ) -> Response:
-        code = _CODES.get(status, "BAD_REQUEST" if status < 500 else INTERNAL_ERROR_CODE)
+        code = code or str(_CODES.get(status, ErrorCode.BAD_REQUEST if status < 500 else INTERNAL_ERROR_CODE))
         body = {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
         response = Response(
             self.encode_json(body),
@@ -258,6 +276,18 @@ class GraphQLView(GraphQL[Context, None]):
         request.state.graphql_sub_response = sub_response
         return sub_response
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return console_page(request)  # GraphiQL from this app's own assets, never a CDN
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        # A GET naming a persisted document by hash has no `query` either: it is an operation, not a visit.
+        params = request.query_params
+        return (
+            super().should_render_graphql_ide(request)
+            and params.get("extensions") is None
+            and params.get("documentId") is None
+        )
+
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
         # Checked here rather than earlier so a browser asking for text/html still gets GraphiQL in dev.
         if negotiate(request.headers.get("accept")) is None:
@@ -271,7 +301,19 @@ class GraphQLView(GraphQL[Context, None]):
         for item in data if isinstance(data, list) else [data]:
             if not isinstance(item.operation_name, str | None):
                 raise HTTPError(400, "The GraphQL operation's `operationName` must be a string or null, if provided.")
+            document_id = await self._document_id(request) if item.query is None and not item.extensions else None
+            item.query = await self.persisted.resolve(item.query, item.extensions, document_id)
         return data
+
+    async def _document_id(self, request: AsyncHTTPRequestAdapter) -> Any:
+        """A trusted document's `documentId` (GraphQL-over-HTTP persisted documents), read only when the request
+        has neither a query nor extensions: Strawberry's parsing leaves it out."""
+        if request.method == "GET":
+            return request.query_params.get("documentId")
+        with contextlib.suppress(ValueError):
+            body = json.loads(await request.get_body())
+            return body.get("documentId") if isinstance(body, dict) else None
+        return None
 
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
         # `?variables=null` means no variables, as `"variables": null` does in a body; `parse_json` refuses a bare null.
@@ -323,6 +365,8 @@ class GraphQLView(GraphQL[Context, None]):
         response = super().create_response(response_data, sub_response)
         response.headers["content-type"] = f"{sub_response.media_type or APPLICATION_JSON}; charset=utf-8"
         response.headers.add_vary_header("Accept")
+        # a query by GET (a persisted query's hash) may meet a cache: its answer depends on who asks
+        response.headers.add_vary_header("Authorization")
         return response
 
     def encode_json(self, data: object) -> str:

@@ -29,7 +29,7 @@ from domain.viewer import Viewer
 from schema.extensions import INTERNAL_ERROR_CODE
 from server.auth import InvalidToken, bearer_token, viewer_from_token
 from server.logging import log, new_request_id
-from server.ratelimit import ApiRateLimiter, RateLimited
+from server.ratelimit import ApiRateLimiter, RateLimited, remember
 
 MAX_BYTES = 1_000_000
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
@@ -146,16 +146,21 @@ async def _ingest(request: Request, request_id: str, mutation: str, record: Reco
         )
         viewer = await viewer_from_token(bearer_token(request.headers), base)
     except InvalidToken as exc:
-        return _error(401, str(exc), "UNAUTHENTICATED", request_id, {"WWW-Authenticate": "Bearer"})
+        return _error(401, str(exc), str(ErrorCode.UNAUTHENTICATED), request_id, {"WWW-Authenticate": "Bearer"})
     if not viewer.is_authenticated:
         return _error(
-            401, "Send `Authorization: Bearer <token>`.", "UNAUTHENTICATED", request_id, {"WWW-Authenticate": "Bearer"}
+            401,
+            "Send `Authorization: Bearer <token>`.",
+            str(ErrorCode.UNAUTHENTICATED),
+            request_id,
+            {"WWW-Authenticate": "Bearer"},
         )
     limiter: ApiRateLimiter = request.app.state.rate_limiter
     try:
-        await limiter.check(viewer)
+        remember(request.scope, await limiter.check(viewer))
     except RateLimited as exc:
-        return _error(429, str(exc), "RATE_LIMITED", request_id, {"Retry-After": str(exc.retry_after)})
+        remember(request.scope, exc.state)
+        return _error(429, str(exc), str(ErrorCode.RATE_LIMITED), request_id, {"Retry-After": str(exc.retry_after)})
     # the endpoint stands for its mutation: the same permission rule applies to machine tokens
     refusal = machine_refusal(viewer, OperationKind.MUTATION, mutation)
     if refusal:
@@ -163,21 +168,24 @@ async def _ingest(request: Request, request_id: str, mutation: str, record: Reco
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("application/json", "application/cloudevents-batch+json"):
         return _error(
-            415, "Send application/json or application/cloudevents-batch+json.", "UNSUPPORTED_MEDIA_TYPE", request_id
+            415,
+            "Send application/json or application/cloudevents-batch+json.",
+            str(ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+            request_id,
         )
     body = await _read_body(request)
     if body is None:
-        return _error(413, f"The body is over {MAX_BYTES:,} bytes.", "PAYLOAD_TOO_LARGE", request_id)
+        return _error(413, f"The body is over {MAX_BYTES:,} bytes.", str(ErrorCode.PAYLOAD_TOO_LARGE), request_id)
     try:
         items = _decoder.decode(body)
     except msgspec.DecodeError as exc:
-        return _error(400, f"Malformed JSON: {exc}.", "MALFORMED", request_id)
+        return _error(400, f"Malformed JSON: {exc}.", str(ErrorCode.MALFORMED), request_id)
     except RecursionError:  # msgspec gives up around 1,000 levels of nesting
-        return _error(400, "Malformed JSON: nested too deeply.", "MALFORMED", request_id)
+        return _error(400, "Malformed JSON: nested too deeply.", str(ErrorCode.MALFORMED), request_id)
     if not isinstance(items, list):
-        return _error(400, "The body must be a JSON array.", "MALFORMED", request_id)
+        return _error(400, "The body must be a JSON array.", str(ErrorCode.MALFORMED), request_id)
     if len(items) > MAX_BATCH:
-        return _error(413, f"At most {MAX_BATCH:,} items per request.", "PAYLOAD_TOO_LARGE", request_id)
+        return _error(413, f"At most {MAX_BATCH:,} items per request.", str(ErrorCode.PAYLOAD_TOO_LARGE), request_id)
     try:
         result = await record(viewer, items)
     except DomainError as exc:

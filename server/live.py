@@ -54,7 +54,9 @@ from schema import schema
 from schema.access_guard import refusal
 from schema.extensions import BoundedExecution, client_error, cost_error, prepare_document, show_field_suggestions
 from server.auth import InvalidToken, client_ip, viewer_from_token
+from server.cors import SocketOrigin, socket_origin
 from server.logging import new_request_id
+from server.persisted import PersistedDocuments, PersistedQueryError
 from server.pubsub import PubSub, Subscription
 from server.ratelimit import ApiRateLimiter, RateLimited
 from server.settings import Settings
@@ -71,8 +73,11 @@ REVOCATION_DEBOUNCE = 0.05  # seconds: revocations within it share one sweep
 class LiveEndpoint:
     """The ASGI app of `/graphql` websockets, with the session sweep of its connections."""
 
-    def __init__(self, settings: Settings, pubsub: PubSub, rate_limiter: ApiRateLimiter) -> None:
+    def __init__(
+        self, settings: Settings, pubsub: PubSub, rate_limiter: ApiRateLimiter, persisted: PersistedDocuments
+    ) -> None:
         self.settings = settings
+        self.persisted = persisted
         self.pubsub = pubsub
         self.rate_limiter = rate_limiter
         self.graphql_schema = schema._schema
@@ -111,13 +116,14 @@ class LiveEndpoint:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        base = self._accepted(scope)
+        origin = await socket_origin(scope)
+        base = self._accepted(scope, origin)
         if base is None:
             await send({"type": "websocket.close", "code": 1008})  # before the accept: the handshake gets 403
             return
         await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
         show_field_suggestions(self.settings.is_dev)  # this connection's task only
-        connection = Connection(self, send, base)
+        connection = Connection(self, send, base, embed_only=origin is SocketOrigin.EMBED_ONLY)
         self.connections.add(connection)
         try:
             await connection.run(receive)
@@ -125,14 +131,13 @@ class LiveEndpoint:
             self.connections.discard(connection)
             connection.release()
 
-    def _accepted(self, scope: dict[str, Any]) -> Viewer | None:
-        """The anonymous viewer of a handshake we accept (our subprotocol, an allowed origin), or None.
+    def _accepted(self, scope: dict[str, Any], origin: SocketOrigin) -> Viewer | None:
+        """The anonymous viewer of a handshake we accept (our subprotocol, an allowed origin: server/cors.py), or
+        None.
 
         Kept out of `__call__`, whose frame lives as long as the socket: nothing of the handshake stays alive."""
         headers = dict(scope.get("headers") or ())
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        allowed = self.settings.allowed_origins
-        if PROTOCOL not in scope.get("subprotocols", ()) or (allowed and origin and origin not in allowed):
+        if PROTOCOL not in scope.get("subprotocols", ()) or origin is SocketOrigin.REFUSED:
             return None
         return Viewer.anonymous(
             ip=client_ip(scope.get("client")),
@@ -182,12 +187,13 @@ class LiveEndpoint:
 class Connection:
     """One socket: who it is (after connection_init) and its operations by id."""
 
-    __slots__ = ("base", "closed", "endpoint", "operations", "send", "token", "viewer")
+    __slots__ = ("base", "closed", "embed_only", "endpoint", "operations", "send", "token", "viewer")
 
-    def __init__(self, endpoint: LiveEndpoint, send: Any, base: Viewer) -> None:
+    def __init__(self, endpoint: LiveEndpoint, send: Any, base: Viewer, *, embed_only: bool = False) -> None:
         self.endpoint = endpoint
         self.send = send
         self.base = base
+        self.embed_only = embed_only  # opened from a sandboxed iframe (`Origin: null`): embed tokens only
         self.viewer: Viewer | None = None
         self.token: str | None = None
         self.closed = False
@@ -258,10 +264,14 @@ class Connection:
             await self.close(4403, "Forbidden")
             return
         try:
-            self.viewer = await viewer_from_token(token, self.base)
+            viewer = await viewer_from_token(token, self.base)
         except InvalidToken:
             await self.close(4403, "Forbidden")
             return
+        if self.embed_only and viewer.embed_token_id is None:
+            await self.close(4403, "Forbidden")  # only the embed widget runs in an opaque origin
+            return
+        self.viewer = viewer
         self.token = token
         await self.send_json({"type": "connection_ack"})
 
@@ -275,7 +285,14 @@ class Connection:
         if id in self.operations:
             await self.close(4409, f"Subscriber for {id} already exists")
             return
-        query, variables, name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+        try:  # APQ and PERSISTED_ONLY, as over HTTP
+            query = await self.endpoint.persisted.resolve(
+                payload.get("query"), payload.get("extensions"), payload.get("documentId")
+            )
+        except PersistedQueryError as exc:
+            await self.send_errors(id, [GraphQLError(exc.message, extensions={"code": exc.code})])
+            return
+        variables, name = payload.get("variables"), payload.get("operationName")
         if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
             await self.close(4400, "Invalid subscribe message")
             return
@@ -459,6 +476,9 @@ class LiveOperation:
         self.task: asyncio.Task[None] | None = None
         self.backlog: list[dict[str, Any]] | None = None
         self.subscription: Subscription | None = connection.endpoint.pubsub.add(stream.key, self.changed)
+        if stream.initial:
+            # the current state now; a change committing meanwhile is caught by the subscription just added
+            self.schedule()
 
     def changed(self, subscription: Subscription) -> None:
         if self.stream.each_change:

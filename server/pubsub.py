@@ -74,6 +74,9 @@ class PubSub:
 
     def add(self, key: str, callback: Callable[[Subscription], None] | None = None) -> Subscription:
         subscription = Subscription(key, callback)
+        # a new subscriber has seen every change delivered so far: a shared read begun before now is too old for
+        # its first state (`shared_read`)
+        subscription.seen = self._deliveries
         self._subscribers[key].add(subscription)
         return subscription
 

@@ -3,7 +3,9 @@
 A sliding one-minute window from the `limits` library (its sliding-window counter: two counters per key, so an
 ENTERPRISE limit of any size costs the same; a moving window would keep one entry per request): in process memory
 in the embedded default, in Redis when REDIS_URL is set (so every server process counts against the same window).
-People's sessions and embed tokens are not limited here; sign-in is throttled by domain/accounts/throttle.py, on the
+Every response to an API key says where it stands (`RateLimit-Policy` and `RateLimit`, draft-ietf-httpapi-ratelimit-
+headers: `"api-key";q=100;w=60` and `"api-key";r=42;t=18`), not only the 429, so clients can slow down before they
+are refused. People's sessions and embed tokens are not limited here; sign-in is throttled by domain/accounts/throttle.py, on the
 storage `domain.config.limits_storage_uri` names. If Redis is unreachable the request is let through and the failure logged: an outage
 of the limiter must not take the API down with it.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from limits import RateLimitItemPerMinute
@@ -24,12 +28,31 @@ from domain.viewer import Viewer
 log = structlog.get_logger("partnerdesk.ratelimit")
 
 
+WINDOW_SECONDS = 60
+POLICY = "api-key"
+STATE_KEY = "rate_limit"  # where the endpoints leave the state in the ASGI scope for `RateLimitHeaders`
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    limit: int  # requests per window
+    remaining: int
+    reset: int  # seconds until the window has room again
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Policy": f'"{POLICY}";q={self.limit};w={WINDOW_SECONDS}',
+            "RateLimit": f'"{POLICY}";r={self.remaining};t={self.reset}',
+        }
+
+
 class RateLimited(Exception):
     """Over the key's limit; retry after `retry_after` seconds (HTTP 429 with `Retry-After`)."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, state: RateLimitState | None = None) -> None:
         super().__init__(f"Too many requests for this API key. Retry in {retry_after} s.")
         self.retry_after = retry_after
+        self.state = state
 
 
 def _storage(redis_url: str | None, key_prefix: str) -> Storage:
@@ -53,17 +76,49 @@ class ApiRateLimiter:
             self._limiter = SlidingWindowCounterRateLimiter(_storage(self.redis_url, self.key_prefix))
         return self._limiter
 
-    async def check(self, viewer: Viewer) -> None:
-        """Counts one request of the viewer's API key; raises RateLimited when the key is over its limit."""
+    async def check(self, viewer: Viewer) -> RateLimitState | None:
+        """Counts one request of the viewer's API key and says where the key stands (None for other viewers, or
+        when the limiter is unavailable); raises RateLimited when the key is over its limit."""
         if viewer.api_key_id is None or viewer.rate_limit_per_minute is None:
-            return
-        item = RateLimitItemPerMinute(viewer.rate_limit_per_minute)
+            return None
+        limit = viewer.rate_limit_per_minute
+        item = RateLimitItemPerMinute(limit)
         identity = ("api-key", str(viewer.api_key_id))
         try:
-            if await self.limiter.hit(item, *identity):
-                return
+            allowed = await self.limiter.hit(item, *identity)
             stats = await self.limiter.get_window_stats(item, *identity)
         except Exception:
             log.warning("rate_limiter_unavailable", api_key_id=viewer.api_key_id, exc_info=True)
+            return None
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        state = RateLimitState(limit, max(0, stats.remaining), min(reset, WINDOW_SECONDS))
+        if allowed:
+            return state
+        raise RateLimited(max(1, reset), state)
+
+
+def remember(scope: Any, state: RateLimitState | None) -> None:
+    """Leaves the key's state for `RateLimitHeaders` to put on whichever response the endpoint sends."""
+    if state is not None:
+        scope.setdefault("state", {})[STATE_KEY] = state
+
+
+class RateLimitHeaders:
+    """Adds `RateLimit-Policy` and `RateLimit` to every HTTP response of a request an API key made."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
+
+        async def send_with_limits(message: Any) -> None:
+            state = scope.get("state", {}).get(STATE_KEY)
+            if message["type"] == "http.response.start" and state is not None:
+                extra = [(k.lower().encode(), v.encode()) for k, v in state.headers().items()]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)

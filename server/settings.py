@@ -61,7 +61,6 @@ class Settings(DomainConfig):
     trusted_proxies: list[str] = Field(default_factory=list)
 
     max_body_bytes: int = 1_000_000  # HTTP request bodies and WebSocket messages alike
-    allowed_origins: list[str] = Field(default_factory=list)
     # queries and subscription pushes running longer are stopped with code TIMEOUT (mutations run to completion:
     # cutting one off after its commit would report a failure for a change that happened)
     execution_timeout_seconds: float = 10.0
@@ -69,6 +68,9 @@ class Settings(DomainConfig):
     public_introspection: bool | None = None
     # `Authorization: Bearer <token>` for /metrics; without one /metrics is open outside prod and off in prod
     metrics_token: str | None = None
+    # trusted documents: run only the operations in PERSISTED_DOCUMENTS (and the embed widget's); server/persisted.py
+    persisted_only: bool = False
+    persisted_documents: Path | None = None  # the clients' persisted documents (JSON), built with their code
     log_json: bool = False
     log_level: str = "INFO"
 
@@ -78,6 +80,14 @@ class Settings(DomainConfig):
         for item in value:
             ip_network(item, strict=False)  # a ValueError names the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _allowlist_for_persisted_only(self) -> Settings:
+        if self.persisted_only and self.persisted_documents is None:
+            raise ValueError("PERSISTED_ONLY=true needs PERSISTED_DOCUMENTS: the clients' persisted documents file")
+        if self.persisted_documents is not None and not self.persisted_documents.is_file():
+            raise ValueError(f"PERSISTED_DOCUMENTS: no file at {self.persisted_documents}")
+        return self
 
     @model_validator(mode="after")
     def _secret_required_outside_dev(self) -> Settings:

@@ -5,6 +5,7 @@ expiry, and the audit trail."""
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from domain.viewer import Viewer
 from server.graphql import GraphQLView
 from server.ratelimit import ApiRateLimiter, RateLimited
 from server.settings import get_settings
-from tests.conftest import GQL, REDIS_URL, Factory, gid
+from tests.conftest import GQL, REDIS_URL, Factory, count_queries, gid
 
 KEY_CREATE = """mutation($i: ApiKeyCreateInput!) { apiKeyCreate(input: $i) {
   apiKey { id name prefix permissions tier rateLimitPerMinute requestsPerMinute createdAt lastUsedAt revokedAt }
@@ -122,7 +123,7 @@ async def test_key_is_shown_once_and_stored_hashed(gql: GQL, setup: tuple[Any, s
     assert key["name"] == "Metering" and key["permissions"] == ["READ", "WRITE"] and key["tier"] == "STANDARD"
     assert key["requestsPerMinute"] == 100 and key["rateLimitPerMinute"] is None
     assert key["lastUsedAt"] is None and key["revokedAt"] is None
-    raw_secret = secret.removeprefix(f"pd_live_{row.id}_")
+    raw_secret = secret.removeprefix(f"pd_live_{row.id}_")[:-6]  # the last 6 characters are its checksum
     assert row.secret_hash == hashlib.sha256(raw_secret.encode()).hexdigest()
     stored = " ".join(str(v) for v in (await ApiKey.filter(id=row.id).values())[0].values())
     assert raw_secret not in stored
@@ -134,6 +135,40 @@ async def test_key_is_shown_once_and_stored_hashed(gql: GQL, setup: tuple[Any, s
     event = await AuditEvent.get(action="api_key.create")
     assert event.object_id == str(row.id) and event.customer_id == customer.id
     assert raw_secret not in str(event.details) and event.details["permissions"] == ["READ", "WRITE"]
+
+
+async def test_keys_end_in_a_checksum_and_typos_are_refused_without_a_lookup(gql: GQL, setup: tuple[Any, str]) -> None:
+    # given a new key
+    tenant, token = setup
+    customer = tenant.customers[0]
+    key = await new_key(gql, token, customer, ["READ"])
+    variables = {"id": gid("Customer", customer.id)}
+    # then it matches the pattern secret scanners look for, and its last 6 characters are the CRC32 of the rest
+    assert re.fullmatch(r"pd_live_[0-9]+_[0-9A-Za-z]{46}", key), key
+    assert key[-6:] == access.checksum(key[:-6])
+    assert (await gql.raw(CUSTOMER_NAME, variables, key)).status_code == 200
+    # when a character is mistyped (or dropped)
+    typo = key[:-10] + ("A" if key[-10] != "A" else "B") + key[-9:]
+    with count_queries() as queries:
+        refused = [await access.authenticate_token(t, Viewer.anonymous()) for t in (typo, key[:-1], key + "0")]
+    # then it is refused before any query
+    assert refused == [None, None, None]
+    assert queries.queries == []
+    assert (await gql.raw(CUSTOMER_NAME, variables, typo)).status_code == 401
+
+
+async def test_keys_from_before_the_checksum_keep_working(gql: GQL, setup: tuple[Any, str]) -> None:
+    # given a key issued in the old format (43 characters of token_urlsafe, no checksum)
+    tenant, token = setup
+    customer = tenant.customers[0]
+    await new_key(gql, token, customer, ["READ"])
+    row = await ApiKey.get(customer_id=customer.id)
+    legacy_secret = "abc-DEF_" + "x" * 35
+    await ApiKey.filter(id=row.id).update(secret_hash=hashlib.sha256(legacy_secret.encode()).hexdigest())
+    # when
+    answer = await gql.raw(CUSTOMER_NAME, {"id": gid("Customer", customer.id)}, f"pd_live_{row.id}_{legacy_secret}")
+    # then
+    assert answer.status_code == 200, answer.text
 
 
 async def test_revoked_key_answers_401_everywhere(gql: GQL, setup: tuple[Any, str], client: httpx.AsyncClient) -> None:
@@ -381,21 +416,27 @@ async def test_rate_limit_per_key(gql: GQL, setup: tuple[Any, str], client: http
     other = await new_key(gql, token, customer, ["READ"], tier="ENTERPRISE", limit=3)
     variables = {"id": gid("Customer", customer.id)}
     # when
-    statuses = [(await gql.raw(CUSTOMER_NAME, variables, secret)).status_code for _ in range(3)]
+    answers = [await gql.raw(CUSTOMER_NAME, variables, secret) for _ in range(3)]
     limited = await gql.raw(CUSTOMER_NAME, variables, secret)
-    # then
-    assert statuses == [200, 200, 200]
+    # then every answer says where the key stands (RateLimit headers, draft-ietf-httpapi-ratelimit-headers)
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert {a.headers["ratelimit-policy"] for a in answers} == {'"api-key";q=3;w=60'}
+    remaining = [int(a.headers["ratelimit"].split(";r=")[1].split(";")[0]) for a in answers]
+    assert remaining == [2, 1, 0]
     assert limited.status_code == 429
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     assert code(limited.json()) == "RATE_LIMITED"
+    assert limited.headers["ratelimit"].startswith('"api-key";r=0;t=')
     # ingestion counts against the same window
     ingest = await client.post("/v1/usage/events", json=[sms(customer)], headers={"authorization": f"Bearer {secret}"})
     assert ingest.status_code == 429 and ingest.json()["error"]["code"] == "RATE_LIMITED"
     assert int(ingest.headers["retry-after"]) >= 1
-    # other keys and people are not affected
+    assert ingest.headers["ratelimit-policy"] == '"api-key";q=3;w=60'
+    # other keys and people are not affected (and people get no RateLimit headers: they are not limited so)
     assert (await gql.raw(CUSTOMER_NAME, variables, other)).status_code == 200
     for _ in range(5):
-        assert (await gql.raw(CUSTOMER_NAME, variables, token)).status_code == 200
+        person = await gql.raw(CUSTOMER_NAME, variables, token)
+        assert person.status_code == 200 and "ratelimit" not in person.headers
 
 
 async def _limited_after(limiter_a: ApiRateLimiter, limiter_b: ApiRateLimiter, viewer: Viewer) -> int:

@@ -334,7 +334,7 @@ async def test_a_domain_verified_by_its_txt_record_carries_the_links_of_emails(
         {"domain": "portal.brightcall.example", "verified": False},
         {"domain": "app.brightcall.example", "verified": True},
     ]
-    assert await domains.verified_origins() == {"https://app.brightcall.example"}
+    assert [*(await domains.verified_domains()).values()] == [["app.brightcall.example"]]
     assert await domains.public_url_of(tenant.partner.id) == "https://app.brightcall.example"
     # the partner's invitation emails now link there
     with smtp_server(tmp_path / "outbox") as mailbox:
@@ -354,7 +354,7 @@ async def test_a_domain_verified_by_its_txt_record_carries_the_links_of_emails(
     assert codes(taken) == [("domains", "UNIQUE")]
     # a disabled partner's domains are no longer trusted origins
     await Partner.filter(id=tenant.partner.id).update(status="DISABLED")
-    assert await domains.verified_origins() == set()
+    assert await domains.verified_domains() == {}
 
 
 async def test_the_job_verifies_pending_domains_and_drops_those_whose_record_is_gone(

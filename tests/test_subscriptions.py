@@ -118,26 +118,75 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str,
     tmp_path = tmp_path_factory.mktemp("live")
     with fresh_database(tmp_path) as url:
         admin = create_admin(url)
-        with live_server(url, tmp_path, WS_RECHECK_SECONDS="0.5", WS_INIT_TIMEOUT_SECONDS="1") as base:
+        # every test signs in from 127.0.0.1: more than the default 30 attempts a minute per address
+        limits = {"LOGIN_IP_ATTEMPT_LIMITS": "1000/minute"}
+        with live_server(url, tmp_path, WS_RECHECK_SECONDS="0.5", WS_INIT_TIMEOUT_SECONDS="1", **limits) as base:
             yield Api(base), url, admin
 
 
-async def test_subscriber_receives_the_new_credit_balance(server) -> None:
-    # given
+async def test_subscriber_receives_the_current_state_then_the_new_credit_balance(server) -> None:
+    # given a customer with 5 credits
     api, _, admin = server
     tenant = await setup_tenant(api, *admin)
     customer = tenant["customers"][0]
+    await recharge(api, tenant["staff"], customer, "5")
     async with client(api, tenant["staff"]) as session:
         stream = session.subscribe(CREDITS, variable_values={"id": customer})
-        first = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.3)  # the subscription is registered
-        # when
+        # when it subscribes: the current state comes first, with no change
+        first = await asyncio.wait_for(anext(stream), 10)
+        # then after a change, the new state
         await recharge(api, tenant["staff"], customer, "25")
-        # then
-        update = await asyncio.wait_for(first, 10)
-        assert update["creditsUpdated"]["id"]
-        assert float(update["creditsUpdated"]["available"]) == 25
+        update = await asyncio.wait_for(anext(stream), 10)
+        assert first["creditsUpdated"]["id"] == update["creditsUpdated"]["id"]  # the same Node: caches update in place
+        assert float(first["creditsUpdated"]["available"]) == 5
+        assert float(update["creditsUpdated"]["available"]) == 30
         await stream.aclose()
+
+
+async def test_the_first_message_of_each_state_subscription_is_the_current_state(server) -> None:
+    # given a customer with credits, a wallet balance and a spending cap, and the same state read by a query
+    api, _, admin = server
+    tenant = await setup_tenant(api, *admin)
+    customer, staff = tenant["customers"][0], tenant["staff"]
+    await recharge(api, staff, customer, "12")
+    data = await api(
+        """mutation($i: BillingPreferencesUpdateInput!) { billingPreferencesUpdate(input: $i) { errors { code } } }""",
+        {"i": {"customerId": customer, "billingMode": "REFILLABLE_WALLET", "monthlySpendingCap": "50.00"}},
+        staff,
+    )
+    assert data["billingPreferencesUpdate"]["errors"] == [], data
+    data = await api(
+        """mutation($i: WalletRefillInput!) { walletRefill(input: $i) { errors { code } } }""",
+        {"i": {"customerId": customer, "amount": "20.00", "idempotencyKey": uuid.uuid4().hex}},
+        staff,
+    )
+    assert data["walletRefill"]["errors"] == [], data
+    queried = await api(
+        """query($id: ID!) { customer(id: $id) { credits { id available } wallet { id balance { amount } }
+        spendingCap { id spentThisMonth { amount } status } } }""",
+        {"id": customer},
+        staff,
+    )
+    usage = gql("subscription($id: ID!) { usageSummaryUpdated(customerId: $id) { unitType quantity cost { amount } } }")
+    async with client(api, staff) as session:
+        # when each state view is subscribed to, with nothing changing
+        firsts = {}
+        for name, document in (
+            ("creditsUpdated", CREDITS),
+            ("walletUpdated", WALLET),
+            ("spendingCapUpdated", CAP),
+            ("usageSummaryUpdated", usage),
+        ):
+            stream = session.subscribe(document, variable_values={"id": customer})
+            firsts[name] = (await asyncio.wait_for(anext(stream), 10))[name]
+            await stream.aclose()
+    # then each first message is the state the query shows
+    state = queried["customer"]
+    assert firsts["creditsUpdated"]["id"] == state["credits"]["id"]
+    assert firsts["creditsUpdated"]["available"] == state["credits"]["available"]
+    assert firsts["walletUpdated"] == state["wallet"]
+    assert firsts["spendingCapUpdated"] == state["spendingCap"]
+    assert firsts["usageSummaryUpdated"] == []
 
 
 async def test_a_refused_change_pushes_nothing(server) -> None:
@@ -147,8 +196,8 @@ async def test_a_refused_change_pushes_nothing(server) -> None:
     customer = tenant["customers"][0]
     async with client(api, tenant["staff"]) as session:
         stream = session.subscribe(CREDITS, variable_values={"id": customer})
+        await asyncio.wait_for(anext(stream), 10)  # the current state
         pending = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.3)
         # when a recharge beyond the pool is refused (its transaction rolls back)
         data = await api(
             """mutation($i: CustomerCreditsRechargeInput!) { customerCreditsRecharge(input: $i) {
@@ -192,8 +241,8 @@ async def test_a_revoked_session_is_disconnected(server) -> None:
     token = await api.login(*tenant["customer_login"])
     async with client(api, token) as session:
         stream = session.subscribe(CREDITS, variable_values={"id": tenant["customers"][0]})
+        await asyncio.wait_for(anext(stream), 10)  # the current state
         pending = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.3)
         await api(
             "mutation($i: CustomerDisableInput!) { customerDisable(input: $i) { errors { code } } }",
             {"i": {"customerId": tenant["customers"][0]}},
@@ -236,6 +285,9 @@ async def test_connect_disconnect_cycles_leave_no_subscribers_behind(server) -> 
             task = asyncio.ensure_future(anext(stream))
             await asyncio.sleep(0.01)
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # cancelled while waiting, or done: the current state came first
+            await stream.aclose()
 
     async def metrics() -> dict[str, float]:
         async with httpx.AsyncClient() as http:
@@ -283,8 +335,8 @@ async def test_two_processes_fan_out_through_redis(tmp_path: Path) -> None:
             # when a subscriber on A watches while the change is written through B
             async with client(api_a, tenant["staff"]) as session:
                 stream = session.subscribe(CREDITS, variable_values={"id": customer})
+                await asyncio.wait_for(anext(stream), 10)  # the current state
                 first = asyncio.ensure_future(anext(stream))
-                await asyncio.sleep(0.5)
                 await recharge(api_b, tenant["staff"], customer, "42")
                 # then A pushes the new balance
                 update = await asyncio.wait_for(first, 10)
@@ -349,6 +401,7 @@ async def test_protocol_rules_close_with_the_documented_codes(server) -> None:
     async with socket(api) as ws:
         await ws.init(token)
         await ws.subscribe("1", credits, variables)
+        assert (await ws.receive())["type"] == "next"  # the current state
         await ws.subscribe("1", credits, variables)
         assert await ws.closed_with() == 4409
     async with socket(api) as ws:
@@ -401,7 +454,8 @@ async def test_ping_queries_and_errors_over_the_socket(server) -> None:
             "subscription($id: ID!) { creditsUpdated(customerId: $id) { available } }",
             {"id": tenant["customers"][0]},
         )
-        await asyncio.sleep(0.2)
+        current = await ws.receive()
+        assert current == {"id": "c", "type": "next", "payload": {"data": {"creditsUpdated": {"available": "0"}}}}
         await recharge(api, tenant["staff"], tenant["customers"][0], "7")
         update = await ws.receive()
         assert update == {"id": "c", "type": "next", "payload": {"data": {"creditsUpdated": {"available": "7.000000"}}}}
@@ -410,7 +464,7 @@ async def test_ping_queries_and_errors_over_the_socket(server) -> None:
 async def test_at_most_fifty_operations_per_connection(server) -> None:
     api, _, admin = server
     tenant = await setup_tenant(api, *admin)
-    query = "subscription($id: ID!) { spendingCapUpdated(customerId: $id) { id } }"
+    query = "subscription($id: ID!) { alertRaised(customerId: $id) { id } }"  # sends nothing until an alert
     async with socket(api) as ws:
         await ws.init(tenant["staff"])
         for i in range(51):
@@ -447,7 +501,7 @@ async def test_api_keys_and_embed_tokens_on_sockets(server) -> None:
     async with socket(api) as ws:  # a READ key watches its customer
         await ws.init(read_key)
         await ws.subscribe("1", credits, {"id": customer})
-        await asyncio.sleep(0.2)
+        assert (await ws.receive())["type"] == "next"  # the current state
         await recharge(api, tenant["staff"], customer, "3")
         assert (await ws.receive())["payload"]["data"]["creditsUpdated"]["available"] == "3.000000"
         # revoking the key ends the socket at the next session sweep
@@ -474,10 +528,9 @@ async def test_api_keys_and_embed_tokens_on_sockets(server) -> None:
         await ws.init(data["embedTokenCreate"]["token"])
         await ws.subscribe("w", wallet, {"id": customer})
         await ws.subscribe("c", credits, {"id": customer})
-        refused = await ws.receive()
-        assert refused["id"] == "c" and refused["payload"][0]["extensions"]["code"] == "FORBIDDEN"
-        await ws.send({"type": "ping"})
-        assert (await ws.receive())["type"] == "pong"  # and the wallet subscription was accepted
+        messages = {(m := await ws.receive())["id"]: m for _ in range(2)}
+        assert messages["c"]["type"] == "error" and messages["c"]["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert messages["w"]["type"] == "next"  # the wallet subscription was accepted: its current state
 
 
 async def test_revocations_disconnect_at_once_without_waiting_for_the_periodic_check(tmp_path: Path) -> None:
@@ -496,7 +549,8 @@ async def test_revocations_disconnect_at_once_without_waiting_for_the_periodic_c
                 await disabled.subscribe("1", credits, {"id": tenant["customers"][0]})
                 await bystander.init(tenant["staff"])
                 await bystander.subscribe("1", credits, {"id": tenant["customers"][1]})
-                await asyncio.sleep(0.2)
+                for ws in (signed_out, disabled, bystander):
+                    assert (await ws.receive())["type"] == "next"  # the current state
                 # when the session signs out: its socket closes within seconds
                 await api("mutation { logout { errors { code } } }", token=token)
                 assert await signed_out.closed_with(within=5) == 4403

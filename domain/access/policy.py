@@ -81,6 +81,7 @@ _EMBED_SUBSCRIPTION_FIELDS: dict[str, EmbedSection | None] = {
     "walletUpdated": EmbedSection.WALLET,
     "creditsUpdated": EmbedSection.CREDITS,
     "spendingCapUpdated": EmbedSection.SPENDING_CAP,
+    "usageSummaryUpdated": EmbedSection.USAGE_DASHBOARD,
 }
 _EMBED_CUSTOMER_FIELDS: dict[str, EmbedSection | None] = {
     "id": None,

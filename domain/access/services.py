@@ -1,7 +1,10 @@
 """API keys and embed tokens: issuing, revoking, listing, and turning any bearer token into a Viewer.
 
-Tokens are `pd_live_<id>_<secret>` (API keys) and `pd_embed_<id>_<secret>` (embed tokens): the id finds the row,
-the secret (256 random bits) is checked against its SHA-256 in constant time. Only the hash is stored; the full
+Tokens are `pd_live_<id>_<secret><checksum>` (API keys) and `pd_embed_<id>_<secret>` (embed tokens): the id finds
+the row, the secret (40 base62 characters, ~238 random bits, for keys; 256 bits for embed tokens) is checked against
+its SHA-256 in constant time. A key ends in a checksum: the CRC32 of everything before it, as 6 base62 characters
+(GitHub's token format), so secret scanners can tell a real key from random text and a mistyped key is refused
+without a database lookup. Keys issued before the checksum (`pd_live_<id>_<43 characters>`) keep working. Only the hash is stored; the full
 token is returned once, when issued. A token stops working as soon as it is revoked, its customer or partner is
 disabled, or the feature it needs is switched off: `authenticate_token` checks all of it on every call.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +49,10 @@ from domain.visibility import get_visible, restrict
 API_KEY_PREFIX = "pd_live_"
 EMBED_TOKEN_PREFIX = "pd_embed_"
 MAX_TOKEN_LENGTH = 200
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+KEY_SECRET_LENGTH = 40
+CHECKSUM_LENGTH = 6
+LEGACY_KEY_SECRET_LENGTH = 43  # secrets.token_urlsafe(32), before the checksum
 
 TIER_LIMITS = {ApiTier.STANDARD: 100, ApiTier.PREMIUM: 500}  # requests per minute; ENTERPRISE is set per key
 TIER_ORDER = (ApiTier.STANDARD, ApiTier.PREMIUM, ApiTier.ENTERPRISE)
@@ -75,6 +83,43 @@ def _split(token: str, prefix: str) -> tuple[int, str] | None:
     if not sep or not secret or not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
         return None
     return int(raw_id), secret
+
+
+def checksum(text: str) -> str:
+    """CRC32 of `text` in base62, zero-padded to CHECKSUM_LENGTH characters."""
+    value = zlib.crc32(text.encode())
+    digits = ""
+    while value:
+        value, digit = divmod(value, 62)
+        digits = BASE62[digit] + digits
+    return digits.rjust(CHECKSUM_LENGTH, "0")
+
+
+def new_key_secret() -> str:
+    return "".join(secrets.choice(BASE62) for _ in range(KEY_SECRET_LENGTH))
+
+
+def api_key_of(key_id: int, secret: str) -> str:
+    """The full key as shown once: `pd_live_<id>_<secret><checksum>`."""
+    body = f"{API_KEY_PREFIX}{key_id}_{secret}"
+    return body + checksum(body)
+
+
+def api_key_secret(token: str) -> tuple[int, str] | None:
+    """(id, secret) of a key whose checksum holds (or a key from before checksums), else None: no lookup needed to
+    refuse a typo."""
+    parts = _split(token, API_KEY_PREFIX)
+    if parts is None:
+        return None
+    key_id, rest = parts
+    if len(rest) == LEGACY_KEY_SECRET_LENGTH:
+        return parts
+    if len(rest) != KEY_SECRET_LENGTH + CHECKSUM_LENGTH:
+        return None
+    secret, given = rest[:KEY_SECRET_LENGTH], rest[KEY_SECRET_LENGTH:]
+    if not hmac.compare_digest(checksum(token[:-CHECKSUM_LENGTH]), given):
+        return None
+    return key_id, secret
 
 
 def _well_formed(token: str) -> bool:
@@ -156,7 +201,7 @@ async def apply_package_tier(customer_id: int, tier: ApiTier) -> int:
 
 
 async def authenticate_api_key(token: str, base: Viewer) -> Viewer | None:
-    parts = _split(token, API_KEY_PREFIX)
+    parts = api_key_secret(token)
     if parts is None:
         return None
     key_id, secret = parts
@@ -249,7 +294,7 @@ def _distinct(v: Validator, field: str, values: Iterable[E], enum_type: type[E])
 @dataclass(slots=True)
 class ApiKeyIssued:
     api_key: ApiKey
-    secret: str  # the full `pd_live_<id>_<secret>` key, shown once
+    secret: str  # the full `pd_live_<id>_<secret><checksum>` key, shown once
 
 
 async def api_key_create(viewer: Viewer, command: ApiKeyCreate) -> ApiKeyIssued:
@@ -280,7 +325,7 @@ async def api_key_create(viewer: Viewer, command: ApiKeyCreate) -> ApiKeyIssued:
         raise DomainError.single(
             ErrorCode.REQUIRES_FEATURE, "Turn on API access for this customer first.", "customer_id"
         )
-    secret = secrets.token_urlsafe(32)
+    secret = new_key_secret()
     async with in_transaction():
         key = await ApiKey.create(
             customer_id=customer.id,
@@ -306,7 +351,7 @@ async def api_key_create(viewer: Viewer, command: ApiKeyCreate) -> ApiKeyIssued:
             details={"name": clean_name, "prefix": key.prefix, "permissions": chosen, "tier": tier.value}
             | ({"rate_limit_per_minute": limit} if limit else {}),
         )
-    return ApiKeyIssued(key, f"{API_KEY_PREFIX}{key.id}_{secret}")
+    return ApiKeyIssued(key, api_key_of(key.id, secret))
 
 
 async def _revoke(viewer: Viewer, model: type[R], pk: int, field: str, action: str) -> R:

@@ -8,7 +8,7 @@ pending domains every few minutes and re-checks verified ones daily (a record th
 the domain; a DNS failure changes nothing). Several partners may list a name, but only one can hold it verified.
 The domain must also point at this deployment (a CNAME to it) for the portal and links to work there.
 
-`verified_origins()` is what CORS, WebSocket origins and the embed page's frame-ancestors add to ALLOWED_ORIGINS;
+`verified_domains()` is what CORS, WebSocket origins and the embed page's frame-ancestors add to ALLOWED_ORIGINS;
 `public_url_of()` is the base of every link in a partner's emails: its first verified domain, else PUBLIC_URL.
 """
 
@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
+from tortoise.expressions import Subquery
 
 from domain.common.validation import Validator
 from domain.config import config
@@ -228,16 +229,17 @@ def refusal(row: PartnerDomain) -> DomainError:
 # ---------------------------------------------------------------- what other parts use
 
 
-async def verified_origins() -> set[str]:
-    """`https://<domain>` for every verified domain of an active partner (CORS, WebSocket origins, the embed
-    page's frame-ancestors, next to ALLOWED_ORIGINS)."""
+async def verified_domains() -> dict[int, list[str]]:
+    """Every active partner's verified domains, by partner id (browser origins: CORS, WebSocket handshakes, the
+    embed page's frame-ancestors, next to ALLOWED_ORIGINS; domain/access/origins.py)."""
     active = Partner.filter(status=PartnerStatus.ACTIVE).values("id")
-    from tortoise.expressions import Subquery
-
-    names = await PartnerDomain.filter(verified_at__isnull=False, partner_id__in=Subquery(active)).values_list(
-        "domain", flat=True
+    rows = await PartnerDomain.filter(verified_at__isnull=False, partner_id__in=Subquery(active)).values_list(
+        "partner_id", "domain"
     )
-    return {f"https://{name}" for name in names}
+    found: dict[int, list[str]] = {}
+    for partner_id, name in rows:
+        found.setdefault(partner_id, []).append(name)
+    return found
 
 
 async def public_urls_of(partner_ids: Sequence[int]) -> dict[int, str]:

@@ -9,6 +9,7 @@ from typing import cast
 
 from tortoise.transactions import in_transaction
 
+from domain.access import origins
 from domain.accounts.models import Membership, Role, User
 from domain.accounts.services import NewUser, check_user_unique, create_user, hash_password_async, org_key
 from domain.audit.models import AuditEventType
@@ -124,6 +125,7 @@ async def partner_update(viewer: Viewer, command: PartnerUpdate) -> Partner:
             v.raise_if_invalid()
             if domain_diff is not None:
                 diff["domains"] = cast(dict[str, JsonLike], domain_diff)
+                origins.invalidate()
         if diff:
             await partner.save()
         if rates:
@@ -165,6 +167,7 @@ async def partner_domain_verify(viewer: Viewer, command: PartnerDomainVerify) ->
         was = row.verified_at is not None
         verified = await domains.apply_lookup(row, lookup, datetime.now(UTC))
         if verified != was:
+            origins.invalidate()
             await record(
                 viewer,
                 AuditEventType.DATA_CHANGE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -86,15 +86,25 @@ class _Totals:
 _ROLLUP_COLUMNS = ("day", "unit_type", "quantity", "cost", "credits", "unpaid_cost", "events")
 
 
+def summary_period(since: date | None, until: date | None, today: date | None = None) -> tuple[date, date]:
+    """The inclusive UTC days a summary covers: `since` (default the first of this month) to `until` (default
+    today). Refused when reversed or longer than about two years."""
+    today = today or datetime.now(UTC).date()
+    since = since or today.replace(day=1)
+    until = until or today
+    if until < since:
+        raise DomainError.single(ErrorCode.INVALID, "`to` is before `from`.", "to")
+    if (until - since).days > 800:
+        raise DomainError.single(ErrorCode.INVALID, "At most about two years per summary.", "to")
+    return since, until
+
+
 async def _rollups(
     customer_id: int, since: date, until: date, case_type: str | None, campaign_id: int | None
 ) -> list[tuple[Any, ...]]:
     """The daily rollups of the period, or the rollups by case type and campaign when narrowed to either (both
     are rollups: a year is at most a few thousand rows, whatever the number of events)."""
-    if until < since:
-        raise DomainError.single(ErrorCode.INVALID, "`to` is before `from`.", "to")
-    if (until - since).days > 800:
-        raise DomainError.single(ErrorCode.INVALID, "At most about two years per summary.", "to")
+    since, until = summary_period(since, until)
     if case_type is None and campaign_id is None:
         rows = UsageRollup.filter(customer_id=customer_id, day__gte=since, day__lte=until)
         return list(await rows.order_by("day").values_list(*_ROLLUP_COLUMNS))
@@ -109,16 +119,17 @@ async def _rollups(
 async def usage_summary(
     viewer: Viewer,
     customer_id: int,
-    since: date,
-    until: date,
+    since: date | None,
+    until: date | None,
     group_by: str,
     *,
     case_type: str | None = None,
     campaign_id: int | None = None,
 ) -> list[SummaryRow]:
     """Aggregated usage per unit type, by DAY, MONTH or UNIT_TYPE only, read from the rollups. `since` and `until`
-    are inclusive UTC days."""
+    are inclusive UTC days (defaults: `summary_period`)."""
     customer = await get_visible(Customer, viewer, customer_id, field="customer_id")
+    since, until = summary_period(since, until)
     groups: dict[tuple[date | None, UnitType], _Totals] = {}
     for row in await _rollups(customer.id, since, until, case_type, campaign_id):
         r = _Rollup(*row)
