@@ -811,7 +811,7 @@ async def run_server_phases(
         await phase_pairs(api, customers, 16, 8, Outcome("warm", config, "pairs"), 60, f"warm-{tag}")
 
         plan: list[tuple[str, str, Callable[[Outcome], Awaitable[None]]]] = []
-        for spread in [int(x) for x in args.ingest_spread.split(",")]:
+        for spread in [int(x) for x in args.ingest_spread.split(",") if x.strip()]:
             batches = make_events(customers, args.events, spread, f"ingest-{spread}-{tag}")
             plan.append(
                 (
@@ -836,6 +836,8 @@ async def run_server_phases(
             )
         )
         for name, unit, run in plan:
+            if args.phases and not any(name.startswith(p) for p in args.phases.split(",")):
+                continue
             out = Outcome(name, config, unit, meter=meter, db_url=db_url)
             target = profile_dir / f"{config}-{name}.txt" if profile_dir and spied else None
             with py_spy(spied or 0, target):
@@ -946,6 +948,7 @@ def main() -> int:
     )
     parser.add_argument("--credit-every", type=int, default=3, help="every n-th customer also uses AI credits")
     parser.add_argument("--phase-seconds", type=float, default=60, help="deadline of each timed phase")
+    parser.add_argument("--phases", default="", help="only these phases (prefixes: ingest,graphql,pairs)")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles here and summarise them")
     parser.add_argument("--seed-only", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

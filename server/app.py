@@ -31,6 +31,7 @@ from server.logging import RequestIdMiddleware
 from server.pubsub import PubSub, live_publisher
 from server.relay import Relay
 from server.scheduler import Scheduler
+from server.sequencer import AuditSequencer
 from server.settings import Settings, get_settings
 
 
@@ -136,11 +137,14 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 wake = settings.database_url if settings.is_postgres else None
                 relay = Relay(leases, publish=live_publisher(pubsub), wake_dsn=wake)
                 scheduler = Scheduler(leases)
-                app.state.relay, app.state.scheduler = relay, scheduler
+                sequencer = AuditSequencer(leases)
+                app.state.relay, app.state.scheduler, app.state.sequencer = relay, scheduler, sequencer
                 relay.start()
                 scheduler.start()
+                sequencer.start()
                 stack.push_async_callback(relay.stop)
                 stack.push_async_callback(scheduler.stop)
+                stack.push_async_callback(sequencer.stop)
             # objects alive after start-up (schema, models, modules) are never garbage: keep them out of full
             # collections, whose pauses set the p99 of live pushes (bench/push.py)
             gc.freeze()
