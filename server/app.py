@@ -19,6 +19,8 @@ from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from domain.access import token_cache
+from domain.events.services import ACCESS_REVOKED
 from jobs.broker import EmbeddedConsumer
 from server.avatars import avatar_download
 from server.bootstrap import bootstrap
@@ -114,6 +116,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     graphql = GraphQLView(settings)
     pubsub = PubSub(settings.redis_url, settings.redis_key_prefix)
     live = LiveEndpoint(settings, pubsub, graphql.rate_limiter)
+    # a revocation committed by any process clears this process's cached viewers (domain/access/token_cache.py)
+    pubsub.add(ACCESS_REVOKED, lambda _: token_cache.tokens.clear())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -24,6 +24,9 @@ os.environ["APP_ENV"] = "test"
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_COST", "1024")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Many tests expire or disable credentials straight in the database, behind the services that would clear the
+# token cache; the cache's own tests (tests/test_token_cache.py) turn it on.
+os.environ.setdefault("AUTH_CACHE_SECONDS", "0")
 _BASE_URL = os.environ.get("DATABASE_URL", "")
 IS_POSTGRES = _BASE_URL.startswith(("postgres://", "postgresql://"))
 REDIS_URL = os.environ.get("REDIS_URL") or None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from tortoise import connections
 
+from domain.access import token_cache
 from domain.common.json import JsonLike, JsonObject
 from domain.events.models import OutboxEvent
 
@@ -42,6 +43,8 @@ async def emit(
 ) -> None:
     """Call inside the transaction of the change; the relay publishes it after commit."""
     await OutboxEvent.create(topic=topic, customer_id=customer_id, partner_id=partner_id, payload=payload)
+    if topic == ACCESS_REVOKED:
+        token_cache.tokens.clear()  # this process at once; every process again when the relay publishes it
     await _wake_relay()
 
 
@@ -49,6 +52,8 @@ async def emit_many(events: Iterable[tuple[str, int | None, int | None, JsonObje
     rows = [OutboxEvent(topic=t, customer_id=c, partner_id=p, payload=payload) for t, c, p, payload in events]
     if rows:
         await OutboxEvent.bulk_create(rows)
+        if any(row.topic == ACCESS_REVOKED for row in rows):
+            token_cache.tokens.clear()
         await _wake_relay()
 
 
