@@ -164,7 +164,6 @@ def median_result(rounds: list[Result]) -> Result:
 
 async def run(url: str, args: argparse.Namespace) -> list[Result]:
     from tortoise import Tortoise
-    from tortoise.backends.base.config_generator import expand_db_url
     from tortoise.transactions import in_transaction
 
     from domain.billing.commands import CustomerCreditsRecharge
@@ -178,7 +177,6 @@ async def run(url: str, args: argparse.Namespace) -> list[Result]:
 
     pool_size = max(args.writers) + 2
     config = get_settings().tortoise_config(f"{url}?minsize={pool_size}&maxsize={pool_size}")
-    config["connections"]["default"] = expand_db_url(config["connections"]["default"])
     config["connections"]["default"]["credentials"]["connection_class"] = CountingConnection
     await Tortoise.init(config=config, _enable_global_fallback=True)
     raw_pool = await asyncpg.create_pool(

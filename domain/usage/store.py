@@ -305,22 +305,35 @@ async def add_spend(customer_id: int, month: date, amount: Decimal) -> Decimal:
     return amount
 
 
-async def add_spends(rows: Sequence[tuple[int, date, Decimal]]) -> None:
+async def add_spends(rows: Sequence[tuple[int, date, Decimal]]) -> dict[tuple[int, date], Decimal]:
     """Adds (customer_id, month, amount) to many customers' monthly spend in one statement, in key order so
-    concurrent batches take the rows in the same order."""
+    concurrent batches take the rows in the same order; returns each (customer_id, month)'s new total."""
     totals: dict[tuple[int, date], Decimal] = {}
     for customer_id, month, amount in rows:
         totals[(customer_id, month)] = totals.get((customer_id, month), Decimal(0)) + amount
     keys = sorted(totals)
     if not keys:
-        return
+        return {}
     if not is_postgres():
-        for customer_id, month in keys:
-            await add_spend(customer_id, month, totals[(customer_id, month)])
-        return
-    await _conn().execute_query(
+        return {(c, m): await add_spend(c, m, totals[(c, m)]) for c, m in keys}
+    found = await _conn().execute_query_dict(
         "INSERT INTO monthly_spend (customer_id, month, spent) "
         "SELECT * FROM unnest($1::int[], $2::date[], $3::numeric[]) "
-        "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent + EXCLUDED.spent",
+        "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent + EXCLUDED.spent "
+        "RETURNING customer_id, month, spent",
         [[c for c, _ in keys], [m for _, m in keys], [totals[k] for k in keys]],
     )
+    return {(row["customer_id"], row["month"]): Decimal(row["spent"]) for row in found}
+
+
+async def lock_spend(customer_id: int, month: date) -> Decimal:
+    """Locks a customer's spend row of `month` (creating it at zero) and returns its total, in one statement on
+    PostgreSQL (an upsert that changes nothing still takes the row lock). Call inside a transaction."""
+    if is_postgres():
+        rows = await _conn().execute_query_dict(
+            "INSERT INTO monthly_spend (customer_id, month, spent) VALUES ($1, $2, 0) "
+            "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent RETURNING spent",
+            [customer_id, month],
+        )
+        return Decimal(rows[0]["spent"])
+    return await add_spend(customer_id, month, Decimal(0))  # SQLite runs one write transaction at a time
