@@ -564,8 +564,8 @@ class LiveOperation:
                 state = await self.connection.endpoint.pubsub.shared_read(self.subscription, read) if read else None
                 value = await self.stream.render(state, self.subscription.payload)
                 if value is not None and self.subscription is not None:
-                    payload = await self.connection.endpoint.shared_payload(self, state, value)
-                    await self.connection.send_payload(self.id, payload)
+                    shared = await self.connection.endpoint.shared_payload(self, state, value)
+                    await self.connection.send_payload(self.id, shared)
         except asyncio.CancelledError:
             raise
         except Exception:
