@@ -51,9 +51,12 @@ _PARTITION_LOCK = 7_220_001
 async def ensure_partitions(months: Sequence[date]) -> None:
     """Creates the monthly partitions of usage_event that do not exist yet (PostgreSQL; a no-op on SQLite).
 
-    Runs outside the batch transaction: DDL on the parent table should hold its lock only for an instant. Concurrent
-    `CREATE TABLE IF NOT EXISTS … PARTITION OF` statements for the same month deadlock each other on the catalog, so
-    creation is serialised by an advisory lock and skipped when the partition is already there.
+    Runs outside the batch transaction: DDL on the parent table should hold its lock only for an instant; the
+    housekeeping job creates next month's partition ahead of time, so batches find theirs made. Creation is
+    serialised by a transaction-level advisory lock, and the check reads `pg_class` with a fresh snapshot: after
+    waiting on that lock, `to_regclass()` (and `CREATE TABLE IF NOT EXISTS`) could still answer from a stale
+    catalog cache and create the table a second time (DuplicateTableError). A duplicate that slips past anyway is
+    caught in the block.
     """
     if not is_postgres():
         return
@@ -66,10 +69,13 @@ async def ensure_partitions(months: Sequence[date]) -> None:
         await conn.execute_script(
             "DO $$ BEGIN "
             f"PERFORM pg_advisory_xact_lock({_PARTITION_LOCK}); "
-            f"IF to_regclass('{name}') IS NULL THEN "
+            "IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class "
+            f"WHERE relname = '{name}' AND relnamespace = current_schema()::regnamespace) THEN "
             f"CREATE TABLE {name} PARTITION OF usage_event "
             f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}'); "
-            "END IF; END $$"
+            "END IF; "
+            "EXCEPTION WHEN duplicate_table THEN NULL; "
+            "END $$"
         )
         _partitions_ready.add((db, month))
 
