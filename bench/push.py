@@ -838,7 +838,7 @@ def run(args: argparse.Namespace, work: Path) -> Results:
             env["PD_BENCH_GC_THRESHOLD"] = args.gc_threshold
         if args.gc_freeze:
             env["PD_BENCH_GC_FREEZE_AFTER"] = "3"  # after start-up, before the tenant is set up
-        servers = [stack.enter_context(api_server(work, flags, **env)) for _ in range(2)]
+        servers = [stack.enter_context(api_server(work, flags, **env)) for _ in range(args.servers)]
         pids = [proc.pid for _, proc in servers]
         print(f"started Redis and 2 API processes (pids {pids}) on loopback", flush=True)
 
@@ -884,12 +884,14 @@ def run(args: argparse.Namespace, work: Path) -> Results:
         plans = []
         for i in range(args.subscribers):
             c = (i // 2) % len(customers)
-            base = servers[i % 2][0]
+            base = servers[i % args.servers][0]
             url_ws = base.replace("http://", "ws://") + "/graphql"
             plans.append(
-                SubscriberPlan(i, url_ws, i % 2, c, customers[c].gid, customers[c].kind, tokens[i % len(tokens)])
+                SubscriberPlan(
+                    i, url_ws, i % args.servers, c, customers[c].gid, customers[c].kind, tokens[i % len(tokens)]
+                )
             )
-        per_server = [sum(1 for p in plans if p.server == s) for s in range(2)]
+        per_server = [sum(1 for p in plans if p.server == s) for s in range(args.servers)]
         ctx = multiprocessing.get_context("spawn")
         clients = []
         started = time.monotonic()
@@ -1108,6 +1110,20 @@ def report(args: argparse.Namespace, out: Results) -> int:
     p99 = pct(lower, 0.99) * 1000
     p99_upper = pct(upper, 0.99) * 1000
     worst_kb = max(per_sub, default=float("nan"))
+    if args.summary:
+        args.summary.write_text(
+            json.dumps(
+                {
+                    "servers": args.servers,
+                    "subscribers": args.subscribers,
+                    "customers": args.customers,
+                    "p50_ms": pct(lower, 0.5) * 1000,
+                    "p99_ms": p99,
+                    "p99_upper_ms": p99_upper,
+                    "kb_per_idle_subscription": worst_kb,
+                }
+            )
+        )
     print()
     print(
         f"targets: p99 ≤ 150 ms → {p99:.0f} ms (lower bound) / {p99_upper:.0f} ms (upper bound): "
@@ -1124,6 +1140,8 @@ def report(args: argparse.Namespace, out: Results) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--servers", type=int, default=2, choices=(1, 2), help="API processes (default 2)")
+    parser.add_argument("--summary", type=Path, help="also write the headline figures to this JSON file")
     parser.add_argument("--customers", type=int, default=100, help="even ones on credits, odd ones on wallets")
     parser.add_argument("--rate", type=float, default=20, help="changes per second")
     parser.add_argument("--seconds", type=float, default=30, help="duration of the load")

@@ -1062,6 +1062,29 @@ def pair_groups(customers: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return {"pairs-1p": one_partner, "pairs-8p": list(by_partner.values())[:8]}
 
 
+def summary(results: list[Outcome], raws: list[Outcome]) -> list[dict[str, Any]]:
+    """The headline figures of each phase, with its ratio to raw (as the table shows them), for `bench/all.py`."""
+    event_raws = [r.rate for r in raws if r.unit == "events"]
+    raw_rate = sum(event_raws) / len(event_raws) if event_raws else 0.0
+    pair_raw = {r.name.removeprefix("raw-"): r.rate for r in raws if r.unit == "pairs"}
+    out = []
+    for r in [*results, *raws]:
+        base = raw_rate if r.unit == "events" else pair_raw.get(r.name, 0.0)
+        out.append(
+            {
+                "phase": r.name,
+                "config": r.config,
+                "unit": r.unit,
+                "rate": r.rate,
+                "p50_ms": r.pct(0.5),
+                "p99_ms": r.pct(0.99),
+                "vs_raw": r.rate / base if base and not r.name.startswith("raw") else None,
+                "failures": sum(r.failures.values()),
+            }
+        )
+    return out
+
+
 def report(results: list[Outcome], raws: list[Outcome], cores: int) -> None:
     """The table; `vs raw` divides by the mean of the raw runs."""
     event_raws = [r for r in raws if r.unit == "events"]
@@ -1170,6 +1193,7 @@ def main() -> int:
     )
     parser.add_argument("--credit-every", type=int, default=3, help="every n-th customer also uses AI credits")
     parser.add_argument("--phase-seconds", type=float, default=60, help="deadline of each timed phase")
+    parser.add_argument("--summary", type=Path, help="also write each phase's figures to this JSON file")
     parser.add_argument("--phases", default="", help="only these phases (prefixes: ingest,graphql,pairs)")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles here and summarise them")
     parser.add_argument("--seed-only", nargs=3, type=int, help=argparse.SUPPRESS)
@@ -1228,6 +1252,8 @@ def main() -> int:
                 )
         raws.append(raw_run("after"))
         report(results, raws, os.cpu_count() or 1)
+        if args.summary:
+            args.summary.write_text(json.dumps(summary(results, raws)))
         check_books(url)
     print(f"\ndone in {time.monotonic() - started:.0f} s; servers stopped, temporary database and files removed")
     return 0
