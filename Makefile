@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install migrate seed lint format schema check-schema clean
+.PHONY: run test install migrate seed lint format schema check-schema clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# every benchmark (throwaway PostgreSQL and Redis), then one table of the measures and their targets (~15 min)
+bench: install
+	$(BIN)/python -m bench.all $(BENCH_ARGS)
 
 schema: install
 	$(BIN)/strawberry export-schema schema:schema --output schema.graphql

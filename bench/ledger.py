@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -164,7 +165,6 @@ def median_result(rounds: list[Result]) -> Result:
 
 async def run(url: str, args: argparse.Namespace) -> list[Result]:
     from tortoise import Tortoise
-    from tortoise.backends.base.config_generator import expand_db_url
     from tortoise.transactions import in_transaction
 
     from domain.billing.commands import CustomerCreditsRecharge
@@ -174,11 +174,10 @@ async def run(url: str, args: argparse.Namespace) -> list[Result]:
     from domain.ledger.models import AccountKind, Currency, LedgerAccount, TransferKind
     from domain.partners.models import Partner
     from domain.viewer import Viewer
-    from server.settings import get_settings
+    from server.settings import get_settings, release_without_reset
 
     pool_size = max(args.writers) + 2
     config = get_settings().tortoise_config(f"{url}?minsize={pool_size}&maxsize={pool_size}")
-    config["connections"]["default"] = expand_db_url(config["connections"]["default"])
     config["connections"]["default"]["credentials"]["connection_class"] = CountingConnection
     await Tortoise.init(config=config, _enable_global_fallback=True)
     raw_pool = await asyncpg.create_pool(
@@ -186,6 +185,7 @@ async def run(url: str, args: argparse.Namespace) -> list[Result]:
         min_size=pool_size,
         max_size=pool_size,
         connection_class=CountingConnection,
+        reset=release_without_reset,  # the server's own pool policy (server/settings.py), so both send the same
     )
     system = Viewer.system("bench")
     accounts: int = args.accounts
@@ -305,6 +305,7 @@ def report(results: list[Result], accounts: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--transfers", type=int, default=2000, help="measured transfers per case (default 2000)")
+    parser.add_argument("--summary", type=Path, help="also write each case's figures to this JSON file")
     parser.add_argument("--accounts", type=int, default=1000, help="accounts in the spread shape (default 1000)")
     parser.add_argument("--writers", type=int, nargs="+", default=[1, 8], help="concurrent writers (default 1 8)")
     parser.add_argument("--rounds", type=int, default=1, help="timed rounds per case; the median is shown (default 1)")
@@ -327,6 +328,22 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DATABASE_URL"] = url
         results = asyncio.run(run(url, args))
     report(results, args.accounts)
+    if args.summary:
+        raw = {(r.shape, r.writers): r.rate for r in results if r.case == "raw"}
+        args.summary.write_text(
+            json.dumps(
+                [
+                    {
+                        "case": r.case,
+                        "shape": r.shape,
+                        "writers": r.writers,
+                        "rate": r.rate,
+                        "vs_raw": r.rate / raw[(r.shape, r.writers)] if (r.shape, r.writers) in raw else None,
+                    }
+                    for r in results
+                ]
+            )
+        )
     return 0
 
 

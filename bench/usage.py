@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._http import Connection  # noqa: E402
 from bench._pg import free_port, fresh_database, throwaway_postgres  # noqa: E402
 
 PASSWORD = "Bench-pass-1"
@@ -462,6 +463,7 @@ class Api:
         import httpx
 
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        self.base = base
         self.client = httpx.AsyncClient(base_url=base, timeout=120, limits=limits)
         self.token = ""
 
@@ -529,12 +531,30 @@ async def phase_graphql(
 async def phase_pairs(
     api: Api, customers: list[dict[str, Any]], pairs: int, clients: int, out: Outcome, limit: float, tag: str
 ) -> None:
-    rng = random.Random(tag)
-    jobs = [rng.choice(customers) for _ in range(pairs)]
+    """`pairs` authorize + record pairs over `customers` (round robin), `clients` at a time, each client on a
+    keep-alive connection of its own."""
+    jobs = [customers[i % len(customers)] for i in range(pairs)]
+    connections: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(clients):
+        connections.put_nowait(Connection(api.base))
+
+    async def gql(connection: Connection, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        status, body = await connection.post_json("/graphql", {"query": query, "variables": variables}, api.headers)
+        if status != 200 or body.get("errors"):
+            raise RuntimeError(f"HTTP {status}: {str(body)[:200]}")
+        return dict(body["data"])
 
     async def pair(customer: dict[str, Any]) -> int:
+        connection = await connections.get()
+        try:
+            return await one_pair(connection, customer)
+        finally:
+            connections.put_nowait(connection)
+
+    async def one_pair(connection: Connection, customer: dict[str, Any]) -> int:
         authorized = (
-            await api.gql(
+            await gql(
+                connection,
                 AUTHORIZE,
                 {
                     "i": {
@@ -556,10 +576,14 @@ async def phase_pairs(
             "occurredAt": datetime.now(UTC).isoformat(),
             "holdId": authorized["hold"]["id"],
         }
-        _check_record((await api.gql(RECORD, {"i": {"events": [event]}}))["usageRecord"], 1)
+        _check_record((await gql(connection, RECORD, {"i": {"events": [event]}}))["usageRecord"], 1)
         return 1
 
-    await drive(clients, jobs, pair, out, time.monotonic() + limit)
+    try:
+        await drive(clients, jobs, pair, out, time.monotonic() + limit)
+    finally:
+        while not connections.empty():
+            await connections.get_nowait().close()
 
 
 # ---------------------------------------------------------------- the raw asyncpg baseline
@@ -661,6 +685,181 @@ async def phase_raw(
     try:
         await write(jobs[0])  # warm-up: prepares the statements
         await drive(conns, jobs[1:], write, out, time.monotonic() + limit)
+    finally:
+        await pool.close()
+
+
+RAW_PAIR_TABLES = """
+CREATE TABLE bench_raw_idem (id BIGSERIAL PRIMARY KEY, scope_key VARCHAR(400) UNIQUE NOT NULL,
+    request_hash VARCHAR(64) NOT NULL, status VARCHAR(12) NOT NULL, response JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE bench_raw_account (id SERIAL PRIMARY KEY, key VARCHAR(80) UNIQUE NOT NULL,
+    balance NUMERIC(38, 6) NOT NULL);
+CREATE TABLE bench_raw_spend (customer_id INT NOT NULL, month DATE NOT NULL, spent NUMERIC(38, 6) NOT NULL,
+    PRIMARY KEY (customer_id, month));
+CREATE TABLE bench_raw_hold (id BIGSERIAL PRIMARY KEY, customer_id INT NOT NULL, amount NUMERIC(38, 6) NOT NULL,
+    status VARCHAR(12) NOT NULL, expires_at TIMESTAMPTZ NOT NULL, closed_at TIMESTAMPTZ);
+CREATE INDEX ON bench_raw_hold (customer_id, status);
+CREATE TABLE bench_raw_dedup (customer_id INT NOT NULL, key VARCHAR(255) NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (customer_id, key));
+CREATE TABLE bench_raw_transfer (id BIGSERIAL PRIMARY KEY, debit INT NOT NULL, credit INT NOT NULL,
+    amount NUMERIC(38, 6) NOT NULL, debit_after NUMERIC(38, 6) NOT NULL, credit_after NUMERIC(38, 6) NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE bench_raw_rollup (customer_id INT NOT NULL, day DATE NOT NULL, unit_type VARCHAR(24) NOT NULL,
+    events INT NOT NULL, cost NUMERIC(38, 6) NOT NULL, PRIMARY KEY (customer_id, day, unit_type));
+CREATE TABLE bench_raw_outbox (id BIGSERIAL PRIMARY KEY, topic VARCHAR(64) NOT NULL, customer_id INT,
+    payload JSONB NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE bench_raw_audit (id BIGSERIAL PRIMARY KEY, chain VARCHAR(40) NOT NULL, action VARCHAR(64) NOT NULL,
+    details JSONB NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+"""
+
+
+async def phase_raw_pairs(
+    url: str, customers: list[dict[str, Any]], pairs: int, clients: int, out: Outcome, limit: float
+) -> None:
+    """What an authorize + record pair must do at the least, written by hand with asyncpg: the same two
+    transactions (idempotency claim, the paying account and the month's spend locked, live holds summed, the hold;
+    then the event's key claimed, the wallet and revenue accounts locked and moved, the transfer, the event, its
+    rollup and spend, the hold consumed, an outbox event and an audit row), with the server's own pool policy."""
+    import asyncpg
+
+    from server.settings import release_without_reset
+
+    dsn = url.replace("postgres://", "postgresql://", 1)
+    setup = await asyncpg.connect(dsn)
+    try:
+        await setup.execute(
+            "DROP TABLE IF EXISTS bench_raw_idem, bench_raw_account, bench_raw_spend, bench_raw_hold, "
+            "bench_raw_dedup, bench_raw_transfer, bench_raw_rollup, bench_raw_outbox, bench_raw_audit"
+        )
+        await setup.execute(RAW_PAIR_TABLES)
+        accounts = [(f"wallet:{c['id']}", Decimal(10) ** 9) for c in customers]
+        accounts += [(f"revenue:{p}", Decimal(0)) for p in {c["partner_id"] for c in customers}]
+        await setup.executemany("INSERT INTO bench_raw_account (key, balance) VALUES ($1, $2)", accounts)
+        await setup.execute("DROP TABLE IF EXISTS bench_raw_usage_event, bench_raw_balance")
+        await setup.execute(RAW_TABLE)
+    finally:
+        await setup.close()
+    pool = await asyncpg.create_pool(dsn, min_size=clients, max_size=clients, reset=release_without_reset)
+    month = datetime.now(UTC).date().replace(day=1)
+    price = Decimal("0.06")
+
+    async def pair(customer: dict[str, Any]) -> int:
+        cid, now = customer["id"], datetime.now(UTC)
+        wallet, revenue = f"wallet:{cid}", f"revenue:{customer['partner_id']}"
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                idem = await conn.fetchval(
+                    "INSERT INTO bench_raw_idem (scope_key, request_hash, status, response, created_at, expires_at) "
+                    "VALUES ($1, $2, 'PENDING', '{}', $3, $3) ON CONFLICT (scope_key) DO NOTHING RETURNING id",
+                    uuid.uuid4().hex,
+                    "h" * 64,
+                    now,
+                )
+                balance = await conn.fetchval("SELECT balance FROM bench_raw_account WHERE key = $1 FOR UPDATE", wallet)
+                spent = await conn.fetchval(
+                    "INSERT INTO bench_raw_spend VALUES ($1, $2, 0) ON CONFLICT (customer_id, month) "
+                    "DO UPDATE SET spent = bench_raw_spend.spent RETURNING spent",
+                    cid,
+                    month,
+                )
+                held = await conn.fetchval(
+                    "SELECT coalesce(sum(amount), 0) FROM bench_raw_hold WHERE customer_id = $1 AND status = 'ACTIVE' "
+                    "AND expires_at > $2",
+                    cid,
+                    now,
+                )
+                assert balance - held - 2 * price >= 0 and spent >= 0
+                hold = await conn.fetchval(
+                    "INSERT INTO bench_raw_hold (customer_id, amount, status, expires_at) "
+                    "VALUES ($1, $2, 'ACTIVE', $3) RETURNING id",
+                    cid,
+                    2 * price,
+                    now + timedelta(minutes=15),
+                )
+                await conn.execute(
+                    "UPDATE bench_raw_idem SET status = 'SUCCEEDED', response = $1 WHERE id = $2",
+                    json.dumps({"hold_id": hold}),
+                    idem,
+                )
+            cost = Decimal("1.5") * price
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO bench_raw_dedup VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", cid, uuid.uuid4().hex, now
+                )
+                rows = await conn.fetch(
+                    "SELECT id, key, balance FROM bench_raw_account WHERE key = ANY($1) ORDER BY id FOR UPDATE",
+                    [wallet, revenue],
+                )
+                ids = {r["key"]: r["id"] for r in rows}
+                await conn.execute(
+                    "UPDATE bench_raw_account SET balance = balance + CASE WHEN id = $1 THEN -$3::numeric "
+                    "ELSE $3::numeric END WHERE id IN ($1, $2)",
+                    ids[wallet],
+                    ids[revenue],
+                    cost,
+                )
+                transfer = await conn.fetchval(
+                    "INSERT INTO bench_raw_transfer (debit, credit, amount, debit_after, credit_after, created_at) "
+                    "VALUES ($1, $2, $3, 0, 0, $4) RETURNING id",
+                    ids[wallet],
+                    ids[revenue],
+                    cost,
+                    now,
+                )
+                await conn.execute(
+                    RAW_INSERT,
+                    cid,
+                    customer["partner_id"],
+                    "VOICE_MINUTES",
+                    Decimal("1.5"),
+                    now,
+                    now,
+                    "",
+                    uuid.uuid4().hex,
+                    hold,
+                    price,
+                    cost,
+                    Decimal(0),
+                    "WALLET",
+                    True,
+                    transfer,
+                    "{}",
+                )
+                await conn.execute(
+                    "INSERT INTO bench_raw_rollup VALUES ($1, $2, 'VOICE_MINUTES', 1, $3) ON CONFLICT "
+                    "(customer_id, day, unit_type) DO UPDATE SET events = bench_raw_rollup.events + 1, "
+                    "cost = bench_raw_rollup.cost + EXCLUDED.cost",
+                    cid,
+                    now.date(),
+                    cost,
+                )
+                await conn.execute(
+                    "UPDATE bench_raw_spend SET spent = spent + $3 WHERE customer_id = $1 AND month = $2",
+                    cid,
+                    month,
+                    cost,
+                )
+                await conn.execute(
+                    "UPDATE bench_raw_hold SET status = 'CONSUMED', closed_at = $2 WHERE id = $1", hold, now
+                )
+                await conn.execute(
+                    "INSERT INTO bench_raw_outbox (topic, customer_id, payload, created_at) "
+                    "VALUES ('wallet.changed', $1, '{}', $2)",
+                    cid,
+                    now,
+                )
+                await conn.execute(
+                    "INSERT INTO bench_raw_audit (chain, action, details, created_at) "
+                    "VALUES ($1, 'usage.record', '{}', $2)",
+                    f"partner:{customer['partner_id']}",
+                    now,
+                )
+        return 1
+
+    try:
+        await pair(customers[0])  # warm-up: prepares the statements
+        await drive(clients, [customers[i % len(customers)] for i in range(pairs)], pair, out, time.monotonic() + limit)
     finally:
         await pool.close()
 
@@ -808,10 +1007,10 @@ async def run_server_phases(
         warm = make_events(customers, 2 * BATCH, args.customers_per_batch, f"warm-{tag}")
         await phase_ingest(api, warm[:1], 1, Outcome("warm", config, "events"), 60)
         await phase_graphql(api, warm[1:], 1, Outcome("warm", config, "events"), 60)
-        await phase_pairs(api, customers, 16, 8, Outcome("warm", config, "pairs"), 60, f"warm-{tag}")
+        await phase_pairs(api, customers[:8], 16, 8, Outcome("warm", config, "pairs"), 60, f"warm-{tag}")
 
         plan: list[tuple[str, str, Callable[[Outcome], Awaitable[None]]]] = []
-        for spread in [int(x) for x in args.ingest_spread.split(",")]:
+        for spread in [int(x) for x in args.ingest_spread.split(",") if x.strip()]:
             batches = make_events(customers, args.events, spread, f"ingest-{spread}-{tag}")
             plan.append(
                 (
@@ -828,14 +1027,17 @@ async def run_server_phases(
                 lambda o: phase_graphql(api, graphql_batches, args.clients, o, args.phase_seconds),
             )
         )
-        plan.append(
-            (
-                "pairs",
-                "pairs",
-                lambda o: phase_pairs(api, customers, args.pairs, args.pair_clients, o, args.phase_seconds, tag),
+        for name, chosen in pair_groups(customers).items():
+            plan.append(
+                (
+                    name,
+                    "pairs",
+                    lambda o, c=chosen: phase_pairs(api, c, args.pairs, args.pair_clients, o, args.phase_seconds, tag),
+                )
             )
-        )
         for name, unit, run in plan:
+            if args.phases and not any(name.startswith(p) for p in args.phases.split(",")):
+                continue
             out = Outcome(name, config, unit, meter=meter, db_url=db_url)
             target = profile_dir / f"{config}-{name}.txt" if profile_dir and spied else None
             with py_spy(spied or 0, target):
@@ -849,9 +1051,45 @@ async def run_server_phases(
     return results
 
 
+def pair_groups(customers: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The customers of each pairs phase: `pairs-1p` 4 customers of one partner, `pairs-8p` one customer of each
+    of 8 partners (as many as were seeded)."""
+    first_partner = customers[0]["partner_id"]
+    one_partner = [c for c in customers if c["partner_id"] == first_partner][:4]
+    by_partner: dict[int, dict[str, Any]] = {}
+    for c in customers:
+        by_partner.setdefault(c["partner_id"], c)
+    return {"pairs-1p": one_partner, "pairs-8p": list(by_partner.values())[:8]}
+
+
+def summary(results: list[Outcome], raws: list[Outcome]) -> list[dict[str, Any]]:
+    """The headline figures of each phase, with its ratio to raw (as the table shows them), for `bench/all.py`."""
+    event_raws = [r.rate for r in raws if r.unit == "events"]
+    raw_rate = sum(event_raws) / len(event_raws) if event_raws else 0.0
+    pair_raw = {r.name.removeprefix("raw-"): r.rate for r in raws if r.unit == "pairs"}
+    out = []
+    for r in [*results, *raws]:
+        base = raw_rate if r.unit == "events" else pair_raw.get(r.name, 0.0)
+        out.append(
+            {
+                "phase": r.name,
+                "config": r.config,
+                "unit": r.unit,
+                "rate": r.rate,
+                "p50_ms": r.pct(0.5),
+                "p99_ms": r.pct(0.99),
+                "vs_raw": r.rate / base if base and not r.name.startswith("raw") else None,
+                "failures": sum(r.failures.values()),
+            }
+        )
+    return out
+
+
 def report(results: list[Outcome], raws: list[Outcome], cores: int) -> None:
     """The table; `vs raw` divides by the mean of the raw runs."""
-    raw_rate = sum(r.rate for r in raws) / len(raws) if raws else 0.0
+    event_raws = [r for r in raws if r.unit == "events"]
+    raw_rate = sum(r.rate for r in event_raws) / len(event_raws) if event_raws else 0.0
+    pair_raw = {r.name.removeprefix("raw-"): r.rate for r in raws if r.unit == "pairs"}
     print()
     print(
         f"machine: {cores} CPU cores. CPU columns: core-microseconds per unit (event or pair) spent by the server, "
@@ -870,7 +1108,12 @@ def report(results: list[Outcome], raws: list[Outcome], cores: int) -> None:
         pg = f"{c.pg * per:7.0f}" if c.pg is not None else f"{'n/a':>7}"
         ours = (c.server + (c.pg or 0) + c.client) / r.seconds if r.seconds else 0
         others = c.others / r.seconds if r.seconds else 0
-        ratio = f"{r.rate / raw_rate:6.2f}" if raw_rate and r.unit == "events" else f"{'':>6}"
+        if r.unit == "events" and raw_rate:
+            ratio = f"{r.rate / raw_rate:6.2f}"
+        elif r.unit == "pairs" and pair_raw.get(r.name):
+            ratio = f"{r.rate / pair_raw[r.name]:6.2f}"
+        else:
+            ratio = f"{'':>6}"
         flag = " (deadline hit)" if r.timed_out else ""
         print(
             f"{r.name:<12}{r.config:<14}{r.rate:>9,.0f} {r.unit + '/s':<9}{ratio}{r.pct(0.5):8.1f}{r.pct(0.99):8.1f}"
@@ -893,7 +1136,11 @@ def report(results: list[Outcome], raws: list[Outcome], cores: int) -> None:
         if r.sessions:
             print(f"  {r.name:<12}{r.config:<14}" + "".join(f"{r.sessions[k]:8.2f}" for k in SESSION_STATES))
     print()
-    print("targets: ingest >= 25,000 events/s and >= 0.55 x raw; graphql >= 8,000 events/s; pairs >= 1,000 pairs/s")
+    print(
+        "targets (issue 13): ingest-c1 >= 25,000 events/s and >= 0.6 x raw; ingest-c10 >= 0.4 x raw; graphql >= 8,000 "
+        "events/s; pairs-1p >= 400 pairs/s with p99 <= 60 ms; pairs-8p >= 400 pairs/s ('vs raw' of a pairs phase: "
+        "against raw asyncpg doing the same two transactions with the same clients)"
+    )
     for r in results:
         if r.profile and r.profile.samples:
             p = r.profile
@@ -936,8 +1183,8 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=1_500, help="authorize+record pairs")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--pair-clients", type=int, default=8)
-    parser.add_argument("--partners", type=int, default=4)
-    parser.add_argument("--customers-per-partner", type=int, default=10)
+    parser.add_argument("--partners", type=int, default=8)
+    parser.add_argument("--customers-per-partner", type=int, default=5)
     parser.add_argument(
         "--ingest-spread", default="1,10,40", help="distinct customers per 1,000-event ingest batch, one phase each"
     )
@@ -946,6 +1193,8 @@ def main() -> int:
     )
     parser.add_argument("--credit-every", type=int, default=3, help="every n-th customer also uses AI credits")
     parser.add_argument("--phase-seconds", type=float, default=60, help="deadline of each timed phase")
+    parser.add_argument("--summary", type=Path, help="also write each phase's figures to this JSON file")
+    parser.add_argument("--phases", default="", help="only these phases (prefixes: ingest,graphql,pairs)")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles here and summarise them")
     parser.add_argument("--seed-only", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -981,8 +1230,19 @@ def main() -> int:
             print(f"  raw ({when:<6})        {raw.rate:>10,.0f} events/s", flush=True)
             return raw
 
+        def raw_pairs_runs() -> list[Outcome]:
+            outs = []
+            for name, chosen in pair_groups(customers).items():
+                if args.phases and not any(name.startswith(p) for p in args.phases.split(",")):
+                    continue
+                raw = Outcome(f"raw-{name}", "asyncpg", "pairs", meter=CpuMeter(None, pg_pid), db_url=url)
+                asyncio.run(phase_raw_pairs(url, chosen, args.pairs, args.pair_clients, raw, args.phase_seconds))
+                print(f"  raw {name:<17} {raw.rate:>10,.0f} pairs/s", flush=True)
+                outs.append(raw)
+            return outs
+
         # the baseline before and after the server phases: on a shared machine the two can differ a lot
-        raws = [raw_run("before")]
+        raws = [raw_run("before"), *raw_pairs_runs()]
         results: list[Outcome] = []
         for workers in worker_counts:
             config = f"{workers} worker" + ("s" if workers > 1 else "")
@@ -992,6 +1252,8 @@ def main() -> int:
                 )
         raws.append(raw_run("after"))
         report(results, raws, os.cpu_count() or 1)
+        if args.summary:
+            args.summary.write_text(json.dumps(summary(results, raws)))
         check_books(url)
     print(f"\ndone in {time.monotonic() - started:.0f} s; servers stopped, temporary database and files removed")
     return 0

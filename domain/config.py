@@ -33,6 +33,9 @@ class DomainConfig(BaseSettings):
     # database give each a prefix of its own, or they share leases, events and rate-limit counters
     redis_key_prefix: str = Field("pd", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     session_ttl_hours: int = 24 * 14
+    # how long a process answers a bearer token it authenticated from memory (domain/access/token_cache.py;
+    # revocations clear it at once); 0 looks every token up on every request
+    auth_cache_seconds: float = Field(5.0, ge=0)
     # sign-in throttling (domain/accounts/throttle.py), in the `limits` notation: windows separated by ";"
     login_ip_attempt_limits: str = "30/minute"  # every attempt from one client IP
     login_ip_failure_limits: str = "50/hour;200/day"  # failed attempts from one client IP

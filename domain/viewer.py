@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from domain.accounts.models import CUSTOMER_ROLES, PARTNER_ROLES, Role
 
@@ -23,6 +24,8 @@ class Viewer:
     embed_token_id: int | None = None
     embed_sections: frozenset[str] = frozenset()
     label: str | None = None
+    # when the session or embed token behind this viewer expires (None: no expiry of its own)
+    credential_expires_at: datetime | None = None
     ip: str | None = None
     user_agent: str | None = None
     request_id: str = ""

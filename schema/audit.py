@@ -37,7 +37,10 @@ class AuditEvent(ModelNode):
     object_type: str
     request_id: str
     created_at: datetime
-    hash: str
+    hash: str | None = strawberry.field(
+        description="This event's hash in its chain; null for the moment (under a second) until the sequencer has "
+        "linked the event into the chain."
+    )
     model: strawberry.Private[Any]
 
     @strawberry.field(
@@ -75,7 +78,10 @@ class AuditEvent(ModelNode):
     def details(self, info: Info) -> JSON:
         return JSON(r.details_of(info.context, self.model))
 
-    @strawberry.field(description="Position in the partner's hash chain; null for customer users.")
+    @strawberry.field(
+        description="Position in the partner's hash chain; null for customer users, and until the sequencer has "
+        "linked the event (under a second after it was recorded)."
+    )
     def seq(self, info: Info) -> int | None:
         return r.chain_position(info.context, self.model)
 

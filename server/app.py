@@ -20,6 +20,8 @@ from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from domain.access import token_cache
+from domain.events.services import ACCESS_REVOKED
 from jobs.broker import EmbeddedConsumer
 from server.assets import static_files
 from server.avatars import avatar_download
@@ -40,6 +42,7 @@ from server.pubsub import PubSub, live_publisher
 from server.ratelimit import RateLimitHeaders
 from server.relay import Relay
 from server.scheduler import Scheduler
+from server.sequencer import AuditSequencer
 from server.settings import Settings, get_settings
 
 
@@ -129,6 +132,8 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     graphql = GraphQLView(settings, persisted)
     pubsub = PubSub(settings.redis_url, settings.redis_key_prefix)
     live = LiveEndpoint(settings, pubsub, graphql.rate_limiter, persisted)
+    # a revocation committed by any process clears this process's cached viewers (domain/access/token_cache.py)
+    pubsub.add(ACCESS_REVOKED, lambda _: token_cache.tokens.clear())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -153,11 +158,14 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 wake = settings.database_url if settings.is_postgres else None
                 relay = Relay(leases, publish=live_publisher(pubsub), wake_dsn=wake)
                 scheduler = Scheduler(leases)
-                app.state.relay, app.state.scheduler = relay, scheduler
+                sequencer = AuditSequencer(leases)
+                app.state.relay, app.state.scheduler, app.state.sequencer = relay, scheduler, sequencer
                 relay.start()
                 scheduler.start()
+                sequencer.start()
                 stack.push_async_callback(relay.stop)
                 stack.push_async_callback(scheduler.stop)
+                stack.push_async_callback(sequencer.stop)
             # objects alive after start-up (schema, models, modules) are never garbage: keep them out of full
             # collections, whose pauses set the p99 of live pushes (bench/push.py)
             gc.freeze()

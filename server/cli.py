@@ -1,4 +1,4 @@
-"""`partnerdesk` command line: serve, worker, migrate, seed-demo, admin create, audit verify, ledger verify."""
+"""`partnerdesk` command line: serve, worker, migrate, seed-demo, admin create, audit verify | sequence, ledger verify."""
 
 from __future__ import annotations
 
@@ -69,13 +69,33 @@ def cmd_admin_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from domain.audit.services import verify
+    from domain.audit.services import Backlog, ChainProblem, backlog, verify
 
-    checked, problems = asyncio.run(_with_db(settings, verify))
+    async def run() -> tuple[int, list[ChainProblem], Backlog]:
+        checked, problems = await verify()
+        return checked, problems, await backlog()
+
+    checked, problems, pending = asyncio.run(_with_db(settings, run))
     for p in problems:
         print(f"TAMPERED chain={p.chain} seq={p.seq}: {p.message}")
+    stalled = False
+    if pending.events:
+        age = pending.oldest.total_seconds() if pending.oldest is not None else 0.0
+        stalled = age > args.max_backlog_seconds
+        print(
+            f"{'STALLED' if stalled else 'BACKLOG'}: {pending.events} event(s) not sequenced yet, the oldest "
+            f"{age:.1f} s ago" + (" (is the sequencer running?)" if stalled else "")
+        )
     print(f"{checked} audit events checked, {len(problems)} problem(s)")
-    return 1 if problems else 0
+    return 1 if problems or stalled else 0
+
+
+def cmd_audit_sequence(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.audit.sequencer import sequence_pending
+
+    linked = asyncio.run(_with_db(settings, sequence_pending))
+    print(f"{linked} audit event(s) sequenced")
+    return 0
 
 
 def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -186,9 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(fn=cmd_admin_create)
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("verify", help="re-hash every audit chain; exit 1 on tampering").set_defaults(
-        fn=cmd_audit_verify
+    verify = audit_sub.add_parser(
+        "verify", help="re-hash every audit chain; exit 1 on tampering or a backlog the sequencer left behind"
     )
+    verify.add_argument(
+        "--max-backlog-seconds",
+        type=float,
+        default=60.0,
+        help="unsequenced events older than this mean the sequencer is not running (exit 1)",
+    )
+    verify.set_defaults(fn=cmd_audit_verify)
+    audit_sub.add_parser(
+        "sequence", help="link the events not sequenced yet into their chains (what the API processes do)"
+    ).set_defaults(fn=cmd_audit_sequence)
     jobs = sub.add_parser("jobs", help="background jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     jobs_sub.add_parser("status", help="queue depths, dead letters, outbox backlog, last scheduler tick").set_defaults(

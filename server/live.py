@@ -85,6 +85,49 @@ class LiveEndpoint:
         self._sweeper: asyncio.Task[None] | None = None
         self._revocations: Subscription | None = None
         self._revocation_sweep: asyncio.Future[None] | None = None
+        # (stream key, document, variables, operation name, viewer) → (state, its payload, document)
+        self._payloads: dict[tuple[Any, ...], tuple[Any, asyncio.Future[str], DocumentNode]] = {}
+
+    async def shared_payload(self, operation: LiveOperation, state: Any, value: Any) -> str:
+        """The serialised `next` payload of a state push, executed once per (change, document, variables,
+        equivalent viewer) for every subscriber of this process and sent to each as the same bytes.
+
+        Subscribers share an execution only when everything it can observe is the same: the state object read for
+        the change (one read serves all the subscribers it woke), the same parsed document (documents are shared by
+        text), the same variables and operation name, and a viewer that differs at most in which of the user's
+        sessions it signed in with and in request metadata (address, agent, request id, expiry): role,
+        organization, user, membership, API key and its permissions and embed token and its sections all match.
+        So a viewer never receives a result computed for another who may see less or more.
+        """
+        assert operation.connection.viewer is not None
+        if state is None:  # nothing read to share a result of
+            return await operation.connection.event_payload(
+                operation.document, operation.variables, operation.name, value
+            )
+        key = (
+            operation.stream.key,
+            id(operation.document),
+            json.dumps(operation.variables, sort_keys=True, separators=(",", ":"), default=str),
+            operation.name,
+            equivalent_viewer(operation.connection.viewer),
+        )
+        entry = self._payloads.get(key)
+        if entry is None or entry[0] is not state or _failed(entry[1]):
+            connection = operation.connection
+            future = asyncio.ensure_future(
+                connection.event_payload(operation.document, operation.variables, operation.name, value)
+            )
+            future.add_done_callback(_retrieve_failure)
+            # the state and the document are held by the entry, so their identities cannot be reused meanwhile
+            entry = (state, future, operation.document)
+            self._payloads[key] = entry
+        return await asyncio.shield(entry[1])
+
+    def forget_payloads(self, stream_key: str) -> None:
+        """Drops the shared payloads of a key whose last subscriber in this process left."""
+        if not self.pubsub.has_subscribers(stream_key):
+            for key in [k for k in self._payloads if k[0] == stream_key]:
+                del self._payloads[key]
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="live-session-sweep")
@@ -398,13 +441,37 @@ class Connection:
         await self.send_result(id, await result if is_awaitable(result) else result)  # type: ignore[arg-type]
 
     async def send_result(self, id: str, result: ExecutionResult | StrawberryExecutionResult) -> None:
+        await self.send_json({"id": id, "type": "next", "payload": self.result_payload(result)})
+
+    def result_payload(self, result: ExecutionResult | StrawberryExecutionResult) -> dict[str, Any]:
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             request_id = self.viewer.request_id if self.viewer else ""
             payload["errors"] = [
                 client_error(e, request_id, suggestions=self.endpoint.settings.is_dev).formatted for e in result.errors
             ]
-        await self.send_json({"id": id, "type": "next", "payload": payload})
+        return payload
+
+    async def event_payload(
+        self, document: DocumentNode, variables: dict[str, Any] | None, name: str | None, value: Any
+    ) -> str:
+        """The JSON of a `next` payload: the operation's selection executed against one event's object."""
+        executor = self.executor(document, variables, name)
+        if isinstance(executor, list):  # variables stopped coercing: cannot happen with the same schema
+            return json.dumps({"data": None, "errors": [e.formatted for e in executor]}, separators=(",", ":"))
+        result = execute_subscription_event(executor.build_per_event_executor(value))
+        done = await result if is_awaitable(result) else result
+        return json.dumps(self.result_payload(done), separators=(",", ":"))  # type: ignore[arg-type]
+
+    async def send_payload(self, id: str, payload: str) -> None:
+        """Sends a `next` message around a payload already serialised (shared by equivalent subscribers)."""
+        if self.closed:
+            return
+        text = f'{{"id":{json.dumps(id)},"type":"next","payload":{payload}}}'
+        try:
+            await self.send({"type": "websocket.send", "text": text})
+        except Exception:  # the peer went away: the receive loop sees the disconnect and cleans up
+            self.closed = True
 
     async def send_errors(self, id: str, errors: list[GraphQLError]) -> None:
         request_id = self.viewer.request_id if self.viewer else ""
@@ -515,7 +582,10 @@ class LiveOperation:
                 assert self.subscription is not None
                 read = self.stream.read
                 state = await self.connection.endpoint.pubsub.shared_read(self.subscription, read) if read else None
-                await self.send(await self.stream.render(state, self.subscription.payload))
+                value = await self.stream.render(state, self.subscription.payload)
+                if value is not None and self.subscription is not None:
+                    shared = await self.connection.endpoint.shared_payload(self, state, value)
+                    await self.connection.send_payload(self.id, shared)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -538,6 +608,7 @@ class LiveOperation:
         if self.subscription is not None:
             self.connection.endpoint.pubsub.remove(self.subscription)
             self.subscription = None
+            self.connection.endpoint.forget_payloads(self.stream.key)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -597,6 +668,22 @@ class OneShot:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+
+
+def equivalent_viewer(viewer: Viewer) -> Viewer:
+    """What a push's execution can observe of a viewer: everything but the session it signed in with and the
+    request metadata (two sockets of the same user in the same organization get the same answer)."""
+    return replace(viewer, session_id=None, ip=None, user_agent=None, request_id="", credential_expires_at=None)
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
+
+
+def _retrieve_failure(future: asyncio.Future[Any]) -> None:
+    """Marks a shared execution's failure as seen: its subscribers got it (and logged it) or all left."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

@@ -96,6 +96,9 @@ class PubSub:
         finally:
             self.remove(subscription)
 
+    def has_subscribers(self, key: str) -> bool:
+        return bool(self._subscribers.get(key))
+
     def subscriber_count(self) -> int:
         """Subscribers of customers' live topics (the process's own listeners, such as revocations, not counted)."""
         return sum(len(s) for key, s in self._subscribers.items() if key.partition(":")[0] in LIVE_TOPICS)

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
+from tortoise.backends.base.config_generator import expand_db_url
 
 from domain.config import DEV_SECRET, ROOT, DomainConfig
 
@@ -109,8 +110,12 @@ class Settings(DomainConfig):
             url = "postgres://" + url.removeprefix("postgresql://")
         if url.startswith("postgres://") and "maxsize=" not in url:
             url += ("&" if "?" in url else "?") + f"minsize=1&maxsize={self.db_pool_size}"
+        connection: str | dict[str, Any] = url
+        if url.startswith("postgres://"):
+            connection = expand_db_url(url)
+            connection["credentials"]["reset"] = release_without_reset
         return {
-            "connections": {"default": url},
+            "connections": {"default": connection},
             "apps": {
                 "models": {
                     "models": MODEL_MODULES,
@@ -121,6 +126,19 @@ class Settings(DomainConfig):
             "use_tz": True,
             "timezone": "UTC",
         }
+
+
+async def release_without_reset(connection: Any) -> None:
+    """What a pooled PostgreSQL connection runs when it goes back to the pool (asyncpg's `reset=`).
+
+    asyncpg's default sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release:
+    a round trip per statement outside a transaction, and per transaction. No pooled connection here keeps session
+    state for it to undo (the relay LISTENs on a connection of its own, advisory locks are transaction-level, there
+    are no session-level SETs and no cursors outside transactions), so only a connection given back in the middle
+    of a transaction (a cancelled request) is rolled back.
+    """
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 @lru_cache

@@ -27,6 +27,9 @@ os.environ.setdefault("ARGON2_MEMORY_COST", "1024")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 # uploaded logos land in a throwaway folder, never in the work tree
 os.environ.setdefault("LOGOS_DIR", tempfile.mkdtemp(prefix="partnerdesk-logos-"))
+# Many tests expire or disable credentials straight in the database, behind the services that would clear the
+# token cache; the cache's own tests (tests/test_token_cache.py) turn it on.
+os.environ.setdefault("AUTH_CACHE_SECONDS", "0")
 _BASE_URL = os.environ.get("DATABASE_URL", "")
 IS_POSTGRES = _BASE_URL.startswith(("postgres://", "postgresql://"))
 REDIS_URL = os.environ.get("REDIS_URL") or None

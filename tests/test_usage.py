@@ -921,3 +921,26 @@ async def test_first_batches_of_a_new_month_racing_do_not_deadlock_on_its_partit
     )
     # then every batch is recorded (none fails on a deadlock while creating the partition)
     assert [r["usageRecord"]["accepted"] for r in results] == [1] * 8
+
+
+@pytest.mark.postgres
+async def test_concurrent_first_batches_of_a_new_month_create_its_partition_once(factory: Factory) -> None:
+    # given a month whose partition nobody created yet, and processes that have not seen it either
+    month = date(datetime.now(UTC).year + 3, 2, 1)
+    name = f"usage_event_{month:%Y_%m}"
+    conn = connections.get("default")
+    await conn.execute_script(f"DROP TABLE IF EXISTS {name}")
+    store.forget_partitions()
+    try:
+        # when eight of them create it at the same moment (the race that raised DuplicateTableError)
+        await asyncio.gather(*(store.ensure_partitions([month]) for _ in range(8)))
+        store.forget_partitions()
+        await asyncio.gather(*(store.ensure_partitions([month]) for _ in range(8)))
+        # then it exists once, as a partition of usage_event
+        rows = await conn.execute_query_dict(
+            "SELECT count(*) AS n FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = $1", [name]
+        )
+        assert rows[0]["n"] == 1
+    finally:
+        await conn.execute_script(f"DROP TABLE IF EXISTS {name}")
+        store.forget_partitions()

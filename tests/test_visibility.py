@@ -28,6 +28,7 @@ from domain.access.policy import embed_may_read
 from domain.accounts.models import Role, User
 from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
+from domain.audit.sequencer import sequence_pending
 from domain.customers.models import Customer
 from domain.events.services import LIVE_TOPICS, live_key
 from domain.ledger.models import LedgerAccount, Transfer, TransferKind
@@ -203,6 +204,7 @@ async def world(gql: GQL, staff_gql: GQL, factory: Factory) -> World:
 
 
 async def audit_of(gql: GQL, token: str, action: str | None = None) -> list[dict[str, Any]]:
+    await sequence_pending()  # as the API processes' sequencer would have by now
     events = (await gql(AUDIT, {}, token))["auditEvents"]["nodes"]
     return [e for e in events if action is None or e["action"] == action]
 

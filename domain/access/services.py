@@ -25,6 +25,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from domain.access import token_cache
 from domain.access.commands import ApiKeyCreate, ApiKeyRevoke, EmbedTokenCreate, EmbedTokenRevoke
 from domain.access.models import ApiKey, ApiPermission, ApiTier, EmbedSection, EmbedToken
 from domain.accounts.models import Role
@@ -158,7 +159,22 @@ def embeds_enabled(toggles: FeatureToggles) -> bool:
 async def authenticate_token(token: str, base: Viewer) -> Viewer | None:
     """The viewer behind any bearer token (session, API key, embed token), or None when it is unknown, expired,
     revoked, or its customer, partner or feature is disabled. Request metadata (ip, agent, request id) comes
-    from `base`. Cheap enough to call again on a live connection to re-check it."""
+    from `base`. Answered from the process's token cache when the token was seen in the last
+    `AUTH_CACHE_SECONDS` (domain/access/token_cache.py: revocations clear it)."""
+    seconds = config().auth_cache_seconds
+    if seconds <= 0:
+        return await _authenticate(token, base)
+    cached = token_cache.tokens.get(token)
+    if cached is not None:
+        return cached.with_request(ip=base.ip, user_agent=base.user_agent, request_id=base.request_id)
+    generation = token_cache.tokens.generation
+    viewer = await _authenticate(token, base)
+    if viewer is not None:
+        token_cache.tokens.put(token, viewer, seconds, generation)
+    return viewer
+
+
+async def _authenticate(token: str, base: Viewer) -> Viewer | None:
     if not _well_formed(token):
         return None
     if token.startswith(SESSION_PREFIX):
@@ -171,11 +187,12 @@ async def authenticate_token(token: str, base: Viewer) -> Viewer | None:
 
 
 async def authenticate_tokens(tokens: list[str], base: Viewer) -> dict[str, Viewer | None]:
-    """`authenticate_token` for many tokens at once: the sessions among them in one query."""
+    """`authenticate_token` for many tokens at once, from the database (live sockets re-check theirs): the sessions
+    among them in one query."""
     found = await authenticate_sessions([t for t in tokens if t.startswith(SESSION_PREFIX) and _well_formed(t)], base)
     for token in tokens:
         if token not in found:
-            found[token] = await authenticate_token(token, base)
+            found[token] = await _authenticate(token, base)
     return found
 
 
@@ -251,6 +268,7 @@ async def authenticate_embed_token(token: str, base: Viewer) -> Viewer | None:
         embed_token_id=row.id,
         embed_sections=frozenset(row.sections),
         label=f"embed token {row.id}",
+        credential_expires_at=row.expires_at,
         ip=base.ip,
         user_agent=base.user_agent,
         request_id=base.request_id,

@@ -10,7 +10,7 @@ commits even though the login is refused); throttled ones once a minute per full
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
@@ -273,7 +273,8 @@ async def authenticate_sessions(tokens: list[str], base: Viewer) -> dict[str, Vi
         membership = session.membership
         if membership is not None and not is_membership_active(membership):
             continue
-        result[digests[session.token_hash]] = viewer_for(session.user, membership, session.id, base)
+        viewer = viewer_for(session.user, membership, session.id, base)
+        result[digests[session.token_hash]] = replace(viewer, credential_expires_at=session.expires_at)
     return result
 
 
@@ -310,6 +311,8 @@ async def organization_switch(viewer: Viewer, command: OrganizationSwitch) -> Vi
     switched = viewer_for(user, membership, viewer.session_id, viewer)
     async with in_transaction():
         await Session.filter(id=viewer.session_id).update(membership_id=membership.id)
+        # the session now acts elsewhere: every process forgets what it acted as (cached viewers, live sockets)
+        await events.emit(events.ACCESS_REVOKED, customer_id=viewer.customer_id, partner_id=viewer.partner_id)
         await record(
             switched,
             AuditEventType.SECURITY,

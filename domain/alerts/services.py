@@ -136,9 +136,10 @@ async def track_threshold(
     return await raise_alert(customer, kind, str(arm.crossings), values)
 
 
-async def on_wallet_balance(customer: Customer, balance: Decimal) -> None:
-    """Low-balance alert: below `low_balance_level` of the refill amount (optional, on by default)."""
-    prefs = await BillingPreferences.filter(customer_id=customer.id).first()
+async def on_wallet_balance(customer: Customer, balance: Decimal, prefs: BillingPreferences | None = None) -> None:
+    """Low-balance alert: below `low_balance_level` of the refill amount (optional, on by default). `prefs`: the
+    customer's preferences, when the caller read them already."""
+    prefs = prefs or await BillingPreferences.filter(customer_id=customer.id).first()
     level = low_balance_level(prefs.refill_amount) if prefs is not None else None
     if prefs is None or prefs.refill_amount is None or level is None:
         return
@@ -152,12 +153,18 @@ async def on_wallet_balance(customer: Customer, balance: Decimal) -> None:
     )
 
 
-async def on_credit_balance(customer: Customer, available: Decimal) -> None:
-    """Low-credits alert: below the customer's threshold, when low-credit notifications are on."""
-    prefs = await BillingPreferences.filter(customer_id=customer.id).first()
+async def on_credit_balance(
+    customer: Customer,
+    available: Decimal,
+    prefs: BillingPreferences | None = None,
+    toggles: FeatureToggles | None = None,
+) -> None:
+    """Low-credits alert: below the customer's threshold, when low-credit notifications are on. `prefs`,
+    `toggles`: the customer's, when the caller read them already."""
+    prefs = prefs or await BillingPreferences.filter(customer_id=customer.id).first()
     if prefs is None or prefs.low_credit_threshold is None:
         return
-    toggles = await FeatureToggles.filter(customer_id=customer.id).first()
+    toggles = toggles or await FeatureToggles.filter(customer_id=customer.id).first()
     enabled = bool(toggles and toggles.low_credit_notifications)
     await track_threshold(
         customer,

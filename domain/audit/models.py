@@ -4,6 +4,10 @@ Each chain (one per partner, plus "platform") is a sequence: event n stores the 
 `AuditChain` holds the head (last seq and hash) so deleting the newest event is detected too. Personal fields
 (actor label, IP, user agent, details) enter the hash only through `personal_digest`, so retention can redact
 them (setting `redacted_at`) without breaking the chain.
+
+Writers append events without `seq`, `prev_hash` and `hash` (no lock on the chain head, so a partner's writes no
+longer queue behind each other); the sequencer (`domain/audit/sequencer.py`) links committed events into their
+chain right after commit. An event whose `seq` is null is not sequenced yet.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class AuditEventType(enum.StrEnum):
 class AuditEvent(models.Model):
     id = fields.BigIntField(primary_key=True)
     chain = fields.CharField(max_length=40)
-    seq = fields.BigIntField()
+    seq = fields.BigIntField(null=True)  # null until the sequencer links the event into its chain
     type = fields.CharEnumField(AuditEventType, max_length=16)
     action = fields.CharField(max_length=64)
     actor_user_id = fields.IntField(null=True)
@@ -47,8 +51,8 @@ class AuditEvent(models.Model):
     created_at = fields.DatetimeField()
     personal_digest = fields.CharField(max_length=64)
     redacted_at = fields.DatetimeField(null=True)
-    prev_hash = fields.CharField(max_length=64)
-    hash = fields.CharField(max_length=64)
+    prev_hash = fields.CharField(max_length=64, null=True)
+    hash = fields.CharField(max_length=64, null=True)
 
     class Meta:
         table = "audit_event"

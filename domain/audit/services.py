@@ -1,8 +1,9 @@
 """Writing and verifying the audit log, and which part of an event's details belongs to its customer.
 
 `record()` must run inside the caller's transaction so the event commits or rolls back with the change it
-describes. Appending locks the chain head row (FOR UPDATE on Postgres); chains are per partner so tenants do not
-queue behind each other.
+describes. It only appends the event (one INSERT, no lock): the sequencer (`domain/audit/sequencer.py`) links
+committed events into their chain (one per partner) right after commit, so a partner's writes never queue behind
+its chain head. `verify()` re-hashes the chains and reports the events not sequenced yet.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from tortoise.transactions import in_transaction
@@ -111,14 +112,6 @@ def chain_key(partner_id: int | None) -> str:
     return f"partner:{partner_id}" if partner_id else "platform"
 
 
-async def _lock_chain(key: str) -> AuditChain:
-    head = await AuditChain.select_for_update().get_or_none(key=key)
-    if head is None:
-        await AuditChain.bulk_create([AuditChain(key=key, seq=0, last_hash=GENESIS)], ignore_conflicts=True)
-        head = await AuditChain.select_for_update().get(key=key)
-    return head
-
-
 async def record(
     viewer: Viewer,
     type: AuditEventType,
@@ -132,14 +125,13 @@ async def record(
     actor_user_id: int | None = None,
     actor_label: str | None = None,
 ) -> AuditEvent:
-    """Appends one event to its tenant's chain. Call inside the transaction of the change it describes."""
+    """Appends one event for its tenant's chain (the sequencer links it after commit). Call inside the transaction
+    of the change it describes."""
     partner_id = partner_id if partner_id is not None else viewer.partner_id
     customer_id = customer_id if customer_id is not None else viewer.customer_id
-    head = await _lock_chain(chain_key(partner_id))
     label = actor_label if actor_label is not None else viewer.label
     event = AuditEvent(
-        chain=head.key,
-        seq=head.seq + 1,
+        chain=chain_key(partner_id),
         type=type,
         action=action,
         actor_user_id=actor_user_id if actor_user_id is not None else viewer.user_id,
@@ -155,14 +147,9 @@ async def record(
         request_id=viewer.request_id,
         created_at=datetime.now(UTC),
         personal_digest="",
-        prev_hash=head.last_hash,
     )
     event.personal_digest = personal_digest(event.actor_label, event.ip, event.user_agent, event.details)
-    event.hash = event_hash(event)
     await event.save()
-    head.seq = event.seq
-    head.last_hash = event.hash
-    await head.save(update_fields=["seq", "last_hash"])
     return event
 
 
@@ -202,6 +189,14 @@ class ChainProblem:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Committed events the sequencer has not linked yet: how many, and the age of the oldest."""
+
+    events: int
+    oldest: timedelta | None
+
+
 async def _events_of(chain: str, batch: int = 2000) -> AsyncIterator[AuditEvent]:
     last = 0
     while True:
@@ -210,33 +205,43 @@ async def _events_of(chain: str, batch: int = 2000) -> AsyncIterator[AuditEvent]
             return
         for row in rows:
             yield row
-        last = rows[-1].seq
+        last = cast(int, rows[-1].seq)
+
+
+async def backlog(now: datetime | None = None) -> Backlog:
+    """The events not sequenced yet (read through the partial index over them)."""
+    pending = AuditEvent.filter(seq=None)
+    count = await pending.count()
+    first = await pending.order_by("id").only("id", "created_at").first() if count else None
+    return Backlog(count, (now or datetime.now(UTC)) - first.created_at if first else None)
 
 
 async def verify() -> tuple[int, list[ChainProblem]]:
-    """Re-hashes every chain; returns (events checked, problems). Detects edits, deletions and insertions."""
+    """Re-hashes every chain; returns (sequenced events checked, problems). Detects edits, deletions and
+    insertions among the sequenced events; those not sequenced yet are `backlog()`'s."""
     problems: list[ChainProblem] = []
     checked = 0
     heads = {h.key: h for h in await AuditChain.all()}
     # a flat list of chain keys (Tortoise types it as a list of tuples)
-    recorded = cast("list[str]", await AuditEvent.all().distinct().values_list("chain", flat=True))
+    recorded = cast(
+        "list[str]", await AuditEvent.filter(seq__not_isnull=True).distinct().values_list("chain", flat=True)
+    )
     chains = set(heads) | set(recorded)
     for chain in sorted(chains):
         expected_seq, prev = 1, GENESIS
         async for event in _events_of(chain):
+            seq = cast(int, event.seq)
             checked += 1
-            if event.seq != expected_seq:
-                problems.append(
-                    ChainProblem(chain, expected_seq, f"events {expected_seq}..{event.seq - 1} are missing")
-                )
+            if seq != expected_seq:
+                problems.append(ChainProblem(chain, expected_seq, f"events {expected_seq}..{seq - 1} are missing"))
             if event.prev_hash != prev:
-                problems.append(ChainProblem(chain, event.seq, "link to the previous event is broken"))
+                problems.append(ChainProblem(chain, seq, "link to the previous event is broken"))
             if event_hash(event) != event.hash:
-                problems.append(ChainProblem(chain, event.seq, "event content does not match its hash (edited)"))
+                problems.append(ChainProblem(chain, seq, "event content does not match its hash (edited)"))
             digest = personal_digest(event.actor_label, event.ip, event.user_agent, event.details)
             if event.redacted_at is None and digest != event.personal_digest:
-                problems.append(ChainProblem(chain, event.seq, "details or personal fields were edited"))
-            expected_seq, prev = event.seq + 1, event.hash
+                problems.append(ChainProblem(chain, seq, "details or personal fields were edited"))
+            expected_seq, prev = seq + 1, cast(str, event.hash)
         head = heads.get(chain)
         if head is None:
             problems.append(ChainProblem(chain, None, "chain head is missing"))

@@ -95,14 +95,22 @@ async def _record_crossing(customer: Customer, month: date, cap: Decimal, level:
     return True
 
 
-async def evaluate(customer: Customer, viewer: Viewer, at: datetime | None = None) -> str:
+async def evaluate(
+    customer: Customer,
+    viewer: Viewer,
+    at: datetime | None = None,
+    *,
+    prefs: BillingPreferences | None = None,
+    spent: Decimal | None = None,
+) -> str:
     """Applies the cap to the current month's spend: records crossings, pauses or resumes. Call in a transaction,
-    after the spend or the cap changed. Returns the cap status."""
+    after the spend or the cap changed. Returns the cap status. `prefs` and `spent` (this month's total): when the
+    caller has them already in this transaction."""
     at = at or datetime.now(UTC)
     month = current_month(at)
-    prefs = await BillingPreferences.filter(customer_id=customer.id).first()
+    prefs = prefs or await BillingPreferences.filter(customer_id=customer.id).first()
     cap = prefs.monthly_spending_cap if prefs else None
-    spent = await spent_this_month(customer.id, at)
+    spent = spent if spent is not None else await spent_this_month(customer.id, at)
     status = cap_status(cap, spent)
     await emit(SPENDING_CAP_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
     if (

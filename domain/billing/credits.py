@@ -15,12 +15,13 @@ from domain.alerts import services as alerts
 from domain.audit.models import AuditEventType
 from domain.audit.services import record
 from domain.billing.commands import CustomerCreditsRecharge, CustomerCreditsReclaim, PartnerCreditsAdd
-from domain.billing.models import CreditGrant, CustomerCredits, GrantSource, PartnerPool
+from domain.billing.models import BillingPreferences, CreditGrant, CustomerCredits, GrantSource, PartnerPool
 from domain.common.json import JsonObject
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
 from domain.events.services import CREDITS_CHANGED, CREDITS_RECHARGED, emit
+from domain.features.models import FeatureToggles
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import TRANSFER, check_key, money_mutation
 from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
@@ -228,9 +229,11 @@ async def burn_credits(
     amount: Decimal,
     metadata: JsonObject | None = None,
     locked: Mapping[str, LedgerAccount] | None = None,
+    prefs: BillingPreferences | None = None,
+    toggles: FeatureToggles | None = None,
 ) -> Transfer:
     """Usage burns credits, earliest-expiring grant first (call inside a transaction; `locked`: the accounts, if
-    the caller locked them already)."""
+    the caller locked them already; `prefs`, `toggles`: the customer's, if read already)."""
     transfer = await ledger.post(
         ledger.customer_credits(customer.id, customer.partner_id),
         ledger.revenue(Currency.CREDITS, customer.partner_id),
@@ -241,13 +244,18 @@ async def burn_credits(
     )
     await _take_from_grants(customer.id, amount, newest_first=False, at=datetime.now(UTC))
     await CustomerCredits.filter(customer_id=customer.id).update(used=F("used") + amount)
-    await credits_changed(customer, transfer.debit_balance_after)
+    await credits_changed(customer, transfer.debit_balance_after, prefs, toggles)
     return transfer
 
 
-async def credits_changed(customer: Customer, available: Decimal) -> None:
+async def credits_changed(
+    customer: Customer,
+    available: Decimal,
+    prefs: BillingPreferences | None = None,
+    toggles: FeatureToggles | None = None,
+) -> None:
     """After any change to a customer's credits (in its transaction): low-credit alert state, live views."""
-    await alerts.on_credit_balance(customer, available)
+    await alerts.on_credit_balance(customer, available, prefs, toggles)
     await emit(CREDITS_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
 
 

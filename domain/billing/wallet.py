@@ -13,7 +13,7 @@ from domain.audit.models import AuditEventType
 from domain.audit.services import record
 from domain.billing.commands import WalletRefill
 from domain.billing.credits import checked_amount, staff_customer
-from domain.billing.models import RefillRequest, RefillRequestStatus
+from domain.billing.models import BillingPreferences, RefillRequest, RefillRequestStatus
 from domain.billing.read import preferences_of
 from domain.common.json import JsonObject
 from domain.common.validation import Validator
@@ -30,9 +30,10 @@ async def charge_wallet(
     amount: Decimal,
     metadata: JsonObject | None = None,
     locked: Mapping[str, LedgerAccount] | None = None,
+    prefs: BillingPreferences | None = None,
 ) -> Transfer:
     """Usage debits the wallet; falling below the refill threshold opens the one refill request (in a transaction;
-    `locked`: the accounts, if the caller locked them already)."""
+    `locked`: the accounts, if the caller locked them already; `prefs`: the customer's, if read already)."""
     transfer = await ledger.post(
         ledger.customer_wallet(customer.id, customer.partner_id),
         ledger.revenue(Currency.USD, customer.partner_id),
@@ -41,19 +42,23 @@ async def charge_wallet(
         metadata=metadata,
         locked=locked,
     )
-    await wallet_changed(customer, transfer.debit_balance_after)
+    await wallet_changed(customer, transfer.debit_balance_after, prefs)
     return transfer
 
 
-async def wallet_changed(customer: Customer, balance: Decimal) -> None:
-    """After any change to a customer's wallet (in its transaction): refill request, low-balance alert, views."""
-    await open_refill_request_if_needed(customer, balance)
-    await alerts.on_wallet_balance(customer, balance)
+async def wallet_changed(customer: Customer, balance: Decimal, prefs: BillingPreferences | None = None) -> None:
+    """After any change to a customer's wallet (in its transaction): refill request, low-balance alert, views.
+    `prefs`: the customer's preferences, if the caller read them already."""
+    prefs = prefs or (await preferences_of([customer.id]))[customer.id]
+    await open_refill_request_if_needed(customer, balance, prefs)
+    await alerts.on_wallet_balance(customer, balance, prefs)
     await emit(WALLET_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
 
 
-async def open_refill_request_if_needed(customer: Customer, balance: Decimal) -> RefillRequest | None:
-    prefs = (await preferences_of([customer.id]))[customer.id]
+async def open_refill_request_if_needed(
+    customer: Customer, balance: Decimal, prefs: BillingPreferences | None = None
+) -> RefillRequest | None:
+    prefs = prefs or (await preferences_of([customer.id]))[customer.id]
     if prefs.refill_threshold is None or balance >= prefs.refill_threshold:
         return None
     if await RefillRequest.filter(open_customer_id=customer.id).exists():

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from tortoise import connections
 
+from domain.access import token_cache
 from domain.common.json import JsonLike, JsonObject
 from domain.events.models import OutboxEvent
 
@@ -60,6 +62,8 @@ async def emit(
 ) -> None:
     """Call inside the transaction of the change; the relay publishes it after commit."""
     await OutboxEvent.create(topic=topic, customer_id=customer_id, partner_id=partner_id, payload=payload)
+    if topic == ACCESS_REVOKED:
+        token_cache.tokens.clear()  # this process at once; every process again when the relay publishes it
     await _wake_relay()
 
 
@@ -67,15 +71,33 @@ async def emit_many(events: Iterable[tuple[str, int | None, int | None, JsonObje
     rows = [OutboxEvent(topic=t, customer_id=c, partner_id=p, payload=payload) for t, c, p, payload in events]
     if rows:
         await OutboxEvent.bulk_create(rows)
+        if any(row.topic == ACCESS_REVOKED for row in rows):
+            token_cache.tokens.clear()
         await _wake_relay()
 
 
+# id of an asyncpg connection → the top-level transaction that last sent its NOTIFY on it (held, so compared by
+# identity no other transaction can share; cleared when it grows past a pool's worth of entries)
+_notified: dict[int, Any] = {}
+
+
 async def _wake_relay() -> None:
-    """On PostgreSQL, NOTIFY the relay: delivered when the transaction commits (never for a rolled-back one) and
-    folded into one per transaction, so the relay need not poll. SQLite has no such thing: the relay polls."""
+    """On PostgreSQL, NOTIFY the relay: delivered when the transaction commits (never for a rolled-back one). The
+    server folds a transaction's notifications into one anyway, so each transaction sends it once (a round trip
+    per event saved on the metering path). SQLite has no such thing: the relay polls."""
     connection = connections.get("default")  # the transaction's own connection inside `in_transaction()`
-    if connection.capabilities.dialect == "postgres":
-        await connection.execute_query(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
+    if connection.capabilities.dialect != "postgres":
+        return
+    # asyncpg's current top-level transaction (private, hence getattr: without it every event notifies)
+    raw = getattr(connection, "_connection", None)
+    top = getattr(raw, "_top_xact", None)
+    if top is not None:
+        if _notified.get(id(raw)) is top:
+            return
+        if len(_notified) > 1000:
+            _notified.clear()
+        _notified[id(raw)] = top
+    await connection.execute_query(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
 
 
 def envelope(event: OutboxEvent) -> JsonObject:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar, cast
 
+from tortoise import connections
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -65,46 +66,64 @@ async def run_idempotent(
     key: str,
     request: Mapping[str, JsonValue],
     perform: Callable[[], Awaitable[Response]],
+    *,
+    savepoint: bool = True,
 ) -> Response:
     """Runs `perform` once per (scope, key); later calls return the stored response or raise the stored failure.
 
-    `perform` runs inside the transaction (in a savepoint) and returns a JSON-able response.
+    `perform` runs inside the transaction and returns a JSON-able response. It runs in a savepoint, so that a
+    refusal leaves no trace but the stored failure; `savepoint=False` saves the two round trips for an effect that
+    writes nothing a refusal would have to undo.
     """
     scope_key = f"{scope_of(viewer)}:{operation}:{key}"
     digest = request_hash(operation, request)
-    claim = uuid.uuid4().hex
     now = datetime.now(UTC)
     failure: DomainError | None = None
     async with in_transaction():
-        await IdempotencyRecord.bulk_create(
-            [
-                IdempotencyRecord(
-                    scope_key=scope_key,
-                    operation=operation,
-                    request_hash=digest,
-                    claim=claim,
-                    status=IdempotencyStatus.PENDING,
-                    response={},
-                    expires_at=now + RETENTION,
-                )
-            ],
-            ignore_conflicts=True,
-        )
-        record = await IdempotencyRecord.select_for_update().get(scope_key=scope_key)
-        if record.claim == claim:
-            try:
+        claimed = await _claim(scope_key, operation, digest, now)
+        if claimed is None:  # another request holds or held the key: wait for it, then replay its outcome
+            record = await IdempotencyRecord.select_for_update().get(scope_key=scope_key)
+            return _replay(record, digest)  # commits nothing but the lock
+        status, response = IdempotencyStatus.SUCCEEDED, {}
+        try:
+            if savepoint:
                 async with in_transaction():  # a savepoint: a refused effect leaves no trace but its record
-                    record.response = await perform()
-                record.status = IdempotencyStatus.SUCCEEDED
-            except DomainError as exc:
-                failure = exc
-                record.status = IdempotencyStatus.FAILED
-                record.response = {"errors": [[e.field, e.message, str(e.code)] for e in exc.errors]}
-            await record.save(update_fields=["status", "response"])
+                    response = await perform()
+            else:
+                response = await perform()
+        except DomainError as exc:
+            failure = exc
+            status = IdempotencyStatus.FAILED
+            response = {"errors": [[e.field, e.message, str(e.code)] for e in exc.errors]}
+        await IdempotencyRecord.filter(id=claimed).update(status=status, response=response)
     # raised only after commit, so a stored failure is kept
     if failure is not None:
         raise failure
-    return _replay(record, digest)
+    return response
+
+
+async def _claim(scope_key: str, operation: str, digest: str, now: datetime) -> int | None:
+    """Inserts the PENDING record; its id when this request is the first with the key, None when it is not (the
+    unique index makes a concurrent claimant wait here until the first commits or rolls back)."""
+    connection = connections.get("default")
+    postgres = connection.capabilities.dialect == "postgres"
+    marks = [f"${n}" if postgres else "?" for n in range(1, 8)]
+    values = [
+        scope_key,
+        operation,
+        digest,
+        uuid.uuid4().hex,
+        str(IdempotencyStatus.PENDING),
+        now if postgres else str(now.astimezone(UTC)),  # SQLite: the text form Tortoise writes
+        now + RETENTION if postgres else str((now + RETENTION).astimezone(UTC)),
+    ]
+    rows = await connection.execute_query_dict(
+        "INSERT INTO idempotency_record "
+        "(scope_key, operation, request_hash, claim, status, created_at, expires_at, response) "
+        f"VALUES ({', '.join(marks)}, '{{}}') ON CONFLICT (scope_key) DO NOTHING RETURNING id",
+        values,
+    )
+    return int(rows[0]["id"]) if rows else None
 
 
 def _replay(record: IdempotencyRecord, digest: str) -> Response:
@@ -143,6 +162,8 @@ async def money_mutation(
     request: Mapping[str, JsonValue],
     perform: Callable[[], Awaitable[Row]],
     kept: Kept[Row],
+    *,
+    savepoint: bool = True,
 ) -> Row:
     """The skeleton of a money mutation: claims `key` for `request`, runs `perform` (which locks, posts, audits and
     emits) once inside the transaction, and returns the row it produced. A repeat with the same key and request
@@ -156,7 +177,7 @@ async def money_mutation(
         produced.append(row)
         return {kept.field: row.pk}
 
-    response = await run_idempotent(viewer, operation, key, request, run)
+    response = await run_idempotent(viewer, operation, key, request, run, savepoint=savepoint)
     # The row as created holds what a read returns (Tortoise converts each value as a read does: 5 is 5.000000), so
     # only a repeat reads it.
     return produced[0] if produced else await kept.model.get(pk=response[kept.field])

@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from domain.billing.cap import current_month, spent_this_month
+from domain.billing.cap import current_month
 from domain.billing.read import preferences_of
 from domain.common.json import JsonObject
 from domain.common.validation import Validator, parse_amount
@@ -17,8 +17,9 @@ from domain.errors import DomainError, ErrorCode
 from domain.features.services import toggles_of
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import Kept, check_key, money_mutation
+from domain.usage import store
 from domain.usage.commands import UsageAuthorize, UsageHoldRelease
-from domain.usage.models import Funding, HoldStatus, MonthlySpend, UnitType, UsageHold
+from domain.usage.models import Funding, HoldStatus, UnitType, UsageHold
 from domain.usage.rating import rate_book
 from domain.usage.rules import HOLD_TTL, MICRO, QUANTITY_LIMITS, ZERO, funding_of, require_recorder
 from domain.viewer import Viewer
@@ -49,13 +50,10 @@ async def active_holds_of(customer_ids: list[int], now: datetime) -> dict[int, l
     return out
 
 
-async def _lock_customer_month(customer_id: int, now: datetime) -> None:
-    """Serialises authorizations of one customer (the current month's spend row, created if missing)."""
-    month = current_month(now)
-    await MonthlySpend.bulk_create(
-        [MonthlySpend(customer_id=customer_id, month=month, spent=ZERO)], ignore_conflicts=True
-    )
-    await MonthlySpend.filter(customer_id=customer_id, month=month).select_for_update()
+async def _lock_customer_month(customer_id: int, now: datetime) -> Decimal:
+    """Serialises authorizations of one customer: locks the current month's spend row (created if missing) and
+    returns what it holds, in one statement."""
+    return await store.lock_spend(customer_id, current_month(now))
 
 
 async def usage_authorize(viewer: Viewer, command: UsageAuthorize) -> UsageHold:
@@ -79,7 +77,8 @@ async def usage_authorize(viewer: Viewer, command: UsageAuthorize) -> UsageHold:
         return await _place_hold(customer, unit, estimate, datetime.now(UTC))
 
     request: JsonObject = {"customer_id": customer.id, "unit_type": str(unit), "estimated_quantity": str(estimate)}
-    return await money_mutation(viewer, "usageAuthorize", key, request, perform, HOLD)
+    # no savepoint: `_place_hold` refuses before it writes anything but the (unchanged) month's spend row
+    return await money_mutation(viewer, "usageAuthorize", key, request, perform, HOLD, savepoint=False)
 
 
 async def _place_hold(customer: Customer, unit: UnitType, quantity: Decimal, now: datetime) -> UsageHold:
@@ -96,7 +95,7 @@ async def _place_hold(customer: Customer, unit: UnitType, quantity: Decimal, now
     # and reads the holds, first) commits in between; both take ledger rows before the month's spend row, in that
     # order, so they cannot deadlock.
     locked = await ledger.lock_accounts(payer) if funding != Funding.INVOICE else {}
-    await _lock_customer_month(customer.id, now)
+    spent = await _lock_customer_month(customer.id, now)
     fresh = await Customer.get(id=customer.id)
     if fresh.service_state != ServiceState.ACTIVE:
         raise DomainError.single(ErrorCode.SERVICE_PAUSED, "Service is paused: the monthly spending cap was reached.")
@@ -105,7 +104,7 @@ async def _place_hold(customer: Customer, unit: UnitType, quantity: Decimal, now
     credits = (quantity * rate.credit_price).quantize(MICRO) if funding == Funding.CREDITS else ZERO
     held_usd, held_credits = await _active_holds(customer.id, now)
     cap = prefs.monthly_spending_cap
-    if cap is not None and await spent_this_month(customer.id, now) + held_usd + amount > cap:
+    if cap is not None and spent + held_usd + amount > cap:
         raise DomainError.single(ErrorCode.CAP_REACHED, "This would exceed the monthly spending cap.")
     if funding == Funding.CREDITS and locked[payer.key].balance - held_credits < credits:
         raise DomainError.single(ErrorCode.INSUFFICIENT_CREDITS, "Not enough AI credits for this.")

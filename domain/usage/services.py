@@ -30,6 +30,7 @@ from domain.audit.models import AuditEventType
 from domain.audit.services import record
 from domain.billing.cap import current_month, evaluate
 from domain.billing.credits import burn_credits
+from domain.billing.models import BillingPreferences
 from domain.billing.read import preferences_of
 from domain.billing.wallet import charge_wallet
 from domain.campaigns.models import Campaign
@@ -37,6 +38,7 @@ from domain.common.json import JsonObject
 from domain.common.validation import Validator, json_problem, parse_amount, text_problem
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
+from domain.features.models import FeatureToggles
 from domain.features.services import toggles_of
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import check_key
@@ -80,31 +82,31 @@ class RecordResult:
 
 async def usage_record(viewer: Viewer, command: UsageRecord) -> RecordResult:
     """Records a batch sent to the API and audits the call."""
-    result = await record_usage(viewer, command.events)
-    await _audit_call(viewer, command, result)
-    return result
+    return await record_usage(viewer, command.events, source=command.source)
 
 
-async def _audit_call(viewer: Viewer, command: UsageRecord, result: RecordResult) -> None:
-    """One API_CALL audit event per request (not per event), after the batch committed."""
-    async with in_transaction():
-        await record(
-            viewer,
-            AuditEventType.API_CALL,
-            "usage.record",
-            object_type="UsageBatch",
-            details={
-                "source": command.source,
-                "accepted": result.accepted,
-                "duplicates": result.duplicates,
-                "rejected": len(result.rejected),
-            },
-        )
+async def _audit_call(viewer: Viewer, source: str, result: RecordResult) -> None:
+    """One API_CALL audit event per request (not per event), in the batch's transaction."""
+    await record(
+        viewer,
+        AuditEventType.API_CALL,
+        "usage.record",
+        object_type="UsageBatch",
+        details={
+            "source": source,
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": len(result.rejected),
+        },
+    )
 
 
-async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datetime | None = None) -> RecordResult:
+async def record_usage(
+    viewer: Viewer, events: Sequence[UsageEventIn], at: datetime | None = None, *, source: str | None = None
+) -> RecordResult:
     """Rates and charges a batch of up to 1,000 events; a bad event is rejected alone, a duplicate counted once.
-    The platform's own batches (jobs, demo data) come here directly; API calls through `usage_record`."""
+    The platform's own batches (jobs, demo data) come here directly; API calls through `usage_record`, whose
+    `source` (the entry point) has the call audited as one API_CALL event in the batch's transaction."""
     require_recorder(viewer)
     if len(events) > MAX_BATCH:
         raise DomainError.single(ErrorCode.INVALID, f"At most {MAX_BATCH} events per call.", "events")
@@ -113,13 +115,18 @@ async def record_usage(viewer: Viewer, events: Sequence[UsageEventIn], at: datet
     batch = await _resolve_accounts(viewer, _validate(events, now, result), now, result)
     result.rejected.sort(key=lambda r: r.index)
     if batch is None:
+        if source is not None:
+            async with in_transaction():
+                await _audit_call(viewer, source, result)
         return result
     # outside the transaction: DDL on the parent table should hold its lock only for an instant
     await store.ensure_partitions([store.month_start(e.occurred_at) for e in batch.events])
     priced = await _rate(batch)
     async with in_transaction():
         rows, new_keys = await _settle(batch, priced)
-        await _persist(batch, rows, new_keys)
+        await _persist(batch, rows, new_keys, priced)
+        if source is not None:
+            await _audit_call(viewer, source, result)
     return result
 
 
@@ -435,10 +442,13 @@ class _Rated(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _Priced:
-    """One customer's events, rated, and what pays for them."""
+    """One customer's events, rated, what pays for them, and the customer's preferences and toggles (read once
+    per batch: the charge, its alerts and the cap use them)."""
 
     funding: Funding
     rated: list[_Rated]
+    prefs: BillingPreferences
+    toggles: FeatureToggles
 
 
 async def _rate(batch: _Batch) -> dict[int, _Priced]:
@@ -451,7 +461,8 @@ async def _rate(batch: _Batch) -> dict[int, _Priced]:
     for customer_id, events in batch.by_customer.items():
         funding = funding_of(toggles[customer_id].ai_credits_enabled, prefs[customer_id])
         partner_id = batch.customers[customer_id].partner_id
-        priced[customer_id] = _Priced(funding, [_rated(e, book, partner_id, funding) for e in events])
+        rated = [_rated(e, book, partner_id, funding) for e in events]
+        priced[customer_id] = _Priced(funding, rated, prefs[customer_id], toggles[customer_id])
     return priced
 
 
@@ -490,7 +501,7 @@ async def _settle(batch: _Batch, priced: dict[int, _Priced]) -> tuple[list[store
             continue
         try:
             rows += await _pay(
-                batch.customers[customer_id], fresh, funding_by[customer_id], batch.now, locked, holds_of[customer_id]
+                batch.customers[customer_id], fresh, priced[customer_id], batch.now, locked, holds_of[customer_id]
             )
         except ledger.LimitExceeded as exc:  # raised before `_pay` wrote anything: the other customers go on
             error = exc.errors[0]
@@ -531,7 +542,7 @@ def _payer(customer: Customer, funding: Funding) -> ledger.AccountRef:
 async def _pay(
     customer: Customer,
     rated: list[_Rated],
-    funding: Funding,
+    priced: _Priced,
     now: datetime,
     locked: Mapping[str, LedgerAccount],
     holds: list[tuple[int, Decimal, Decimal]],
@@ -540,8 +551,9 @@ async def _pay(
     invoice as unpaid. `locked`: the batch's accounts (`_accounts_of`), locked by the caller, whose balances the
     postings keep current; `holds`: the customer's live holds. Returns the event rows to insert; raises
     `ledger.LimitExceeded` before writing anything if an account would pass its limit."""
+    funding = priced.funding
     paid = _allot(customer, rated, funding, locked, holds)
-    paid_transfer, unpaid_transfer = await _post_charges(customer, rated, paid, funding, locked)
+    paid_transfer, unpaid_transfer = await _post_charges(customer, rated, paid, priced, locked)
     rows = []
     for r, ok in zip(rated, paid, strict=True):
         is_free = r.cost == ZERO and r.credits == ZERO
@@ -576,10 +588,11 @@ def _allot(
 
 
 async def _post_charges(
-    customer: Customer, rated: list[_Rated], paid: list[bool], funding: Funding, locked: Mapping[str, LedgerAccount]
+    customer: Customer, rated: list[_Rated], paid: list[bool], priced: _Priced, locked: Mapping[str, LedgerAccount]
 ) -> tuple[Transfer | None, Transfer | None]:
     """One transfer for what credits or the wallet pay, one for what the invoice takes; both checked against the
     accounts' limits before either is written."""
+    funding = priced.funding
     payer = _payer(customer, funding)
     by_credits = funding == Funding.CREDITS
     paid_amount = sum(((r.credits if by_credits else r.cost) for r, ok in zip(rated, paid, strict=True) if ok), ZERO)
@@ -593,8 +606,10 @@ async def _post_charges(
     paid_transfer = unpaid_transfer = None
     meta: JsonObject = {"events": len(rated)}
     if paid_amount > ZERO:
-        charge = burn_credits if funding == Funding.CREDITS else charge_wallet
-        paid_transfer = await charge(customer, paid_amount, meta, locked)
+        if funding == Funding.CREDITS:
+            paid_transfer = await burn_credits(customer, paid_amount, meta, locked, priced.prefs, priced.toggles)
+        else:
+            paid_transfer = await charge_wallet(customer, paid_amount, meta, locked, priced.prefs)
     if unpaid_cost > ZERO:
         unpaid_transfer = await ledger.post(
             invoice,
@@ -641,7 +656,9 @@ def _event_row(
 # ---------------------------------------------------------------- phase 5: persist
 
 
-async def _persist(batch: _Batch, rows: list[store.EventRow], new_keys: set[tuple[int, str]]) -> None:
+async def _persist(
+    batch: _Batch, rows: list[store.EventRow], new_keys: set[tuple[int, str]], priced: Mapping[int, _Priced]
+) -> None:
     """Phase 5, in the batch's transaction: the event rows, the daily rollups and monthly spend they add to, the
     spending cap of each customer whose current month grew, and the holds the new events used."""
     rollups, details = _rollups(rows)
@@ -651,11 +668,12 @@ async def _persist(batch: _Batch, rows: list[store.EventRow], new_keys: set[tupl
     spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     for row in rows:
         spend[(row["customer_id"], store.month_start(row["occurred_at"]))] += row["cost"]
-    await store.add_spends([(customer_id, month, amount) for (customer_id, month), amount in spend.items()])
+    totals = await store.add_spends([(customer_id, month, amount) for (customer_id, month), amount in spend.items()])
     this_month = current_month(batch.now)
     for customer_id, month in sorted(spend):
         if month == this_month:
-            await evaluate(batch.customers[customer_id], batch.viewer, batch.now)
+            customer, prefs = batch.customers[customer_id], priced[customer_id].prefs
+            await evaluate(customer, batch.viewer, batch.now, prefs=prefs, spent=totals[(customer_id, month)])
     consumed = [e.hold_id for e in batch.events if e.hold_id is not None and (e.customer_id, e.key) in new_keys]
     if consumed:
         await UsageHold.filter(id__in=consumed, status=HoldStatus.ACTIVE).update(

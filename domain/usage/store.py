@@ -51,9 +51,12 @@ _PARTITION_LOCK = 7_220_001
 async def ensure_partitions(months: Sequence[date]) -> None:
     """Creates the monthly partitions of usage_event that do not exist yet (PostgreSQL; a no-op on SQLite).
 
-    Runs outside the batch transaction: DDL on the parent table should hold its lock only for an instant. Concurrent
-    `CREATE TABLE IF NOT EXISTS … PARTITION OF` statements for the same month deadlock each other on the catalog, so
-    creation is serialised by an advisory lock and skipped when the partition is already there.
+    Runs outside the batch transaction: DDL on the parent table should hold its lock only for an instant; the
+    housekeeping job creates next month's partition ahead of time, so batches find theirs made. Creation is
+    serialised by a transaction-level advisory lock, and the check reads `pg_class` with a fresh snapshot: after
+    waiting on that lock, `to_regclass()` (and `CREATE TABLE IF NOT EXISTS`) could still answer from a stale
+    catalog cache and create the table a second time (DuplicateTableError). A duplicate that slips past anyway is
+    caught in the block.
     """
     if not is_postgres():
         return
@@ -66,10 +69,13 @@ async def ensure_partitions(months: Sequence[date]) -> None:
         await conn.execute_script(
             "DO $$ BEGIN "
             f"PERFORM pg_advisory_xact_lock({_PARTITION_LOCK}); "
-            f"IF to_regclass('{name}') IS NULL THEN "
+            "IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class "
+            f"WHERE relname = '{name}' AND relnamespace = current_schema()::regnamespace) THEN "
             f"CREATE TABLE {name} PARTITION OF usage_event "
             f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}'); "
-            "END IF; END $$"
+            "END IF; "
+            "EXCEPTION WHEN duplicate_table THEN NULL; "
+            "END $$"
         )
         _partitions_ready.add((db, month))
 
@@ -377,22 +383,35 @@ async def add_spend(customer_id: int, month: date, amount: Decimal) -> Decimal:
     return amount
 
 
-async def add_spends(rows: Sequence[tuple[int, date, Decimal]]) -> None:
+async def add_spends(rows: Sequence[tuple[int, date, Decimal]]) -> dict[tuple[int, date], Decimal]:
     """Adds (customer_id, month, amount) to many customers' monthly spend in one statement, in key order so
-    concurrent batches take the rows in the same order."""
+    concurrent batches take the rows in the same order; returns each (customer_id, month)'s new total."""
     totals: dict[tuple[int, date], Decimal] = {}
     for customer_id, month, amount in rows:
         totals[(customer_id, month)] = totals.get((customer_id, month), Decimal(0)) + amount
     keys = sorted(totals)
     if not keys:
-        return
+        return {}
     if not is_postgres():
-        for customer_id, month in keys:
-            await add_spend(customer_id, month, totals[(customer_id, month)])
-        return
-    await _conn().execute_query(
+        return {(c, m): await add_spend(c, m, totals[(c, m)]) for c, m in keys}
+    found = await _conn().execute_query_dict(
         "INSERT INTO monthly_spend (customer_id, month, spent) "
         "SELECT * FROM unnest($1::int[], $2::date[], $3::numeric[]) "
-        "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent + EXCLUDED.spent",
+        "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent + EXCLUDED.spent "
+        "RETURNING customer_id, month, spent",
         [[c for c, _ in keys], [m for _, m in keys], [totals[k] for k in keys]],
     )
+    return {(row["customer_id"], row["month"]): Decimal(row["spent"]) for row in found}
+
+
+async def lock_spend(customer_id: int, month: date) -> Decimal:
+    """Locks a customer's spend row of `month` (creating it at zero) and returns its total, in one statement on
+    PostgreSQL (an upsert that changes nothing still takes the row lock). Call inside a transaction."""
+    if is_postgres():
+        rows = await _conn().execute_query_dict(
+            "INSERT INTO monthly_spend (customer_id, month, spent) VALUES ($1, $2, 0) "
+            "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent RETURNING spent",
+            [customer_id, month],
+        )
+        return Decimal(rows[0]["spent"])
+    return await add_spend(customer_id, month, Decimal(0))  # SQLite runs one write transaction at a time
