@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 from domain.alerts.models import Alert, AlertKind
 from domain.billing.models import RefillRequest, RefillRequestStatus
 from domain.billing.wallet import charge_wallet
+from domain.demo.models import DemoState
 from domain.events.models import OutboxEvent
 from domain.ledger import services as ledger
 from domain.ledger.models import Transfer, TransferKind
@@ -264,3 +265,19 @@ async def test_auto_top_up_charges_the_saved_card_once_per_crossing(app: Any, gq
 async def charge_wallet_below(customer: Any, amount: Decimal) -> None:
     async with in_transaction():
         await charge_wallet(customer, amount)
+
+
+async def test_a_demo_customer_makes_no_real_payments(gql: GQL, factory: Factory) -> None:
+    # given a wallet customer in demo mode, with a card provider configured
+    tenant, staff, admin = await _wallet_customer(gql, factory)
+    customer = gid("Customer", tenant.customers[0].id)
+    await DemoState.create(customer_id=tenant.customers[0].id, enabled=True)
+    with fake_stripe() as stripe:
+        # when its admin opens the billing portal and asks for a card top-up
+        portal = await gql.raw(PORTAL, {"id": customer, "url": RETURN_URL}, admin)
+        checkout = await _checkout(gql, admin, tenant.customers[0].id, "25.00")
+        # then both are refused and nothing reached Stripe
+        calls = stripe.calls("POST", "/v1/checkout/sessions") + stripe.calls("POST", "/v1/customers")
+    assert portal.json()["errors"][0]["extensions"]["code"] == "NOT_ELIGIBLE"
+    assert [(e["field"], e["code"]) for e in checkout["errors"]] == [("customerId", "NOT_ELIGIBLE")]
+    assert calls == [] and not await Payment.filter(customer_id=tenant.customers[0].id).exists()

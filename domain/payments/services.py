@@ -28,6 +28,7 @@ from domain.common.json import JsonObject
 from domain.common.validation import Validator
 from domain.config import config
 from domain.customers.models import Customer
+from domain.demo.services import is_demo, refuse_if_demo
 from domain.errors import DomainError, ErrorCode, forbidden
 from domain.events import services as events
 from domain.ledger import services as ledger
@@ -116,6 +117,7 @@ async def billing_portal_session(viewer: Viewer, customer_id: int, return_url: s
     card = provider()
     if card.name == MANUAL:
         return PortalSession(None, ErrorCode.PROVIDER_NOT_CONFIGURED)
+    await refuse_if_demo(customer.id, "use real payments", "customer_id")
     try:
         external = await provider_customer(customer)
         link = await card.portal_url(external, url) if external else None
@@ -149,6 +151,7 @@ async def wallet_top_up_checkout(viewer: Viewer, command: WalletTopUpCheckout) -
         v.add("amount", f"Top up between {MIN_TOP_UP} and {MAX_TOP_UP} USD.")
     key = check_key(command.idempotency_key)
     v.raise_if_invalid()
+    await refuse_if_demo(customer.id, "use real payments", "customer_id")
     card = provider()
     if card.name == MANUAL:
         raise DomainError.single(ErrorCode.PROVIDER_NOT_CONFIGURED, "No card payment provider is configured.")
@@ -279,7 +282,7 @@ async def auto_top_up(refill_request_id: int) -> str:
     prefs = (await preferences_of([customer.id]))[customer.id]
     amount = prefs.refill_amount
     card = provider()
-    if not prefs.auto_top_up or amount is None or card.name == MANUAL:
+    if not prefs.auto_top_up or amount is None or card.name == MANUAL or await is_demo(customer.id):
         return "off"
     await Payment.bulk_create(
         [
