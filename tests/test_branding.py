@@ -45,7 +45,7 @@ def public_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 async def tenant(factory: Factory) -> Tenant:
-    return await factory.tenant(customers=1, name="BrightCall")
+    return await factory.with_portal(await factory.tenant(customers=1, name="BrightCall"))
 
 
 def image(kind: str, size: tuple[int, int] = (64, 32), **save: Any) -> bytes:

@@ -184,9 +184,10 @@ async def test_the_nightly_job_resets_each_demo_once_a_night(gql: GQL, tenant: T
 
 
 async def test_a_demo_customers_emails_stay_in_the_outbox_folder(
-    gql: GQL, app: Any, tenant: Tenant, tmp_path: Path
+    gql: GQL, app: Any, factory: Factory, tenant: Tenant, tmp_path: Path
 ) -> None:
-    # given: a real SMTP server, and a demo customer next to a regular one
+    # given: a real SMTP server, and a demo customer next to a regular one (both on a package with a team)
+    await factory.with_portal(tenant)
     staff = await gql.login(tenant.owner.email)
     demo, regular = tenant.customers
     await demo_on(gql, staff, demo)
@@ -194,11 +195,12 @@ async def test_a_demo_customers_emails_stay_in_the_outbox_folder(
     with smtp_server(outbox) as mailbox:
         # when: each invites someone
         for customer, email in ((demo, "demo.guest@example.com"), (regular, "real.guest@example.com")):
-            await gql(
-                "mutation($i: TeamMemberInviteInput!) { teamMemberInvite(input: $i) { errors { code } } }",
+            invited = await gql(
+                "mutation($i: TeamMemberInviteInput!) { teamMemberInvite(input: $i) { errors { code message } } }",
                 {"i": {"customerId": gid("Customer", customer.id), "email": email}},
                 staff,
             )
+            assert invited["teamMemberInvite"]["errors"] == [], (email, invited)
         await run_jobs(app)
         # then: only the regular customer's email went over SMTP; the demo's is a file in the outbox folder
         assert [m["To"] for m in mailbox.messages] == ["real.guest@example.com"]

@@ -124,7 +124,7 @@ async def test_two_schedulers_on_one_redis_enqueue_each_slot_once(
     app.state.broker.flush_all()
     later = await asyncio.gather(first.tick_once(moment + 60), second.tick_once(moment + 60))
     # then only the per-minute jobs are due again, once each; the others wait for their next slot
-    per_minute = sorted(name for name, period in every.items() if period == 60)
+    per_minute = sorted(name for name, period in every.items() if 60 % period == 0)  # due every minute or more often
     assert "usage_hold_expiry" in per_minute and len(per_minute) < len(every)
     assert sorted(later[0] + later[1]) == per_minute
     assert queued(app.state.broker) == sorted(actor.actor_name for name, actor, _ in first.jobs if name in per_minute)

@@ -156,8 +156,11 @@ async def lay_sample(customer: Customer, epoch: int, now: datetime | None = None
     """Creates the sample state (call after `wipe`, inside the caller's transaction)."""
     now = now or datetime.now(UTC)
     system = Viewer.system("demo")
-    await FeatureToggles.create(
+    await FeatureToggles.create(  # the portal is what a demo shows: on, whatever package the customer has
         customer_id=customer.id,
+        portal_enabled=True,
+        team_members_enabled=True,
+        max_team_members=5,
         ai_credits_enabled=True,
         show_pricing=False,
         low_credit_notifications=True,
