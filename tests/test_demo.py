@@ -39,6 +39,7 @@ STATE = """query($id: ID!, $from: Date!, $to: Date!) {
   }
   usageSummary(customerId: $id, from: $from, to: $to) { unitType quantity cost { amount } }
   usageEvents(customerId: $id, first: 1) { totalCount }
+  contactsHealed(customerId: $id, first: 20) { totalCount nodes { externalId newNumber } }
 }"""
 RECORD = """mutation($i: UsageRecordInput!) { usageRecord(input: $i) { accepted errors { code } } }"""
 
@@ -86,6 +87,8 @@ async def test_a_demo_customer_gets_sample_data_and_limited_features(gql: GQL, t
     units = {row["unitType"] for row in state["usageSummary"]}
     assert units == {"VOICE_MINUTES", "SMS_SEGMENTS", "CHAT_TURNS", "EMAILS", "PHONE_NUMBER_MONTHS", "STORAGE_MB"}
     assert state["usageEvents"]["totalCount"] > 250
+    healed = state["contactsHealed"]  # eight confirmed over the month, the one flagged wrong left out
+    assert healed["totalCount"] == 7 and "demo-patient-008" not in {n["externalId"] for n in healed["nodes"]}
     case_types = {
         e.case_type
         for e in await _events(customer)  # several case types over a month

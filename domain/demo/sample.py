@@ -34,6 +34,7 @@ from domain.customers.models import Customer, ServiceState
 from domain.features.models import FeatureToggles, PortalSection
 from domain.ledger import services as ledger
 from domain.ledger.models import AccountKind, Currency, LedgerAccount, Transfer, TransferKind
+from domain.reports.models import HealedContact
 from domain.team.models import Invitation
 from domain.usage.commands import UsageEventIn
 from domain.usage.models import (
@@ -45,6 +46,7 @@ from domain.usage.models import (
     UsageEvent,
     UsageHold,
     UsageRollup,
+    UsageRollupDetail,
 )
 from domain.usage.services import record_usage
 from domain.viewer import Viewer
@@ -61,6 +63,8 @@ CAMPAIGNS = (
 CUSTOMER_DATA = (
     UsageEvent,
     UsageRollup,
+    UsageRollupDetail,
+    HealedContact,
     UsageDedup,
     MonthlySpend,
     UsageHold,
@@ -206,6 +210,30 @@ async def lay_sample(customer: Customer, epoch: int, now: datetime | None = None
         )
     await PhoneNumber.create(number=f"+1555{customer.id:07d}", customer_id=customer.id)
     await record_usage(system, _events(customer, epoch, now), now)
+    await HealedContact.bulk_create(_healed_contacts(customer, now))
+
+
+def _healed_contacts(customer: Customer, now: datetime) -> list[HealedContact]:
+    """Numbers found by enrichment and confirmed by a call over the month; the last one later flagged as wrong."""
+    contacts = []
+    for n in range(8):
+        confirmed = now - timedelta(days=27 - 3 * n, hours=2)
+        contacts.append(
+            HealedContact(
+                customer_id=customer.id,
+                partner_id=customer.partner_id,
+                external_id=f"demo-patient-{n + 1:03d}",
+                old_number=f"+1555010{n:04d}",
+                new_number=f"+1555020{n:04d}",
+                enriched_at=confirmed - timedelta(hours=6),
+                confirmed_at=confirmed,
+                call_id=f"demo-call-{n + 1:03d}",
+                wrong_number=n == 7,
+                flagged_at=confirmed + timedelta(days=1) if n == 7 else None,
+                created_at=confirmed,
+            )
+        )
+    return contacts
 
 
 async def account_kinds(customer_id: int) -> dict[AccountKind, Decimal]:
