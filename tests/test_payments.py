@@ -269,7 +269,7 @@ async def charge_wallet_below(customer: Any, amount: Decimal) -> None:
 
 async def test_a_demo_customer_makes_no_real_payments(gql: GQL, factory: Factory) -> None:
     # given a wallet customer in demo mode, with a card provider configured
-    tenant, staff, admin = await _wallet_customer(gql, factory)
+    tenant, _, admin = await _wallet_customer(gql, factory)
     customer = gid("Customer", tenant.customers[0].id)
     await DemoState.create(customer_id=tenant.customers[0].id, enabled=True)
     with fake_stripe() as stripe:
