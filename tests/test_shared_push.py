@@ -15,6 +15,7 @@ from graphql import parse
 from domain.accounts.models import Role
 from domain.viewer import Viewer
 from server.live import LiveEndpoint, equivalent_viewer
+from server.persisted import PersistedDocuments
 from server.pubsub import PubSub
 from server.ratelimit import ApiRateLimiter
 from server.settings import get_settings
@@ -54,7 +55,10 @@ class FakeOperation:
 @pytest.fixture
 def endpoint() -> Iterator[LiveEndpoint]:
     FakeConnection.executions = []
-    yield LiveEndpoint(get_settings(), PubSub(None), ApiRateLimiter(None, "pd-test"))
+    persisted = PersistedDocuments.for_deployment(
+        only=False, path=None, builtin=(), redis_url=None, key_prefix="pd-test"
+    )
+    yield LiveEndpoint(get_settings(), PubSub(None), ApiRateLimiter(None, "pd-test"), persisted)
 
 
 STAFF = Viewer(user_id=1, session_id=10, role=Role.PARTNER_ADMIN, partner_id=3, label="staff@example.com")
@@ -153,6 +157,9 @@ async def test_staff_and_customer_subscribers_of_one_customer_each_get_their_pus
             async with client(api, tenant["staff"]) as staff_session, client(api, own) as own_session:
                 staff_stream = staff_session.subscribe(CREDITS, variable_values={"id": customer})
                 own_stream = own_session.subscribe(CREDITS, variable_values={"id": customer})
+                # (each state subscription sends the current state first)
+                assert float((await anext(staff_stream))["creditsUpdated"]["available"]) == 0
+                assert float((await anext(own_stream))["creditsUpdated"]["available"]) == 0
                 staff_next = asyncio.ensure_future(anext(staff_stream))
                 own_next = asyncio.ensure_future(anext(own_stream))
                 await asyncio.sleep(0.5)
