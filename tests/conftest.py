@@ -7,8 +7,10 @@ project's own migrations, truncated between tests; the ASGI app driven over HTTP
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,8 +27,12 @@ os.environ["APP_ENV"] = "test"
 os.environ.setdefault("ARGON2_TIME_COST", "1")
 os.environ.setdefault("ARGON2_MEMORY_COST", "1024")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
-# uploaded logos land in a throwaway folder, never in the work tree
-os.environ.setdefault("LOGOS_DIR", tempfile.mkdtemp(prefix="partnerdesk-logos-"))
+# Files the app writes (uploads, built reports, mails) land in this run's own throwaway folder, never in the work
+# tree and never where another run (the other pass of `make test` runs alongside) writes the same names.
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="partnerdesk-run-"))
+atexit.register(shutil.rmtree, _RUN_DIR, True)
+for _name in ("LOGOS_DIR", "AVATARS_DIR", "EXPORTS_DIR", "OUTBOX_DIR"):
+    os.environ.setdefault(_name, str(_RUN_DIR / _name.removesuffix("_DIR").lower()))
 # Many tests expire or disable credentials straight in the database, behind the services that would clear the
 # token cache; the cache's own tests (tests/test_token_cache.py) turn it on.
 os.environ.setdefault("AUTH_CACHE_SECONDS", "0")
@@ -41,7 +47,7 @@ def _test_database_url() -> tuple[str, str | None]:
         name = f"partnerdesk_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         base, _, _ = _BASE_URL.rpartition("/")
         return f"{base}/{name}", name
-    path = Path(tempfile.mkdtemp(prefix="partnerdesk-test-")) / "test.sqlite3"
+    path = _RUN_DIR / "test.sqlite3"
     return f"sqlite://{path}", None
 
 
@@ -141,10 +147,34 @@ async def database() -> AsyncIterator[str]:
         await _drop_pg_database()
 
 
+_fast_cleanup = True
+
+
 async def truncate_all() -> None:
+    """Empties every table and restarts every id sequence between tests.
+
+    On PostgreSQL, `TRUNCATE` of ~55 tables costs 30–140 ms (it swaps files); deleting the few rows a test wrote with
+    foreign-key triggers off (`session_replication_role`, superuser only) and resetting the sequences costs ~1 ms.
+    Without superuser rights it falls back to `TRUNCATE`.
+    """
+    global _fast_cleanup
     conn = connections.get("default")
     tables = [model._meta.db_table for model in Tortoise.apps["models"].values()]
     if IS_POSTGRES:
+        if _fast_cleanup:
+            deletes = "".join(f"DELETE FROM {table};" for table in tables)
+            try:
+                await conn.execute_script(
+                    # one simple query: PostgreSQL runs it as one implicit transaction, rolled back whole on error
+                    "SET LOCAL session_replication_role = replica;"
+                    f"{deletes}"
+                    "SELECT setval(c.oid::regclass, 1, false) FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE c.relkind = 'S' AND n.nspname = current_schema();"
+                )
+                return
+            except Exception:
+                _fast_cleanup = False
         await conn.execute_script(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
     else:
         deletes = "".join(f"DELETE FROM {table};" for table in tables)

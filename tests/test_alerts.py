@@ -777,7 +777,9 @@ async def test_an_alert_through_redis_and_a_worker_process_is_emailed_once(
         assert mailbox.envelopes[0].rcpt_tos == [tenant.admins[0].email]
         assert (await Alert.get(id=alert.id)).status == AlertStatus.SENT
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
+        # the master relays SIGTERM to its worker processes; signalling the whole group too gives each worker a
+        # second one, on which dramatiq exits without stopping its consumer threads (and hangs until SIGKILL)
+        os.kill(worker.pid, signal.SIGTERM)
         try:
             worker.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -103,7 +103,9 @@ async def test_redis_worker_process_runs_actor_against_the_database(factory: Fac
             await asyncio.sleep(0.1)
         done = not await Session.filter(id=expired.id).exists()
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
+        # the master relays SIGTERM to its worker processes; signalling the whole group too gives each worker a
+        # second one, on which dramatiq exits without stopping its consumer threads (and hangs until SIGKILL)
+        os.kill(worker.pid, signal.SIGTERM)
         try:
             output = worker.communicate(timeout=15)[0].decode(errors="replace")
         except subprocess.TimeoutExpired:

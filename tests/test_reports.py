@@ -936,7 +936,9 @@ def subprocess_worker(root: Path, env: dict[str, str]) -> Iterator[None]:
     try:
         yield
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
+        # the master relays SIGTERM to its worker processes; signalling the whole group too gives each worker a
+        # second one, on which dramatiq exits without stopping its consumer threads (and hangs until SIGKILL)
+        os.kill(worker.pid, signal.SIGTERM)
         try:
             worker.wait(timeout=15)
         except subprocess.TimeoutExpired:
