@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -181,7 +180,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         "--threads",
         str(args.threads),
     ]
-    return subprocess.call(command, env=os.environ.copy())
+    # becomes the dramatiq master (no parent in between), so a SIGTERM to this process stops the workers gracefully
+    os.execv(sys.executable, command)
+    return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:
