@@ -165,6 +165,52 @@ async def test_a_failing_receiver_is_retried_with_backoff_for_about_a_day_then_t
         assert len(receiver.requests) == 8
 
 
+async def test_a_busy_receiver_is_retried_when_its_retry_after_says_and_retries_are_spread(
+    app: Any, gql: GQL, factory: Factory
+) -> None:
+    # given a receiver answering 503 with `Retry-After: 600` (ten minutes, where the schedule says 5 s), then 200
+    tenant = await factory.tenant(customers=1)
+    token = await gql.login(tenant.owner.email)
+
+    def busy_then_ok(got: Any) -> tuple[int, dict[str, str], bytes]:
+        return (503, {"retry-after": "600"}, b"busy") if len(receiver.requests) == 1 else (200, {}, b"ok")
+
+    with http_receiver(respond=busy_then_ok) as receiver:
+        await _endpoint(gql, token, receiver.url)
+        await _refill(gql, token, tenant.customers[0].id)
+        await settle(app)
+        # then the retry waits as long as the receiver asked
+        row = await WebhookDelivery.get()
+        assert (row.state, row.attempts, row.response_status) == (DeliveryState.WAITING, 1, 503)
+        assert row.last_attempt_at is not None and row.next_attempt_at is not None
+        waited = row.next_attempt_at - row.last_attempt_at
+        assert timedelta(seconds=599) <= waited <= timedelta(seconds=610), waited
+        assert await delivery.sweep(now=row.next_attempt_at - timedelta(seconds=60)) == 0
+        assert await delivery.sweep(now=row.next_attempt_at) == 1
+        assert await delivery.attempt(row.id, now=row.next_attempt_at) == DeliveryState.SUCCEEDED
+
+
+def test_retry_after_reads_seconds_and_dates_and_ignores_nonsense() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert sender.retry_after("120", now) == timedelta(seconds=120)
+    assert sender.retry_after("Mon, 30 Nov 2026 12:05:00 GMT", now) == timedelta(minutes=5)
+    assert sender.retry_after("Mon, 30 Nov 2026 11:00:00 GMT", now) == timedelta(0)
+    assert sender.retry_after("soon", now) is None
+    assert sender.retry_after("", now) is None
+    assert sender.retry_after("99999999999999999999", now) == timedelta(seconds=10**7)
+
+
+def test_retry_delays_are_spread_by_jitter_and_a_long_retry_after_is_capped() -> None:
+    row = WebhookDelivery(attempts=2)
+    moment = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    delays = {delivery._next_attempt(row, moment) for _ in range(50)}
+    assert len(delays) > 40  # not one instant for every delivery that failed at once
+    five_minutes = timedelta(minutes=5)
+    assert all(five_minutes * 0.9 <= d - moment <= five_minutes * 1.1 for d in delays if d is not None)
+    capped = delivery._next_attempt(row, moment, timedelta(days=30))
+    assert capped == moment + delivery.LONGEST_RETRY_AFTER
+
+
 _WORKER = """
 import asyncio, sys
 from tortoise import Tortoise

@@ -8,7 +8,8 @@
   queue behind its backlog: the backlog waits in the database, not in the broker's queue.
 - `attempt` (a job): claims the delivery (SENDING, with a lease), sends it outside any transaction, records the
   outcome, and hands the freed slot to the endpoint's next due delivery. A failure is retried after `RETRY_DELAYS`
-  (about 24 hours in all), then FAILED. Every attempt is an INTEGRATION audit event.
+  (about 24 hours in all, each delay ±10%, or later when a 429/503 asks for it with `Retry-After`), then FAILED.
+  Every attempt is an INTEGRATION audit event.
 - `sweep` (scheduled): dispatches what fell due (retries) and what was lost (a job message that never ran, a worker
   killed mid-request: its lease runs out and the delivery is sent again, under the same `webhook-id`).
 
@@ -17,6 +18,7 @@ An endpoint failing without a success for `FAILING_DISABLES_AFTER` is disabled a
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,6 +55,8 @@ RETRY_DELAYS = (
     timedelta(hours=8),
     timedelta(hours=8),
 )
+RETRY_JITTER = 0.1  # each delay ±10%, so deliveries that failed together (a receiver's outage) do not retry together
+LONGEST_RETRY_AFTER = RETRY_DELAYS[-1]  # a receiver's `Retry-After` is honoured up to this
 FAILING_DISABLES_AFTER = timedelta(days=3)
 DISPATCH_GRACE = timedelta(minutes=5)  # a dispatched job not started by then is taken for lost
 LEASE_MARGIN = timedelta(seconds=30)  # beyond the request timeout, before an attempt is taken for dead
@@ -273,11 +277,15 @@ async def attempt(delivery_id: int, now: datetime | None = None) -> str:
     return await _record(claimed, result, _now(now))
 
 
-def _next_attempt(row: WebhookDelivery, moment: datetime) -> datetime | None:
-    """When to try again after `row.attempts` attempts, or None once the schedule is spent."""
+def _next_attempt(row: WebhookDelivery, moment: datetime, asked: timedelta | None = None) -> datetime | None:
+    """When to try again after `row.attempts` attempts (the schedule's delay with jitter, or later if the receiver
+    asked for it with `Retry-After`), or None once the schedule is spent."""
     if row.attempts > len(RETRY_DELAYS):
         return None
-    return moment + RETRY_DELAYS[row.attempts - 1]
+    delay = RETRY_DELAYS[row.attempts - 1] * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+    if asked is not None:
+        delay = max(delay, min(asked, LONGEST_RETRY_AFTER))
+    return moment + delay
 
 
 async def _record(claimed: Claimed, result: sender.SendResult, moment: datetime) -> str:
@@ -301,7 +309,7 @@ async def _record(claimed: Claimed, result: sender.SendResult, moment: datetime)
             if result.ok:
                 row.state, row.completed_at = DeliveryState.SUCCEEDED, moment
             else:
-                retry_at = _next_attempt(row, moment)
+                retry_at = _next_attempt(row, moment, result.retry_after)
                 if retry_at is None:
                     row.state, row.completed_at = DeliveryState.FAILED, moment
                 else:

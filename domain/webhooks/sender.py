@@ -14,7 +14,8 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -109,6 +110,7 @@ class SendResult:
     body: str = ""
     latency_ms: int | None = None
     error: str = ""
+    retry_after: timedelta | None = None  # what the receiver asked for (`Retry-After` of a 429 or 503)
 
     @property
     def ok(self) -> bool:
@@ -154,6 +156,8 @@ async def send(
                 try:
                     result.status = response.status_code
                     result.body = await _read_some(response)
+                    if response.status_code in (429, 503):
+                        result.retry_after = retry_after(response.headers.get("retry-after"), datetime.now(UTC))
                 finally:
                     await response.aclose()
     except TargetRefused as exc:
@@ -162,6 +166,22 @@ async def send(
         result.error = f"{type(exc).__name__}: {exc}"[:500] if str(exc) else type(exc).__name__
     result.latency_ms = int((time.monotonic() - started) * 1000)
     return result
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """A `Retry-After` header (delay in seconds, or an HTTP date) as a delay from now; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=min(int(value), 10**7))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when - now, timedelta(0))
 
 
 async def _read_some(response: httpx.Response) -> str:
