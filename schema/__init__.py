@@ -24,6 +24,7 @@ from schema.demo import DemoMutations
 from schema.execution import execute_operation
 from schema.extensions import BoundedExecution, log_client_error
 from schema.features import FeatureMutations
+from schema.inputs import install_input_builders
 from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
 from schema.payments import PaymentMutations, PaymentQueries
@@ -149,3 +150,5 @@ schema = Schema(
     execution_context_class=BoundedExecution,
     scalar_overrides={datetime: DateTimeDefinition},
 )
+# input objects built from a plan per type (schema/inputs.py), not converted field by field on every request
+install_input_builders(schema)

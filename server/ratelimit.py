@@ -97,6 +97,14 @@ class ApiRateLimiter:
         raise RateLimited(max(1, reset), state)
 
 
+def limit_headers(scope: Any) -> list[tuple[bytes, bytes]]:
+    """The `RateLimit-Policy` and `RateLimit` headers of the key that made this request (none for other callers)."""
+    state = scope.get("state", {}).get(STATE_KEY)
+    if state is None:
+        return []
+    return [(k.lower().encode(), v.encode()) for k, v in state.headers().items()]
+
+
 def remember(scope: Any, state: RateLimitState | None) -> None:
     """Leaves the key's state for `RateLimitHeaders` to put on whichever response the endpoint sends."""
     if state is not None:
@@ -115,10 +123,10 @@ class RateLimitHeaders:
             return
 
         async def send_with_limits(message: Any) -> None:
-            state = scope.get("state", {}).get(STATE_KEY)
-            if message["type"] == "http.response.start" and state is not None:
-                extra = [(k.lower().encode(), v.encode()) for k, v in state.headers().items()]
-                message["headers"] = [*message.get("headers", []), *extra]
+            if message["type"] == "http.response.start":
+                extra = limit_headers(scope)
+                if extra:
+                    message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
