@@ -78,6 +78,7 @@ class HTTPError(HTTPException):
 
 
 _POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
+_VARY = b"Accept, Authorization"
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -418,8 +419,14 @@ class GraphQLView(GraphQL[Context, None]):
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
     ) -> Response:
+        content_type = f"{sub_response.media_type or APPLICATION_JSON}; charset=utf-8"
+        if not sub_response.raw_headers and sub_response.background is None:
+            # what the general way below builds (Content-Length, Content-Type, Vary), without editing headers
+            response = Response(self.encode_json(response_data), status_code=sub_response.status_code or 200)
+            response.raw_headers += [(b"content-type", content_type.encode()), (b"vary", _VARY)]
+            return response
         response = super().create_response(response_data, sub_response)
-        response.headers["content-type"] = f"{sub_response.media_type or APPLICATION_JSON}; charset=utf-8"
+        response.headers["content-type"] = content_type
         response.headers.add_vary_header("Accept")
         # a query by GET (a persisted query's hash) may meet a cache: its answer depends on who asks
         response.headers.add_vary_header("Authorization")
