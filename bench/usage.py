@@ -286,6 +286,7 @@ def uvicorn_server(url: str, workers: int) -> Iterator[tuple[str, subprocess.Pop
         str(port),
         "--log-level",
         "warning",
+        "--no-proxy-headers",  # as `partnerdesk serve` runs: the app applies TRUSTED_PROXIES itself
     ]
     if workers > 1:
         cmd += ["--workers", str(workers)]

@@ -169,6 +169,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                     RegisterTortoise(app, config=settings.tortoise_config(), generate_schemas=False)
                 )
             stack.push_async_callback(persisted.close)
+            stack.push_async_callback(graphql.rate_limiter.close)
             leases = Leases(settings.redis_url, settings.redis_key_prefix)
             stack.push_async_callback(leases.close)
             await pubsub.start()
