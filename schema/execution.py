@@ -68,7 +68,8 @@ async def execute_operation(
         rules = operation_rules(getattr(context_value, "introspection", True))
         prepared = prepare(schema, query, rules, hidden=hidden)
         if isinstance(prepared, list):  # does not parse
-            return ExecutionResult(None, client_errors(_logged(prepared, request_id), request_id or "", hidden=hidden))
+            errors = client_errors(_logged(prepared, request_id), request_id or "", hidden=hidden)
+            return ExecutionResult(None, errors, extensions={})
         document = prepared.document
         # the operation Strawberry runs: the named one, else the first one (under its name, if it has one)
         if operation_name is None:

@@ -260,24 +260,21 @@ class PreparedDocument:
         self.schema = schema
         self.document = document
         self.errors = errors
-        self._operations: dict[str | None, OperationDefinitionNode | None] = {}
+        self._operations: dict[str | None, OperationDefinitionNode] = {}
         self._roots: dict[str | None, tuple[OperationKind, tuple[str, ...]] | None] = {}
         self._costs: dict[str | None, int] = {}
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
-        """The operation Strawberry runs for an `operationName` (None: the first one in the document)."""
-        try:
-            return self._operations[name]
-        except KeyError:
-            pass
-        found: OperationDefinitionNode | None = None
-        for definition in self.document.definitions:
-            if isinstance(definition, OperationDefinitionNode) and (
-                name is None or (definition.name is not None and definition.name.value == name)
-            ):
-                found = definition
-                break
-        self._operations[name] = found
+        """The operation Strawberry runs for an `operationName` (None: the first one in the document). Only
+        operations found are kept: names that match nothing could be sent without end."""
+        found = self._operations.get(name)
+        if found is None:
+            for definition in self.document.definitions:
+                if isinstance(definition, OperationDefinitionNode) and (
+                    name is None or (definition.name is not None and definition.name.value == name)
+                ):
+                    self._operations[name] = found = definition
+                    break
         return found
 
     def roots(self, name: str | None) -> tuple[OperationKind, tuple[str, ...]] | None:
@@ -301,8 +298,8 @@ def prepare(
     schema: GraphQLSchema, query: str, rules: tuple[type[ASTValidationRule], ...], *, hidden: bool
 ) -> PreparedDocument | list[GraphQLError]:
     """`query` parsed (token limit) and validated with `rules` for the graphql-core `schema`, from the bounded
-    caches when the text is short enough; or the parse error (its limit's numbers hidden). Hints are left out of
-    validation messages when `hidden`."""
+    caches when the text is short enough; or the parse error (as the parser put it: `opaque_parse_limit` hides a
+    limit's numbers). Hints are left out of validation messages when `hidden`."""
     cacheable = len(query) <= SHARED_DOCUMENT_MAX_CHARS
     key = (schema, query, PARSE_OPTIONS, rules, hidden)
     if cacheable:
@@ -313,7 +310,7 @@ def prepare(
     try:
         document = _parse_cached(query, PARSE_OPTIONS) if cacheable else parse(query, **dict(PARSE_OPTIONS))
     except GraphQLError as error:
-        return [opaque_parse_limit(error)]
+        return [error]
     prepared = PreparedDocument(schema, document, tuple(_run_rules(schema, document, rules, hidden)))
     if cacheable:
         _prepared[key] = prepared
@@ -436,5 +433,5 @@ def prepare_document(schema: Any, query: str, *, suggestions: bool = False) -> D
     and alias limits, Strawberry's rules), from the same cache; or the errors a client may see."""
     prepared = prepare(schema._schema, query, operation_rules(), hidden=not suggestions)
     if isinstance(prepared, list):
-        return prepared
+        return [opaque_parse_limit(error) for error in prepared]
     return list(prepared.errors) if prepared.errors else prepared.document

@@ -23,6 +23,7 @@ from graphql import (
     coerce_input_value,
 )
 from starlette.applications import Starlette
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types.arguments import InputContext, convert_argument
 from strawberry.types.base import StrawberryObjectDefinition
 
@@ -169,6 +170,18 @@ def test_the_document_cache_is_bounded_and_skips_long_texts() -> None:
     assert isinstance(first, PreparedDocument) and isinstance(second, PreparedDocument)
     assert first is not second
     assert not any(key[1] == long for key in schema.extensions._prepared)
+
+
+async def test_operation_names_that_match_nothing_are_not_kept() -> None:
+    query = "query A { __typename } query B { __typename }"
+    for i in range(50):
+        with pytest.raises(CannotGetOperationTypeError):
+            await execute_operation(app_schema, query, operation_name=f"X{i}", context_value=_Context(Viewer()))
+    for name in ("A", "B", None):
+        result = await execute_operation(app_schema, query, operation_name=name, context_value=_Context(Viewer()))
+        assert result.errors is None and result.data == {"__typename": "Query"}
+    prepared = prepare(app_schema._schema, query, operation_rules(), hidden=True)
+    assert isinstance(prepared, PreparedDocument) and set(prepared._operations) == {"A", "B"}
 
 
 async def test_a_cached_document_still_enforces_the_depth_limit(client: httpx.AsyncClient) -> None:
