@@ -286,6 +286,7 @@ def uvicorn_server(url: str, workers: int) -> Iterator[tuple[str, subprocess.Pop
         str(port),
         "--log-level",
         "warning",
+        "--no-proxy-headers",  # as `partnerdesk serve` runs: the app applies TRUSTED_PROXIES itself
     ]
     if workers > 1:
         cmd += ["--workers", str(workers)]
@@ -904,7 +905,7 @@ ACTIVITIES: list[tuple[str, tuple[str, ...]]] = [
         ("_to_event (", "resolvers/usage.py", "domain/usage/commands.py"),
     ),
     ("GraphQL parse", ("graphql/language/parser", "parse_document", "_parse_and_validate_async")),
-    ("GraphQL validate", ("validate_document", "graphql/validation", "HideSuggestions.on_validate")),
+    ("GraphQL validate", ("validate_document", "graphql/validation", "_run_rules (schema/extensions.py")),
     ("GraphQL variable coercion", ("get_variable_values", "coerce_input_value", "coerce_variable_values")),
     ("GraphQL argument conversion", ("convert_argument", "convert_arguments")),
     ("body read/decode", ("_read_body", "Decoder.decode", "parse_http_body", "parse_json")),

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, NoReturn
 
 import strawberry
 from graphql import GraphQLError
 from strawberry import relay
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext, Info
+from strawberry.types import ExecutionContext, ExecutionResult, Info
+from strawberry.types.graphql import OperationType
 
 from resolvers.common import node_pk
 from schema.access import AccessMutations, AccessQueries
-from schema.access_guard import MachineAccessGuard
 from schema.accounts import AccountMutations, AccountQueries
 from schema.alerts import AlertMutations, AlertQueries
 from schema.audit import AuditMutations, AuditQueries
 from schema.billing import BillingMutations
 from schema.customers import CustomerMutations, CustomerQueries
 from schema.demo import DemoMutations
-from schema.extensions import BoundedExecution, default_extensions, log_client_error
+from schema.execution import execute_operation
+from schema.extensions import BoundedExecution, log_client_error
 from schema.features import FeatureMutations
+from schema.inputs import install_input_builders
 from schema.packages import PackageMutations, PackageQueries
 from schema.partners import PartnerMutations, PartnerQueries
 from schema.payments import PaymentMutations, PaymentQueries
@@ -97,9 +101,43 @@ Mutation = merge_types(
 
 
 class Schema(strawberry.Schema):
+    """Operations run through `execute` (schema/execution.py: every guard of schema/extensions.py, without
+    Strawberry's extension hooks); subscriptions through server/live.py. Strawberry's other entry points would run
+    an operation unguarded, so they refuse."""
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        return await execute_operation(
+            self,
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
+
+    def execute_sync(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError("operations run through `await schema.execute(...)` (schema/execution.py)")
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError("subscriptions are served by server/live.py")
+
+    async def stream(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError("incremental delivery is not served")
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Strawberry logs every error at ERROR with its traceback; most are the client's (a bad id, FORBIDDEN, a
-        # typo in the query). Unexpected ones are logged by MaskUnexpectedErrors, once, with the request id.
+        # typo in the query). Unexpected ones are logged where they are masked, once, with the request id.
         request_id = getattr(getattr(execution_context, "context", None), "request_id", None)
         for error in errors:
             log_client_error(error, request_id)
@@ -109,7 +147,8 @@ schema = Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    extensions=[*default_extensions(), MachineAccessGuard],
     execution_context_class=BoundedExecution,
     scalar_overrides={datetime: DateTimeDefinition},
 )
+# input objects built from a plan per type (schema/inputs.py), not converted field by field on every request
+install_input_builders(schema)

@@ -1,4 +1,5 @@
-"""Applies `domain.access.policy` to every GraphQL operation of an API key or an embed token, before it runs.
+"""Applies `domain.access.policy` to every GraphQL operation of an API key or an embed token, before it runs
+(schema/execution.py over HTTP and for one-shot operations on a socket, server/live.py for subscriptions).
 
 The check reads the document, not the results: an API key's permissions are checked against the root fields of
 the operation being executed, and an embed token's sections against every field the document selects (with its
@@ -28,9 +29,6 @@ from graphql import (
     get_operation_ast,
     visit,
 )
-from strawberry.extensions import SchemaExtension
-from strawberry.types import ExecutionResult
-from strawberry.types.graphql import OperationType
 
 from domain.access.policy import OperationKind, embed_may_read, machine_refusal
 from domain.errors import ErrorCode
@@ -69,38 +67,44 @@ class _EmbedFields(Visitor):
         return None
 
 
-def refusal(viewer: Viewer, schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> str | None:
-    """Why a machine token may not run this operation; None when it may."""
+def operation_roots(document: DocumentNode, operation_name: str | None) -> tuple[OperationKind, tuple[str, ...]] | None:
+    """The kind and root fields (introspection left out) of the operation a machine token's check reads; None when
+    the document has no such operation (graphql-core reports that itself). Depends on the document only: kept with
+    the validated document (schema/extensions.py)."""
     operation = get_operation_ast(document, operation_name)
     if not isinstance(operation, OperationDefinitionNode):
-        return None  # graphql-core reports the missing operation itself
-    kind = OperationKind(operation.operation.value)
+        return None
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    for field in _root_fields(operation.selection_set, fragments, set()):
-        if field.startswith("__"):
-            continue
+    fields = (f for f in _root_fields(operation.selection_set, fragments, set()) if not f.startswith("__"))
+    return OperationKind(operation.operation.value), tuple(fields)
+
+
+def refusal(
+    viewer: Viewer,
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    roots: tuple[OperationKind, tuple[str, ...]] | None = None,
+) -> str | None:
+    """Why a machine token may not run this operation; None when it may. `roots`: `operation_roots` of the same
+    document and operation, when the caller has them already."""
+    roots = roots or operation_roots(document, operation_name)
+    if roots is None:
+        return None
+    kind, fields = roots
+    for field in fields:
         reason = machine_refusal(viewer, kind, field)
         if reason:
             return reason
     if viewer.embed_token_id is not None:
         type_info = TypeInfo(schema)
-        fields = _EmbedFields(viewer, type_info)
-        visit(document, TypeInfoVisitor(type_info, fields))
-        if fields.refused:
+        embed_fields = _EmbedFields(viewer, type_info)
+        visit(document, TypeInfoVisitor(type_info, embed_fields))
+        if embed_fields.refused:
             return "Embed tokens can only read the sections they were issued for."
     return None
 
 
-class MachineAccessGuard(SchemaExtension):
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        viewer: Viewer | None = getattr(context.context, "viewer", None)
-        if viewer is not None and viewer.is_machine and context.graphql_document is not None:
-            reason = refusal(viewer, context.schema._schema, context.graphql_document, context.operation_name)
-            if reason:
-                error = GraphQLError(reason, extensions={"code": str(ErrorCode.FORBIDDEN)})
-                if context.operation_type is OperationType.SUBSCRIPTION:
-                    raise error  # the subscription stream reports it as its one result
-                # A result set before execution replaces it: nothing runs.
-                context.result = ExecutionResult(data=None, errors=[error])
-        yield
+def forbidden(reason: str) -> GraphQLError:
+    """The one error of an operation a machine token may not run."""
+    return GraphQLError(reason, extensions={"code": str(ErrorCode.FORBIDDEN)})

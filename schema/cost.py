@@ -46,17 +46,25 @@ def operation_cost(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None
 ) -> int:
     """The cost of the operation `operation_name` of a validated `document` with these (raw) variables."""
+    return counted_cost(schema, document, operation_name, variables)[0]
+
+
+def counted_cost(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None
+) -> tuple[int, bool]:
+    """`operation_cost` and whether it read any variable: when it did not, the cost is the same for every request
+    of this document and operation (schema/extensions.py keeps it with the validated document)."""
     operation = get_operation_ast(document, operation_name)
     if operation is None:
-        return 0
+        return 0, False
     root = schema.get_root_type(operation.operation)
     if root is None:
-        return 0
+        return 0, False
     counter = _Counter(schema, document, operation, variables or {})
     try:
-        return counter.selections(operation.selection_set, root, None)
+        return counter.selections(operation.selection_set, root, None), counter.read_variables
     except RecursionError:  # thousands of fragments spreading each other: no honest client sends that
-        return UNCOUNTABLE
+        return UNCOUNTABLE, counter.read_variables
 
 
 class _Counter:
@@ -77,6 +85,7 @@ class _Counter:
         }
         # a fragment costs the same wherever it is spread (for the same page size): counted once
         self.memo: dict[tuple[str, int | None], int] = {}
+        self.read_variables = False  # whether a page size came from the variables
 
     def selections(self, selection_set: SelectionSetNode | None, parent: GraphQLNamedType, page: int | None) -> int:
         """The cost of one object of type `parent`; `page` is its own page size when `parent` is a connection."""
@@ -121,6 +130,7 @@ class _Counter:
         value: Any = None
         if argument is not None:
             if isinstance(argument.value, VariableNode):
+                self.read_variables = True
                 name = argument.value.name.value
                 value = self.variables.get(name, self.defaults.get(name))
             elif isinstance(argument.value, IntValueNode):

@@ -1,6 +1,7 @@
 """Execution guards from DESIGN.md §3: depth ≤ 12, aliases ≤ 30, tokens ≤ 5,000, a cost ≤ 5,000 objects
 (schema/cost.py), queries bounded in time, unexpected errors masked; introspection refused where the transport
-says so.
+says so. schema/execution.py applies them to every operation, in this order: parse (token limit), operation type,
+validation (depth, aliases, introspection), cost, a machine token's permissions, execution (time limit), masking.
 
 A client that crosses a limit learns which kind of limit it hit, never its value: the numbers would tell an
 attacker exactly how far to go. Field suggestions ("Did you mean …?") are hidden unless the transport says the
@@ -16,19 +17,20 @@ import asyncio
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache, lru_cache
-from types import SimpleNamespace
 from typing import Any, cast
 
 import structlog
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
+    OperationDefinitionNode,
     OperationType,
     ValidationContext,
     ValidationRule,
@@ -40,17 +42,17 @@ from graphql import (
     ExecutionResult as CoreExecutionResult,
 )
 from graphql.pyutils import AwaitableOrValue
-from strawberry.extensions import AddValidationRules, MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
-from strawberry.types import ExecutionResult
 from strawberry.utils.str_converters import to_camel_case
 
+from domain.access.policy import OperationKind
 from domain.errors import DomainError, ErrorCode
-from schema.cost import operation_cost
+from schema.access_guard import operation_roots
+from schema.cost import counted_cost
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
@@ -88,41 +90,29 @@ def show_field_suggestions(shown: bool) -> None:
     _suggestions_shown.set(shown)
 
 
-def _run_rules(context: Any, hide_suggestions: bool) -> list[GraphQLError]:
-    """The same rules Strawberry's `validate_document` runs (the specified rules, those added by the limiters in
-    `on_operation`, and Strawberry's own two); `_schema` is the graphql-core schema."""
+def suggestions_hidden() -> bool:
+    return not _suggestions_shown.get()
+
+
+def strip_suggestions(errors: list[GraphQLError]) -> None:
+    """Cuts "Did you mean …?" out of messages where graphql-core has no switch (variable coercion), in place: call it
+    on errors of this request only, never on a cached document's."""
+    for error in errors:
+        if "Did you mean" in error.message:
+            error.message = _SUGGESTION.sub("", error.message)
+
+
+def _run_rules(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...], hide_suggestions: bool
+) -> list[GraphQLError]:
+    """graphql-core's validation with `rules` plus Strawberry's own two (what Strawberry's `validate_document` runs);
+    with `hide_suggestions` the rules never compute a hint."""
     return validate(
-        context.schema._schema,
-        context.graphql_document,
-        (*context.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule),
+        schema,
+        document,
+        (*rules, MaybeNullValidationRule, OneOfInputValidationRule),
         hide_suggestions=hide_suggestions,
     )
-
-
-class HideSuggestions(SchemaExtension):
-    """Drops "Did you mean …?" hints from error messages when suggestions are hidden.
-
-    Validation runs here with graphql-core's own `hide_suggestions=True` (the rules then never compute a hint);
-    Strawberry then skips its validation because `pre_execution_errors` is already set. Variable coercion during
-    execution has no such switch reachable from an extension, so any hint left in a message is cut afterwards.
-    """
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        hidden = not _suggestions_shown.get()
-        if hidden and context.graphql_document is not None and context.validation_rules:
-            if context.pre_execution_errors is None:  # SharedDocuments may have validated it already
-                context.pre_execution_errors = _run_rules(context, hide_suggestions=True)
-        yield
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        if _suggestions_shown.get():
-            return
-        result = self.execution_context.result
-        for error in getattr(result, "errors", None) or ():
-            if "Did you mean" in error.message:
-                error.message = _SUGGESTION.sub("", error.message)
 
 
 # --- limits ------------------------------------------------------------------------------------------------------
@@ -161,31 +151,12 @@ def _opaque(rule: type[ValidationRule], message: str) -> type[ValidationRule]:
 @cache
 def _limit_rules(max_depth: int, max_aliases: int) -> tuple[type[ValidationRule], ...]:
     """Built once per limit pair: the classes are stateless, and building them per operation cost CPU and kept
-    four classes alive for as long as each live subscription lasted."""
+    four classes alive for as long as each live subscription lasted. Introspection fields do not count towards
+    depth; graphql-core bounds introspection depth by itself."""
     return (
         _opaque(depth_validator(max_depth, None), "The operation is nested too deeply."),
         _opaque(alias_validator(max_aliases), "The operation uses too many aliases."),
     )
-
-
-class RequestLimits(AddValidationRules):
-    """Depth and alias limits (validation rules) and the token limit (parser option), with opaque messages.
-
-    Introspection fields do not count towards depth; graphql-core bounds introspection depth by itself.
-    """
-
-    def __init__(self, max_depth: int = MAX_DEPTH, max_aliases: int = MAX_ALIASES, max_tokens: int = MAX_TOKENS):
-        super().__init__(list(_limit_rules(max_depth, max_aliases)))
-        self.max_tokens = max_tokens
-
-    def on_operation(self) -> Iterator[None]:
-        # `max_tokens` (unlike `max_lexical_tokens`) counts comments too, so a comment flood is cut short as well.
-        self.execution_context.parse_options["max_tokens"] = self.max_tokens
-        yield from super().on_operation()
-        result = self.execution_context.result
-        errors: list[GraphQLError] | None = getattr(result, "errors", None)
-        for index, error in enumerate(errors or ()):
-            cast(list[GraphQLError], errors)[index] = opaque_parse_limit(error)
 
 
 def opaque_parse_limit(error: GraphQLError) -> GraphQLError:
@@ -203,27 +174,17 @@ def cost_error(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict[str, Any] | None
 ) -> GraphQLError | None:
     """The error refusing an operation that could resolve more than MAX_COST objects; None when it may run."""
-    if operation_cost(schema, document, operation_name, variables) <= MAX_COST:
+    cost, _ = counted_cost(schema, document, operation_name, variables)
+    return _cost_refusal(cost)
+
+
+def _cost_refusal(cost: int) -> GraphQLError | None:
+    if cost <= MAX_COST:
         return None
     return GraphQLError(
         "The operation asks for too much at once: request smaller pages or fewer nested connections.",
         extensions={"code": LIMIT_CODE},
     )
-
-
-class QueryCost(SchemaExtension):
-    """Refuses, before anything runs, an operation whose pages multiply past MAX_COST objects: a partner's
-    customers, each with its partner's customers, each with … would otherwise run for seconds and slow every
-    other tenant on the process down. The count needs the variables, so it runs here, not during validation."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.result is None and context.graphql_document is not None:
-            variables = context.variables if isinstance(context.variables, dict) else None
-            error = cost_error(context.schema._schema, context.graphql_document, context.operation_name, variables)
-            if error is not None:
-                context.result = ExecutionResult(data=None, errors=[error])  # set before execution: nothing runs
-        yield
 
 
 class BoundedExecution(StrawberryGraphQLCoreExecutionContext):
@@ -262,77 +223,100 @@ class _NoIntrospection(ValidationRule):
             )
 
 
-class IntrospectionGuard(SchemaExtension):
-    """Refuses `__schema` and `__type` when the transport says the caller may not introspect (anonymous callers
-    in production: the schema is a map of everything to try). `__typename` stays available."""
-
-    def on_operation(self) -> Iterator[None]:
-        context = self.execution_context
-        if not getattr(context.context, "introspection", True):
-            context.validation_rules = (*context.validation_rules, _NoIntrospection)
-        yield
+@cache
+def operation_rules(introspection: bool = True) -> tuple[type[ASTValidationRule], ...]:
+    """Every rule an operation is validated with (besides Strawberry's two): the specified rules, the depth and
+    alias limits and, when the caller may not introspect (anonymous callers in production: the schema is a map of
+    everything to try), the refusal of `__schema` and `__type` (`__typename` stays available)."""
+    rules = (*specified_rules, *_limit_rules(MAX_DEPTH, MAX_ALIASES))
+    return rules if introspection else (*rules, _NoIntrospection)
 
 
-# --- parsing -----------------------------------------------------------------------------------------------------
+# --- documents ---------------------------------------------------------------------------------------------------
 
 
 SHARED_DOCUMENT_MAX_CHARS = 10_000  # longer texts are parsed per request: 256 huge ones would pin a lot of memory
+PREPARED_MAX_ENTRIES = 256  # validated documents kept per process (as many as parsed ones)
+PARSE_OPTIONS: tuple[tuple[str, Any], ...] = (("max_tokens", MAX_TOKENS),)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=PREPARED_MAX_ENTRIES)
 def _parse_cached(query: str, options: tuple[tuple[str, Any], ...]) -> DocumentNode:
     return parse(query, **dict(options))
 
 
-_validated: OrderedDict[tuple[Any, ...], tuple[GraphQLError, ...]] = OrderedDict()  # LRU, as big as the parse cache
+class PreparedDocument:
+    """A parsed and validated document with what every request of it would otherwise recompute: its validation
+    errors (shared: copy one before changing it), and per operation name its operation, its kind and root fields
+    (a machine token's check) and, when no page size comes from the variables, its cost.
+
+    graphql-core never mutates a document, so one instance serves every request (and every live subscription) of
+    the same text, keyed by everything validation depends on: the schema, the text, the parser options, the rules
+    and whether hints are hidden. Nothing in it depends on the variables or the viewer."""
+
+    __slots__ = ("_costs", "_operations", "_roots", "document", "errors", "schema")
+
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode, errors: tuple[GraphQLError, ...]) -> None:
+        self.schema = schema
+        self.document = document
+        self.errors = errors
+        self._operations: dict[str | None, OperationDefinitionNode] = {}
+        self._roots: dict[str | None, tuple[OperationKind, tuple[str, ...]] | None] = {}
+        self._costs: dict[str | None, int] = {}
+
+    def operation(self, name: str | None) -> OperationDefinitionNode | None:
+        """The operation Strawberry runs for an `operationName` (None: the first one in the document). Only
+        operations found are kept: names that match nothing could be sent without end."""
+        found = self._operations.get(name)
+        if found is None:
+            for definition in self.document.definitions:
+                if isinstance(definition, OperationDefinitionNode) and (
+                    name is None or (definition.name is not None and definition.name.value == name)
+                ):
+                    self._operations[name] = found = definition
+                    break
+        return found
+
+    def roots(self, name: str | None) -> tuple[OperationKind, tuple[str, ...]] | None:
+        if name not in self._roots:
+            self._roots[name] = operation_roots(self.document, name)
+        return self._roots[name]
+
+    def cost_error(self, name: str | None, variables: dict[str, Any] | None) -> GraphQLError | None:
+        cost = self._costs.get(name)
+        if cost is None:
+            cost, read_variables = counted_cost(self.schema, self.document, name, variables)
+            if not read_variables:
+                self._costs[name] = cost
+        return _cost_refusal(cost)
 
 
-class SharedDocuments(SchemaExtension):
-    """Parses and validates each distinct operation text once (bounded LRUs) and shares the document, which
-    graphql-core never mutates: every live subscription of the same query then holds one AST instead of its own
-    copy, and a repeated request skips validation, which cost more CPU than anything else in a small mutation and
-    left hundreds of reference cycles (visitors, rule instances) per request for the garbage collector.
+_prepared: OrderedDict[tuple[Any, ...], PreparedDocument] = OrderedDict()  # LRU
 
-    Validation depends only on the schema, the document and the rules (not on variables or the viewer), so its
-    errors are shared too (as a tuple; each request gets its own list). A document that does not parse is left to
-    Strawberry, which parses it again and reports the error as usual (raising from this hook would escape
-    Strawberry's handling of parse errors).
-    """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._key: tuple[Any, ...] | None = None
-        self._document: DocumentNode | None = None
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        query = context.query
-        if context.graphql_document is None and query and len(query) <= SHARED_DOCUMENT_MAX_CHARS:
-            with suppress(GraphQLError):
-                options = tuple(sorted(context.parse_options.items()))
-                context.graphql_document = self._document = _parse_cached(query, options)
-                self._key = (query, options)
-        yield
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        if (
-            self._key is not None
-            and context.graphql_document is self._document
-            and context.validation_rules
-            and context.pre_execution_errors is None
-        ):
-            hidden = not _suggestions_shown.get()
-            key = (id(context.schema), *self._key, tuple(context.validation_rules), hidden)
-            errors = _validated.get(key)
-            if errors is None:
-                errors = _validated[key] = tuple(_run_rules(context, hide_suggestions=hidden))
-                if len(_validated) > 256:
-                    _validated.popitem(last=False)
-            else:
-                _validated.move_to_end(key)
-            context.pre_execution_errors = list(errors)
-        yield
+def prepare(
+    schema: GraphQLSchema, query: str, rules: tuple[type[ASTValidationRule], ...], *, hidden: bool
+) -> PreparedDocument | list[GraphQLError]:
+    """`query` parsed (token limit) and validated with `rules` for the graphql-core `schema`, from the bounded
+    caches when the text is short enough; or the parse error (as the parser put it: `opaque_parse_limit` hides a
+    limit's numbers). Hints are left out of validation messages when `hidden`."""
+    cacheable = len(query) <= SHARED_DOCUMENT_MAX_CHARS
+    key = (schema, query, PARSE_OPTIONS, rules, hidden)
+    if cacheable:
+        prepared = _prepared.get(key)
+        if prepared is not None:
+            _prepared.move_to_end(key)
+            return prepared
+    try:
+        document = _parse_cached(query, PARSE_OPTIONS) if cacheable else parse(query, **dict(PARSE_OPTIONS))
+    except GraphQLError as error:
+        return [error]
+    prepared = PreparedDocument(schema, document, tuple(_run_rules(schema, document, rules, hidden)))
+    if cacheable:
+        _prepared[key] = prepared
+        if len(_prepared) > PREPARED_MAX_ENTRIES:
+            _prepared.popitem(last=False)
+    return prepared
 
 
 # --- masking -----------------------------------------------------------------------------------------------------
@@ -376,7 +360,7 @@ def _anonymised(error: GraphQLError, request_id: str) -> GraphQLError:
 
 def _with_code(error: GraphQLError) -> GraphQLError:
     """`error` with a code: its own, or INVALID (a request that did not parse, validate or coerce). A copy: the
-    validation errors of a document are shared between requests (SharedDocuments)."""
+    validation errors of a document are shared between requests (PreparedDocument)."""
     error = opaque_parse_limit(error)
     if (error.extensions or {}).get("code"):
         return error
@@ -406,8 +390,8 @@ def log_client_error(error: GraphQLError, request_id: str | None) -> None:
 
 def client_error(error: GraphQLError, request_id: str, *, suggestions: bool = False) -> GraphQLError:
     """What a client may see of an error: unexpected ones masked (and logged), DomainErrors with their code and
-    field, every other one coded, suggestions cut unless shown. The HTTP path gets the same from the extensions
-    below."""
+    field, every other one coded, suggestions cut unless shown. Operations run by schema/execution.py get the
+    same from `client_errors`."""
     if _is_unexpected(error):
         return _anonymised(error, request_id)
     log_client_error(error, request_id)
@@ -419,28 +403,26 @@ def client_error(error: GraphQLError, request_id: str, *, suggestions: bool = Fa
 
 
 def mask_unexpected(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
-    """The transport's last pass: an exception raised by an extension hook reaches the result without passing
-    through MaskUnexpectedErrors (Strawberry catches it outside the extensions); it is masked here all the same."""
+    """The transport's last pass: an exception raised while guarding or starting an operation reaches the result
+    unmasked (schema/execution.py, as Strawberry did for its extensions' hooks); it is masked here all the same."""
     return [_anonymised(e, request_id) if _is_unexpected(e) else e for e in errors]
 
 
-class MaskUnexpectedErrors(MaskErrors):
-    """Hides unexpected exceptions behind a message carrying the request id, and logs them with it.
-
-    Validation errors and DomainErrors raised by queries stay readable.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(should_mask_error=_is_unexpected)
-
-    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [
-            _coded(e) if isinstance(e.original_error, DomainError) else _with_code(e)
-            for e in super()._process_errors(errors)
-        ]
-
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        return _anonymised(error, getattr(self.execution_context.context, "request_id", ""))
+def client_errors(errors: list[GraphQLError], request_id: str, *, hidden: bool) -> list[GraphQLError]:
+    """What a client may see of an operation's errors (logged already): unexpected exceptions behind a message
+    carrying the request id (and logged with it), DomainErrors with their code and field, every other error coded,
+    hints cut when `hidden`. Validation errors and DomainErrors raised by queries stay readable."""
+    shown = [
+        _anonymised(e, request_id)
+        if _is_unexpected(e)
+        else _coded(e)
+        if isinstance(e.original_error, DomainError)
+        else _with_code(e)
+        for e in errors
+    ]
+    if hidden:
+        strip_suggestions(shown)
+    return shown
 
 
 # --- transports that run graphql-core directly (server/live.py) --------------------------------------------------
@@ -448,28 +430,8 @@ class MaskUnexpectedErrors(MaskErrors):
 
 def prepare_document(schema: Any, query: str, *, suggestions: bool = False) -> DocumentNode | list[GraphQLError]:
     """The document of `query` parsed and validated for the Strawberry `schema` exactly as over HTTP (token, depth
-    and alias limits, Strawberry's rules), from the same caches; or the errors a client may see."""
-    options = (("max_tokens", MAX_TOKENS),)
-    try:
-        if len(query) <= SHARED_DOCUMENT_MAX_CHARS:
-            document = _parse_cached(query, options)
-        else:
-            document = parse(query, max_tokens=MAX_TOKENS)
-    except GraphQLError as error:
-        return [opaque_parse_limit(error)]
-    rules = (*specified_rules, *_limit_rules(MAX_DEPTH, MAX_ALIASES))
-    hidden = not suggestions
-    key = (id(schema), query, options, rules, hidden)
-    errors = _validated.get(key)
-    if errors is None:
-        context = SimpleNamespace(schema=schema, graphql_document=document, validation_rules=rules)
-        errors = tuple(_run_rules(context, hide_suggestions=hidden))
-        if len(query) <= SHARED_DOCUMENT_MAX_CHARS:
-            _validated[key] = errors
-            if len(_validated) > 256:
-                _validated.popitem(last=False)
-    return list(errors) if errors else document
-
-
-def default_extensions() -> list[Any]:
-    return [RequestLimits, IntrospectionGuard, SharedDocuments, HideSuggestions, QueryCost, MaskUnexpectedErrors]
+    and alias limits, Strawberry's rules), from the same cache; or the errors a client may see."""
+    prepared = prepare(schema._schema, query, operation_rules(), hidden=not suggestions)
+    if isinstance(prepared, list):
+        return [opaque_parse_limit(error) for error in prepared]
+    return list(prepared.errors) if prepared.errors else prepared.document

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,7 +27,7 @@ from jobs.broker import EmbeddedConsumer
 from server.assets import static_files
 from server.avatars import avatar_download
 from server.bootstrap import bootstrap
-from server.cors import OriginCORS
+from server.cors import OriginCORS, has_origin, vary_on_origin
 from server.embed import WIDGET_OPERATIONS, embed_snippet, embed_view
 from server.exports import export_download
 from server.graphql import GraphQLView
@@ -34,12 +35,12 @@ from server.ingest import contacts_healed_endpoint, usage_events_endpoint
 from server.invite import invite_page
 from server.live import LiveEndpoint
 from server.locks import Leases
-from server.logging import RequestIdMiddleware
+from server.logging import RequestIdMiddleware, bind_request_id
 from server.logos import logo_download
 from server.payments import invoice_download, stripe_webhook
 from server.persisted import PersistedDocuments
 from server.pubsub import PubSub, live_publisher
-from server.ratelimit import RateLimitHeaders
+from server.ratelimit import RateLimitHeaders, limit_headers
 from server.relay import Relay
 from server.scheduler import Scheduler
 from server.sequencer import AuditSequencer
@@ -99,6 +100,7 @@ class App(Starlette):
     headers are ignored, so a client cannot choose the address that sign-in throttling and audit see."""
 
     live: LiveEndpoint
+    graphql: GraphQLView
     forwarded: ProxyHeadersMiddleware | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -112,10 +114,34 @@ class App(Starlette):
         self.forwarded = ProxyHeadersMiddleware(self.dispatch, trusted_hosts=proxies) if proxies else None
 
     async def dispatch(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/graphql":
-            await self.live(scope, receive, send)
-            return
+        if scope["type"] != "lifespan" and scope["path"] == "/graphql":
+            if scope["type"] == "websocket":
+                await self.live(scope, receive, send)
+                return
+            if scope["type"] == "http" and scope["method"] == "POST" and not has_origin(scope):
+                await self.graphql_post(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    async def graphql_post(self, scope: Any, receive: Any, send: Any) -> None:
+        """A POST to /graphql from a server (no `Origin`: a voice platform at call rate, not a browser), through the
+        same middleware collapsed into one layer: the request id (`RequestIdMiddleware`), the API key's rate-limit
+        headers (`RateLimitHeaders`) and what CORS adds for a request without `Origin` (`Vary: Origin`), without
+        Starlette's error and exception layers and router (the view answers every failure itself; an exception
+        escaping it gets uvicorn's plain 500, as Starlette's error layer would send). Browsers' requests (they
+        carry `Origin`) and every other method go through the full stack."""
+        scope["app"] = self
+        request_id = bind_request_id(scope)
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *limit_headers(scope)]
+                vary_on_origin(message)
+                message["headers"].append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id, path=scope["path"]):
+            await self.graphql(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> Starlette:
@@ -143,6 +169,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                     RegisterTortoise(app, config=settings.tortoise_config(), generate_schemas=False)
                 )
             stack.push_async_callback(persisted.close)
+            stack.push_async_callback(graphql.rate_limiter.close)
             leases = Leases(settings.redis_url, settings.redis_key_prefix)
             stack.push_async_callback(leases.close)
             await pubsub.start()
@@ -198,6 +225,7 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
     app.state.pubsub = pubsub
     app.state.rate_limiter = graphql.rate_limiter
     app.live = live
+    app.graphql = graphql
     app.trust_proxies(settings.trusted_proxies)
     app.add_middleware(RateLimitHeaders)  # on every response to an API key, whichever endpoint answered
     app.add_middleware(OriginCORS)  # preflights answered before routing (the routes take GET and POST only)

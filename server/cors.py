@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.access.origins import AllowedOrigins, allowed_origins, normalize_origin, origin_of_url
 from domain.config import config
@@ -49,13 +49,24 @@ class OriginCORS(CORSMiddleware):
         self._allowed = AllowedOrigins(frozenset())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(name == b"origin" for name, _ in scope.get("headers") or ()):
+        if scope["type"] == "http" and has_origin(scope):
             # the newest snapshot for this request (and the ones running beside it: snapshots only get newer)
             self._allowed = await allowed_origins()
         await super().__call__(scope, receive, send)
 
     def is_allowed_origin(self, origin: str) -> bool:
         return self._allowed.allows(origin)
+
+
+def vary_on_origin(message: Message) -> None:
+    """What `OriginCORS` (Starlette's CORS middleware) does to the response to a request without `Origin`: its
+    `Vary` values joined in one header, with `Origin` added."""
+    headers = MutableHeaders(scope=message)
+    headers["Vary"] = ", ".join([*headers.getlist("Vary"), "Origin"])
+
+
+def has_origin(scope: Scope) -> bool:
+    return any(name == b"origin" for name, _ in scope.get("headers") or ())
 
 
 class SocketOrigin(enum.Enum):

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -27,11 +28,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.http.types import QueryParams
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -75,10 +77,21 @@ class HTTPError(HTTPException):
         self.headers = dict(headers or {})
 
 
+_POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
+_VARY = b"Accept, Authorization"
+
+
+def _is_json(content_type: str | None) -> bool:
+    """`Content-Type: application/json` (with parameters), as Strawberry's parser reads it (case included);
+    anything else (multipart uploads, refusals) takes Strawberry's way."""
+    return content_type is not None and content_type.partition(";")[0].strip() == APPLICATION_JSON
+
+
 class PayloadTooLarge(Exception):
     """The request body grew past the cap while it was read (no or a false Content-Length)."""
 
 
+@lru_cache(maxsize=128)  # clients send a handful of distinct Accept headers
 def negotiate(accept: str | None) -> str | None:
     """The response media type for an `Accept` header, or None when it admits neither of ours.
 
@@ -189,6 +202,8 @@ class GraphQLView(GraphQL[Context, None]):
             viewer = await self._viewer(request, request_id)
             remember(scope, await self.rate_limiter.check(viewer))
             scope.setdefault("state", {})["viewer"] = viewer
+            if request.method == "POST" and _is_json(request.headers.get("content-type")):
+                return await self._run_json_post(request)
             return await self.run(request)
         except InvalidToken as exc:
             return fail(401, str(exc), {"WWW-Authenticate": "Bearer"})
@@ -214,6 +229,48 @@ class GraphQLView(GraphQL[Context, None]):
         except Exception:
             log.exception("unexpected_http_error", request_id=request_id)
             return fail(500, f"Unexpected error. Quote request id {request_id} to support.")
+
+    async def _run_json_post(self, request: Request) -> Response:
+        """`run` (Strawberry's) for the usual request: one operation POSTed as `application/json`, with the same
+        checks, errors and response, minus the generic machinery (request adapter, content-type parser, stream
+        transports, IDE check). Anything else it hands to `run`."""
+        media_type = negotiate(request.headers.get("accept"))
+        if media_type is None:
+            raise HTTPError(406, f"Accept {APPLICATION_JSON} or {GRAPHQL_RESPONSE_JSON}.")
+        data = self.parse_json(await request.body())
+        if not isinstance(data, dict):
+            return await self.run(request)  # a batch: refused there, as it always was
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        # Strawberry's checks of a JSON body (strawberry/http/async_base_view.py, parse_http_body), then ours
+        query, variables, extensions = data.get("query"), data.get("variables"), data.get("extensions")
+        operation_name = data.get("operationName")
+        if not isinstance(query, str | None):
+            raise HTTPException(400, "The GraphQL operation's `query` must be a string or null, if provided.")
+        if not isinstance(variables, dict | None):
+            raise HTTPException(400, "The GraphQL operation's `variables` must be an object or null, if provided.")
+        if not isinstance(extensions, dict | None):
+            raise HTTPException(400, "The GraphQL operation's `extensions` must be an object or null, if provided.")
+        if not isinstance(operation_name, str | None):
+            raise HTTPError(400, "The GraphQL operation's `operationName` must be a string or null, if provided.")
+        document_id = data.get("documentId") if query is None and not extensions else None
+        query = await self.persisted.resolve(query, extensions, document_id)
+        try:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=_POST_OPERATIONS,
+                operation_extensions=extensions,
+            )
+        except CannotGetOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason()) from exc
+        except InvalidOperationTypeError as exc:  # every type is allowed over POST
+            raise HTTPException(400, exc.as_http_error_reason("POST")) from exc
+        except MissingQueryError as exc:
+            raise HTTPException(400, "No GraphQL query found in the request") from exc
+        return self.create_response(await self.process_result(request, result), sub_response)
 
     def _error_response(
         self,
@@ -362,8 +419,14 @@ class GraphQLView(GraphQL[Context, None]):
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
     ) -> Response:
+        content_type = f"{sub_response.media_type or APPLICATION_JSON}; charset=utf-8"
+        if not sub_response.raw_headers and sub_response.background is None:
+            # what the general way below builds (Content-Length, Content-Type, Vary), without editing headers
+            response = Response(self.encode_json(response_data), status_code=sub_response.status_code or 200)
+            response.raw_headers += [(b"content-type", content_type.encode()), (b"vary", _VARY)]
+            return response
         response = super().create_response(response_data, sub_response)
-        response.headers["content-type"] = f"{sub_response.media_type or APPLICATION_JSON}; charset=utf-8"
+        response.headers["content-type"] = content_type
         response.headers.add_vary_header("Accept")
         # a query by GET (a persisted query's hash) may meet a cache: its answer depends on who asks
         response.headers.add_vary_header("Authorization")

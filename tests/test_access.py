@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 
 from domain.access import services as access
@@ -22,7 +24,7 @@ from domain.customers.models import Customer, CustomerStatus
 from domain.features.models import FeatureToggles
 from domain.viewer import Viewer
 from server.graphql import GraphQLView
-from server.ratelimit import ApiRateLimiter, RateLimited
+from server.ratelimit import ApiRateLimiter, RateLimited, window_stats
 from server.settings import get_settings
 from tests.conftest import GQL, REDIS_URL, Factory, count_queries, gid
 
@@ -643,3 +645,66 @@ async def test_enabling_a_customer_again_brings_back_no_key_or_embed_token(gql: 
     assert (disabled.details["api_keys_revoked"], disabled.details["embeds_revoked"]) == (1, 1)
     fresh = await new_key(gql, admin, customer, ["READ"])
     assert (await gql.raw(CUSTOMER_NAME, cid, fresh)).status_code == 200
+
+
+@pytest.mark.redis
+async def test_redis_limiter_counts_in_one_trip_on_the_librarys_window() -> None:
+    # one limiter counting in one round trip, the library's own two calls on the same keys: one shared window
+    prefix = f"partnerdesk-test-{uuid.uuid4().hex[:8]}"
+    limiter = ApiRateLimiter(REDIS_URL, key_prefix=prefix)
+    viewer = Viewer(role=Role.CUSTOMER_ADMIN, customer_id=1, api_key_id=9, rate_limit_per_minute=5)
+    item, identity = RateLimitItemPerMinute(5), ("api-key", "9")
+    try:
+        # when
+        states = [await limiter.check(viewer) for _ in range(3)]
+        assert await limiter.limiter.hit(item, *identity)  # the library's hit, on the same keys
+        library = await limiter.limiter.get_window_stats(item, *identity)
+        last = await limiter.check(viewer)
+        with pytest.raises(RateLimited) as refused:
+            await limiter.check(viewer)
+        # then
+        assert [s.remaining for s in states if s] == [4, 3, 2]
+        assert library.remaining == 1
+        assert last is not None and last.remaining == 0
+        assert refused.value.state is not None and refused.value.state.remaining == 0
+        assert 1 <= refused.value.retry_after <= 60
+        after = await limiter.limiter.get_window_stats(item, *identity)
+        assert after.remaining == 0 and abs(after.reset_time - (time.time() + refused.value.retry_after)) <= 1.5
+    finally:
+        await limiter.close()
+
+
+class _FixedWindow(MemoryStorage):
+    """A storage whose sliding window reads as given (the library's conversion of the script's values)."""
+
+    window: list[Any]
+
+    async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        _, previous, previous_ttl, current, current_ttl = self.window
+        return (
+            int(previous or 0),
+            max(0, float(previous_ttl)) / 1000,
+            int(current or 0),
+            max(0, float(current_ttl)) / 1000,
+        )
+
+
+async def test_one_trip_window_reads_as_the_library_reads_it() -> None:
+    # the conversion of the script's answer follows limits' get_window_stats, for windows of every shape
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+    item = RateLimitItemPerMinute(10)
+    storage = _FixedWindow()
+    for window in [
+        [1, None, -2, None, -2],
+        [1, None, -2, 3, 90_000],
+        [1, 4, 30_000, 2, 90_000],
+        [0, 7, 1_500, 0, 118_500],
+        [0, 12, 59_000, 1, 61_000],
+    ]:
+        storage.window = window
+        now = time.time()
+        expected = await SlidingWindowCounterRateLimiter(storage).get_window_stats(item, "k")
+        reset_time, remaining = window_stats(item, window, now)
+        assert remaining == expected.remaining
+        assert abs(reset_time - expected.reset_time) < 0.05
