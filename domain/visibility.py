@@ -12,6 +12,7 @@ acted (label, IP, user agent) only when it was one of their own people or API ke
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from tortoise.expressions import Q, Subquery
@@ -47,11 +48,35 @@ def _partner(v: Viewer) -> Q:
     return _NOTHING
 
 
-def _customer(v: Viewer) -> Q:
+@dataclass(frozen=True, slots=True)
+class CustomerReach:
+    """The customers a viewer may see, as plain values (the rule `restrict(Customer, …)` applies): every customer,
+    a partner's, or one. Raw SQL on the metering path filters with them (`customer.id = ANY(…) AND ($all OR
+    partner_id = $partner OR id = $customer)`); a viewer who sees none has all three unset."""
+
+    everything: bool = False
+    partner_id: int | None = None
+    customer_id: int | None = None
+
+
+def customer_reach(v: Viewer) -> CustomerReach:
+    if v.is_platform_admin:
+        return CustomerReach(everything=True)
+    if not v.is_authenticated:
+        return CustomerReach()
     if v.is_partner_staff:
-        return Q(partner_id=v.partner_id)
+        return CustomerReach(partner_id=v.partner_id)
     if v.is_customer_user:
-        return Q(id=v.customer_id)
+        return CustomerReach(customer_id=v.customer_id)
+    return CustomerReach()
+
+
+def _customer(v: Viewer) -> Q:
+    reach = customer_reach(v)
+    if reach.partner_id is not None:
+        return Q(partner_id=reach.partner_id)
+    if reach.customer_id is not None:
+        return Q(id=reach.customer_id)
     return _NOTHING
 
 

@@ -236,7 +236,7 @@ async def burn_credits(
     the caller locked them already; `prefs`, `toggles`: the customer's, if read already)."""
     transfer = await ledger.post(
         ledger.customer_credits(customer.id, customer.partner_id),
-        ledger.revenue(Currency.CREDITS, customer.partner_id),
+        ledger.revenue(Currency.CREDITS, customer.partner_id, customer.id),
         amount,
         TransferKind.USAGE_CHARGE,
         metadata=metadata,
@@ -255,8 +255,19 @@ async def credits_changed(
     toggles: FeatureToggles | None = None,
 ) -> None:
     """After any change to a customer's credits (in its transaction): low-credit alert state, live views."""
-    await alerts.on_credit_balance(customer, available, prefs, toggles)
+    await credit_checks(customer, available, prefs, toggles)
     await emit(CREDITS_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
+
+
+async def credit_checks(
+    customer: Customer,
+    available: Decimal,
+    prefs: BillingPreferences | None = None,
+    toggles: FeatureToggles | None = None,
+) -> None:
+    """`credits_changed` but for announcing the change (`credits.changed`), which the metering path on PostgreSQL
+    writes with the rest of its batch: the low-credit alert (no statement without a low-credit threshold)."""
+    await alerts.on_credit_balance(customer, available, prefs, toggles)
 
 
 async def expire_grants(at: datetime | None = None) -> int:

@@ -85,19 +85,29 @@ async def _wake_relay() -> None:
     """On PostgreSQL, NOTIFY the relay: delivered when the transaction commits (never for a rolled-back one). The
     server folds a transaction's notifications into one anyway, so each transaction sends it once (a round trip
     per event saved on the metering path). SQLite has no such thing: the relay polls."""
+    if take_wake():
+        await connections.get("default").execute_query(WAKE_SQL)
+
+
+WAKE_SQL = f"SELECT pg_notify('{WAKE_CHANNEL}', '')"
+
+
+def take_wake() -> bool:
+    """Whether the current transaction still has to NOTIFY the relay (PostgreSQL; never on SQLite), recording that
+    it now will: a raw statement that writes outbox rows sends `WAKE_SQL` within itself when this says so."""
     connection = connections.get("default")  # the transaction's own connection inside `in_transaction()`
     if connection.capabilities.dialect != "postgres":
-        return
+        return False
     # asyncpg's current top-level transaction (private, hence getattr: without it every event notifies)
     raw = getattr(connection, "_connection", None)
     top = getattr(raw, "_top_xact", None)
     if top is not None:
         if _notified.get(id(raw)) is top:
-            return
+            return False
         if len(_notified) > 1000:
             _notified.clear()
         _notified[id(raw)] = top
-    await connection.execute_query(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
+    return True
 
 
 def envelope(event: OutboxEvent) -> JsonObject:
