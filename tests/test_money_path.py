@@ -17,20 +17,33 @@ import pytest
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Role
-from domain.alerts.models import Alert
+from domain.alerts.models import Alert, AlertArm
 from domain.audit.models import AuditEvent
-from domain.billing.commands import BillingPreferencesUpdate, InvoiceMarkPaid
-from domain.billing.credits import grant_credits
-from domain.billing.models import BillingMode, CreditGrant, CustomerCredits, GrantSource
+from domain.billing.commands import (
+    BillingPreferencesUpdate,
+    CustomerCreditsRecharge,
+    CustomerCreditsReclaim,
+    InvoiceMarkPaid,
+    PartnerCreditsAdd,
+)
+from domain.billing.credits import (
+    customer_credits_recharge,
+    customer_credits_reclaim,
+    grant_credits,
+    partner_credits_add,
+)
+from domain.billing.models import BillingMode, CreditGrant, CustomerCredits, GrantSource, PartnerPool
 from domain.billing.preferences import billing_preferences_update
+from domain.common import rows as raw_path
 from domain.customers.models import Customer
+from domain.errors import DomainError
 from domain.events.models import OutboxEvent
 from domain.features.models import FeatureToggles
 from domain.features.services import set_ai_credits
 from domain.invoices.models import Invoice
 from domain.invoices.services import CLOSE_GRACE, close_month, invoice_mark_paid
 from domain.ledger import services as ledger
-from domain.ledger.models import AccountKind, Currency, LedgerAccount, Transfer, TransferKind
+from domain.ledger.models import AccountKind, Currency, IdempotencyRecord, LedgerAccount, Transfer, TransferKind
 from domain.partners.models import Partner
 from domain.usage import store
 from domain.usage.commands import UsageAuthorize, UsageEventIn, UsageRecord
@@ -45,7 +58,7 @@ postgres = pytest.mark.postgres
 # What the two hot paths may send on PostgreSQL, BEGIN and COMMIT aside (bench/README.md, issue 13). Raise them only
 # with a measurement that says why.
 AUTHORIZE_STATEMENTS = 4  # read, claim + locks, state under the locks, hold + outcome
-RECORD_STATEMENTS = 5  # read, claim keys, lock accounts, live holds, one write of everything
+RECORD_STATEMENTS = 4  # read, claim keys + lock accounts, live holds, one write of everything
 
 
 def staff(partner: Partner) -> Viewer:
@@ -104,13 +117,13 @@ async def fund_credits(customer: Customer, credits: str, expires_at: datetime | 
 
 @contextmanager
 def orm_path(on: bool) -> Iterator[None]:
-    """Runs the metering services through the ORM path even on PostgreSQL (`store.RAW_SQL`)."""
-    before = store.RAW_SQL
-    store.RAW_SQL = not on
+    """Runs the metering services through the ORM path even on PostgreSQL (`raw_path.RAW_SQL`)."""
+    before = raw_path.RAW_SQL
+    raw_path.RAW_SQL = not on
     try:
         yield
     finally:
-        store.RAW_SQL = before
+        raw_path.RAW_SQL = before
 
 
 # ---------------------------------------------------------------- statements per call
@@ -437,3 +450,112 @@ async def test_concurrent_ten_customer_batches_of_one_partner_do_not_wait_on_one
     assert [r.accepted for r in results] == [50] * 6
     assert await ledger.revenue_balance(Currency.USD, tenant.partner.id) == Decimal("0.06") * 300
     assert (await ledger.verify())[1] == []
+
+
+# ---------------------------------------------------------------- customerCreditsRecharge
+
+RECHARGE_STATEMENTS = 3  # the customer, then claim + locks + preferences + the transfer's id, one write of everything
+
+
+async def _recharge_scenario(factory: Factory) -> tuple[Partner, list[Customer], list[Any]]:
+    """A funded pool; one customer below a low-credit threshold after its recharge, one without settings; a
+    repeat, a recharge the pool cannot cover (refused, kept), and a reclaim."""
+    tenant = await factory.tenant(customers=2)
+    viewer = staff(tenant.partner)
+    low, plain = tenant.customers
+    await billing_preferences_update(SYSTEM, BillingPreferencesUpdate(low.id, low_credit_threshold=Decimal(50)))
+    await FeatureToggles.filter(customer_id=low.id).update(low_credit_notifications=True, ai_credits_enabled=True)
+    await partner_credits_add(SYSTEM, PartnerCreditsAdd(tenant.partner.id, Decimal(100), key(), "seed"))
+    answers: list[Any] = []
+    k = key()
+    for customer, credits, k_ in ((low, "20", k), (low, "20", k), (plain, "70", key()), (plain, "11", key())):
+        try:
+            t = await customer_credits_recharge(viewer, CustomerCreditsRecharge(customer.id, Decimal(credits), k_))
+            fresh = await Transfer.get(id=t.id)
+            assert (t.amount, t.debit_balance_after, t.credit_balance_after, t.metadata, t.created_at) == (
+                fresh.amount,
+                fresh.debit_balance_after,
+                fresh.credit_balance_after,
+                fresh.metadata,
+                fresh.created_at,
+            )
+            answers.append((str(t.amount), str(t.debit_balance_after), str(t.credit_balance_after)))
+        except DomainError as exc:
+            answers.append([e.code for e in exc.errors])
+    await customer_credits_reclaim(viewer, CustomerCreditsReclaim(plain.id, Decimal(5), key()))
+    return tenant.partner, tenant.customers, answers
+
+
+async def _credits_snapshot(partner: Partner, customers: list[Customer]) -> dict[str, Any]:
+    ids = [c.id for c in customers]
+    position = {c.id: n for n, c in enumerate(customers)}
+    accounts = {a.id: a for a in await LedgerAccount.filter(partner_id=partner.id)}
+
+    def name(account_id: int) -> str:
+        a = accounts[account_id]
+        return f"{a.kind}:{a.currency}:{position.get(a.customer_id, '-') if a.customer_id else '-'}"
+
+    transfers = await Transfer.filter(debit_account_id__in=list(accounts)).order_by("id")
+    index = {t.id: n for n, t in enumerate(transfers)}
+
+    def plain(value: Any) -> Any:
+        return "<id>" if isinstance(value, int) and not isinstance(value, bool) else value
+
+    return {
+        "balances": sorted((name(a.id), a.balance) for a in accounts.values()),
+        "transfers": [
+            (t.kind, name(t.debit_account_id), name(t.credit_account_id), t.amount, t.debit_balance_after, t.metadata)
+            for t in transfers
+        ],
+        "grants": sorted(
+            (position[g.customer_id], g.source, g.amount, g.remaining, index.get(g.transfer_id or 0))
+            for g in await CreditGrant.filter(customer_id__in=ids)
+        ),
+        "counters": sorted(
+            (position[k.customer_id], k.assigned, k.used) for k in await CustomerCredits.filter(customer_id__in=ids)
+        ),
+        "pool": [p.assigned for p in await PartnerPool.filter(partner_id=partner.id)],
+        "outbox": sorted(
+            (position[o.customer_id], o.topic, sorted((k, plain(v)) for k, v in o.payload.items()))
+            for o in await OutboxEvent.filter(customer_id__in=ids)
+        ),
+        "alerts": sorted((position[a.customer_id], a.kind) for a in await Alert.filter(customer_id__in=ids)),
+        "arms": sorted(
+            (position[a.customer_id], a.kind, a.armed, a.crossings) for a in await AlertArm.filter(customer_id__in=ids)
+        ),
+        "audit": sorted(
+            (e.action, e.type, sorted((k, plain(v)) for k, v in e.details.items()), e.customer_id in position)
+            for e in await AuditEvent.filter(partner_id=partner.id, action__startswith="customer.credits")
+        ),
+        "outcomes": sorted(
+            (r.operation, r.status, sorted(r.response))
+            for r in await IdempotencyRecord.filter(scope_key__startswith=f"p{partner.id}:")
+        ),
+    }
+
+
+@postgres
+async def test_the_raw_recharge_writes_and_answers_exactly_what_the_orm_path_does(factory: Factory) -> None:
+    with orm_path(False):
+        partner, customers, raw_answers = await _recharge_scenario(factory)
+        raw = await _credits_snapshot(partner, customers)
+    with orm_path(True):
+        partner, customers, orm_answers = await _recharge_scenario(factory)
+        orm = await _credits_snapshot(partner, customers)
+    assert raw_answers == orm_answers
+    assert raw_answers[0] == raw_answers[1] and raw_answers[3] == ["POOL_EXHAUSTED"]
+    for part in orm:
+        assert raw[part] == orm[part], part
+    assert [(kind, crossings) for _, kind, _, crossings in raw["arms"]] == [("LOW_CREDITS", 1)] and raw["grants"]
+    assert (await ledger.verify())[1] == []
+
+
+@postgres
+async def test_a_recharge_sends_a_fixed_handful_of_statements(factory: Factory) -> None:
+    tenant = await factory.tenant(customers=1)
+    viewer, customer = staff(tenant.partner), tenant.customers[0]
+    await partner_credits_add(SYSTEM, PartnerCreditsAdd(tenant.partner.id, Decimal(100), key(), "seed"))
+    await customer_credits_recharge(viewer, CustomerCreditsRecharge(customer.id, Decimal(1), key()))  # accounts made
+    with count_queries() as recharging:
+        await customer_credits_recharge(viewer, CustomerCreditsRecharge(customer.id, Decimal(1), key()))
+    assert len(recharging.queries) <= RECHARGE_STATEMENTS, recharging.queries

@@ -11,9 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from tortoise import connections
 from tortoise.models import Model
 
 M = TypeVar("M", bound=Model)
+
+# Whether the hot paths on PostgreSQL (usage authorize and record, credits recharge) write with their own statements
+# rather than through the ORM; tests switch it off to compare both paths on one database.
+RAW_SQL = True
+
+
+def raw_sql() -> bool:
+    """The hot paths' own statements apply: PostgreSQL (the connection of the current transaction, if any)."""
+    return RAW_SQL and connections.get("default").capabilities.dialect == "postgres"
 
 
 def columns(model: type[Model], alias: str, prefix: str = "") -> str:

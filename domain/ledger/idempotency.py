@@ -145,6 +145,12 @@ async def replay(scope_key: str, digest: str) -> Response:
     return _replay(record, digest)
 
 
+async def refuse(claimed: int, exc: DomainError) -> None:
+    """Keeps a refusal as the outcome of the key this request claimed (for raw paths that claim a key with their
+    first statement); raise it after commit, as `run_idempotent` does."""
+    await IdempotencyRecord.filter(id=claimed).update(status=IdempotencyStatus.FAILED, response=stored_failure(exc))
+
+
 def stored_failure(exc: DomainError) -> Response:
     """How a refusal is kept in the record (and replayed by `_replay`)."""
     return {"errors": [[e.field, e.message, str(e.code)] for e in exc.errors]}

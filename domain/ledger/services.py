@@ -141,10 +141,12 @@ async def ensure_accounts(*refs: AccountRef) -> None:
     )
 
 
-async def lock_accounts(*refs: AccountRef) -> dict[str, LedgerAccount]:
-    """Locks the accounts (creating missing ones) in id order; call inside a transaction."""
+async def lock_accounts(*refs: AccountRef, locked: Sequence[LedgerAccount] | None = None) -> dict[str, LedgerAccount]:
+    """Locks the accounts (creating missing ones) in id order; call inside a transaction. `locked`: the rows of
+    these accounts a caller's own statement already locked as `lock_accounts_sql()` does (missing ones are then
+    created and locked here)."""
     keys = sorted({r.key for r in refs})
-    rows = await _lock_rows(keys)
+    rows = list(locked) if locked is not None else await _lock_rows(keys)
     if len(rows) < len(keys):
         found = {row.key for row in rows}
         await ensure_accounts(*(r for r in refs if r.key not in found))
@@ -153,9 +155,11 @@ async def lock_accounts(*refs: AccountRef) -> dict[str, LedgerAccount]:
 
 
 @cache
-def _lock_sql() -> str:
+def lock_accounts_sql(keys: str = "$1") -> str:
+    """The accounts whose keys the text array parameter `keys` names, locked in id order (all of their columns)."""
     return (
-        f"SELECT {columns(LedgerAccount, 'a')} FROM ledger_account a WHERE key = ANY($1::text[]) ORDER BY id FOR UPDATE"
+        f"SELECT {columns(LedgerAccount, 'a')} FROM ledger_account a WHERE key = ANY({keys}::text[]) "
+        "ORDER BY id FOR UPDATE"
     )
 
 
@@ -169,7 +173,7 @@ async def _lock_rows(keys: list[str]) -> list[LedgerAccount]:
     row locks and runs one write transaction at a time, so the ORM's read is as good."""
     db = LedgerAccount._meta.db  # the caller's transaction
     if _postgres(db):
-        return [from_row(LedgerAccount, row) for row in await db.execute_query_dict(_lock_sql(), [keys])]
+        return [from_row(LedgerAccount, row) for row in await db.execute_query_dict(lock_accounts_sql(), [keys])]
     return await LedgerAccount.filter(key__in=keys).order_by("id").select_for_update()
 
 

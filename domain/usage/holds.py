@@ -14,6 +14,7 @@ from domain.billing.cap import current_month
 from domain.billing.models import BillingPreferences
 from domain.billing.read import preferences_of
 from domain.common.json import JsonObject
+from domain.common.rows import raw_sql
 from domain.common.validation import Validator, parse_amount
 from domain.customers.models import Customer, ServiceState
 from domain.errors import DomainError, ErrorCode
@@ -24,10 +25,10 @@ from domain.ledger.idempotency import (
     check_key,
     claim_values,
     money_mutation,
+    refuse,
     replay,
     request_hash,
     scoped_key,
-    stored_failure,
 )
 from domain.usage import store, store_pg
 from domain.usage.commands import UsageAuthorize, UsageHoldRelease
@@ -72,7 +73,7 @@ async def _lock_customer_month(customer_id: int, now: datetime) -> Decimal:
 async def usage_authorize(viewer: Viewer, command: UsageAuthorize) -> UsageHold:
     """Places a hold for the estimated cost if the service is active and cap and balance allow it."""
     require_recorder(viewer)
-    if store.raw_sql():
+    if raw_sql():
         return await _authorize_sql(viewer, command)
     customer = await get_visible(Customer, viewer, command.customer_id, field="customer_id")
     unit, estimate, key = _checked(command)
@@ -211,7 +212,7 @@ async def _authorize_sql(viewer: Viewer, command: UsageAuthorize) -> UsageHold:
             )
         except DomainError as exc:
             failure = exc
-            await store_pg.refuse_claim(locks.claim, stored_failure(exc))
+            await refuse(locks.claim, exc)
         else:
             return await store_pg.place_hold(
                 [customer.id, str(unit), quantity, amount, credits, str(funding), now + HOLD_TTL, datetime.now(UTC)],

@@ -33,6 +33,7 @@ from domain.billing.credits import burn_credits, credit_checks
 from domain.billing.models import BillingPreferences
 from domain.billing.wallet import charge_wallet, wallet_checks
 from domain.common.json import JsonObject
+from domain.common.rows import raw_sql
 from domain.common.validation import Validator, json_problem, parse_amount, text_problem
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
@@ -116,7 +117,7 @@ async def record_usage(
     now = at or datetime.now(UTC)
     result = RecordResult()
     checked = _validate(events, now, result)
-    if store.raw_sql():
+    if raw_sql():
         await _record_sql(viewer, checked, now, result, source)
     else:
         await _record_orm(viewer, checked, now, result, source)
@@ -563,6 +564,23 @@ async def _claim_and_lock(
     return new_keys, fresh_of, locked
 
 
+async def _claim_and_lock_sql(
+    batch: _Batch, priced: dict[int, _Priced]
+) -> tuple[set[tuple[int, str]], dict[int, list[_Rated]], dict[str, LedgerAccount]]:
+    """`_claim_and_lock` in one statement (`store_pg.claim_and_lock`): the same claims and locks, in the same order,
+    but the accounts of every customer in the batch are locked, also one whose events all turn out to be
+    duplicates (what `_claim_and_lock` learns only from the claim)."""
+    refs = [ref for cid in sorted(batch.by_customer) for ref in _accounts_of(batch.customers[cid], priced[cid].funding)]
+    pairs = [(e.customer_id, e.key) for e in batch.events]
+    duplicates, rows = await store_pg.claim_and_lock(pairs, batch.now, sorted({r.key for r in refs}))
+    locked = await ledger.lock_accounts(*refs, locked=rows)
+    new_keys = set(pairs) - duplicates
+    fresh_of = {
+        cid: [r for r in priced[cid].rated if (cid, r.event.key) in new_keys] for cid in sorted(batch.by_customer)
+    }
+    return new_keys, fresh_of, locked
+
+
 def _holders(fresh_of: Mapping[int, list[_Rated]], priced: Mapping[int, _Priced]) -> list[int]:
     """The customers with new events whose credits or wallet pay: their live holds count against the balance."""
     return [cid for cid, fresh in fresh_of.items() if fresh and priced[cid].funding != Funding.INVOICE]
@@ -797,7 +815,7 @@ async def _settle_and_persist_sql(batch: _Batch, priced: dict[int, _Priced], sou
     threshold alert, a cap crossed or lifted) then runs through the billing services, as on the ORM path; it sends
     no statement for a customer without refill or alert settings whose spend is under its cap."""
     result = batch.result
-    new_keys, fresh_of, locked = await _claim_and_lock(batch, priced)
+    new_keys, fresh_of, locked = await _claim_and_lock_sql(batch, priced)
     holds_of: dict[int, list[tuple[int, Decimal, Decimal]]] = defaultdict(list)
     for customer_id, hold_id, usd, credits in await store_pg.live_holds(_holders(fresh_of, priced), batch.now):
         holds_of[customer_id].append((hold_id, usd, credits))

@@ -28,15 +28,6 @@ def is_postgres() -> bool:
     return _conn().capabilities.dialect == "postgres"
 
 
-# Whether the metering path on PostgreSQL writes with its own statements (`domain/usage/store_pg.py`) rather than
-# through the ORM; tests switch it off to compare both paths on one database.
-RAW_SQL = True
-
-
-def raw_sql() -> bool:
-    return RAW_SQL and is_postgres()
-
-
 def month_start(moment: datetime | date) -> date:
     return date(moment.year, moment.month, 1)
 

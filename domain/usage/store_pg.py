@@ -21,6 +21,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+import msgspec
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -30,10 +31,12 @@ from domain.common.json import to_json
 from domain.common.rows import columns, from_row
 from domain.events.services import WAKE_SQL
 from domain.ledger.idempotency import CLAIM_COLUMNS
-from domain.ledger.models import IdempotencyStatus
-from domain.ledger.services import PlannedTransfer
+from domain.ledger.models import IdempotencyStatus, LedgerAccount
+from domain.ledger.services import PlannedTransfer, lock_accounts_sql
 from domain.usage.models import HoldStatus, UsageHold
 from domain.usage.store import EVENT_COLUMNS, EVENT_PG_TYPES, EventRow, RollupDetailRow, RollupRow, adding
+
+_decode = msgspec.json.decode
 
 
 def _conn() -> BaseDBAsyncClient:
@@ -215,18 +218,56 @@ async def write_batch(w: BatchWrite) -> BatchWritten:
     return BatchWritten(spent, burned)
 
 
-_LIVE_HOLDS_SQL = (
-    "SELECT customer_id, id, amount, credits FROM usage_hold "
-    f"WHERE customer_id = ANY($1::int[]) AND status = '{HoldStatus.ACTIVE}' AND expires_at > $2"
-)
+def _live_holds_sql(many: bool) -> str:
+    # one customer (every single call) as a scalar: see `lookup._lookup_statement` on generic and custom plans
+    customer = "customer_id = ANY($1::int[])" if many else "customer_id = $1::int"
+    return (
+        "SELECT customer_id, id, amount, credits FROM usage_hold "
+        f"WHERE {customer} AND status = '{HoldStatus.ACTIVE}' AND expires_at > $2"
+    )
+
+
+_LIVE_HOLDS_SQL = {many: _live_holds_sql(many) for many in (False, True)}
 
 
 async def live_holds(customer_ids: Sequence[int], now: datetime) -> list[tuple[int, int, Decimal, Decimal]]:
     """(customer, hold, USD, credits) of the customers' live holds (read after their paying accounts are locked)."""
     if not customer_ids:
         return []
-    rows = await _conn().execute_query_dict(_LIVE_HOLDS_SQL, [list(customer_ids), now])
+    many = len(customer_ids) > 1
+    value = list(customer_ids) if many else customer_ids[0]
+    rows = await _conn().execute_query_dict(_LIVE_HOLDS_SQL[many], [value, now])
     return [(r["customer_id"], r["id"], r["amount"], r["credits"]) for r in rows]
+
+
+@cache
+def _claim_and_lock_sql() -> str:
+    # the accounts are locked only once every key is claimed: the count reads the whole claim (which may wait on a
+    # concurrent batch holding one of the keys) before the first account row is read
+    lock = lock_accounts_sql("$4").replace(" ORDER BY", " AND (SELECT count(*) FROM ins) >= 0 ORDER BY")
+    return (
+        "WITH t AS (SELECT c, k FROM unnest($1::int[], $2::text[]) AS t(c, k)), "
+        "ins AS (INSERT INTO usage_dedup (customer_id, idempotency_key, created_at) SELECT c, k, $3 FROM t "
+        "ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING customer_id, idempotency_key), "
+        f"locked AS ({lock}) "
+        "SELECT locked.*, (SELECT json_agg(json_build_array(c, k)) FROM t WHERE NOT EXISTS "
+        "(SELECT 1 FROM ins WHERE ins.customer_id = t.c AND ins.idempotency_key = t.k)) AS seen "
+        "FROM (SELECT 1) one LEFT JOIN locked ON true ORDER BY locked.id"
+    )
+
+
+async def claim_and_lock(
+    pairs: Sequence[tuple[int, str]], at: datetime, keys: Sequence[str]
+) -> tuple[set[tuple[int, str]], list[LedgerAccount]]:
+    """`store.claim_keys` then `ledger.lock_accounts`' read, in one statement: the (customer, key) pairs that were
+    claimed before (duplicates), and those of the accounts `keys` that exist, locked in id order (the caller has
+    `ledger.lock_accounts(…, locked=…)` create and lock any that are missing)."""
+    rows = await _conn().execute_query_dict(
+        _claim_and_lock_sql(), [[p[0] for p in pairs], [p[1] for p in pairs], at, list(keys)]
+    )
+    seen = rows[0]["seen"] if rows else None
+    duplicates = {(c, k) for c, k in _decode(seen)} if seen else set()
+    return duplicates, [from_row(LedgerAccount, row) for row in rows if row["id"] is not None]
 
 
 # ---------------------------------------------------------------- usageAuthorize
@@ -293,11 +334,3 @@ async def place_hold(values: list[object], claim: int, outcome_key: str) -> Usag
     one statement."""
     rows = await _conn().execute_query_dict(_place_hold_sql(), [*values, claim, outcome_key])
     return from_row(UsageHold, rows[0])
-
-
-async def refuse_claim(claim: int, response: dict[str, Any]) -> None:
-    """Records a refusal as the claim's outcome (replayed to every repeat)."""
-    await _conn().execute_query(
-        f"UPDATE idempotency_record SET status = '{IdempotencyStatus.FAILED}', response = $2::jsonb WHERE id = $1",
-        [claim, to_json(response)],
-    )
