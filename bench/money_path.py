@@ -140,12 +140,14 @@ async def run(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 query = " ".join(r["statement"].split())[:80]
                 print(f"{'':18}generic {r['generic_plans']:5}  custom {r['custom_plans']:5}  {query}")
 
-        backends = [
-            r["pid"]
-            for r in await connections.get("default").execute_query_dict(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        backends: list[int] = []
+
+        async def find_backends() -> None:
+            """The server processes of this database's pooled sessions (after the warm-up opened them all)."""
+            rows = await connections.get("default").execute_query_dict(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             )
-        ]
+            backends[:] = [r["pid"] for r in rows]
 
         def pg_cpu() -> float:
             """CPU seconds of this database's server processes (0 when they are not on this machine)."""
@@ -194,6 +196,7 @@ async def run(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             raw_path.RAW_SQL = case == "sql"
             await drive(WARMUP, args.writers)
             statements[case] = await counted()
+        await find_backends()
         rounds: dict[str, list[tuple[float, float, list[float], float]]] = {case: [] for case in args.cases}
         for _ in range(args.rounds):
             for case in args.cases:

@@ -57,7 +57,7 @@ postgres = pytest.mark.postgres
 
 # What the two hot paths may send on PostgreSQL, BEGIN and COMMIT aside (bench/README.md, issue 13). Raise them only
 # with a measurement that says why.
-AUTHORIZE_STATEMENTS = 4  # read, claim + locks, state under the locks, hold + outcome
+AUTHORIZE_STATEMENTS = 3  # read + claim + locks, state under the locks, hold + outcome
 RECORD_STATEMENTS = 4  # read, claim keys + lock accounts, live holds, one write of everything
 
 
@@ -559,3 +559,33 @@ async def test_a_recharge_sends_a_fixed_handful_of_statements(factory: Factory) 
     with count_queries() as recharging:
         await customer_credits_recharge(viewer, CustomerCreditsRecharge(customer.id, Decimal(1), key()))
     assert len(recharging.queries) <= RECHARGE_STATEMENTS, recharging.queries
+
+
+async def test_an_authorization_on_a_paying_account_never_used_creates_it_and_refuses_alone(factory: Factory) -> None:
+    # given a wallet customer and a credits customer whose accounts were never used, and another partner's customer
+    tenant = await factory.tenant(customers=2)
+    other = await factory.tenant(customers=1)
+    viewer = staff(tenant.partner)
+    wallet, credits = tenant.customers
+    await billing_preferences_update(
+        SYSTEM, BillingPreferencesUpdate(wallet.id, billing_mode=BillingMode.REFILLABLE_WALLET)
+    )
+    await set_ai_credits(credits.id, True)
+    # when each is authorized
+    for customer, code in ((wallet, "INSUFFICIENT_BALANCE"), (credits, "INSUFFICIENT_CREDITS")):
+        with pytest.raises(DomainError) as refused:
+            await authorize(viewer, customer)
+        # then it is refused for the empty account, which now exists
+        assert [e.code for e in refused.value.errors] == [code]
+    assert await LedgerAccount.filter(customer_id__in=[wallet.id, credits.id]).count() == 2
+    # and a customer beyond the viewer's reach is NOT_FOUND, even with an invalid quantity
+    for quantity in ("1", "-1"):
+        with pytest.raises(DomainError) as missing:
+            await usage_authorize(
+                viewer, UsageAuthorize(other.customers[0].id, UnitType.VOICE_MINUTES, Decimal(quantity), key())
+            )
+        assert [e.code for e in missing.value.errors] == ["NOT_FOUND"]
+    with pytest.raises(DomainError) as invalid:
+        await usage_authorize(viewer, UsageAuthorize(wallet.id, UnitType.VOICE_MINUTES, Decimal(-1), key()))
+    assert [e.code for e in invalid.value.errors] == ["INVALID"]
+    assert (await ledger.verify())[1] == []

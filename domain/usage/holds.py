@@ -32,7 +32,6 @@ from domain.ledger.idempotency import (
 )
 from domain.usage import store, store_pg
 from domain.usage.commands import UsageAuthorize, UsageHoldRelease
-from domain.usage.lookup import lookup
 from domain.usage.models import Funding, HoldStatus, UnitType, UsageHold
 from domain.usage.rating import Rate, rate_book
 from domain.usage.rules import HOLD_TTL, MICRO, QUANTITY_LIMITS, ZERO, funding_of, require_recorder
@@ -108,7 +107,11 @@ def _checked(command: UsageAuthorize) -> tuple[UnitType, Decimal, str]:
 
 def _request(customer: Customer, unit: UnitType, quantity: Decimal) -> JsonObject:
     """What the idempotency key is bound to."""
-    return {"customer_id": customer.id, "unit_type": str(unit), "estimated_quantity": str(quantity)}
+    return _request_of(customer.id, unit, quantity)
+
+
+def _request_of(customer_id: int, unit: UnitType, quantity: Decimal) -> JsonObject:
+    return {"customer_id": customer_id, "unit_type": str(unit), "estimated_quantity": str(quantity)}
 
 
 def _payer(customer: Customer, funding: Funding) -> ledger.AccountRef | None:
@@ -175,48 +178,73 @@ def _terms(
     return amount, credits
 
 
+class _FirstUse(Exception):
+    """The account that pays does not exist yet: created outside the authorization, which then starts over."""
+
+    def __init__(self, payer: ledger.AccountRef) -> None:
+        super().__init__(payer.key)
+        self.payer = payer
+
+
 async def _authorize_sql(viewer: Viewer, command: UsageAuthorize) -> UsageHold:
-    """`usage_authorize` on PostgreSQL, with the ORM path's rules, locks and outcome in one transaction of four
-    statements: what it reads (`lookup`); the key claimed with the paying account and the month's spend locked
-    after it; the service state and live holds read under those locks; the hold placed with its key's outcome
-    (`store_pg`). A refusal is kept as the key's outcome, as `money_mutation` keeps it."""
+    """`usage_authorize` on PostgreSQL, with the ORM path's rules, locks and outcome in one transaction of three
+    statements (`store_pg`): the customer read with the key claimed, its paying accounts and the month's spend
+    locked after it; the service state and live holds read under those locks; the hold placed with its key's
+    outcome. A refusal is kept as the key's outcome, as `money_mutation` keeps it.
+
+    The first statement locks the customer's wallet and credits accounts alike (which of them pays is decided
+    from what it reads). When the one that pays does not exist yet, the transaction is rolled back, the account
+    created (empty, committed on its own) and the authorization started over, so no account is ever created
+    while the month's spend row is held."""
+    try:
+        unit, quantity, key = _checked(command)
+    except DomainError:
+        # an unknown customer answers NOT_FOUND before any invalid field, as on the ORM path
+        await get_visible(Customer, viewer, command.customer_id, field="customer_id")
+        raise
+    for _ in range(3):
+        try:
+            return await _authorize_once(viewer, command.customer_id, unit, quantity, key)
+        except _FirstUse as first:
+            async with in_transaction():
+                await ledger.ensure_accounts(first.payer)
+    raise RuntimeError("the paying account of an authorization kept disappearing")
+
+
+async def _authorize_once(viewer: Viewer, customer_id: int, unit: UnitType, quantity: Decimal, key: str) -> UsageHold:
     now = datetime.now(UTC)
+    scope_key = scoped_key(viewer, OPERATION, key)
+    digest = request_hash(OPERATION, _request_of(customer_id, unit, quantity))
     failure: DomainError | None = None
     async with in_transaction():
-        found = await lookup(viewer, [command.customer_id], raw=True)
-        customer = found.customers.get(command.customer_id)
+        claim = claim_values(scope_key, OPERATION, digest, now, postgres=True)
+        opened = await store_pg.authorize_open(viewer, customer_id, claim, current_month(now))
+        customer = opened.found.customers.get(customer_id)
         if customer is None:
             raise DomainError.single(ErrorCode.NOT_FOUND, "Customer not found.", "customer_id")
-        unit, quantity, key = _checked(command)
-        scope_key = scoped_key(viewer, OPERATION, key)
-        digest = request_hash(OPERATION, _request(customer, unit, quantity))
-        prefs = found.prefs[customer.id]
-        funding = funding_of(found.toggles[customer.id].ai_credits_enabled, prefs)
-        payer = _payer(customer, funding)
-        month = current_month(now)
-        claim = claim_values(scope_key, OPERATION, digest, now, postgres=True)
-        locks = await store_pg.authorize_locks(claim, payer.key if payer else None, customer.id, month)
-        if locks.claim is None:  # another request holds or held the key: wait for it, then replay its outcome
+        if opened.claim is None:  # another request holds or held the key: wait for it, then replay its outcome
             response = await replay(scope_key, digest)
             return await UsageHold.get(id=response[HOLD.field])
-        balance, spent = locks.balance, locks.spent
-        if payer is not None and balance is None:  # the paying account's first use: create it, then lock as above
-            balance = (await ledger.lock_accounts(payer))[payer.key].balance
-            spent = await _lock_customer_month(customer.id, now)
-        assert spent is not None
+        prefs = opened.found.prefs[customer.id]
+        funding = funding_of(opened.found.toggles[customer.id].ai_credits_enabled, prefs)
+        payer = _payer(customer, funding)
+        if payer is not None and payer.key not in opened.balances:
+            raise _FirstUse(payer)  # rolls back the claim and the locks
+        balance = opened.balances[payer.key] if payer is not None else ZERO
+        assert opened.spent is not None  # locked whenever the claim is this request's
         service_state, held_usd, held_credits = await store_pg.authorize_state(customer.id, now)
-        rate = found.rates.rate(customer.partner_id, unit, now)
+        rate = opened.found.rates.rate(customer.partner_id, unit, now)
         try:
             amount, credits = _terms(
-                quantity, rate, funding, prefs, service_state, spent, balance or ZERO, held_usd, held_credits
+                quantity, rate, funding, prefs, service_state, opened.spent, balance, held_usd, held_credits
             )
         except DomainError as exc:
             failure = exc
-            await refuse(locks.claim, exc)
+            await refuse(opened.claim, exc)
         else:
             return await store_pg.place_hold(
                 [customer.id, str(unit), quantity, amount, credits, str(funding), now + HOLD_TTL, datetime.now(UTC)],
-                locks.claim,
+                opened.claim,
                 HOLD.field,
             )
     assert failure is not None  # every other way out of the block returned or raised

@@ -88,7 +88,7 @@ async def _lookup_orm(
 
 
 @cache
-def _lookup_statement(customers: int, holds: int, campaigns: int) -> str:
+def lookup_statement(customers: int, holds: int, campaigns: int) -> str:
     """The statement for a shape of request: how many customers, holds and campaigns it names (0, 1 or many);
     its parameters: the customers, the viewer's reach (`$2`–`$4`), then the holds and campaigns it names, if any.
 
@@ -145,19 +145,28 @@ _decode = msgspec.json.Decoder(float_hook=Decimal).decode
 async def _lookup_sql(
     viewer: Viewer, customer_ids: Collection[int], hold_ids: Collection[int], campaign_ids: Collection[int]
 ) -> Lookup:
-    reach = customer_reach(viewer)
     customers_, holds_, campaigns_ = list(customer_ids), list(hold_ids), list(campaign_ids)
     rows = await connections.get("default").execute_query_dict(
-        _lookup_statement(_shape(customers_), _shape(holds_), _shape(campaigns_)),
+        lookup_statement(_shape(customers_), _shape(holds_), _shape(campaigns_)),
         [
             _value(customers_),
-            reach.everything,
-            reach.partner_id,
-            reach.customer_id,
+            *reach_values(viewer),
             *([_value(holds_)] if holds_ else []),
             *([_value(campaigns_)] if campaigns_ else []),
         ],
     )
+    return parse(rows)
+
+
+def reach_values(viewer: Viewer) -> list[object]:
+    """`lookup_statement`'s parameters $2–$4: the viewer's reach (`customer_reach`)."""
+    reach = customer_reach(viewer)
+    return [reach.everything, reach.partner_id, reach.customer_id]
+
+
+def parse(rows: list[dict[str, Any]]) -> Lookup:
+    """The `Lookup` of `lookup_statement`'s rows (rows whose customer columns are null are left out)."""
+    rows = [row for row in rows if row["c_id"] is not None]
     customers: dict[int, Customer] = {}
     prefs: dict[int, BillingPreferences] = {}
     toggles: dict[int, FeatureToggles] = {}

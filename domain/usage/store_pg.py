@@ -31,12 +31,15 @@ from domain.common.json import to_json
 from domain.common.rows import columns, from_row
 from domain.events.services import WAKE_SQL
 from domain.ledger.idempotency import CLAIM_COLUMNS
-from domain.ledger.models import IdempotencyStatus, LedgerAccount
+from domain.ledger.models import AccountKind, IdempotencyStatus, LedgerAccount
 from domain.ledger.services import PlannedTransfer, lock_accounts_sql
+from domain.usage.lookup import Lookup, lookup_statement, parse, reach_values
 from domain.usage.models import HoldStatus, UsageHold
 from domain.usage.store import EVENT_COLUMNS, EVENT_PG_TYPES, EventRow, RollupDetailRow, RollupRow, adding
+from domain.viewer import Viewer
 
 _decode = msgspec.json.decode
+_exact = msgspec.json.Decoder(float_hook=Decimal).decode  # numbers as Decimals from their text
 
 
 def _conn() -> BaseDBAsyncClient:
@@ -219,7 +222,7 @@ async def write_batch(w: BatchWrite) -> BatchWritten:
 
 
 def _live_holds_sql(many: bool) -> str:
-    # one customer (every single call) as a scalar: see `lookup._lookup_statement` on generic and custom plans
+    # one customer (every single call) as a scalar: see `lookup.lookup_statement` on generic and custom plans
     customer = "customer_id = ANY($1::int[])" if many else "customer_id = $1::int"
     return (
         "SELECT customer_id, id, amount, credits FROM usage_hold "
@@ -273,34 +276,48 @@ async def claim_and_lock(
 # ---------------------------------------------------------------- usageAuthorize
 
 
-# The claim first; the paying account (none under invoice billing) locked only once the key is this request's; the
-# month's spend row locked (created at zero) only after that account: each step's input is the one before it, so
-# the locks are taken in the order of the ORM path (`money_mutation`, `ledger.lock_accounts`, `store.lock_spend`).
-_AUTHORIZE_LOCK_SQL = (
-    f"WITH claim AS (INSERT INTO idempotency_record ({CLAIM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, '{{}}') "
-    "ON CONFLICT (scope_key) DO NOTHING RETURNING id), "
-    "payer AS (SELECT id, balance FROM ledger_account WHERE key = $8::text AND EXISTS (SELECT 1 FROM claim) "
-    "FOR UPDATE), "
-    "spend AS (INSERT INTO monthly_spend (customer_id, month, spent) SELECT $9, $10, 0 FROM claim "
-    "WHERE $8::text IS NULL OR EXISTS (SELECT 1 FROM payer) "
-    "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent RETURNING spent) "
-    "SELECT (SELECT id FROM claim) AS claim, (SELECT balance FROM payer) AS balance, (SELECT spent FROM spend) AS spent"
-)
+# What an authorization reads (`lookup.lookup_statement` for one customer), then, when the viewer may see the
+# customer, the key claimed; the customer's paying accounts (wallet and credits: which one pays is the service's to
+# decide) locked in id order only once the key is this request's; the month's spend row locked (created at zero)
+# only after them: each step reads the one before it, so the locks are taken in the order of the ORM path
+# (`money_mutation`, `ledger.lock_accounts`, `store.lock_spend`).
+_PAYER_KINDS = ", ".join(f"'{kind}'" for kind in (AccountKind.CUSTOMER_WALLET, AccountKind.CUSTOMER_CREDITS))
+
+
+@cache
+def _authorize_open_sql() -> str:
+    return (
+        f"WITH c AS ({lookup_statement(1, 0, 0)}), "
+        f"claim AS (INSERT INTO idempotency_record ({CLAIM_COLUMNS}) SELECT $5::text, $6::text, $7::text, $8::text, "
+        "$9::text, $10::timestamptz, $11::timestamptz, '{}' WHERE EXISTS (SELECT 1 FROM c) "
+        "ON CONFLICT (scope_key) DO NOTHING RETURNING id), "
+        f"payers AS (SELECT id, key, balance FROM ledger_account WHERE customer_id = $1::int AND kind IN ({_PAYER_KINDS}) "
+        "AND EXISTS (SELECT 1 FROM claim) ORDER BY id FOR UPDATE), "
+        "spend AS (INSERT INTO monthly_spend (customer_id, month, spent) SELECT $1::int, $12::date, 0 FROM claim "
+        "WHERE (SELECT count(*) FROM payers) >= 0 "
+        "ON CONFLICT (customer_id, month) DO UPDATE SET spent = monthly_spend.spent RETURNING spent) "
+        "SELECT c.*, (SELECT id FROM claim) AS claim, "
+        "(SELECT json_agg(json_build_array(key, balance)) FROM payers) AS payers, (SELECT spent FROM spend) AS spent "
+        "FROM (SELECT 1) one LEFT JOIN c ON true"
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class AuthorizeLocks:
-    claim: int | None  # the idempotency record, None when another request had the key
-    balance: Decimal | None  # the paying account's, locked (None: no such account yet, or none asked for)
-    spent: Decimal | None  # the month's spend, locked (None: not reached, see `claim` and `balance`)
+class AuthorizeOpened:
+    found: Lookup  # the customer, if the viewer may see it (nothing else was done otherwise)
+    claim: int | None  # the idempotency record; None when another request had the key (nothing was locked)
+    balances: dict[str, Decimal]  # the customer's paying accounts that exist, by key, locked
+    spent: Decimal | None  # the month's spend, locked (None unless the claim is this request's)
 
 
-async def authorize_locks(claim: list[object], payer_key: str | None, customer_id: int, month: date) -> AuthorizeLocks:
-    """Claims the key (`claim`: `idempotency.claim_values`) and, when it is this request's, locks the paying account
-    and the month's spend row, in one statement."""
-    rows = await _conn().execute_query_dict(_AUTHORIZE_LOCK_SQL, [*claim, payer_key, customer_id, month])
+async def authorize_open(viewer: Viewer, customer_id: int, claim: Sequence[object], month: date) -> AuthorizeOpened:
+    """An authorization's first statement: reads the customer (as `lookup` does) and, if the viewer may see it,
+    claims the key (`claim`: `idempotency.claim_values`) and when it is this request's locks the customer's paying
+    accounts and the month's spend row."""
+    rows = await _conn().execute_query_dict(_authorize_open_sql(), [customer_id, *reach_values(viewer), *claim, month])
     row = rows[0]
-    return AuthorizeLocks(row["claim"], row["balance"], row["spent"])
+    payers = _exact(row["payers"]) if row["payers"] else []
+    return AuthorizeOpened(parse(rows), row["claim"], {key: Decimal(balance) for key, balance in payers}, row["spent"])
 
 
 _AUTHORIZE_STATE_SQL = (
