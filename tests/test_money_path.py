@@ -18,7 +18,9 @@ from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Role
 from domain.alerts.models import Alert, AlertArm
+from domain.audit import services as audit
 from domain.audit.models import AuditEvent
+from domain.audit.sequencer import sequence_pending
 from domain.billing.commands import (
     BillingPreferencesUpdate,
     CustomerCreditsRecharge,
@@ -314,6 +316,9 @@ async def test_the_raw_path_writes_exactly_what_the_orm_path_writes(factory: Fac
     assert any(status == "ACTIVE" for _, status, _, _ in raw["holds"])
     assert any(e[7] is False for e in raw["events"])  # the wallet ran short: the rest accrued unpaid
     assert (await ledger.verify())[1] == []
+    # and the audit events the raw statements appended are chained by the sequencer like any other
+    assert await sequence_pending() > 0
+    assert (await audit.verify())[1] == []
 
 
 # ---------------------------------------------------------------- racing pairs
@@ -548,6 +553,8 @@ async def test_the_raw_recharge_writes_and_answers_exactly_what_the_orm_path_doe
         assert raw[part] == orm[part], part
     assert [(kind, crossings) for _, kind, _, crossings in raw["arms"]] == [("LOW_CREDITS", 1)] and raw["grants"]
     assert (await ledger.verify())[1] == []
+    assert await sequence_pending() > 0
+    assert (await audit.verify())[1] == []
 
 
 @postgres
