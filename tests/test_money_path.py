@@ -459,7 +459,7 @@ async def test_concurrent_ten_customer_batches_of_one_partner_do_not_wait_on_one
 
 # ---------------------------------------------------------------- customerCreditsRecharge
 
-RECHARGE_STATEMENTS = 3  # the customer, then claim + locks + preferences + the transfer's id, one write of everything
+RECHARGE_STATEMENTS = 2  # the customer + claim + locks + preferences + the transfer's id, one write of everything
 
 
 async def _recharge_scenario(factory: Factory) -> tuple[Partner, list[Customer], list[Any]]:
@@ -594,5 +594,28 @@ async def test_an_authorization_on_a_paying_account_never_used_creates_it_and_re
         assert [e.code for e in missing.value.errors] == ["NOT_FOUND"]
     with pytest.raises(DomainError) as invalid:
         await usage_authorize(viewer, UsageAuthorize(wallet.id, UnitType.VOICE_MINUTES, Decimal(-1), key()))
+    assert [e.code for e in invalid.value.errors] == ["INVALID"]
+    assert (await ledger.verify())[1] == []
+
+
+async def test_a_recharge_from_a_pool_never_funded_is_refused_and_an_unseen_customer_is_not_found(
+    factory: Factory,
+) -> None:
+    tenant = await factory.tenant(customers=1)
+    other = await factory.tenant(customers=1)
+    viewer = staff(tenant.partner)
+    # a pool never funded (neither it nor the customer's credits account exists yet)
+    with pytest.raises(DomainError) as refused:
+        await customer_credits_recharge(viewer, CustomerCreditsRecharge(tenant.customers[0].id, Decimal(1), key()))
+    assert [e.code for e in refused.value.errors] == ["POOL_EXHAUSTED"]
+    # another partner's customer: NOT_FOUND, also with an invalid amount
+    for credits in ("1", "-1"):
+        with pytest.raises(DomainError) as missing:
+            await customer_credits_recharge(
+                viewer, CustomerCreditsRecharge(other.customers[0].id, Decimal(credits), key())
+            )
+        assert [e.code for e in missing.value.errors] == ["NOT_FOUND"]
+    with pytest.raises(DomainError) as invalid:
+        await customer_credits_recharge(viewer, CustomerCreditsRecharge(tenant.customers[0].id, Decimal(-1), key()))
     assert [e.code for e in invalid.value.errors] == ["INVALID"]
     assert (await ledger.verify())[1] == []

@@ -108,13 +108,13 @@ async def _move_credits(
     viewer: Viewer, customer_id: int, credits: Decimal, idempotency_key: str, *, reclaim: bool
 ) -> Transfer:
     """Pool → customer (recharge) or customer → pool (reclaim), with the grant and counter bookkeeping."""
+    if not reclaim and raw_sql():
+        return await _recharge_sql(viewer, customer_id, credits, idempotency_key)
     customer = await staff_customer(viewer, customer_id)
     v = Validator()
     amount = checked_amount(v, "credits", credits)
     key = check_key(idempotency_key)
     v.raise_if_invalid()
-    if not reclaim and raw_sql():
-        return await _recharge_sql(viewer, customer, amount, key)
     pool = ledger.partner_pool(customer.partner_id)
     account = ledger.customer_credits(customer.id, customer.partner_id)
 
@@ -143,16 +143,16 @@ async def _move_credits(
     # a recharge refuses (POOL_EXHAUSTED, LIMIT_EXCEEDED) before it writes anything: no savepoint needed; a reclaim
     # may find the live grants short after its transfer (INSUFFICIENT_CREDITS) and must undo it
     return await money_mutation(
-        viewer, operation, key, _move_request(customer, amount), perform, TRANSFER, savepoint=reclaim
+        viewer, operation, key, _move_request(customer.id, amount), perform, TRANSFER, savepoint=reclaim
     )
 
 
 RECHARGE = "customerCreditsRecharge"
 
 
-def _move_request(customer: Customer, amount: Decimal) -> JsonObject:
+def _move_request(customer_id: int, amount: Decimal) -> JsonObject:
     """What a recharge's or reclaim's idempotency key is bound to."""
-    return {"customer_id": customer.id, "credits": str(amount)}
+    return {"customer_id": customer_id, "credits": str(amount)}
 
 
 def _recharged(transfer: Transfer, amount: Decimal) -> JsonObject:
@@ -190,37 +190,57 @@ def _moved_event(
     )
 
 
-async def _recharge_sql(viewer: Viewer, customer: Customer, amount: Decimal, key: str) -> Transfer:
+async def _recharge_sql(viewer: Viewer, customer_id: int, credits: Decimal, idempotency_key: str) -> Transfer:
     """A recharge on PostgreSQL with the ORM path's rules and outcome (`_move_credits`, `money_mutation`), in one
-    transaction of two statements (domain/billing/store_pg.py): the key claimed, the pool and the customer's
-    credits locked in id order, the preferences read and the transfer's id drawn; then, once the service has
-    decided (the pool's shortfall refuses it, and the refusal is kept as the key's outcome), one statement writes
-    the transfer and balances, the counters, the grant, the outbox events, the audit event and the outcome. The
-    low-credit alert runs through `credit_checks` in between (no statement without a threshold)."""
+    transaction of two statements (domain/billing/store_pg.py): the customer read as the viewer may see it with
+    the key claimed, the pool and the customer's credits locked in id order, the preferences read and the
+    transfer's id drawn; then, once the service has decided (the pool's shortfall refuses it, and the refusal is
+    kept as the key's outcome), one statement writes the transfer and balances, the counters, the grant, the outbox
+    events, the audit event and the outcome. The low-credit alert runs through `credit_checks` in between (no
+    statement without a threshold)."""
+    require_partner_staff(viewer)
+    try:
+        v = Validator()
+        amount = checked_amount(v, "credits", credits)
+        key = check_key(idempotency_key)
+        v.raise_if_invalid()
+    except DomainError:
+        await staff_customer(viewer, customer_id)  # an unknown customer answers NOT_FOUND first, as on the ORM path
+        raise
+    return await ledger.with_accounts(lambda: _recharge_once(viewer, customer_id, amount, key))
+
+
+async def _recharge_once(viewer: Viewer, customer_id: int, amount: Decimal, key: str) -> Transfer:
     now = datetime.now(UTC)
-    pool = ledger.partner_pool(customer.partner_id)
-    account = ledger.customer_credits(customer.id, customer.partner_id)
     scope_key = scoped_key(viewer, RECHARGE, key)
-    digest = request_hash(RECHARGE, _move_request(customer, amount))
+    digest = request_hash(RECHARGE, _move_request(customer_id, amount))
     failure: DomainError | None = None
     async with in_transaction():
         claim = claim_values(scope_key, RECHARGE, digest, now, postgres=True)
-        found = await store_pg.claim_and_lock(claim, sorted({pool.key, account.key}), customer.id)
-        if found.claim is None:  # another request holds or held the key: wait for it, then replay its outcome
+        opened = await store_pg.open_recharge(viewer, customer_id, claim)
+        customer = opened.customer
+        if customer is None:
+            raise DomainError.single(ErrorCode.NOT_FOUND, "Customer not found.", "customer_id")
+        if opened.claim is None:  # another request holds or held the key: wait for it, then replay its outcome
             response = await replay(scope_key, digest)
             return await Transfer.get(id=response[TRANSFER.field])
-        assert found.transfer_id is not None  # drawn whenever the claim is this request's
-        locked = await ledger.lock_accounts(pool, account, locked=found.accounts)
+        assert opened.transfer_id is not None  # drawn whenever the claim is this request's
+        pool = ledger.partner_pool(customer.partner_id)
+        account = ledger.customer_credits(customer.id, customer.partner_id)
+        locked = {row.key: row for row in opened.accounts}
+        missing = [ref for ref in (pool, account) if ref.key not in locked]
+        if missing:
+            raise ledger.FirstUse(*missing)  # rolls back the claim and the locks
         postings = ledger.Postings(locked)
         try:
             planned = postings.add(pool, account, amount, TransferKind.CREDITS_RECHARGE, error_field="credits")
         except DomainError as exc:
             failure = exc
-            await refuse(found.claim, exc)
+            await refuse(opened.claim, exc)
         else:
             transfer = saved(
                 Transfer,
-                id=found.transfer_id,
+                id=opened.transfer_id,
                 debit_account_id=planned.debit_account_id,
                 credit_account_id=planned.credit_account_id,
                 amount=planned.amount,
@@ -233,7 +253,7 @@ async def _recharge_sql(viewer: Viewer, customer: Customer, amount: Decimal, key
                 created_at=now,
             )
             # no stored preferences: the defaults (no low-credit threshold), as `preferences_of` gives them
-            prefs = found.prefs or BillingPreferences(customer_id=customer.id)
+            prefs = opened.prefs or BillingPreferences(customer_id=customer.id)
             await credit_checks(customer, transfer.credit_balance_after, prefs)
             await store_pg.write(
                 store_pg.Recharge(
@@ -243,16 +263,11 @@ async def _recharge_sql(viewer: Viewer, customer: Customer, amount: Decimal, key
                     amount=amount,
                     grant_source=GrantSource.RECHARGE,
                     outbox=[
-                        (
-                            CREDITS_RECHARGED,
-                            customer.id,
-                            customer.partner_id,
-                            _recharged(transfer, amount),
-                        ),
+                        (CREDITS_RECHARGED, customer.id, customer.partner_id, _recharged(transfer, amount)),
                         (CREDITS_CHANGED, customer.id, customer.partner_id, {}),
                     ],
                     audit=_moved_event(viewer, customer, transfer, amount, reclaim=False),
-                    claim=found.claim,
+                    claim=opened.claim,
                     outcome={TRANSFER.field: transfer.id},
                     wake=take_wake(),
                 )

@@ -1,15 +1,15 @@
-"""`customerCreditsRecharge` on PostgreSQL in two statements inside its transaction, as the metering path's writes
+"""`customerCreditsRecharge` on PostgreSQL in two statements (one transaction), as the metering path's writes
 (domain/usage/store_pg.py): the service (`domain/billing/credits.py`) decides everything, this module only reads
 what it needs under the locks and writes what it decided.
 
 Through the ORM a recharge sent ~19 statements (claim, savepoint, the transfer's lock and write, the customer's
 counters and grant, the pool's counter, two outbox events and the NOTIFY, the preferences for the low-credit alert,
-the audit event, the outcome). Here: `claim_and_lock` claims the key, locks the pool and the customer's credits in
-id order, reads the preferences and draws the transfer's id from its sequence (so the grant, the outbox payload and
-the audit event can name it before it is written); `write` moves both balances and writes the transfer, the
-counters, the grant, the outbox events with the relay's NOTIFY, the audit event and the key's outcome. Row locks
-keep the ORM path's order: the idempotency claim, the ledger accounts by id, then the counters (whose every writer
-holds the matching ledger account first).
+the audit event, the outcome). Here: `open_recharge` reads the customer as the viewer may see it, claims the key,
+locks the pool and the customer's credits in id order, reads the preferences and draws the transfer's id from its
+sequence (so the grant, the outbox payload and the audit event can name it before it is written); `write` moves both
+balances and writes the transfer, the counters, the grant, the outbox events with the relay's NOTIFY, the audit event
+and the key's outcome. Row locks keep the ORM path's order: the idempotency claim, the ledger accounts by id, then
+the counters (whose every writer holds the matching ledger account first).
 """
 
 from __future__ import annotations
@@ -27,43 +27,58 @@ from domain.audit.services import APPEND_COLUMNS, append_values
 from domain.billing.models import BillingPreferences, GrantSource
 from domain.common.json import JsonObject, to_json
 from domain.common.rows import columns, from_row
+from domain.customers.models import Customer
 from domain.events.services import WAKE_SQL
 from domain.ledger.idempotency import CLAIM_COLUMNS
-from domain.ledger.models import IdempotencyStatus, LedgerAccount, Transfer
-from domain.ledger.services import lock_accounts_sql
+from domain.ledger.models import AccountKind, IdempotencyStatus, LedgerAccount, Transfer
+from domain.viewer import Viewer
+from domain.visibility import customer_reach
 
 
 @dataclass(frozen=True, slots=True)
-class Claimed:
-    claim: int | None  # the idempotency record; None when another request had the key (nothing else was read)
-    accounts: list[LedgerAccount]  # those of the keys asked for that exist, locked
+class Opened:
+    customer: Customer | None  # None when the viewer may not see it (nothing else was done then)
+    claim: int | None  # the idempotency record; None when another request had the key (nothing was locked)
+    accounts: list[LedgerAccount]  # the partner's credit pool and the customer's credits accounts that exist, locked
     prefs: BillingPreferences | None  # the customer's, if stored
     transfer_id: int | None  # drawn from the transfers' sequence for the transfer this request will write
 
 
 @cache
-def _claim_and_lock_sql() -> str:
-    lock = lock_accounts_sql("$8").replace(" ORDER BY", " AND EXISTS (SELECT 1 FROM claim) ORDER BY")
+def _open_sql() -> str:
+    # The customer as `get_visible` reads it (`customer_reach`), then, only if the viewer may see it, the claim; the
+    # partner's credit pool and the customer's credits accounts locked in id order only once the key is this
+    # request's (the service picks them by key among the rows: a demo reset leaves renamed copies of a customer's
+    # accounts); the transfer's id drawn last.
     return (
-        f"WITH claim AS (INSERT INTO idempotency_record ({CLAIM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, '{{}}') "
+        f"WITH c AS (SELECT {columns(Customer, 'c', 'c_')} FROM customer c "
+        "WHERE c.id = $1::int AND ($2::bool OR c.partner_id = $3::int OR c.id = $4::int)), "
+        f"claim AS (INSERT INTO idempotency_record ({CLAIM_COLUMNS}) SELECT $5::text, $6::text, $7::text, $8::text, "
+        "$9::text, $10::timestamptz, $11::timestamptz, '{}' WHERE EXISTS (SELECT 1 FROM c) "
         "ON CONFLICT (scope_key) DO NOTHING RETURNING id), "
-        f"locked AS ({lock}), "
+        f"locked AS (SELECT {columns(LedgerAccount, 'a')} FROM ledger_account a "
+        f"WHERE ((a.kind = '{AccountKind.PARTNER_POOL}' AND a.partner_id = (SELECT c_partner_id FROM c) "
+        f"AND a.customer_id IS NULL) OR (a.kind = '{AccountKind.CUSTOMER_CREDITS}' AND a.customer_id = $1::int)) "
+        "AND EXISTS (SELECT 1 FROM claim) ORDER BY a.id FOR UPDATE), "
         "transfer AS (SELECT nextval(pg_get_serial_sequence('ledger_transfer', 'id')) AS id FROM claim) "
-        f"SELECT locked.*, {columns(BillingPreferences, 'p', 'p_')}, (SELECT id FROM claim) AS claim, "
+        f"SELECT c.*, locked.*, {columns(BillingPreferences, 'p', 'p_')}, (SELECT id FROM claim) AS claim, "
         "(SELECT id FROM transfer) AS transfer_id "
-        "FROM (SELECT 1) one LEFT JOIN locked ON true "
-        "LEFT JOIN billing_preferences p ON p.customer_id = $9::int AND EXISTS (SELECT 1 FROM claim) "
+        "FROM (SELECT 1) one LEFT JOIN c ON true LEFT JOIN locked ON true "
+        "LEFT JOIN billing_preferences p ON p.customer_id = c.c_id AND EXISTS (SELECT 1 FROM claim) "
         "ORDER BY locked.id"
     )
 
 
-async def claim_and_lock(claim: Sequence[object], keys: Sequence[str], customer_id: int) -> Claimed:
-    """Claims the key (`claim`: `idempotency.claim_values`); when it is this request's, locks the accounts `keys`
-    that exist (the caller has `ledger.lock_accounts(…, locked=…)` create the others), reads the customer's
-    preferences and draws the transfer's id. One statement."""
-    rows = await connections.get("default").execute_query_dict(_claim_and_lock_sql(), [*claim, list(keys), customer_id])
+async def open_recharge(viewer: Viewer, customer_id: int, claim: Sequence[object]) -> Opened:
+    """A recharge's first statement: the customer the viewer may see, the key claimed (`claim`:
+    `idempotency.claim_values`), the pool and credits accounts locked, the preferences, the transfer's id."""
+    reach = customer_reach(viewer)
+    rows = await connections.get("default").execute_query_dict(
+        _open_sql(), [customer_id, reach.everything, reach.partner_id, reach.customer_id, *claim]
+    )
     first = rows[0]
-    return Claimed(
+    return Opened(
+        from_row(Customer, first, "c_") if first["c_id"] is not None else None,
         first["claim"],
         [from_row(LedgerAccount, row) for row in rows if row["id"] is not None],
         from_row(BillingPreferences, first, "p_") if first["p_customer_id"] is not None else None,

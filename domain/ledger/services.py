@@ -15,15 +15,16 @@ Sub-account 0 is the account that existed before the split, so its transfers and
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from tortoise.backends.asyncpg import AsyncpgDBClient
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
 from domain.common.json import JsonMapping, to_json
 from domain.common.rows import columns, from_row, saved
@@ -45,6 +46,8 @@ SHORTFALL_CODES = {
 # Sub-accounts of each partner's revenue per currency (see the module docstring). Changing it only changes where new
 # charges land: every sub-account ever used keeps counting in `revenue_balance`.
 REVENUE_SHARDS = 16
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,27 @@ async def ensure_accounts(*refs: AccountRef) -> None:
         ],
         ignore_conflicts=True,
     )
+
+
+class FirstUse(Exception):
+    """Raised inside a transaction by a path that locks its accounts together with rows that must be locked after
+    them (the month's spend, say) and then finds one of them missing: `with_accounts` rolls it back, creates the
+    accounts (empty, committed on their own) and runs it again, so no account is created while those rows are held."""
+
+    def __init__(self, *refs: AccountRef) -> None:
+        super().__init__(", ".join(r.key for r in refs))
+        self.refs = refs
+
+
+async def with_accounts(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Runs `attempt` (which opens its own transaction), creating the accounts it reports missing (`FirstUse`)."""
+    for _ in range(3):
+        try:
+            return await attempt()
+        except FirstUse as first:
+            async with in_transaction():
+                await ensure_accounts(*first.refs)
+    raise RuntimeError("accounts created for a transaction kept disappearing")
 
 
 async def lock_accounts(*refs: AccountRef, locked: Sequence[LedgerAccount] | None = None) -> dict[str, LedgerAccount]:

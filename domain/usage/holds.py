@@ -178,14 +178,6 @@ def _terms(
     return amount, credits
 
 
-class _FirstUse(Exception):
-    """The account that pays does not exist yet: created outside the authorization, which then starts over."""
-
-    def __init__(self, payer: ledger.AccountRef) -> None:
-        super().__init__(payer.key)
-        self.payer = payer
-
-
 async def _authorize_sql(viewer: Viewer, command: UsageAuthorize) -> UsageHold:
     """`usage_authorize` on PostgreSQL, with the ORM path's rules, locks and outcome in one transaction of three
     statements (`store_pg`): the customer read with the key claimed, its paying accounts and the month's spend
@@ -202,13 +194,7 @@ async def _authorize_sql(viewer: Viewer, command: UsageAuthorize) -> UsageHold:
         # an unknown customer answers NOT_FOUND before any invalid field, as on the ORM path
         await get_visible(Customer, viewer, command.customer_id, field="customer_id")
         raise
-    for _ in range(3):
-        try:
-            return await _authorize_once(viewer, command.customer_id, unit, quantity, key)
-        except _FirstUse as first:
-            async with in_transaction():
-                await ledger.ensure_accounts(first.payer)
-    raise RuntimeError("the paying account of an authorization kept disappearing")
+    return await ledger.with_accounts(lambda: _authorize_once(viewer, command.customer_id, unit, quantity, key))
 
 
 async def _authorize_once(viewer: Viewer, customer_id: int, unit: UnitType, quantity: Decimal, key: str) -> UsageHold:
@@ -229,7 +215,7 @@ async def _authorize_once(viewer: Viewer, customer_id: int, unit: UnitType, quan
         funding = funding_of(opened.found.toggles[customer.id].ai_credits_enabled, prefs)
         payer = _payer(customer, funding)
         if payer is not None and payer.key not in opened.balances:
-            raise _FirstUse(payer)  # rolls back the claim and the locks
+            raise ledger.FirstUse(payer)  # rolls back the claim and the locks
         balance = opened.balances[payer.key] if payer is not None else ZERO
         assert opened.spent is not None  # locked whenever the claim is this request's
         service_state, held_usd, held_credits = await store_pg.authorize_state(customer.id, now)
