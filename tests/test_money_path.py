@@ -29,6 +29,7 @@ from domain.billing.commands import (
     PartnerCreditsAdd,
 )
 from domain.billing.credits import (
+    burn_credits,
     customer_credits_recharge,
     customer_credits_reclaim,
     grant_credits,
@@ -618,4 +619,30 @@ async def test_a_recharge_from_a_pool_never_funded_is_refused_and_an_unseen_cust
     with pytest.raises(DomainError) as invalid:
         await customer_credits_recharge(viewer, CustomerCreditsRecharge(tenant.customers[0].id, Decimal(-1), key()))
     assert [e.code for e in invalid.value.errors] == ["INVALID"]
+    assert (await ledger.verify())[1] == []
+
+
+@postgres
+async def test_charges_racing_the_creation_of_their_accounts_do_not_deadlock(factory: Factory) -> None:
+    # given customers whose credits and revenue accounts do not exist yet, and a funded pool
+    tenant = await factory.tenant(customers=6)
+    viewer = staff(tenant.partner)
+    await partner_credits_add(SYSTEM, PartnerCreditsAdd(tenant.partner.id, Decimal(1000), key(), "seed"))
+
+    async def burn(customer: Customer) -> bool:
+        try:
+            async with in_transaction():
+                await burn_credits(customer, Decimal(1))
+            return True
+        except DomainError:  # INSUFFICIENT_CREDITS before the recharge lands: refused, never a deadlock
+            return False
+
+    # when, per customer, a recharge races charges that each may create the accounts it locks
+    for customer in tenant.customers:
+        work = [customer_credits_recharge(viewer, CustomerCreditsRecharge(customer.id, Decimal(10), key()))]
+        outcomes = await asyncio.gather(*work, *[burn(customer) for _ in range(12)])
+        # then every charge either burned or was refused for want of credits, and the books balance
+        burned = sum(1 for ok in outcomes[1:] if ok)
+        left = await ledger.balance_of(ledger.customer_credits(customer.id, customer.partner_id))
+        assert left == Decimal(10) - burned
     assert (await ledger.verify())[1] == []

@@ -166,9 +166,13 @@ async def with_accounts(attempt: Callable[[], Awaitable[T]]) -> T:
 
 
 async def lock_accounts(*refs: AccountRef, locked: Sequence[LedgerAccount] | None = None) -> dict[str, LedgerAccount]:
-    """Locks the accounts (creating missing ones) in id order; call inside a transaction. `locked`: the rows of
-    these accounts a caller's own statement already locked as `lock_accounts_sql()` does (missing ones are then
-    created and locked here)."""
+    """Locks the accounts (creating missing ones) in id order; call inside a transaction. `locked`: what a caller's
+    own statement read as `lock_accounts_sql()` does (missing ones are then created and all of them locked here).
+
+    When any of them is missing, none is locked before the missing ones are created: a transaction that held some
+    of them while it waited on another's uncommitted creation of one of the others, which in turn waited on one it
+    held, deadlocked (two concurrent charges of a customer whose revenue sub-account was new, while its credits
+    account had just been created by a third)."""
     keys = sorted({r.key for r in refs})
     rows = list(locked) if locked is not None else await _lock_rows(keys)
     if len(rows) < len(keys):
@@ -180,9 +184,11 @@ async def lock_accounts(*refs: AccountRef, locked: Sequence[LedgerAccount] | Non
 
 @cache
 def lock_accounts_sql(keys: str = "$1") -> str:
-    """The accounts whose keys the text array parameter `keys` names, locked in id order (all of their columns)."""
+    """The accounts whose keys the text array parameter `keys` names, locked in id order (all of their columns),
+    only if all of them exist (else none is locked nor returned: see `lock_accounts`)."""
     return (
         f"SELECT {columns(LedgerAccount, 'a')} FROM ledger_account a WHERE key = ANY({keys}::text[]) "
+        f"AND (SELECT count(*) FROM ledger_account e WHERE e.key = ANY({keys}::text[])) = cardinality({keys}::text[]) "
         "ORDER BY id FOR UPDATE"
     )
 
