@@ -1176,6 +1176,37 @@ def check_books(url: str) -> None:
     )
 
 
+def _admin(url: str, sql: str) -> Any:
+    import asyncpg
+
+    async def go() -> Any:
+        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+        try:
+            return await conn.fetch(sql) if sql.lstrip().upper().startswith("SELECT") else await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def print_statement_stats(url: str, units: int) -> None:
+    """The server phases' busiest statements (pg_stat_statements, planning tracked), per unit of work."""
+    rows = _admin(
+        url,
+        "SELECT calls, total_plan_time, total_exec_time, query FROM pg_stat_statements "
+        "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "ORDER BY total_plan_time + total_exec_time DESC LIMIT 25",
+    )
+    print(f"\nbusiest statements of the server phases, per unit ({units:,} units): plan µs, exec µs (wall), calls")
+    for r in rows:
+        per = max(units, 1)
+        query = " ".join(r["query"].split())[:100]
+        print(
+            f"  {r['total_plan_time'] * 1000 / per:7.1f} {r['total_exec_time'] * 1000 / per:8.1f} "
+            f"{r['calls'] / per:6.2f}  {query}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", default="1,2", help="uvicorn worker counts to measure, comma-separated")
@@ -1197,6 +1228,11 @@ def main() -> int:
     parser.add_argument("--summary", type=Path, help="also write each phase's figures to this JSON file")
     parser.add_argument("--phases", default="", help="only these phases (prefixes: ingest,graphql,pairs)")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles here and summarise them")
+    parser.add_argument(
+        "--pg-stats",
+        action="store_true",
+        help="throwaway cluster with pg_stat_statements: print the database's busiest statements of the server phases",
+    )
     parser.add_argument("--seed-only", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -1210,8 +1246,14 @@ def main() -> int:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         server_url = os.environ.get("DATABASE_URL")
-        if not server_url:
-            server_url = stack.enter_context(throwaway_postgres({"shared_buffers": "256MB"}))
+        if not server_url or args.pg_stats:
+            settings = {"shared_buffers": "256MB"}
+            if args.pg_stats:
+                settings |= {
+                    "shared_preload_libraries": "pg_stat_statements",
+                    "pg_stat_statements.track_planning": "on",
+                }
+            server_url = stack.enter_context(throwaway_postgres(settings))
             print("started a throwaway PostgreSQL (fsync on, synchronous_commit on)", flush=True)
         url = stack.enter_context(fresh_database(server_url, prefix="partnerdesk_bench_usage"))
         port = int(url.rpartition(":")[2].partition("/")[0]) if "127.0.0.1:" in url else None
@@ -1245,12 +1287,16 @@ def main() -> int:
         # the baseline before and after the server phases: on a shared machine the two can differ a lot
         raws = [raw_run("before"), *raw_pairs_runs()]
         results: list[Outcome] = []
+        if args.pg_stats:
+            _admin(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
         for workers in worker_counts:
             config = f"{workers} worker" + ("s" if workers > 1 else "")
             with uvicorn_server(url, workers) as (base, proc):
                 results += asyncio.run(
                     run_server_phases(url, base, proc, pg_pid, customers, args, config.replace(" ", "-"), args.profile)
                 )
+        if args.pg_stats:
+            print_statement_stats(url, sum(r.done for r in results))
         raws.append(raw_run("after"))
         report(results, raws, os.cpu_count() or 1)
         if args.summary:

@@ -12,8 +12,11 @@ acted (label, IP, user agent) only when it was one of their own people or API ke
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, TypeVar, cast
 
+from tortoise import connections
 from tortoise.expressions import Q, Subquery
 from tortoise.models import Model
 from tortoise.queryset import QuerySet, ValuesQuery
@@ -24,6 +27,7 @@ from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
 from domain.audit.services import customer_part
 from domain.campaigns.models import Campaign
+from domain.common.rows import columns, from_row, raw_sql
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode, forbidden
 from domain.invoices.models import Invoice
@@ -47,11 +51,35 @@ def _partner(v: Viewer) -> Q:
     return _NOTHING
 
 
-def _customer(v: Viewer) -> Q:
+@dataclass(frozen=True, slots=True)
+class CustomerReach:
+    """The customers a viewer may see, as plain values (the rule `restrict(Customer, …)` applies): every customer,
+    a partner's, or one. Raw SQL on the metering path filters with them (`customer.id = ANY(…) AND ($all OR
+    partner_id = $partner OR id = $customer)`); a viewer who sees none has all three unset."""
+
+    everything: bool = False
+    partner_id: int | None = None
+    customer_id: int | None = None
+
+
+def customer_reach(v: Viewer) -> CustomerReach:
+    if v.is_platform_admin:
+        return CustomerReach(everything=True)
+    if not v.is_authenticated:
+        return CustomerReach()
     if v.is_partner_staff:
-        return Q(partner_id=v.partner_id)
+        return CustomerReach(partner_id=v.partner_id)
     if v.is_customer_user:
-        return Q(id=v.customer_id)
+        return CustomerReach(customer_id=v.customer_id)
+    return CustomerReach()
+
+
+def _customer(v: Viewer) -> Q:
+    reach = customer_reach(v)
+    if reach.partner_id is not None:
+        return Q(partner_id=reach.partner_id)
+    if reach.customer_id is not None:
+        return Q(id=reach.customer_id)
     return _NOTHING
 
 
@@ -227,10 +255,33 @@ async def visible_customer_ids(viewer: Viewer, customer_ids: set[int]) -> set[in
 
 async def get_visible(model: type[M], viewer: Viewer, pk: Any, *, field: str | None = None) -> M:
     """One visible row by primary key, or NOT_FOUND (also for rows that exist beyond the viewer's reach)."""
-    obj = await restrict(model, viewer).get_or_none(pk=pk) if pk is not None else None
+    obj: M | None
+    if model is Customer and type(pk) is int and raw_sql():  # every customer-scoped mutation starts here
+        obj = cast("M | None", await _visible_customer(viewer, pk))
+    else:
+        obj = await restrict(model, viewer).get_or_none(pk=pk) if pk is not None else None
     if obj is None:
         raise DomainError.single(ErrorCode.NOT_FOUND, f"{model.__name__} not found.", field)
     return obj
+
+
+@cache
+def _visible_customer_sql() -> str:
+    # the rule of `restrict(Customer, viewer)` as values (`customer_reach`)
+    return (
+        f"SELECT {columns(Customer, 'c')} FROM customer c "
+        "WHERE c.id = $1::int AND ($2::bool OR c.partner_id = $3::int OR c.id = $4::int)"
+    )
+
+
+async def _visible_customer(viewer: Viewer, pk: int) -> Customer | None:
+    """`restrict(Customer, viewer).get_or_none(pk=pk)` on PostgreSQL as one prepared statement, the row built
+    without the ORM's query machinery (~0.2 ms of CPU a call saved)."""
+    reach = customer_reach(viewer)
+    rows = await connections.get("default").execute_query_dict(
+        _visible_customer_sql(), [pk, reach.everything, reach.partner_id, reach.customer_id]
+    )
+    return from_row(Customer, rows[0]) if rows else None
 
 
 def sees_partner_figures(viewer: Viewer) -> bool:

@@ -126,7 +126,7 @@ async def test_a_reset_restores_the_sample_state(gql: GQL, tenant: Tenant) -> No
     # given: a demo customer, as laid
     staff = await gql.login(tenant.owner.email)
     customer = tenant.customers[0]
-    revenue_before = await ledger.balance_of(ledger.revenue(Currency.CREDITS, tenant.partner.id))
+    revenue_before = [await ledger.revenue_balance(c, tenant.partner.id) for c in Currency]
     await demo_on(gql, staff, customer)
     laid = await state_of(gql, staff, customer)
     # when: the demo is used (more usage, a refill, a new campaign)
@@ -166,7 +166,7 @@ async def test_a_reset_restores_the_sample_state(gql: GQL, tenant: Tenant) -> No
     assert cleared["usageEvents"]["totalCount"] == 0 and cleared["customer"]["wallet"]["refills"]["totalCount"] == 0
     assert (await verify())[1] == []
     # the demo's usage never counts as the partner's revenue
-    assert await ledger.balance_of(ledger.revenue(Currency.CREDITS, tenant.partner.id)) == revenue_before
+    assert [await ledger.revenue_balance(c, tenant.partner.id) for c in Currency] == revenue_before
 
 
 async def test_the_nightly_job_resets_each_demo_once_a_night(gql: GQL, tenant: Tenant) -> None:

@@ -409,7 +409,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert m.snapshot() == before
             return
         assert isinstance(outcome, int), f"burn {concrete} was refused: {outcome}"
-        m.move(self.credits(c), ledger.revenue(Currency.CREDITS, c.partner_id), concrete)
+        m.move(self.credits(c), ledger.revenue(Currency.CREDITS, c.partner_id, c.id), concrete)
         m.take_from_grants(c.id, concrete, newest_first=False)
         m.used[c.id] += concrete
 
@@ -430,7 +430,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert m.snapshot() == before
             return
         assert isinstance(outcome, int), f"charge {concrete} was refused: {outcome}"
-        m.move(self.wallet(c), ledger.revenue(Currency.USD, c.partner_id), concrete)
+        m.move(self.wallet(c), ledger.revenue(Currency.USD, c.partner_id, c.id), concrete)
         if not m.open_request[c.id]:
             m.maybe_open_request(c.id, self.wallet(c))
 

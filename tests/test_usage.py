@@ -876,14 +876,14 @@ async def test_quantities_are_bounded_per_event_and_per_batch(client, gql: GQL, 
 
 
 async def test_a_customer_whose_accounts_are_full_is_refused_alone(gql: GQL, factory: Factory) -> None:
-    # given partner A's USD revenue one dollar below the ledger's limit
+    # given partner A's USD revenue (the sub-account its customer's charges land on) one dollar below the limit
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
     other = await factory.tenant(customers=1)
     async with in_transaction():
         await ledger.post(
             ledger.external_funding(Currency.USD, customer.partner_id),
-            ledger.revenue(Currency.USD, customer.partner_id),
+            ledger.revenue(Currency.USD, customer.partner_id, customer.id),
             ledger.BALANCE_LIMIT - 1,
             TransferKind.ADJUSTMENT,
         )
@@ -894,7 +894,7 @@ async def test_a_customer_whose_accounts_are_full_is_refused_alone(gql: GQL, fac
     assert data["accepted"] == 1
     assert [(r["index"], r["code"]) for r in data["rejected"]] == [(0, "LIMIT_EXCEEDED")]
     assert await UsageEvent.filter(customer_id=customer.id).count() == 0
-    assert await balance(ledger.revenue(Currency.USD, customer.partner_id)) == ledger.BALANCE_LIMIT - 1
+    assert await ledger.revenue_balance(Currency.USD, customer.partner_id) == ledger.BALANCE_LIMIT - 1
     assert (await ledger.verify())[1] == []
     # and its key was not spent: a retry is refused again, not counted as a duplicate
     again = (await gql(RECORD, {"i": {"events": [full]}}, token))["usageRecord"]

@@ -31,7 +31,8 @@ from domain.audit.models import AuditEvent
 from domain.audit.sequencer import sequence_pending
 from domain.customers.models import Customer
 from domain.events.services import LIVE_TOPICS, live_key
-from domain.ledger.models import LedgerAccount, Transfer, TransferKind
+from domain.ledger import services as ledger
+from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
 from domain.packages.models import Package
 from domain.partners.models import Partner
 from domain.reports.models import UsageReport
@@ -193,7 +194,8 @@ async def world(gql: GQL, staff_gql: GQL, factory: Factory) -> World:
     )
     w.hidden = {
         "the partner's pool balance": POOL_AFTER_RECHARGE,
-        "the partner's revenue": figure(w.transfer(TransferKind.USAGE_CHARGE).credit_balance_after),
+        # the sum of its revenue sub-accounts (ledger.revenue_balance), which includes the sibling's usage
+        "the partner's revenue": figure(await ledger.revenue_balance(Currency.USD, alpha.id)),
         "the refill funding total": figure(w.transfer(TransferKind.WALLET_REFILL).debit_balance_after),
         "another client's email": sibling_admin.email,
         "the partner staff's email": staff.email,
@@ -230,7 +232,7 @@ async def test_a_recharge_shows_the_customer_its_credits_but_not_the_partners_po
 
 
 async def test_a_usage_charge_hides_the_partners_revenue_from_the_customer(gql: GQL, world: World) -> None:
-    # given the charge for `own`'s usage, credited to a revenue that includes the sibling's usage
+    # given the charge for `own`'s usage, credited to the partner's revenue (a sub-account of it)
     charge = world.transfer(TransferKind.USAGE_CHARGE)
     # when
     as_transfer = await gql(NODE_TRANSFER, {"id": gid("LedgerTransfer", charge.id)}, world.tokens["API key"])

@@ -18,7 +18,7 @@ from typing import cast
 from tortoise.transactions import in_transaction
 
 from domain.audit.models import AuditChain, AuditEvent, AuditEventType
-from domain.common.json import JsonLike, JsonMapping, JsonObject, JsonValue
+from domain.common.json import JsonLike, JsonMapping, JsonObject, JsonValue, to_json
 from domain.viewer import Viewer
 
 GENESIS = "0" * 64
@@ -127,6 +127,36 @@ async def record(
 ) -> AuditEvent:
     """Appends one event for its tenant's chain (the sequencer links it after commit). Call inside the transaction
     of the change it describes."""
+    event = new_event(
+        viewer,
+        type,
+        action,
+        object_type=object_type,
+        object_id=object_id,
+        details=details,
+        partner_id=partner_id,
+        customer_id=customer_id,
+        actor_user_id=actor_user_id,
+        actor_label=actor_label,
+    )
+    await event.save()
+    return event
+
+
+def new_event(
+    viewer: Viewer,
+    type: AuditEventType,
+    action: str,
+    *,
+    object_type: str = "",
+    object_id: int | str = "",
+    details: JsonMapping | None = None,
+    partner_id: int | None = None,
+    customer_id: int | None = None,
+    actor_user_id: int | None = None,
+    actor_label: str | None = None,
+) -> AuditEvent:
+    """The event `record()` appends, not saved yet (a raw statement may append it with `APPEND_COLUMNS`)."""
     partner_id = partner_id if partner_id is not None else viewer.partner_id
     customer_id = customer_id if customer_id is not None else viewer.customer_id
     label = actor_label if actor_label is not None else viewer.label
@@ -149,8 +179,38 @@ async def record(
         personal_digest="",
     )
     event.personal_digest = personal_digest(event.actor_label, event.ip, event.user_agent, event.details)
-    await event.save()
     return event
+
+
+# The columns a writer sets (the sequencer sets seq, prev_hash and hash later; retention redacted_at), for a raw
+# statement that appends an event together with other writes (the metering path on PostgreSQL).
+APPEND_COLUMNS = (
+    "chain",
+    "type",
+    "action",
+    "actor_user_id",
+    "actor_api_key_id",
+    "actor_label",
+    "partner_id",
+    "customer_id",
+    "object_type",
+    "object_id",
+    "details",
+    "ip",
+    "user_agent",
+    "request_id",
+    "created_at",
+    "personal_digest",
+)
+
+
+def append_values(event: AuditEvent) -> list[object]:
+    """`event`'s values of `APPEND_COLUMNS`, in order (details as JSON text)."""
+    return [to_json(event.details) if c == "details" else _plain(getattr(event, c)) for c in APPEND_COLUMNS]
+
+
+def _plain(value: object) -> object:
+    return str(value) if isinstance(value, AuditEventType) else value
 
 
 async def record_standalone(

@@ -107,12 +107,21 @@ async def evaluate(
     after the spend or the cap changed. Returns the cap status. `prefs` and `spent` (this month's total): when the
     caller has them already in this transaction."""
     at = at or datetime.now(UTC)
-    month = current_month(at)
     prefs = prefs or await BillingPreferences.filter(customer_id=customer.id).first()
-    cap = prefs.monthly_spending_cap if prefs else None
     spent = spent if spent is not None else await spent_this_month(customer.id, at)
-    status = cap_status(cap, spent)
     await emit(SPENDING_CAP_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
+    return await apply_cap(customer, viewer, at, prefs=prefs, spent=spent)
+
+
+async def apply_cap(
+    customer: Customer, viewer: Viewer, at: datetime, *, prefs: BillingPreferences | None, spent: Decimal
+) -> str:
+    """`evaluate` but for announcing the change (`spending_cap.changed`), which the metering path on PostgreSQL
+    writes with the rest of its batch: records crossings, pauses or resumes; sends no statement while the spend is
+    under the cap (or there is none) and the service is active. Returns the cap status."""
+    month = current_month(at)
+    cap = prefs.monthly_spending_cap if prefs else None
+    status = cap_status(cap, spent)
     if (
         cap is not None
         and status in ("WARNING", "REACHED")

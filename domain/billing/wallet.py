@@ -36,7 +36,7 @@ async def charge_wallet(
     `locked`: the accounts, if the caller locked them already; `prefs`: the customer's, if read already)."""
     transfer = await ledger.post(
         ledger.customer_wallet(customer.id, customer.partner_id),
-        ledger.revenue(Currency.USD, customer.partner_id),
+        ledger.revenue(Currency.USD, customer.partner_id, customer.id),
         amount,
         TransferKind.USAGE_CHARGE,
         metadata=metadata,
@@ -50,9 +50,16 @@ async def wallet_changed(customer: Customer, balance: Decimal, prefs: BillingPre
     """After any change to a customer's wallet (in its transaction): refill request, low-balance alert, views.
     `prefs`: the customer's preferences, if the caller read them already."""
     prefs = prefs or (await preferences_of([customer.id]))[customer.id]
+    await wallet_checks(customer, balance, prefs)
+    await emit(WALLET_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
+
+
+async def wallet_checks(customer: Customer, balance: Decimal, prefs: BillingPreferences) -> None:
+    """`wallet_changed` but for announcing the change (`wallet.changed`), which the metering path on PostgreSQL
+    writes with the rest of its batch: the refill request and the low-balance alert (no statement for a customer
+    without a refill threshold or amount)."""
     await open_refill_request_if_needed(customer, balance, prefs)
     await alerts.on_wallet_balance(customer, balance, prefs)
-    await emit(WALLET_CHANGED, customer_id=customer.id, partner_id=customer.partner_id)
 
 
 async def open_refill_request_if_needed(

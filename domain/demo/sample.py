@@ -102,7 +102,7 @@ async def _settle_ledger(customer: Customer, epoch: int) -> None:
     for currency, amount in sorted(earned.items()):
         if amount > 0:
             await ledger.post(
-                ledger.revenue(currency, customer.partner_id),
+                ledger.revenue(currency, customer.partner_id, customer.id),
                 ledger.external_funding(currency, customer.partner_id),
                 amount,
                 TransferKind.ADJUSTMENT,

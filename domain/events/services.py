@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from tortoise import connections
 
 from domain.access import token_cache
 from domain.common.json import JsonLike, JsonObject
+from domain.common.rows import columns, from_row, raw_sql
 from domain.events.models import OutboxEvent
 
 CREDITS_CHANGED = "credits.changed"
@@ -85,19 +87,29 @@ async def _wake_relay() -> None:
     """On PostgreSQL, NOTIFY the relay: delivered when the transaction commits (never for a rolled-back one). The
     server folds a transaction's notifications into one anyway, so each transaction sends it once (a round trip
     per event saved on the metering path). SQLite has no such thing: the relay polls."""
+    if take_wake():
+        await connections.get("default").execute_query(WAKE_SQL)
+
+
+WAKE_SQL = f"SELECT pg_notify('{WAKE_CHANNEL}', '')"
+
+
+def take_wake() -> bool:
+    """Whether the current transaction still has to NOTIFY the relay (PostgreSQL; never on SQLite), recording that
+    it now will: a raw statement that writes outbox rows sends `WAKE_SQL` within itself when this says so."""
     connection = connections.get("default")  # the transaction's own connection inside `in_transaction()`
     if connection.capabilities.dialect != "postgres":
-        return
+        return False
     # asyncpg's current top-level transaction (private, hence getattr: without it every event notifies)
     raw = getattr(connection, "_connection", None)
     top = getattr(raw, "_top_xact", None)
     if top is not None:
         if _notified.get(id(raw)) is top:
-            return
+            return False
         if len(_notified) > 1000:
             _notified.clear()
         _notified[id(raw)] = top
-    await connection.execute_query(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
+    return True
 
 
 def envelope(event: OutboxEvent) -> JsonObject:
@@ -114,12 +126,26 @@ def envelope(event: OutboxEvent) -> JsonObject:
 
 async def pending(limit: int = 200) -> list[OutboxEvent]:
     """Unpublished events in commit order... of ids: a relay must run alone to keep per-customer order."""
+    if raw_sql():  # the relay drains after every money call: one prepared statement, rows built without the ORM
+        rows = await connections.get("default").execute_query_dict(_pending_sql(), [limit])
+        return [from_row(OutboxEvent, row) for row in rows]
     return await OutboxEvent.filter(published_at=None).order_by("id").limit(limit)
 
 
+@cache
+def _pending_sql() -> str:
+    return f"SELECT {columns(OutboxEvent, 'o')} FROM outbox_event o WHERE o.published_at IS NULL ORDER BY o.id LIMIT $1"
+
+
 async def mark_published(ids: list[int]) -> None:
-    if ids:
-        await OutboxEvent.filter(id__in=ids).update(published_at=datetime.now(UTC))
+    if not ids:
+        return
+    if raw_sql():  # one statement text whatever the count (`id IN (…)` prepared and planned one per count)
+        await connections.get("default").execute_query(
+            "UPDATE outbox_event SET published_at = $1 WHERE id = ANY($2::bigint[])", [datetime.now(UTC), ids]
+        )
+        return
+    await OutboxEvent.filter(id__in=ids).update(published_at=datetime.now(UTC))
 
 
 async def purge_published(before: datetime) -> int:

@@ -197,7 +197,7 @@ async def _settle(invoice: Invoice, reference: str, moment: datetime) -> None:
     """PAID, and the invoice's accrual cleared in the ledger (inside a transaction, the invoice locked)."""
     funding = ledger.external_funding(Currency.USD, invoice.partner_id)
     account = ledger.customer_invoice(invoice.customer_id, invoice.partner_id)
-    revenue = ledger.revenue(Currency.USD, invoice.partner_id)
+    revenue = ledger.revenue(Currency.USD, invoice.partner_id, invoice.customer_id)
     if invoice.total > ZERO:
         await ledger.post(
             funding,
@@ -342,7 +342,7 @@ async def on_provider_invoice(event_type: str, obj: JsonObject, event_id: str) -
         # nothing will be collected: the accrual is written off against revenue
         if invoice.subtotal > ZERO:
             await ledger.post(
-                ledger.revenue(Currency.USD, invoice.partner_id),
+                ledger.revenue(Currency.USD, invoice.partner_id, invoice.customer_id),
                 ledger.customer_invoice(invoice.customer_id, invoice.partner_id),
                 invoice.subtotal,
                 TransferKind.ADJUSTMENT,

@@ -75,15 +75,14 @@ async def run_idempotent(
     refusal leaves no trace but the stored failure; `savepoint=False` saves the two round trips for an effect that
     writes nothing a refusal would have to undo.
     """
-    scope_key = f"{scope_of(viewer)}:{operation}:{key}"
+    scope_key = scoped_key(viewer, operation, key)
     digest = request_hash(operation, request)
     now = datetime.now(UTC)
     failure: DomainError | None = None
     async with in_transaction():
         claimed = await _claim(scope_key, operation, digest, now)
         if claimed is None:  # another request holds or held the key: wait for it, then replay its outcome
-            record = await IdempotencyRecord.select_for_update().get(scope_key=scope_key)
-            return _replay(record, digest)  # commits nothing but the lock
+            return await replay(scope_key, digest)  # commits nothing but the lock
         status, response = IdempotencyStatus.SUCCEEDED, {}
         try:
             if savepoint:
@@ -94,7 +93,7 @@ async def run_idempotent(
         except DomainError as exc:
             failure = exc
             status = IdempotencyStatus.FAILED
-            response = {"errors": [[e.field, e.message, str(e.code)] for e in exc.errors]}
+            response = stored_failure(exc)
         await IdempotencyRecord.filter(id=claimed).update(status=status, response=response)
     # raised only after commit, so a stored failure is kept
     if failure is not None:
@@ -102,13 +101,19 @@ async def run_idempotent(
     return response
 
 
-async def _claim(scope_key: str, operation: str, digest: str, now: datetime) -> int | None:
-    """Inserts the PENDING record; its id when this request is the first with the key, None when it is not (the
-    unique index makes a concurrent claimant wait here until the first commits or rolls back)."""
-    connection = connections.get("default")
-    postgres = connection.capabilities.dialect == "postgres"
-    marks = [f"${n}" if postgres else "?" for n in range(1, 8)]
-    values = [
+def scoped_key(viewer: Viewer, operation: str, key: str) -> str:
+    """The record's unique key: the caller's scope, the operation and the key the client sent."""
+    return f"{scope_of(viewer)}:{operation}:{key}"
+
+
+# The record's columns as a claim inserts them (then `response` = '{}'), for raw statements that claim a key
+# together with their first writes (usageAuthorize on PostgreSQL): `ON CONFLICT (scope_key) DO NOTHING RETURNING id`.
+CLAIM_COLUMNS = "scope_key, operation, request_hash, claim, status, created_at, expires_at, response"
+
+
+def claim_values(scope_key: str, operation: str, digest: str, now: datetime, *, postgres: bool) -> list[object]:
+    """The values of `CLAIM_COLUMNS` but `response`, in order."""
+    return [
         scope_key,
         operation,
         digest,
@@ -117,13 +122,38 @@ async def _claim(scope_key: str, operation: str, digest: str, now: datetime) -> 
         now if postgres else str(now.astimezone(UTC)),  # SQLite: the text form Tortoise writes
         now + RETENTION if postgres else str((now + RETENTION).astimezone(UTC)),
     ]
+
+
+async def _claim(scope_key: str, operation: str, digest: str, now: datetime) -> int | None:
+    """Inserts the PENDING record; its id when this request is the first with the key, None when it is not (the
+    unique index makes a concurrent claimant wait here until the first commits or rolls back)."""
+    connection = connections.get("default")
+    postgres = connection.capabilities.dialect == "postgres"
+    marks = [f"${n}" if postgres else "?" for n in range(1, 8)]
     rows = await connection.execute_query_dict(
-        "INSERT INTO idempotency_record "
-        "(scope_key, operation, request_hash, claim, status, created_at, expires_at, response) "
+        f"INSERT INTO idempotency_record ({CLAIM_COLUMNS}) "
         f"VALUES ({', '.join(marks)}, '{{}}') ON CONFLICT (scope_key) DO NOTHING RETURNING id",
-        values,
+        claim_values(scope_key, operation, digest, now, postgres=postgres),
     )
     return int(rows[0]["id"]) if rows else None
+
+
+async def replay(scope_key: str, digest: str) -> Response:
+    """The outcome of the request that claimed `scope_key` first, once it has committed (this waits on its row);
+    raises its refusal, IDEMPOTENCY_KEY_REUSED for another request, IDEMPOTENCY_KEY_IN_USE while it runs."""
+    record = await IdempotencyRecord.select_for_update().get(scope_key=scope_key)
+    return _replay(record, digest)
+
+
+async def refuse(claimed: int, exc: DomainError) -> None:
+    """Keeps a refusal as the outcome of the key this request claimed (for raw paths that claim a key with their
+    first statement); raise it after commit, as `run_idempotent` does."""
+    await IdempotencyRecord.filter(id=claimed).update(status=IdempotencyStatus.FAILED, response=stored_failure(exc))
+
+
+def stored_failure(exc: DomainError) -> Response:
+    """How a refusal is kept in the record (and replayed by `_replay`)."""
+    return {"errors": [[e.field, e.message, str(e.code)] for e in exc.errors]}
 
 
 def _replay(record: IdempotencyRecord, digest: str) -> Response:

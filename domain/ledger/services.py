@@ -4,18 +4,30 @@
 transfers cannot deadlock), refuses to take a non-negative account below zero or any account beyond ±10^21
 (`BALANCE_LIMIT`, LIMIT_EXCEEDED), moves the balances and writes the immutable transfer with both balances after.
 Nothing is written when it refuses.
+
+A partner's revenue is split into `REVENUE_SHARDS` sub-accounts per currency, each customer's charges landing on one
+chosen by its id (`revenue(currency, partner_id, customer_id)`): every charge used to lock the one revenue account
+of its partner, so a partner's customers queued behind each other. A sub-account is an account like any other
+(Σ = 0 per currency still holds after every transfer); the partner's revenue is their sum (`revenue_balance`).
+Sub-account 0 is the account that existed before the split, so its transfers and balance stay as they were.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Context, Decimal
+from functools import cache
+from typing import Any, NamedTuple, TypeVar
 
 from tortoise.backends.asyncpg import AsyncpgDBClient
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
-from domain.common.json import JsonMapping
+from domain.common.json import JsonMapping, to_json
+from domain.common.rows import columns, from_row, saved
 from domain.errors import DomainError, ErrorCode, FieldError
 from domain.ledger.models import NON_NEGATIVE_KINDS, AccountKind, Currency, LedgerAccount, Transfer, TransferKind
 
@@ -31,18 +43,27 @@ SHORTFALL_CODES = {
 }
 
 
+# Sub-accounts of each partner's revenue per currency (see the module docstring). Changing it only changes where new
+# charges land: every sub-account ever used keeps counting in `revenue_balance`.
+REVENUE_SHARDS = 16
+
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRef:
-    """Names an account; it is created on first use."""
+    """Names an account; it is created on first use. `shard`: which sub-account of a split account (revenue)."""
 
     kind: AccountKind
     currency: Currency
     partner_id: int | None = None
     customer_id: int | None = None
+    shard: int = 0
 
     @property
     def key(self) -> str:
-        return f"{self.kind}:{self.currency}:{self.partner_id or '-'}:{self.customer_id or '-'}"
+        key = f"{self.kind}:{self.currency}:{self.partner_id or '-'}:{self.customer_id or '-'}"
+        return f"{key}:{self.shard}" if self.shard else key
 
 
 def partner_pool(partner_id: int) -> AccountRef:
@@ -61,8 +82,28 @@ def customer_invoice(customer_id: int, partner_id: int) -> AccountRef:
     return AccountRef(AccountKind.CUSTOMER_INVOICE, Currency.USD, partner_id=partner_id, customer_id=customer_id)
 
 
-def revenue(currency: Currency, partner_id: int) -> AccountRef:
-    return AccountRef(AccountKind.REVENUE, currency, partner_id=partner_id)
+def revenue_shard(customer_id: int) -> int:
+    """The revenue sub-account a customer's charges land on: a multiplicative hash of its id (customers of one
+    partner often have ids in arithmetic progression, which `id % n` would put on one sub-account)."""
+    return ((customer_id * 0x9E3779B1) & 0xFFFFFFFF) * REVENUE_SHARDS >> 32
+
+
+def revenue(currency: Currency, partner_id: int, customer_id: int | None = None) -> AccountRef:
+    """The partner's revenue sub-account for this customer's charges (sub-account 0 without a customer). It belongs
+    to the partner alone: its `customer_id` stays unset, so the customer never owns or sees it."""
+    shard = revenue_shard(customer_id) if customer_id is not None else 0
+    return AccountRef(AccountKind.REVENUE, currency, partner_id=partner_id, shard=shard)
+
+
+async def revenue_balance(currency: Currency, partner_id: int) -> Decimal:
+    """The partner's revenue in `currency`: the sum of its sub-accounts."""
+    rows = await LedgerAccount.filter(kind=AccountKind.REVENUE, currency=currency, partner_id=partner_id).values_list(
+        "balance", flat=True
+    )
+    total = ZERO
+    for value in rows:
+        total = _WIDE.add(total, Decimal(value))
+    return total
 
 
 def external_funding(currency: Currency, partner_id: int) -> AccountRef:
@@ -103,15 +144,67 @@ async def ensure_accounts(*refs: AccountRef) -> None:
     )
 
 
-async def lock_accounts(*refs: AccountRef) -> dict[str, LedgerAccount]:
-    """Locks the accounts (creating missing ones) in id order; call inside a transaction."""
+class FirstUse(Exception):
+    """Raised inside a transaction by a path that locks its accounts together with rows that must be locked after
+    them (the month's spend, say) and then finds one of them missing: `with_accounts` rolls it back, creates the
+    accounts (empty, committed on their own) and runs it again, so no account is created while those rows are held."""
+
+    def __init__(self, *refs: AccountRef) -> None:
+        super().__init__(", ".join(r.key for r in refs))
+        self.refs = refs
+
+
+async def with_accounts(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Runs `attempt` (which opens its own transaction), creating the accounts it reports missing (`FirstUse`)."""
+    for _ in range(3):
+        try:
+            return await attempt()
+        except FirstUse as first:
+            async with in_transaction():
+                await ensure_accounts(*first.refs)
+    raise RuntimeError("accounts created for a transaction kept disappearing")
+
+
+async def lock_accounts(*refs: AccountRef, locked: Sequence[LedgerAccount] | None = None) -> dict[str, LedgerAccount]:
+    """Locks the accounts (creating missing ones) in id order; call inside a transaction. `locked`: what a caller's
+    own statement read as `lock_accounts_sql()` does (missing ones are then created and all of them locked here).
+
+    When any of them is missing, none is locked before the missing ones are created: a transaction that held some
+    of them while it waited on another's uncommitted creation of one of the others, which in turn waited on one it
+    held, deadlocked (two concurrent charges of a customer whose revenue sub-account was new, while its credits
+    account had just been created by a third)."""
     keys = sorted({r.key for r in refs})
-    rows = await LedgerAccount.filter(key__in=keys).order_by("id").select_for_update()
+    rows = list(locked) if locked is not None else await _lock_rows(keys)
     if len(rows) < len(keys):
         found = {row.key for row in rows}
         await ensure_accounts(*(r for r in refs if r.key not in found))
-        rows = await LedgerAccount.filter(key__in=keys).order_by("id").select_for_update()
+        rows = await _lock_rows(keys)
     return {row.key: row for row in rows}
+
+
+@cache
+def lock_accounts_sql(keys: str = "$1") -> str:
+    """The accounts whose keys the text array parameter `keys` names, locked in id order (all of their columns),
+    only if all of them exist (else none is locked nor returned: see `lock_accounts`)."""
+    return (
+        f"SELECT {columns(LedgerAccount, 'a')} FROM ledger_account a WHERE key = ANY({keys}::text[]) "
+        f"AND (SELECT count(*) FROM ledger_account e WHERE e.key = ANY({keys}::text[])) = cardinality({keys}::text[]) "
+        "ORDER BY id FOR UPDATE"
+    )
+
+
+def _postgres(db: BaseDBAsyncClient) -> bool:
+    return isinstance(db, AsyncpgDBClient)
+
+
+async def _lock_rows(keys: list[str]) -> list[LedgerAccount]:
+    """`SELECT … FOR UPDATE` in id order. On PostgreSQL one prepared statement with an array parameter, the rows
+    built without Tortoise's query machinery (a third of the client CPU of a transfer went there); SQLite has no
+    row locks and runs one write transaction at a time, so the ORM's read is as good."""
+    db = LedgerAccount._meta.db  # the caller's transaction
+    if _postgres(db):
+        return [from_row(LedgerAccount, row) for row in await db.execute_query_dict(lock_accounts_sql(), [keys])]
+    return await LedgerAccount.filter(key__in=keys).order_by("id").select_for_update()
 
 
 async def balance_of(ref: AccountRef) -> Decimal:
@@ -182,41 +275,126 @@ async def post(
         error = shortfall(source)
         raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
     check_limits(accounts, [(debit, credit, amount)], error_field)
-    if source.id != target.id:  # a transfer to itself moves nothing
-        await _move(source, target, amount)
+    moves = source.id != target.id  # a transfer to itself moves nothing
+    row: dict[str, Any] = {
+        "debit_account_id": source.id,
+        "credit_account_id": target.id,
+        "amount": amount,
+        "currency": debit.currency,
+        "kind": kind,
+        "debit_balance_after": source.balance - amount if moves else source.balance,
+        "credit_balance_after": target.balance + amount if moves else target.balance,
+        "idempotency_key": idempotency_key,
+        "metadata": dict(metadata or {}),
+    }
+    db = LedgerAccount._meta.db  # the caller's transaction
+    if _postgres(db):
+        transfer = await _move_and_write(db, row)
+    else:
+        if moves:
+            # SQLite computes `balance - ?` in floating point (15 significant digits: 1234567890.123456 - 0.000001
+            # gave 1234567890.12346), so write the exact results instead; the balances were read in this
+            # transaction, and SQLite runs one write transaction at a time.
+            await LedgerAccount.filter(id=source.id).update(balance=source.balance - amount)
+            await LedgerAccount.filter(id=target.id).update(balance=target.balance + amount)
+        transfer = await Transfer.create(**row)
     source.balance -= amount
     target.balance += amount
-    return await Transfer.create(
-        debit_account_id=source.id,
-        credit_account_id=target.id,
-        amount=amount,
-        currency=debit.currency,
-        kind=kind,
-        debit_balance_after=source.balance,
-        credit_balance_after=target.balance,
-        idempotency_key=idempotency_key,
-        metadata=dict(metadata or {}),
-    )
+    return transfer
 
 
-# Both sides in one statement on PostgreSQL: one round trip fewer than two ORM updates and no query building, about
-# a third less client CPU per transfer (bench/ledger.py). The rows are already locked by `lock_accounts`.
-_MOVE_SQL = (
-    "UPDATE ledger_account SET balance = balance + CASE WHEN id = $1 THEN -$3::numeric ELSE $3::numeric END"
-    " WHERE id IN ($1, $2)"
+class PlannedTransfer(NamedTuple):
+    """A transfer `Postings` planned: the row `post` would have written."""
+
+    debit_account_id: int
+    credit_account_id: int
+    amount: Decimal
+    currency: Currency
+    kind: TransferKind
+    debit_balance_after: Decimal
+    credit_balance_after: Decimal
+    metadata: JsonMapping
+
+
+@dataclass(slots=True)
+class Postings:
+    """Transfers planned against accounts the caller locked, for a writer that puts them in one statement with its
+    other writes (the metering path on PostgreSQL). `add` applies `post`'s rules (positive amount, one currency,
+    guarded accounts, ±BALANCE_LIMIT) and keeps the locked balances current as `post` does; the caller writes
+    `transfers` (in order) and moves each account by `deltas` in its transaction. Nothing is written here."""
+
+    locked: Mapping[str, LedgerAccount]
+    transfers: list[PlannedTransfer] = field(default_factory=list)
+    deltas: dict[int, Decimal] = field(default_factory=dict)
+
+    def add(
+        self,
+        debit: AccountRef,
+        credit: AccountRef,
+        amount: Decimal,
+        kind: TransferKind,
+        *,
+        metadata: JsonMapping | None = None,
+        error_field: str | None = None,
+    ) -> PlannedTransfer:
+        if debit.currency != credit.currency:
+            raise ValueError("a transfer moves one currency")
+        if not amount.is_finite() or amount <= ZERO:
+            raise DomainError.single(ErrorCode.INVALID, "Amount must be positive.", error_field)
+        source, target = self.locked[debit.key], self.locked[credit.key]
+        if source.non_negative and source.balance - amount < ZERO:
+            error = shortfall(source)
+            raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
+        check_limits(self.locked, [(debit, credit, amount)], error_field)
+        if source.id != target.id:
+            self.deltas[source.id] = self.deltas.get(source.id, ZERO) - amount
+            self.deltas[target.id] = self.deltas.get(target.id, ZERO) + amount
+        source.balance -= amount
+        target.balance += amount
+        planned = PlannedTransfer(
+            source.id,
+            target.id,
+            amount,
+            debit.currency,
+            kind,
+            source.balance,
+            target.balance,
+            dict(metadata or {}),
+        )
+        self.transfers.append(planned)
+        return planned
+
+
+# Both balances and the transfer in one statement on PostgreSQL (the rows are already locked by `lock_accounts`):
+# two round trips fewer than two ORM updates and an ORM insert, and no query building (bench/ledger.py).
+_MOVE_AND_WRITE_SQL = (
+    "WITH moved AS (UPDATE ledger_account SET balance = balance + "
+    "CASE WHEN id = $1 THEN -$3::numeric ELSE $3::numeric END WHERE id IN ($1, $2) AND $1 <> $2) "
+    "INSERT INTO ledger_transfer (debit_account_id, credit_account_id, amount, currency, kind, debit_balance_after, "
+    "credit_balance_after, idempotency_key, metadata, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10) RETURNING id"
 )
 
 
-async def _move(source: LedgerAccount, target: LedgerAccount, amount: Decimal) -> None:
-    db = LedgerAccount._meta.db  # the caller's transaction
-    if isinstance(db, AsyncpgDBClient):
-        await db.execute_query(_MOVE_SQL, [source.id, target.id, amount])
-        return
-    # SQLite computes `balance - ?` in floating point (15 significant digits: 1234567890.123456 - 0.000001 gave
-    # 1234567890.12346), so write the exact results instead; the balances were read in this transaction, and SQLite
-    # runs one write transaction at a time.
-    await LedgerAccount.filter(id=source.id).update(balance=source.balance - amount)
-    await LedgerAccount.filter(id=target.id).update(balance=target.balance + amount)
+async def _move_and_write(db: BaseDBAsyncClient, row: dict[str, Any]) -> Transfer:
+    """The moves and the transfer row; returns the Transfer as `Transfer.create` would have."""
+    created_at = datetime.now(UTC)
+    found = await db.execute_query_dict(
+        _MOVE_AND_WRITE_SQL,
+        [
+            row["debit_account_id"],
+            row["credit_account_id"],
+            row["amount"],
+            str(row["currency"]),
+            str(row["kind"]),
+            row["debit_balance_after"],
+            row["credit_balance_after"],
+            row["idempotency_key"],
+            to_json(row["metadata"]),
+            created_at,
+        ],
+    )
+    return saved(Transfer, id=found[0]["id"], created_at=created_at, **row)
 
 
 # Sums over all accounts may pass the 28 digits of the default context (which would round them): these stay exact.

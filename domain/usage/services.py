@@ -26,28 +26,28 @@ from typing import Any, NamedTuple
 
 from tortoise.transactions import in_transaction
 
-from domain.audit.models import AuditEventType
-from domain.audit.services import record
-from domain.billing.cap import current_month, evaluate
-from domain.billing.credits import burn_credits
+from domain.audit.models import AuditEvent, AuditEventType
+from domain.audit.services import new_event
+from domain.billing.cap import apply_cap, current_month, evaluate
+from domain.billing.credits import burn_credits, credit_checks
 from domain.billing.models import BillingPreferences
-from domain.billing.read import preferences_of
-from domain.billing.wallet import charge_wallet
-from domain.campaigns.models import Campaign
+from domain.billing.wallet import charge_wallet, wallet_checks
 from domain.common.json import JsonObject
+from domain.common.rows import raw_sql
 from domain.common.validation import Validator, json_problem, parse_amount, text_problem
 from domain.customers.models import Customer
 from domain.errors import DomainError, ErrorCode
+from domain.events.services import CREDITS_CHANGED, SPENDING_CAP_CHANGED, WALLET_CHANGED, take_wake
 from domain.features.models import FeatureToggles
-from domain.features.services import toggles_of
 from domain.ledger import services as ledger
 from domain.ledger.idempotency import check_key
 from domain.ledger.models import Currency, LedgerAccount, Transfer, TransferKind
-from domain.usage import store
+from domain.usage import store, store_pg
 from domain.usage.commands import UNKNOWN_CAMPAIGN, UNKNOWN_HOLD, UsageEventIn, UsageRecord
 from domain.usage.holds import active_holds_of
+from domain.usage.lookup import HoldRef, Lookup, lookup
 from domain.usage.models import Direction, Funding, HoldStatus, PhoneNumber, UnitType, UsageHold
-from domain.usage.rating import RateBook, rate_book
+from domain.usage.rating import RateBook
 from domain.usage.rules import (
     BATCH_FACTOR,
     CLOCK_SKEW,
@@ -62,7 +62,6 @@ from domain.usage.rules import (
     require_recorder,
 )
 from domain.viewer import Viewer
-from domain.visibility import restrict
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +86,12 @@ async def usage_record(viewer: Viewer, command: UsageRecord) -> RecordResult:
 
 async def _audit_call(viewer: Viewer, source: str, result: RecordResult) -> None:
     """One API_CALL audit event per request (not per event), in the batch's transaction."""
-    await record(
+    await _call_event(viewer, source, result).save()
+
+
+def _call_event(viewer: Viewer, source: str, result: RecordResult) -> AuditEvent:
+    """The API_CALL audit event of a batch sent to the API, not saved yet."""
+    return new_event(
         viewer,
         AuditEventType.API_CALL,
         "usage.record",
@@ -112,22 +116,48 @@ async def record_usage(
         raise DomainError.single(ErrorCode.INVALID, f"At most {MAX_BATCH} events per call.", "events")
     now = at or datetime.now(UTC)
     result = RecordResult()
-    batch = await _resolve_accounts(viewer, _validate(events, now, result), now, result)
-    result.rejected.sort(key=lambda r: r.index)
+    checked = _validate(events, now, result)
+    if raw_sql():
+        await _record_sql(viewer, checked, now, result, source)
+    else:
+        await _record_orm(viewer, checked, now, result, source)
+    return result
+
+
+async def _record_orm(
+    viewer: Viewer, checked: list[_Event], now: datetime, result: RecordResult, source: str | None
+) -> None:
+    """The batch through the ORM (the embedded default, SQLite): the reads first, then one transaction."""
+    batch, priced = _admit(viewer, checked, now, result, await _lookup(viewer, checked, raw=False))
     if batch is None:
         if source is not None:
             async with in_transaction():
                 await _audit_call(viewer, source, result)
-        return result
+        return
     # outside the transaction: DDL on the parent table should hold its lock only for an instant
     await store.ensure_partitions([store.month_start(e.occurred_at) for e in batch.events])
-    priced = await _rate(batch)
     async with in_transaction():
         rows, new_keys = await _settle(batch, priced)
         await _persist(batch, rows, new_keys, priced)
         if source is not None:
             await _audit_call(viewer, source, result)
-    return result
+
+
+async def _record_sql(
+    viewer: Viewer, checked: list[_Event], now: datetime, result: RecordResult, source: str | None
+) -> None:
+    """The batch on PostgreSQL, in one transaction of four statements whatever it holds: the reads
+    (`lookup.lookup`), the idempotency keys claimed, the accounts locked, the live holds read; then the settle and
+    persist phases decided in Python and written as one statement (`_settle_and_persist_sql`)."""
+    # outside the transaction: DDL on the parent table should hold its lock only for an instant (the months of
+    # every valid event: those refused later only make a partition exist a little earlier)
+    await store.ensure_partitions([store.month_start(e.occurred_at) for e in checked])
+    async with in_transaction():
+        batch, priced = _admit(viewer, checked, now, result, await _lookup(viewer, checked, raw=True))
+        if batch is not None:
+            await _settle_and_persist_sql(batch, priced, source)
+        elif source is not None:
+            await _audit_call(viewer, source, result)
 
 
 # ---------------------------------------------------------------- phase 1: validate
@@ -370,26 +400,37 @@ class _Batch:
     by_customer: dict[int, list[_Event]] = field(default_factory=lambda: defaultdict(list))
 
 
-async def _resolve_accounts(
-    viewer: Viewer, checked: list[_Event], now: datetime, result: RecordResult
+async def _lookup(viewer: Viewer, checked: list[_Event], *, raw: bool) -> Lookup:
+    """Phase 2's reads: the customers, holds and campaigns the events name (and what phase 3 needs of them)."""
+    return await lookup(
+        viewer,
+        {e.customer_id for e in checked},
+        {e.hold_id for e in checked if e.hold_id not in (None, UNKNOWN_HOLD)},
+        {e.details.campaign_id for e in checked if e.details.campaign_id is not None},
+        raw=raw,
+    )
+
+
+def _admit(
+    viewer: Viewer, checked: list[_Event], now: datetime, result: RecordResult, found: Lookup
+) -> tuple[_Batch | None, dict[int, _Priced]]:
+    """Phases 2 and 3 on what `_lookup` read: the events admitted (`_resolve_accounts`), rated (`_rate`)."""
+    batch = _resolve_accounts(viewer, checked, now, result, found)
+    result.rejected.sort(key=lambda r: r.index)
+    return batch, (_rate(batch, found) if batch is not None else {})
+
+
+def _resolve_accounts(
+    viewer: Viewer, checked: list[_Event], now: datetime, result: RecordResult, found: Lookup
 ) -> _Batch | None:
     """Phase 2: the customers (those the viewer may see) and the holds the events name. An event naming neither,
     a key seen earlier in the batch (a duplicate) or more than a batch may carry for its customer drops out here.
     None when no event is left."""
-    customer_ids = list({e.customer_id for e in checked})
-    customers = {c.id: c for c in await restrict(Customer, viewer).filter(id__in=customer_ids)} if checked else {}
-    hold_ids = [e.hold_id for e in checked if e.hold_id not in (None, UNKNOWN_HOLD)]
-    holds = {h.id: h for h in await UsageHold.filter(id__in=hold_ids)} if hold_ids else {}
-    campaign_ids = {e.details.campaign_id for e in checked if e.details.campaign_id is not None}
-    # a flat list of (id, customer id) pairs: one query for the batch, only when an event names a campaign
-    campaigns: dict[int, int] = (
-        dict(await Campaign.filter(id__in=campaign_ids).values_list("id", "customer_id")) if campaign_ids else {}
-    )
     admitted: list[_Event] = []
     seen: set[tuple[int, str]] = set()
     totals: dict[tuple[int, UnitType], Decimal] = defaultdict(Decimal)
     for e in checked:
-        refusal = _unresolved(e, customers, holds, campaigns)
+        refusal = _unresolved(e, found.customers, found.holds, found.campaigns)
         if refusal is not None:
             result.rejected.append(refusal)
             continue
@@ -407,14 +448,14 @@ async def _resolve_accounts(
         admitted.append(e)
     if not admitted:
         return None
-    batch = _Batch(viewer, now, result, customers, admitted)
+    batch = _Batch(viewer, now, result, found.customers, admitted)
     for e in admitted:
         batch.by_customer[e.customer_id].append(e)
     return batch
 
 
 def _unresolved(
-    e: _Event, customers: Mapping[int, Customer], holds: Mapping[int, UsageHold], campaigns: Mapping[int, int]
+    e: _Event, customers: Mapping[int, Customer], holds: Mapping[int, HoldRef], campaigns: Mapping[int, int]
 ) -> Rejection | None:
     if e.customer_id not in customers:
         return Rejection(e.index, ErrorCode.NOT_FOUND, "Customer not found.", "customerId")
@@ -451,18 +492,16 @@ class _Priced:
     toggles: FeatureToggles
 
 
-async def _rate(batch: _Batch) -> dict[int, _Priced]:
+def _rate(batch: _Batch, found: Lookup) -> dict[int, _Priced]:
     """Phase 3: what pays for each customer's usage (its AI-credits switch and billing mode) and each event's
     price at the instant it occurred (late events keep the price of their time)."""
-    book = await rate_book({batch.customers[cid].partner_id for cid in batch.by_customer})
-    toggles = await toggles_of(list(batch.by_customer))
-    prefs = await preferences_of(list(batch.by_customer))
     priced: dict[int, _Priced] = {}
     for customer_id, events in batch.by_customer.items():
-        funding = funding_of(toggles[customer_id].ai_credits_enabled, prefs[customer_id])
+        prefs, toggles = found.prefs[customer_id], found.toggles[customer_id]
+        funding = funding_of(toggles.ai_credits_enabled, prefs)
         partner_id = batch.customers[customer_id].partner_id
-        rated = [_rated(e, book, partner_id, funding) for e in events]
-        priced[customer_id] = _Priced(funding, rated, prefs[customer_id], toggles[customer_id])
+        rated = [_rated(e, found.rates, partner_id, funding) for e in events]
+        priced[customer_id] = _Priced(funding, rated, prefs, toggles)
     return priced
 
 
@@ -482,17 +521,8 @@ async def _settle(batch: _Batch, priced: dict[int, _Priced]) -> tuple[list[store
     customer whose accounts would pass their limit has its events refused and their keys released, so a retry is
     not a duplicate. Returns the event rows to insert and the keys that were new."""
     result = batch.result
-    new_keys = await store.claim_keys([(e.customer_id, e.key) for e in batch.events], batch.now)
-    fresh_of = {
-        cid: [r for r in priced[cid].rated if (cid, r.event.key) in new_keys] for cid in sorted(batch.by_customer)
-    }
-    funding_by = {cid: priced[cid].funding for cid, fresh in fresh_of.items() if fresh}
-    # Every account the batch may post to, locked at once in id order: partners' revenue accounts are shared by
-    # all their customers, so taking them customer by customer deadlocked concurrent batches mixing partners.
-    locked = await ledger.lock_accounts(
-        *(ref for cid, f in funding_by.items() for ref in _accounts_of(batch.customers[cid], f))
-    )
-    holds_of = await active_holds_of([cid for cid, f in funding_by.items() if f != Funding.INVOICE], batch.now)
+    new_keys, fresh_of, locked = await _claim_and_lock(batch, priced)
+    holds_of = await active_holds_of(_holders(fresh_of, priced), batch.now)
     rows: list[store.EventRow] = []
     refused: list[tuple[int, str]] = []
     for customer_id, fresh in fresh_of.items():
@@ -516,17 +546,57 @@ async def _settle(batch: _Batch, priced: dict[int, _Priced]) -> tuple[list[store
     return rows, new_keys
 
 
+async def _claim_and_lock(
+    batch: _Batch, priced: dict[int, _Priced]
+) -> tuple[set[tuple[int, str]], dict[int, list[_Rated]], dict[str, LedgerAccount]]:
+    """Claims the events' idempotency keys, then locks every account the batch may post to. Returns the keys that
+    were new, each customer's new events (in customer order) and the locked accounts."""
+    new_keys = await store.claim_keys([(e.customer_id, e.key) for e in batch.events], batch.now)
+    fresh_of = {
+        cid: [r for r in priced[cid].rated if (cid, r.event.key) in new_keys] for cid in sorted(batch.by_customer)
+    }
+    funding_by = {cid: priced[cid].funding for cid, fresh in fresh_of.items() if fresh}
+    # Every account the batch may post to, locked at once in id order: partners' revenue accounts are shared by
+    # their customers, so taking them customer by customer deadlocked concurrent batches mixing partners.
+    locked = await ledger.lock_accounts(
+        *(ref for cid, f in funding_by.items() for ref in _accounts_of(batch.customers[cid], f))
+    )
+    return new_keys, fresh_of, locked
+
+
+async def _claim_and_lock_sql(
+    batch: _Batch, priced: dict[int, _Priced]
+) -> tuple[set[tuple[int, str]], dict[int, list[_Rated]], dict[str, LedgerAccount]]:
+    """`_claim_and_lock` in one statement (`store_pg.claim_and_lock`): the same claims and locks, in the same order,
+    but the accounts of every customer in the batch are locked, also one whose events all turn out to be
+    duplicates (what `_claim_and_lock` learns only from the claim)."""
+    refs = [ref for cid in sorted(batch.by_customer) for ref in _accounts_of(batch.customers[cid], priced[cid].funding)]
+    pairs = [(e.customer_id, e.key) for e in batch.events]
+    duplicates, rows = await store_pg.claim_and_lock(pairs, batch.now, sorted({r.key for r in refs}))
+    locked = await ledger.lock_accounts(*refs, locked=rows)
+    new_keys = set(pairs) - duplicates
+    fresh_of = {
+        cid: [r for r in priced[cid].rated if (cid, r.event.key) in new_keys] for cid in sorted(batch.by_customer)
+    }
+    return new_keys, fresh_of, locked
+
+
+def _holders(fresh_of: Mapping[int, list[_Rated]], priced: Mapping[int, _Priced]) -> list[int]:
+    """The customers with new events whose credits or wallet pay: their live holds count against the balance."""
+    return [cid for cid, fresh in fresh_of.items() if fresh and priced[cid].funding != Funding.INVOICE]
+
+
 def _accounts_of(customer: Customer, funding: Funding) -> list[ledger.AccountRef]:
     """The ledger accounts `_pay` may post to for this customer: what pays, the invoice that takes what it cannot
     pay, and the partner's revenue."""
     refs = [
-        ledger.revenue(Currency.USD, customer.partner_id),
+        ledger.revenue(Currency.USD, customer.partner_id, customer.id),
         ledger.customer_invoice(customer.id, customer.partner_id),
     ]
     if funding == Funding.CREDITS:
         refs += [
             ledger.customer_credits(customer.id, customer.partner_id),
-            ledger.revenue(Currency.CREDITS, customer.partner_id),
+            ledger.revenue(Currency.CREDITS, customer.partner_id, customer.id),
         ]
     elif funding == Funding.WALLET:
         refs.append(ledger.customer_wallet(customer.id, customer.partner_id))
@@ -592,34 +662,50 @@ async def _post_charges(
 ) -> tuple[Transfer | None, Transfer | None]:
     """One transfer for what credits or the wallet pay, one for what the invoice takes; both checked against the
     accounts' limits before either is written."""
-    funding = priced.funding
+    charge = _charge(customer, rated, paid, priced.funding)
+    ledger.check_limits(locked, charge.moves)
+    paid_transfer = unpaid_transfer = None
+    if charge.paid > ZERO:
+        if priced.funding == Funding.CREDITS:
+            paid_transfer = await burn_credits(customer, charge.paid, charge.meta, locked, priced.prefs, priced.toggles)
+        else:
+            paid_transfer = await charge_wallet(customer, charge.paid, charge.meta, locked, priced.prefs)
+    if charge.unpaid > ZERO:
+        unpaid_transfer = await ledger.post(
+            charge.invoice,
+            charge.revenue_usd,
+            charge.unpaid,
+            TransferKind.USAGE_CHARGE,
+            metadata={**charge.meta, "unpaid": True},
+            locked=locked,
+        )
+    return paid_transfer, unpaid_transfer
+
+
+class _Charge(NamedTuple):
+    """What one customer's new events cost: `paid` from `payer` (credits or USD) to the partner's revenue, `unpaid`
+    USD from the month's invoice to revenue; `moves` for the limit check; the transfers' metadata."""
+
+    payer: ledger.AccountRef
+    paid: Decimal
+    unpaid: Decimal
+    invoice: ledger.AccountRef
+    revenue_usd: ledger.AccountRef
+    moves: list[tuple[ledger.AccountRef, ledger.AccountRef, Decimal]]
+    meta: JsonObject
+
+
+def _charge(customer: Customer, rated: list[_Rated], paid: list[bool], funding: Funding) -> _Charge:
     payer = _payer(customer, funding)
     by_credits = funding == Funding.CREDITS
     paid_amount = sum(((r.credits if by_credits else r.cost) for r, ok in zip(rated, paid, strict=True) if ok), ZERO)
     unpaid_cost = sum((r.cost for r, ok in zip(rated, paid, strict=True) if not ok), ZERO)
     invoice = ledger.customer_invoice(customer.id, customer.partner_id)
-    revenue_usd = ledger.revenue(Currency.USD, customer.partner_id)
+    revenue_usd = ledger.revenue(Currency.USD, customer.partner_id, customer.id)
     moves = [(invoice, revenue_usd, unpaid_cost)] if unpaid_cost > ZERO else []
     if paid_amount > ZERO:
-        moves.append((payer, ledger.revenue(payer.currency, customer.partner_id), paid_amount))
-    ledger.check_limits(locked, moves)
-    paid_transfer = unpaid_transfer = None
-    meta: JsonObject = {"events": len(rated)}
-    if paid_amount > ZERO:
-        if funding == Funding.CREDITS:
-            paid_transfer = await burn_credits(customer, paid_amount, meta, locked, priced.prefs, priced.toggles)
-        else:
-            paid_transfer = await charge_wallet(customer, paid_amount, meta, locked, priced.prefs)
-    if unpaid_cost > ZERO:
-        unpaid_transfer = await ledger.post(
-            invoice,
-            revenue_usd,
-            unpaid_cost,
-            TransferKind.USAGE_CHARGE,
-            metadata={**meta, "unpaid": True},
-            locked=locked,
-        )
-    return paid_transfer, unpaid_transfer
+        moves.append((payer, ledger.revenue(payer.currency, customer.partner_id, customer.id), paid_amount))
+    return _Charge(payer, paid_amount, unpaid_cost, invoice, revenue_usd, moves, {"events": len(rated)})
 
 
 def _event_row(
@@ -665,20 +751,35 @@ async def _persist(
     await store.insert_events(rows)
     await store.add_rollups(rollups)
     await store.add_rollup_details(details)
-    spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
-    for row in rows:
-        spend[(row["customer_id"], store.month_start(row["occurred_at"]))] += row["cost"]
-    totals = await store.add_spends([(customer_id, month, amount) for (customer_id, month), amount in spend.items()])
-    this_month = current_month(batch.now)
-    for customer_id, month in sorted(spend):
-        if month == this_month:
-            customer, prefs = batch.customers[customer_id], priced[customer_id].prefs
-            await evaluate(customer, batch.viewer, batch.now, prefs=prefs, spent=totals[(customer_id, month)])
-    consumed = [e.hold_id for e in batch.events if e.hold_id is not None and (e.customer_id, e.key) in new_keys]
+    spend = _spend(rows)
+    totals = await store.add_spends(spend)
+    for customer_id, month in _capped(batch, spend):
+        customer, prefs = batch.customers[customer_id], priced[customer_id].prefs
+        await evaluate(customer, batch.viewer, batch.now, prefs=prefs, spent=totals[(customer_id, month)])
+    consumed = _consumed(batch, new_keys)
     if consumed:
         await UsageHold.filter(id__in=consumed, status=HoldStatus.ACTIVE).update(
             status=HoldStatus.CONSUMED, closed_at=batch.now
         )
+
+
+def _spend(rows: list[store.EventRow]) -> list[tuple[int, date, Decimal]]:
+    """(customer, month, cost) the rows add to the monthly spend, one per (customer, month)."""
+    spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        spend[(row["customer_id"], store.month_start(row["occurred_at"]))] += row["cost"]
+    return [(customer_id, month, amount) for (customer_id, month), amount in spend.items()]
+
+
+def _capped(batch: _Batch, spend: list[tuple[int, date, Decimal]]) -> list[tuple[int, date]]:
+    """The (customer, month) whose spending cap a batch applies: those whose current month grew, in order."""
+    this_month = current_month(batch.now)
+    return sorted((customer_id, month) for customer_id, month, _ in spend if month == this_month)
+
+
+def _consumed(batch: _Batch, new_keys: set[tuple[int, str]]) -> list[int]:
+    """The holds the batch's new events used."""
+    return [e.hold_id for e in batch.events if e.hold_id is not None and (e.customer_id, e.key) in new_keys]
 
 
 def _rollups(rows: list[store.EventRow]) -> tuple[list[store.RollupRow], list[store.RollupDetailRow]]:
@@ -700,6 +801,108 @@ def _rollups(rows: list[store.EventRow]) -> tuple[list[store.RollupRow], list[st
     return [(c, d, u, *acc) for (c, d, u), acc in totals.items()], [
         (c, d, u, ct, cp, *acc) for (c, d, u, ct, cp), acc in detail.items()
     ]
+
+
+# ---------------------------------------------------------------- phases 4 and 5 on PostgreSQL
+
+
+async def _settle_and_persist_sql(batch: _Batch, priced: dict[int, _Priced], source: str | None) -> None:
+    """Phases 4 and 5 on PostgreSQL, with the ORM path's rules and outcome (`_settle`, `_pay`, `_persist`): the keys
+    claimed and the accounts locked as there and the live holds read after them, each customer's events allotted
+    and its charges planned against the locked balances (`ledger.Postings`), then one statement writes the
+    transfers, balances, credits taken from grants, event rows, rollups, spend, outbox events, holds consumed and
+    the API_CALL audit event (`store_pg.write_batch`). What only some customers need (a refill request, a
+    threshold alert, a cap crossed or lifted) then runs through the billing services, as on the ORM path; it sends
+    no statement for a customer without refill or alert settings whose spend is under its cap."""
+    result = batch.result
+    new_keys, fresh_of, locked = await _claim_and_lock_sql(batch, priced)
+    holds_of: dict[int, list[tuple[int, Decimal, Decimal]]] = defaultdict(list)
+    for customer_id, hold_id, usd, credits in await store_pg.live_holds(_holders(fresh_of, priced), batch.now):
+        holds_of[customer_id].append((hold_id, usd, credits))
+    postings = ledger.Postings(locked)
+    rows: list[store.EventRow] = []
+    debits: list[int | None] = []
+    refused: list[tuple[int, str]] = []
+    outbox: list[tuple[str, int | None, int | None]] = []
+    burns: list[tuple[int, Decimal]] = []
+    checks: list[tuple[Customer, _Priced, Decimal]] = []
+    for customer_id, fresh in fresh_of.items():
+        result.duplicates += len(batch.by_customer[customer_id]) - len(fresh)
+        if not fresh:
+            continue
+        customer, p = batch.customers[customer_id], priced[customer_id]
+        paid = _allot(customer, fresh, p.funding, locked, holds_of[customer_id])
+        charge = _charge(customer, fresh, paid, p.funding)
+        try:
+            ledger.check_limits(locked, charge.moves)
+        except ledger.LimitExceeded as exc:  # nothing planned for this customer: the others go on
+            error = exc.errors[0]
+            result.rejected += [Rejection(r.event.index, error.code, error.message, error.field) for r in fresh]
+            refused += [(customer_id, r.event.key) for r in fresh]
+            continue
+        paid_transfer = unpaid_transfer = None
+        if charge.paid > ZERO:
+            revenue = ledger.revenue(charge.payer.currency, customer.partner_id, customer.id)
+            paid_transfer = postings.add(
+                charge.payer, revenue, charge.paid, TransferKind.USAGE_CHARGE, metadata=charge.meta
+            )
+            by_credits = p.funding == Funding.CREDITS
+            if by_credits:  # `burn_credits`: the grants give what the account lost
+                burns.append((customer_id, charge.paid))
+            outbox.append((CREDITS_CHANGED if by_credits else WALLET_CHANGED, customer_id, customer.partner_id))
+            checks.append((customer, p, paid_transfer.debit_balance_after))
+        if charge.unpaid > ZERO:
+            unpaid_transfer = postings.add(
+                charge.invoice,
+                charge.revenue_usd,
+                charge.unpaid,
+                TransferKind.USAGE_CHARGE,
+                metadata={**charge.meta, "unpaid": True},
+            )
+        for r, ok in zip(fresh, paid, strict=True):
+            is_free = r.cost == ZERO and r.credits == ZERO
+            transfer = None if is_free else (paid_transfer if ok else unpaid_transfer)
+            rows.append(_event_row(customer, r, ok, is_free, p.funding, batch.now, None))
+            debits.append(transfer.debit_account_id if transfer else None)
+        result.accepted += len(fresh)
+    if refused:
+        await store.release_keys(refused)
+        new_keys -= set(refused)
+        result.rejected.sort(key=lambda r: r.index)
+    spend = _spend(rows)
+    capped = _capped(batch, spend)
+    outbox += [(SPENDING_CAP_CHANGED, cid, batch.customers[cid].partner_id) for cid, _ in capped]
+    rollups, details = _rollups(rows)
+    now = datetime.now(UTC)
+    written = await store_pg.write_batch(
+        store_pg.BatchWrite(
+            transfers=postings.transfers,
+            deltas=postings.deltas,
+            events=rows,
+            event_debits=debits,
+            rollups=rollups,
+            details=details,
+            spends=spend,
+            burns=burns,
+            outbox=outbox,
+            holds=_consumed(batch, new_keys),
+            audit=_call_event(batch.viewer, source, result) if source is not None else None,
+            now=batch.now,
+            written_at=now,
+            wake=bool(outbox) and take_wake(),
+        )
+    )
+    for customer_id, credits in burns:
+        if written.burned.get(customer_id, ZERO) != credits:  # as `burn_credits` refuses it, the batch with it
+            raise DomainError.single(ErrorCode.INSUFFICIENT_CREDITS, "The customer does not have enough live credits.")
+    for customer, p, balance in checks:
+        if p.funding == Funding.CREDITS:
+            await credit_checks(customer, balance, p.prefs, p.toggles)
+        else:
+            await wallet_checks(customer, balance, p.prefs)
+    for customer_id, month in capped:
+        customer, prefs = batch.customers[customer_id], priced[customer_id].prefs
+        await apply_cap(customer, batch.viewer, batch.now, prefs=prefs, spent=written.spent[(customer_id, month)])
 
 
 # ---------------------------------------------------------------- phone numbers

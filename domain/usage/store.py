@@ -12,20 +12,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeAlias, TypedDict
 
-import msgspec
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from domain.common.json import JsonObject
+from domain.common.json import JsonObject, to_json
 
 _partitions_ready: set[tuple[str, date]] = set()
-# Decimals as JSON numbers: exact (PostgreSQL reads them with numeric's own parser), and metadata that arrived with
-# fractional numbers (the ingestion endpoint decodes them as Decimal) stays numeric.
-_json = msgspec.json.Encoder(decimal_format="number")
-
-
-def to_json(value: Any) -> str:
-    return _json.encode(value).decode()
 
 
 def _conn() -> BaseDBAsyncClient:
@@ -186,7 +178,7 @@ EVENT_COLUMNS = (
     "campaign_id",
     "call_id",
 )
-_PG_TYPES = (
+EVENT_PG_TYPES = (
     "int",
     "int",
     "text",
@@ -217,7 +209,7 @@ _PG_TYPES = (
 # 10 µs of client CPU per event to encode (Decimal to numeric above all).
 _INSERT_EVENTS_PG = (
     f"INSERT INTO usage_event ({', '.join(EVENT_COLUMNS)}) SELECT {', '.join(EVENT_COLUMNS)} "
-    f"FROM json_to_recordset($1::json) AS t({', '.join(f'{n} {t}' for n, t in zip(EVENT_COLUMNS, _PG_TYPES, strict=True))})"
+    f"FROM json_to_recordset($1::json) AS t({', '.join(f'{n} {t}' for n, t in zip(EVENT_COLUMNS, EVENT_PG_TYPES, strict=True))})"
 )
 
 
@@ -257,7 +249,7 @@ RollupRow: TypeAlias = tuple[int, date, str, int, Decimal, Decimal, Decimal, Dec
 RollupDetailRow: TypeAlias = tuple[int, date, str, str, int, int, Decimal, Decimal, Decimal, Decimal]
 
 
-def _adding(table: str, key: str) -> str:
+def adding(table: str, key: str) -> str:
     return (
         f"ON CONFLICT ({key}) DO UPDATE SET events = {table}.events + EXCLUDED.events, "
         f"quantity = {table}.quantity + EXCLUDED.quantity, cost = {table}.cost + EXCLUDED.cost, "
@@ -269,7 +261,7 @@ _ADD_DETAILS_PG = (
     "INSERT INTO usage_rollup_detail (customer_id, day, unit_type, case_type, campaign_id, events, quantity, cost, "
     "credits, unpaid_cost) SELECT * FROM unnest($1::int[], $2::date[], $3::text[], $4::text[], $5::int[], $6::int[], "
     "$7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[]) "
-    + _adding("usage_rollup_detail", "customer_id, day, unit_type, case_type, campaign_id")
+    + adding("usage_rollup_detail", "customer_id, day, unit_type, case_type, campaign_id")
 )
 
 
@@ -312,7 +304,7 @@ async def add_rollups(rows: Sequence[RollupRow]) -> None:
     if not rows:
         return
     conn = _conn()
-    update = _adding("usage_rollup", "customer_id, day, unit_type")
+    update = adding("usage_rollup", "customer_id, day, unit_type")
     # sorted: concurrent batches touch rollup rows in the same order and cannot deadlock
     rows = sorted(rows, key=lambda r: (r[0], r[1], r[2]))
     if is_postgres():
