@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import TypedDict, Unpack, cast
 
 from tortoise.transactions import in_transaction
 
@@ -108,37 +108,26 @@ def event_hash(event: AuditEvent) -> str:
     return _sha256(_canonical(core))
 
 
+class EventFields(TypedDict, total=False):
+    """What a caller of `record()` may say of an event beyond its type and action (`new_event` has the defaults)."""
+
+    object_type: str
+    object_id: int | str
+    details: JsonMapping | None
+    partner_id: int | None
+    customer_id: int | None
+    actor_user_id: int | None
+    actor_label: str | None
+
+
 def chain_key(partner_id: int | None) -> str:
     return f"partner:{partner_id}" if partner_id else "platform"
 
 
-async def record(
-    viewer: Viewer,
-    type: AuditEventType,
-    action: str,
-    *,
-    object_type: str = "",
-    object_id: int | str = "",
-    details: JsonMapping | None = None,
-    partner_id: int | None = None,
-    customer_id: int | None = None,
-    actor_user_id: int | None = None,
-    actor_label: str | None = None,
-) -> AuditEvent:
+async def record(viewer: Viewer, type: AuditEventType, action: str, **fields: Unpack[EventFields]) -> AuditEvent:
     """Appends one event for its tenant's chain (the sequencer links it after commit). Call inside the transaction
     of the change it describes."""
-    event = new_event(
-        viewer,
-        type,
-        action,
-        object_type=object_type,
-        object_id=object_id,
-        details=details,
-        partner_id=partner_id,
-        customer_id=customer_id,
-        actor_user_id=actor_user_id,
-        actor_label=actor_label,
-    )
+    event = new_event(viewer, type, action, **fields)
     await event.save()
     return event
 
@@ -214,32 +203,11 @@ def _plain(value: object) -> object:
 
 
 async def record_standalone(
-    viewer: Viewer,
-    type: AuditEventType,
-    action: str,
-    *,
-    object_type: str = "",
-    object_id: int | str = "",
-    details: JsonMapping | None = None,
-    partner_id: int | None = None,
-    customer_id: int | None = None,
-    actor_user_id: int | None = None,
-    actor_label: str | None = None,
+    viewer: Viewer, type: AuditEventType, action: str, **fields: Unpack[EventFields]
 ) -> AuditEvent:
     """`record()` in a transaction of its own, for events with no other change (a failed login)."""
     async with in_transaction():
-        return await record(
-            viewer,
-            type,
-            action,
-            object_type=object_type,
-            object_id=object_id,
-            details=details,
-            partner_id=partner_id,
-            customer_id=customer_id,
-            actor_user_id=actor_user_id,
-            actor_label=actor_label,
-        )
+        return await record(viewer, type, action, **fields)
 
 
 @dataclass(frozen=True, slots=True)
