@@ -182,7 +182,6 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     ]
     # becomes the dramatiq master (no parent in between), so a SIGTERM to this process stops the workers gracefully
     os.execv(sys.executable, command)
-    return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -160,9 +160,9 @@ async def truncate_all() -> None:
     global _fast_cleanup
     conn = connections.get("default")
     tables = [model._meta.db_table for model in Tortoise.apps["models"].values()]
+    deletes = "".join(f"DELETE FROM {table};" for table in tables)
     if IS_POSTGRES:
         if _fast_cleanup:
-            deletes = "".join(f"DELETE FROM {table};" for table in tables)
             try:
                 await conn.execute_script(
                     # one simple query: PostgreSQL runs it as one implicit transaction, rolled back whole on error
@@ -177,7 +177,6 @@ async def truncate_all() -> None:
                 _fast_cleanup = False
         await conn.execute_script(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
     else:
-        deletes = "".join(f"DELETE FROM {table};" for table in tables)
         await conn.execute_script(
             f"PRAGMA foreign_keys = OFF;{deletes}DELETE FROM sqlite_sequence;PRAGMA foreign_keys = ON;"
         )
