@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -112,6 +114,45 @@ async def test_redis_worker_process_runs_actor_against_the_database(factory: Fac
             os.killpg(worker.pid, signal.SIGKILL)
             output = worker.communicate()[0].decode(errors="replace")
     assert done, f"the worker did not run the job:\n{output[-3000:]}"
+
+
+@pytest.mark.redis
+def test_one_sigterm_to_partnerdesk_worker_stops_all_of_its_processes(tmp_path: Path) -> None:
+    # given `partnerdesk worker` running on Redis, its worker process up
+    env = {
+        **os.environ,
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "REDIS_URL": REDIS_URL or "",
+        "APP_ENV": "test",
+        "DRAMATIQ_NAMESPACE": f"pd-stop-{os.getpid()}",
+    }
+    log = (tmp_path / "worker.log").open("w+")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "worker", "--processes", "1", "--threads", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "ready for action" not in (tmp_path / "worker.log").read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.1)
+        # when the process we started (what a supervisor knows) gets one SIGTERM
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        # then no process of its group is left behind
+        time.sleep(0.5)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(worker.pid, 0)
+    finally:
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
 
 
 @pytest.mark.postgres
