@@ -170,7 +170,12 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
                 )
             stack.push_async_callback(persisted.close)
             stack.push_async_callback(graphql.rate_limiter.close)
-            leases = Leases(settings.redis_url, settings.redis_key_prefix)
+            # without Redis, processes sharing a PostgreSQL database elect their relay and sequencer there
+            leases = Leases(
+                settings.redis_url,
+                settings.redis_key_prefix,
+                database_url=settings.database_url if settings.is_postgres else None,
+            )
             stack.push_async_callback(leases.close)
             await pubsub.start()
             stack.push_async_callback(pubsub.stop)

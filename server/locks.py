@@ -1,11 +1,28 @@
-"""Leases shared by processes: Redis `SET NX PX` when REDIS_URL is set, else in-process (embedded: one process)."""
+"""Leases shared by processes.
+
+- With REDIS_URL: Redis `SET NX PX`, renewed by its holder.
+- Without Redis, on PostgreSQL: session advisory locks on one connection of this process's own, so processes
+  sharing a database (`partnerdesk serve --workers N`) still elect one relay, one audit sequencer and one scheduler.
+  A lock lives as long as its connection: a process that dies or loses the connection frees it at once.
+- Otherwise (embedded SQLite: one process) in-process.
+
+Answers are remembered for a moment (`recheck_seconds`, and never longer than a third of the lease), so a relay that
+drains on every commit does not pay a round trip per drain for its lease; a holder renews before its lease can lapse.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
+
+log = structlog.get_logger("partnerdesk.leases")
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 _RENEW = (
@@ -13,48 +30,128 @@ _RENEW = (
 )
 
 
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for a lease name (the same in every process)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 class Leases:
-    def __init__(self, redis_url: str | None, prefix: str = "pd") -> None:
+    def __init__(
+        self,
+        redis_url: str | None,
+        prefix: str = "pd",
+        database_url: str | None = None,
+        recheck_seconds: float = 1.0,
+    ) -> None:
+        """`database_url`: a PostgreSQL URL for advisory-lock leases when there is no Redis (ignored with Redis)."""
         self.redis = aioredis.from_url(redis_url) if redis_url else None
         self.prefix = prefix
         self.token = uuid.uuid4().hex
+        self.recheck_seconds = recheck_seconds
         self._local: dict[str, tuple[str, float]] = {}
+        self._answers: dict[str, tuple[bool, float]] = {}  # lease key -> (held, trusted until, monotonic)
+        self._dsn = None
+        if self.redis is None and database_url and database_url.startswith(("postgres://", "postgresql://")):
+            self._dsn = "postgresql://" + database_url.split("://", 1)[1].split("?", 1)[0]  # asyncpg's own form
+        self._pg: Any = None  # asyncpg connection holding this process's advisory locks
+        self._pg_held: set[str] = set()
+        self._pg_lock = asyncio.Lock()
+
+    @property
+    def shared(self) -> bool:
+        """Whether leases are decided across processes (Redis or PostgreSQL), not within this one."""
+        return self.redis is not None or self._dsn is not None
 
     async def acquire(self, name: str, ttl_seconds: float) -> bool:
         """True if this process now holds (or still holds, renewed) the lease."""
         key = f"{self.prefix}:lease:{name}"
+        moment = time.monotonic()
+        remembered = self._answers.get(key)
+        if remembered is not None and remembered[1] > moment:
+            return remembered[0]
+        if self.redis is not None:
+            held = await self._acquire_redis(key, ttl_seconds)
+        elif self._dsn is not None:
+            held = await self._acquire_pg(key)
+        else:
+            return self._acquire_local(key, ttl_seconds)
+        self._answers[key] = (held, time.monotonic() + min(self.recheck_seconds, ttl_seconds / 3))
+        return held
+
+    def _acquire_local(self, key: str, ttl_seconds: float) -> bool:
+        holder, until = self._local.get(key, ("", 0.0))
+        if holder in ("", self.token) or until < time.monotonic():
+            self._local[key] = (self.token, time.monotonic() + ttl_seconds)
+            return True
+        return False
+
+    async def _acquire_redis(self, key: str, ttl_seconds: float) -> bool:
+        assert self.redis is not None
         ttl_ms = int(ttl_seconds * 1000)
-        if self.redis is None:
-            holder, until = self._local.get(key, ("", 0.0))
-            if holder in ("", self.token) or until < time.monotonic():
-                self._local[key] = (self.token, time.monotonic() + ttl_seconds)
-                return True
-            return False
         if await self.redis.set(key, self.token, nx=True, px=ttl_ms):
             return True
         return bool(await self.redis.eval(_RENEW, 1, key, self.token, ttl_ms))
 
+    async def _acquire_pg(self, key: str) -> bool:
+        import asyncpg
+
+        async with self._pg_lock:
+            try:
+                if self._pg is None or self._pg.is_closed():
+                    self._pg_held.clear()  # the old connection's locks went with it
+                    self._pg = await asyncpg.connect(self._dsn)
+                if key in self._pg_held:
+                    await self._pg.execute("SELECT 1")  # still connected, so still held
+                    return True
+                if await self._pg.fetchval("SELECT pg_try_advisory_lock($1)", advisory_key(key)):
+                    self._pg_held.add(key)
+                    return True
+                return False
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("lease_connection_failed", exc_info=True)
+                await self._drop_pg()
+                return False
+
+    async def _drop_pg(self) -> None:
+        connection, self._pg = self._pg, None
+        self._pg_held.clear()
+        self._answers.clear()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
+
     async def claim_once(self, name: str, ttl_seconds: float) -> bool:
         """True for exactly one caller per name (within ttl), across processes."""
         key = f"{self.prefix}:once:{name}"
-        if self.redis is None:
-            moment = time.monotonic()
-            if key in self._local and self._local[key][1] > moment:
-                return False
-            # every slot claims a new name: forget expired claims, or a long-running process keeps them all
-            once = f"{self.prefix}:once:"
-            for stale in [k for k, (_, until) in self._local.items() if k.startswith(once) and until <= moment]:
-                del self._local[stale]
-            self._local[key] = (self.token, moment + ttl_seconds)
-            return True
-        return bool(await self.redis.set(key, self.token, nx=True, px=int(ttl_seconds * 1000)))
+        if self.redis is not None:
+            return bool(await self.redis.set(key, self.token, nx=True, px=int(ttl_seconds * 1000)))
+        # without Redis the process holding the "once" lease is the only one that claims (PostgreSQL: across
+        # processes; embedded: the only process), and it remembers its claims
+        if self._dsn is not None and not await self.acquire("once", ttl_seconds=10):
+            return False
+        moment = time.monotonic()
+        if key in self._local and self._local[key][1] > moment:
+            return False
+        # every slot claims a new name: forget expired claims, or a long-running process keeps them all
+        once = f"{self.prefix}:once:"
+        for stale in [k for k, (_, until) in self._local.items() if k.startswith(once) and until <= moment]:
+            del self._local[stale]
+        self._local[key] = (self.token, moment + ttl_seconds)
+        return True
 
     async def release(self, name: str) -> None:
         key = f"{self.prefix}:lease:{name}"
-        if self.redis is None:
-            self._local.pop(key, None)
-        else:
+        self._answers.pop(key, None)
+        if self.redis is not None:
             await self.redis.eval(_RELEASE, 1, key, self.token)
+        elif self._dsn is not None:
+            async with self._pg_lock:
+                if key in self._pg_held and self._pg is not None:
+                    self._pg_held.discard(key)
+                    with contextlib.suppress(Exception):
+                        await self._pg.execute("SELECT pg_advisory_unlock($1)", advisory_key(key))
+        else:
+            self._local.pop(key, None)
 
     async def set_value(self, name: str, value: str) -> None:
         if self.redis is not None:
@@ -72,3 +169,4 @@ class Leases:
     async def close(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
+        await self._drop_pg()

@@ -197,3 +197,61 @@ async def test_the_relay_wakes_on_commit_instead_of_polling(database: str) -> No
         assert published == [events.ACCESS_REVOKED]
     finally:
         await relay.stop()
+
+
+@pytest.mark.postgres
+async def test_a_busy_relay_reads_and_marks_commits_in_batches_and_an_idle_one_at_once(database: str) -> None:
+    from tortoise.transactions import in_transaction
+
+    from domain.events import services as events
+    from server.locks import Leases
+    from server.relay import Relay
+
+    drains: list[int] = []
+    arrived: list[float] = []
+
+    class Counting(Relay):
+        async def drain_once(self, limit: int = 200) -> int:
+            n = await super().drain_once(limit)
+            if n:
+                drains.append(n)
+            return n
+
+    async def publish(event: object) -> None:
+        arrived.append(asyncio.get_running_loop().time())
+
+    # given a listening relay that lets 50 ms of commits gather after a drain that found events
+    relay = Counting(
+        Leases(None), publish=publish, interval=60, listening_interval=60, wake_dsn=TEST_DATABASE_URL, coalesce=0.05
+    )
+    relay.start()
+    try:
+        for _ in range(100):
+            if relay._listening:
+                break
+            await asyncio.sleep(0.05)
+        assert relay._listening
+        await asyncio.sleep(0.2)
+        drains.clear()
+        # when one event commits after a quiet spell, it goes out at once
+        started = asyncio.get_running_loop().time()
+        async with in_transaction():
+            await events.emit(events.ACCESS_REVOKED, customer_id=None)
+        for _ in range(100):
+            if arrived:
+                break
+            await asyncio.sleep(0.005)
+        assert arrived and arrived[0] - started < 0.045
+        # when 40 transactions commit one after another right after it
+        for _ in range(40):
+            async with in_transaction():
+                await events.emit(events.ACCESS_REVOKED, customer_id=None)
+        for _ in range(200):
+            if sum(drains) == 41:
+                break
+            await asyncio.sleep(0.01)
+        # then all 41 went out, read in far fewer drains than commits
+        assert sum(drains) == 41
+        assert len(drains) <= 10, drains
+    finally:
+        await relay.stop()

@@ -415,3 +415,67 @@ async def test_jobs_status_runs_with_redis(factory: Factory) -> None:
         broker.flush_all()
         broker.close()
         await leases.close()
+
+
+# ---------------------------------------------------------------- leases on PostgreSQL (no Redis)
+
+
+@pytest.mark.postgres
+async def test_processes_sharing_postgresql_without_redis_elect_one_relay_and_a_dead_holder_frees_it(
+    database: str,
+) -> None:
+    prefix = f"pd-test-{uuid.uuid4().hex[:8]}"
+    # given two processes' leases on one PostgreSQL database and no Redis
+    first = Leases(None, prefix, database_url=database, recheck_seconds=0)
+    second = Leases(None, prefix, database_url=database, recheck_seconds=0)
+    try:
+        assert first.shared and second.shared
+        # when both ask for the relay lease, twice
+        held = [await first.acquire("relay", 10), await second.acquire("relay", 10)]
+        again = [await first.acquire("relay", 10), await second.acquire("relay", 10)]
+        # then one holds it, and keeps it
+        assert held == [True, False] and again == [True, False]
+        # and schedulers claim each slot once between them
+        claims = [await first.claim_once("job:1", 60), await second.claim_once("job:1", 60)]
+        assert claims == [True, False]
+        assert await first.claim_once("job:1", 60) is False
+        # when the holder's connection dies (its process is gone)
+        first._pg.terminate()
+        # then the other takes the lease as soon as the server has noticed, and the first, reconnected, is refused
+        taken = False
+        for _ in range(100):
+            if taken := await second.acquire("relay", 10):
+                break
+            await asyncio.sleep(0.02)
+        assert taken
+        assert await first.acquire("relay", 10) is False
+        # when the holder releases it, the other takes it
+        await second.release("relay")
+        assert await first.acquire("relay", 10) is True
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.redis
+async def test_a_held_lease_is_answered_from_memory_until_it_must_be_renewed(
+    redis_leases: tuple[Leases, Leases],
+) -> None:
+    first, _ = redis_leases
+    first.recheck_seconds = 60
+    assert first.redis is not None
+    calls = 0
+    original = first.redis.set
+
+    async def counting_set(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await original(*args, **kwargs)
+
+    first.redis.set = counting_set  # type: ignore[method-assign]
+    # when the relay asks for its lease on every drain
+    results = [await first.acquire("relay", ttl_seconds=3) for _ in range(50)]
+    # then Redis is asked once, not 50 times, and the answer is trusted only a third of the lease
+    assert results == [True] * 50 and calls == 1
+    key = f"{first.prefix}:lease:relay"
+    assert first._answers[key][1] - asyncio.get_running_loop().time() <= 1.0 + 0.1
