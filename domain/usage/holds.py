@@ -25,7 +25,6 @@ from domain.ledger.idempotency import (
     check_key,
     claim_values,
     money_mutation,
-    refuse,
     replay,
     request_hash,
     scoped_key,
@@ -151,6 +150,13 @@ async def _place_hold(customer: Customer, unit: UnitType, quantity: Decimal, now
     )
 
 
+def _amounts(quantity: Decimal, rate: Rate, funding: Funding) -> tuple[Decimal, Decimal]:
+    """(USD, credits) a hold of `quantity` reserves at `rate`."""
+    amount = (quantity * rate.price).quantize(MICRO)
+    credits = (quantity * rate.credit_price).quantize(MICRO) if funding == Funding.CREDITS else ZERO
+    return amount, credits
+
+
 def _terms(
     quantity: Decimal,
     rate: Rate,
@@ -166,8 +172,7 @@ def _terms(
     (this month's spend and live holds), or beyond the paying balance less live holds."""
     if service_state != ServiceState.ACTIVE:
         raise DomainError.single(ErrorCode.SERVICE_PAUSED, "Service is paused: the monthly spending cap was reached.")
-    amount = (quantity * rate.price).quantize(MICRO)
-    credits = (quantity * rate.credit_price).quantize(MICRO) if funding == Funding.CREDITS else ZERO
+    amount, credits = _amounts(quantity, rate, funding)
     cap = prefs.monthly_spending_cap
     if cap is not None and spent + held_usd + amount > cap:
         raise DomainError.single(ErrorCode.CAP_REACHED, "This would exceed the monthly spending cap.")
@@ -179,10 +184,11 @@ def _terms(
 
 
 async def _authorize_sql(viewer: Viewer, command: UsageAuthorize) -> UsageHold:
-    """`usage_authorize` on PostgreSQL, with the ORM path's rules, locks and outcome in one transaction of three
+    """`usage_authorize` on PostgreSQL, with the ORM path's rules, locks and outcome in one transaction of two
     statements (`store_pg`): the customer read with the key claimed, its paying accounts and the month's spend
-    locked after it; the service state and live holds read under those locks; the hold placed with its key's
-    outcome. A refusal is kept as the key's outcome, as `money_mutation` keeps it.
+    locked after it; then the hold placed with its key's outcome by the statement that reads the service state and
+    the other live holds under those locks. The rules decide from what it read: a refusal takes the hold back and is
+    kept as the key's outcome, as `money_mutation` keeps it.
 
     The first statement locks the customer's wallet and credits accounts alike (which of them pays is decided
     from what it reads). When the one that pays does not exist yet, the transaction is rolled back, the account
@@ -218,21 +224,35 @@ async def _authorize_once(viewer: Viewer, customer_id: int, unit: UnitType, quan
             raise ledger.FirstUse(payer)  # rolls back the claim and the locks
         balance = opened.balances[payer.key] if payer is not None else ZERO
         assert opened.spent is not None  # locked whenever the claim is this request's
-        service_state, held_usd, held_credits = await store_pg.authorize_state(customer.id, now)
         rate = opened.found.rates.rate(customer.partner_id, unit, now)
+        # placed first, decided after: the statement that inserts the hold also reads the state and the other live
+        # holds under the locks, and a refusal takes the hold back in the same transaction (one statement saved
+        # on the usual path, one added on a refusal)
+        amount, credits = _amounts(quantity, rate, funding)
+        placed = await store_pg.place_hold(
+            [customer.id, str(unit), quantity, amount, credits, str(funding), now + HOLD_TTL, datetime.now(UTC)],
+            opened.claim,
+            HOLD.field,
+            now,
+        )
         try:
-            amount, credits = _terms(
-                quantity, rate, funding, prefs, service_state, opened.spent, balance, held_usd, held_credits
+            terms = _terms(
+                quantity,
+                rate,
+                funding,
+                prefs,
+                placed.service_state,
+                opened.spent,
+                balance,
+                placed.held_usd,
+                placed.held_credits,
             )
         except DomainError as exc:
             failure = exc
-            await refuse(opened.claim, exc)
+            await store_pg.withdraw_hold(placed.hold.id, opened.claim, exc)
         else:
-            return await store_pg.place_hold(
-                [customer.id, str(unit), quantity, amount, credits, str(funding), now + HOLD_TTL, datetime.now(UTC)],
-                opened.claim,
-                HOLD.field,
-            )
+            assert terms == (amount, credits)  # the same rule priced it
+            return placed.hold
     assert failure is not None  # every other way out of the block returned or raised
     raise failure  # only after commit, so the refusal is kept
 

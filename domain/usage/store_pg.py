@@ -29,8 +29,9 @@ from domain.audit.models import AuditEvent
 from domain.audit.services import APPEND_COLUMNS, append_values
 from domain.common.json import to_json
 from domain.common.rows import columns, from_row
+from domain.errors import DomainError
 from domain.events.services import WAKE_SQL
-from domain.ledger.idempotency import CLAIM_COLUMNS
+from domain.ledger.idempotency import CLAIM_COLUMNS, stored_failure
 from domain.ledger.models import AccountKind, IdempotencyStatus, LedgerAccount
 from domain.ledger.services import PlannedTransfer, lock_accounts_sql
 from domain.usage.lookup import Lookup, lookup_statement, parse, reach_values
@@ -320,34 +321,52 @@ async def authorize_open(viewer: Viewer, customer_id: int, claim: Sequence[objec
     return AuthorizeOpened(parse(rows), row["claim"], {key: Decimal(balance) for key, balance in payers}, row["spent"])
 
 
-_AUTHORIZE_STATE_SQL = (
-    "SELECT c.service_state, coalesce(sum(h.amount), 0) AS held_usd, coalesce(sum(h.credits), 0) AS held_credits "
-    f"FROM customer c LEFT JOIN usage_hold h ON h.customer_id = c.id AND h.status = '{HoldStatus.ACTIVE}' "
-    "AND h.expires_at > $2 WHERE c.id = $1 GROUP BY c.id"
-)
-
-
-async def authorize_state(customer_id: int, now: datetime) -> tuple[str, Decimal, Decimal]:
-    """(service state, Σ USD, Σ credits of live holds), read once the spend row is locked."""
-    row = (await _conn().execute_query_dict(_AUTHORIZE_STATE_SQL, [customer_id, now]))[0]
-    return row["service_state"], row["held_usd"], row["held_credits"]
-
-
 @cache
 def _place_hold_sql() -> str:
+    # the state is read by the statement that inserts the hold: its snapshot is taken after the first statement
+    # locked the paying accounts and the month's spend, so it sees every hold committed by an authorization of this
+    # customer (any other one still waits on those locks) and not the hold it inserts
     return (
-        "WITH hold AS (INSERT INTO usage_hold (customer_id, unit_type, estimated_quantity, amount, credits, funding, "
+        "WITH st AS (SELECT c.service_state, coalesce(sum(h.amount), 0) AS held_usd, "
+        "coalesce(sum(h.credits), 0) AS held_credits FROM customer c LEFT JOIN usage_hold h "
+        f"ON h.customer_id = c.id AND h.status = '{HoldStatus.ACTIVE}' AND h.expires_at > $11 WHERE c.id = $1 "
+        "GROUP BY c.id), "
+        "hold AS (INSERT INTO usage_hold (customer_id, unit_type, estimated_quantity, amount, credits, funding, "
         f"status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, '{HoldStatus.ACTIVE}', $7, $8) "
         f"RETURNING {', '.join(UsageHold._meta.fields_db_projection_reverse)}), "
         f"done AS (UPDATE idempotency_record SET status = '{IdempotencyStatus.SUCCEEDED}', "
         "response = jsonb_build_object($10::text, (SELECT id FROM hold)) WHERE id = $9) "
-        f"SELECT {columns(UsageHold, 'hold')} FROM hold"
+        f"SELECT {columns(UsageHold, 'hold')}, st.service_state AS st_service_state, st.held_usd AS st_held_usd, "
+        "st.held_credits AS st_held_credits FROM hold, st"
     )
 
 
-async def place_hold(values: list[object], claim: int, outcome_key: str) -> UsageHold:
+@dataclass(frozen=True, slots=True)
+class HoldPlaced:
+    hold: UsageHold
+    service_state: str  # the customer's, read under the transaction's locks
+    held_usd: Decimal  # Σ of the customer's other live holds
+    held_credits: Decimal
+
+
+async def place_hold(values: list[object], claim: int, outcome_key: str, now: datetime) -> HoldPlaced:
     """Inserts the hold (`values`: customer, unit type, estimated quantity, amount, credits, funding, expires at,
-    created at) and records it as the claim's outcome (`{outcome_key: hold id}`, as `money_mutation` keeps it), in
-    one statement."""
-    rows = await _conn().execute_query_dict(_place_hold_sql(), [*values, claim, outcome_key])
-    return from_row(UsageHold, rows[0])
+    created at), records it as the claim's outcome (`{outcome_key: hold id}`, as `money_mutation` keeps it) and
+    reads the customer's service state and its other holds live at `now`, under the locks the transaction holds, in
+    one statement. The caller decides from what it read: a refusal takes the hold back (`withdraw_hold`) and
+    rewrites the claim's outcome."""
+    rows = await _conn().execute_query_dict(_place_hold_sql(), [*values, claim, outcome_key, now])
+    row = rows[0]
+    return HoldPlaced(from_row(UsageHold, row), row["st_service_state"], row["st_held_usd"], row["st_held_credits"])
+
+
+_WITHDRAW_HOLD_SQL = (
+    "WITH gone AS (DELETE FROM usage_hold WHERE id = $1) "
+    f"UPDATE idempotency_record SET status = '{IdempotencyStatus.FAILED}', response = $3::jsonb WHERE id = $2"
+)
+
+
+async def withdraw_hold(hold_id: int, claim: int, refusal: DomainError) -> None:
+    """Deletes a hold this transaction placed and its authorization then refused, and keeps the refusal as the
+    claim's outcome (as `idempotency.refuse` does), in one statement."""
+    await _conn().execute_query(_WITHDRAW_HOLD_SQL, [hold_id, claim, to_json(stored_failure(refusal))])
