@@ -127,6 +127,8 @@ def text_problem(value: str) -> str | None:
     """Why PostgreSQL would refuse to store this text (NUL, or an unpaired surrogate that has no UTF-8), or None."""
     if "\x00" in value:
         return "Must not contain NUL characters."
+    if value.isascii():  # O(1) in CPython, and ASCII has no surrogates: most text needs no trial encoding
+        return None
     try:
         value.encode()
     except UnicodeEncodeError:
