@@ -17,6 +17,7 @@ import pytest
 
 from domain.accounts.models import Session
 from jobs.broker import EmbeddedConsumer
+from server.relay import Relay
 from tests.conftest import REDIS_URL, ROOT, TEST_DATABASE_URL, Factory
 
 
@@ -155,6 +156,16 @@ def test_one_sigterm_to_partnerdesk_worker_stops_all_of_its_processes(tmp_path: 
         log.close()
 
 
+async def _listening(relay: Relay) -> None:
+    """Until the relay LISTENs (its first drain happened when the listener came up) and has settled."""
+    for _ in range(100):
+        if relay._listening:
+            break
+        await asyncio.sleep(0.05)
+    assert relay._listening
+    await asyncio.sleep(0.2)
+
+
 @pytest.mark.postgres
 async def test_the_relay_wakes_on_commit_instead_of_polling(database: str) -> None:
     from tortoise.transactions import in_transaction
@@ -174,12 +185,7 @@ async def test_the_relay_wakes_on_commit_instead_of_polling(database: str) -> No
     relay = Relay(Leases(None), publish=publish, interval=60, listening_interval=60, wake_dsn=TEST_DATABASE_URL)
     relay.start()
     try:
-        for _ in range(100):  # listening (its first drain happened when the listener came up)
-            if relay._listening:
-                break
-            await asyncio.sleep(0.05)
-        assert relay._listening
-        await asyncio.sleep(0.2)
+        await _listening(relay)
         published.clear()
         arrived.clear()
         # a rolled-back transaction wakes nobody and publishes nothing
@@ -226,12 +232,7 @@ async def test_a_busy_relay_reads_and_marks_commits_in_batches_and_an_idle_one_a
     )
     relay.start()
     try:
-        for _ in range(100):
-            if relay._listening:
-                break
-            await asyncio.sleep(0.05)
-        assert relay._listening
-        await asyncio.sleep(0.2)
+        await _listening(relay)
         drains.clear()
         # when one event commits after a quiet spell, it goes out at once
         started = asyncio.get_running_loop().time()
