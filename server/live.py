@@ -52,7 +52,7 @@ from domain.visibility import visible_customer_ids
 from resolvers.context import Context, LiveStream
 from schema import schema
 from schema.access_guard import refusal
-from schema.extensions import BoundedExecution, client_error, cost_error, prepare_document, show_field_suggestions
+from schema.extensions import BoundedExecution, client_error, cost_error, field_suggestions, prepare_document
 from server.auth import InvalidToken, client_ip, viewer_from_token
 from server.cors import SocketOrigin, socket_origin
 from server.logging import new_request_id
@@ -159,20 +159,27 @@ class LiveEndpoint:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        origin = await socket_origin(scope)
-        base = self._accepted(scope, origin)
-        if base is None:
-            await send({"type": "websocket.close", "code": 1008})  # before the accept: the handshake gets 403
+        connection = await self._open(scope, send)
+        if connection is None:
             return
-        await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
-        show_field_suggestions(self.settings.is_dev)  # this connection's task only
-        connection = Connection(self, send, base, embed_only=origin is SocketOrigin.EMBED_ONLY)
         self.connections.add(connection)
         try:
             await connection.run(receive)
         finally:
             self.connections.discard(connection)
             connection.release()
+
+    async def _open(self, scope: dict[str, Any], send: Any) -> Connection | None:
+        """Accepts or refuses the handshake; the accepted socket's connection.
+
+        Kept out of `__call__`, whose frame lives as long as the socket: the fewer its locals, the smaller it is."""
+        origin = await socket_origin(scope)
+        base = self._accepted(scope, origin)
+        if base is None:
+            await send({"type": "websocket.close", "code": 1008})  # before the accept: the handshake gets 403
+            return None
+        await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
+        return Connection(self, send, base, embed_only=origin is SocketOrigin.EMBED_ONLY)
 
     def _accepted(self, scope: dict[str, Any], origin: SocketOrigin) -> Viewer | None:
         """The anonymous viewer of a handshake we accept (our subprotocol, an allowed origin: server/cors.py), or
@@ -315,6 +322,8 @@ class Connection:
             await self.close(4403, "Forbidden")  # only the embed widget runs in an opaque origin
             return
         self.viewer = viewer
+        # the signed-in viewer carries the handshake's address, agent and request id: the anonymous one can go
+        self.base = viewer
         self.token = token
         await self.send_json({"type": "connection_ack"})
 
@@ -632,9 +641,12 @@ class OneShot:
         try:
             result: ExecutionResult | StrawberryExecutionResult
             try:
-                result = await schema.execute(
-                    query, variable_values=variables, context_value=connection.context(), operation_name=name
-                )
+                # field suggestions as over HTTP; set in this operation's task only: a context set for the whole
+                # connection's task would be one more object per idle socket (136 bytes)
+                with field_suggestions(connection.endpoint.settings.is_dev):
+                    result = await schema.execute(
+                        query, variable_values=variables, context_value=connection.context(), operation_name=name
+                    )
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
