@@ -240,6 +240,9 @@ class Connection:
             return False
         await self.send({"type": "websocket.accept", "subprotocol": PROTOCOL})
         self.base, self.embed_only = base, origin is SocketOrigin.EMBED_ONLY
+        # the headers have been read (origin, agent) and nothing reads them again, but the server keeps the scope
+        # as long as the socket: let them go (uvicorn's list, its tuples and lower-cased names, ~600 bytes)
+        scope["headers"] = ()
         return True
 
     async def serve(self, scope: dict[str, Any], receive: Any) -> None:
