@@ -85,11 +85,6 @@ def field_suggestions(shown: bool) -> Iterator[None]:
         _suggestions_shown.reset(token)
 
 
-def show_field_suggestions(shown: bool) -> None:
-    """Like `field_suggestions`, for the rest of the current task (a websocket connection's)."""
-    _suggestions_shown.set(shown)
-
-
 def suggestions_hidden() -> bool:
     return not _suggestions_shown.get()
 

@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from collections import defaultdict
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -52,7 +53,7 @@ from domain.visibility import visible_customer_ids
 from resolvers.context import Context, LiveStream
 from schema import schema
 from schema.access_guard import refusal
-from schema.extensions import BoundedExecution, client_error, cost_error, prepare_document, show_field_suggestions
+from schema.extensions import BoundedExecution, client_error, cost_error, field_suggestions, prepare_document
 from server.auth import InvalidToken, client_ip, viewer_from_token
 from server.cors import SocketOrigin, socket_origin
 from server.logging import new_request_id
@@ -156,29 +157,17 @@ class LiveEndpoint:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        origin = await socket_origin(scope)
-        base = self._accepted(scope, origin)
-        if base is None:
-            await send({"type": "websocket.close", "code": 1008})  # before the accept: the handshake gets 403
-            return
-        await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
-        show_field_suggestions(self.settings.is_dev)  # this connection's task only
-        connection = Connection(self, send, base, embed_only=origin is SocketOrigin.EMBED_ONLY)
-        self.connections.add(connection)
-        try:
-            await connection.run(receive)
-        finally:
-            self.connections.discard(connection)
-            connection.release()
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Coroutine[Any, Any, None]:
+        """The coroutine serving one socket, the connection's own. Not a coroutine function itself: its frame would
+        stay alive beside the connection's for as long as the socket is open (248 bytes per idle subscription)."""
+        return Connection(self, send).serve(scope, receive)
 
-    def _accepted(self, scope: dict[str, Any], origin: SocketOrigin) -> Viewer | None:
+    def accepted_viewer(self, scope: dict[str, Any], origin: SocketOrigin) -> Viewer | None:
         """The anonymous viewer of a handshake we accept (our subprotocol, an allowed origin: server/cors.py), or
         None.
 
-        Kept out of `__call__`, whose frame lives as long as the socket: nothing of the handshake stays alive."""
+        Kept out of `Connection.serve`, whose frame lives as long as the socket: nothing of the handshake stays
+        alive."""
         headers = dict(scope.get("headers") or ())
         if PROTOCOL not in scope.get("subprotocols", ()) or origin is SocketOrigin.REFUSED:
             return None
@@ -232,49 +221,72 @@ class Connection:
 
     __slots__ = ("base", "closed", "embed_only", "endpoint", "operations", "send", "token", "viewer")
 
-    def __init__(self, endpoint: LiveEndpoint, send: Any, base: Viewer, *, embed_only: bool = False) -> None:
+    def __init__(self, endpoint: LiveEndpoint, send: Any) -> None:
         self.endpoint = endpoint
         self.send = send
-        self.base = base
-        self.embed_only = embed_only  # opened from a sandboxed iframe (`Origin: null`): embed tokens only
+        self.base: Viewer | None = None  # the handshake's anonymous viewer (`accept`), then the signed-in one
+        self.embed_only = False  # opened from a sandboxed iframe (`Origin: null`): embed tokens only
         self.viewer: Viewer | None = None
         self.token: str | None = None
         self.closed = False
         self.operations: dict[str, LiveOperation | OneShot | None] = {}  # None: being set up
 
-    async def run(self, receive: Any) -> None:
-        deadline = asyncio.get_running_loop().time() + self.endpoint.settings.ws_init_timeout_seconds
-        while not self.closed:
-            if self.viewer is None:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        message = await receive()
-                except TimeoutError:
-                    await self.close(4408, "Connection initialisation timeout")
+    async def accept(self, scope: dict[str, Any]) -> bool:
+        """Accepts the handshake (True) or refuses it."""
+        origin = await socket_origin(scope)
+        base = self.endpoint.accepted_viewer(scope, origin)
+        if base is None:
+            await self.send({"type": "websocket.close", "code": 1008})  # before the accept: the handshake gets 403
+            return False
+        await self.send({"type": "websocket.accept", "subprotocol": PROTOCOL})
+        self.base, self.embed_only = base, origin is SocketOrigin.EMBED_ONLY
+        # the headers have been read (origin, agent) and nothing reads them again, but the server keeps the scope
+        # as long as the socket: let them go (uvicorn's list, its tuples and lower-cased names, ~600 bytes)
+        scope["headers"] = ()
+        return True
+
+    async def serve(self, scope: dict[str, Any], receive: Any) -> None:
+        """The socket from its handshake to its end, in one coroutine: its frame is the only one of ours that stays
+        alive for as long as the socket is open, so the receive loop is not a coroutine of its own."""
+        if (await receive())["type"] != "websocket.connect" or not await self.accept(scope):
+            return
+        self.endpoint.connections.add(self)
+        try:
+            deadline = asyncio.get_running_loop().time() + self.endpoint.settings.ws_init_timeout_seconds
+            while not self.closed:
+                if self.viewer is None:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            message = await receive()
+                    except TimeoutError:
+                        await self.close(4408, "Connection initialisation timeout")
+                        return
+                else:
+                    message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    self.closed = True
                     return
-            else:
-                message = await receive()
-            if message["type"] == "websocket.disconnect":
-                self.closed = True
-                return
-            if message["type"] != "websocket.receive":
-                continue
-            if _too_big(message, self.endpoint.settings.max_body_bytes):
-                # the same cap as HTTP bodies: a huge frame is parsed by nobody (1009: message too big)
-                await self.close(1009, "Message too big")
-                return
-            data = _decoded(message)
-            message = None  # an idle socket keeps neither its last frame nor its last message alive
-            if data is None:
-                await self.close(4400, "Failed to parse message")
-                return
-            try:
-                await self.handle(data)
-            except Exception:
-                log.exception("live_message_failed", request_id=self.base.request_id)
-                await self.close(1011, "Internal error")
-                return
-            data = None
+                if message["type"] != "websocket.receive":
+                    continue
+                if _too_big(message, self.endpoint.settings.max_body_bytes):
+                    # the same cap as HTTP bodies: a huge frame is parsed by nobody (1009: message too big)
+                    await self.close(1009, "Message too big")
+                    return
+                data = _decoded(message)
+                message = None  # an idle socket keeps neither its last frame nor its last message alive
+                if data is None:
+                    await self.close(4400, "Failed to parse message")
+                    return
+                try:
+                    await self.handle(data)
+                except Exception:
+                    log.exception("live_message_failed", request_id=self.base.request_id if self.base else None)
+                    await self.close(1011, "Internal error")
+                    return
+                data = None
+        finally:
+            self.endpoint.connections.discard(self)
+            self.release()
 
     async def handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -306,6 +318,7 @@ class Connection:
         if scheme.lower() != "bearer" or not token:
             await self.close(4403, "Forbidden")
             return
+        assert self.base is not None  # set by the handshake
         try:
             viewer = await viewer_from_token(token, self.base)
         except InvalidToken:
@@ -315,6 +328,8 @@ class Connection:
             await self.close(4403, "Forbidden")  # only the embed widget runs in an opaque origin
             return
         self.viewer = viewer
+        # the signed-in viewer carries the handshake's address, agent and request id: the anonymous one can go
+        self.base = viewer
         self.token = token
         await self.send_json({"type": "connection_ack"})
 
@@ -517,7 +532,7 @@ class LiveOperation:
         "subscription",
         "task",
         "timer",
-        "variables",
+        "variables_json",
         "waiting",
     )
 
@@ -533,7 +548,12 @@ class LiveOperation:
         self.connection = connection
         self.id = id
         self.document = document
-        self.variables = variables
+        # kept as canonical JSON text, the same string for every subscriber sending the same variables (interned):
+        # the decoded dict, its keys table and its strings were ~300 bytes per idle subscription, the text ~75
+        # shared by the subscribers of a customer. Decoded only when the operation is executed.
+        self.variables_json = (
+            None if variables is None else sys.intern(json.dumps(variables, sort_keys=True, separators=(",", ":")))
+        )
         self.name = name
         self.stream = stream
         self.last = 0.0  # loop time of the last push
@@ -546,6 +566,11 @@ class LiveOperation:
         if stream.initial:
             # the current state now; a change committing meanwhile is caught by the subscription just added
             self.schedule()
+
+    @property
+    def variables(self) -> dict[str, Any] | None:
+        """The operation's variables (a fresh dict each time)."""
+        return None if self.variables_json is None else json.loads(self.variables_json)
 
     def changed(self, subscription: Subscription) -> None:
         if self.stream.each_change:
@@ -632,9 +657,12 @@ class OneShot:
         try:
             result: ExecutionResult | StrawberryExecutionResult
             try:
-                result = await schema.execute(
-                    query, variable_values=variables, context_value=connection.context(), operation_name=name
-                )
+                # field suggestions as over HTTP; set in this operation's task only: a context set for the whole
+                # connection's task would be one more object per idle socket (136 bytes)
+                with field_suggestions(connection.endpoint.settings.is_dev):
+                    result = await schema.execute(
+                        query, variable_values=variables, context_value=connection.context(), operation_name=name
+                    )
             except asyncio.CancelledError as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():

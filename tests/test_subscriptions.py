@@ -433,6 +433,13 @@ async def test_ping_queries_and_errors_over_the_socket(server) -> None:
         first, second = await ws.receive(), await ws.receive()
         assert first["type"] == "next" and first["payload"]["data"]["me"]["email"].startswith("owner")
         assert second == {"id": "q", "type": "complete"}
+        # a query whose variables do not coerce answers as over HTTP, with field suggestions outside production
+        typo = "query($g: UsageGroupBy!) { usageSummary(customerId: $c, from: $d, to: $d, groupBy: $g) { __typename } }"
+        typo = typo.replace("query(", "query($c: ID!, $d: Date!, ")
+        await ws.subscribe("typo", typo, {"c": tenant["customers"][0], "d": "2026-01-01", "g": "UNIT_TYP"})
+        first, second = await ws.receive(), await ws.receive()
+        assert first["type"] == "next" and "Did you mean the enum value 'UNIT_TYPE'?" in str(first["payload"])
+        assert second == {"id": "typo", "type": "complete"}
         # a document that does not validate: an error message for that id, the socket stays open
         await ws.subscribe("bad", "subscription { creditsUpdated(customerId: 1) { nope } }")
         error = await ws.receive()
