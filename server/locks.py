@@ -22,6 +22,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
+from server.settings import asyncpg_connect_kwargs
+
 log = structlog.get_logger("partnerdesk.leases")
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -50,9 +52,9 @@ class Leases:
         self.recheck_seconds = recheck_seconds
         self._local: dict[str, tuple[str, float]] = {}
         self._answers: dict[str, tuple[bool, float]] = {}  # lease key -> (held, trusted until, monotonic)
-        self._dsn = None
+        self._connect: dict[str, Any] | None = None  # asyncpg.connect's arguments, with PostgreSQL and no Redis
         if self.redis is None and database_url and database_url.startswith(("postgres://", "postgresql://")):
-            self._dsn = "postgresql://" + database_url.split("://", 1)[1].split("?", 1)[0]  # asyncpg's own form
+            self._connect = asyncpg_connect_kwargs(database_url)  # the pool's host, credentials and TLS settings
         self._pg: Any = None  # asyncpg connection holding this process's advisory locks
         self._pg_held: set[str] = set()
         self._pg_lock = asyncio.Lock()
@@ -60,7 +62,7 @@ class Leases:
     @property
     def shared(self) -> bool:
         """Whether leases are decided across processes (Redis or PostgreSQL), not within this one."""
-        return self.redis is not None or self._dsn is not None
+        return self.redis is not None or self._connect is not None
 
     async def acquire(self, name: str, ttl_seconds: float) -> bool:
         """True if this process now holds (or still holds, renewed) the lease."""
@@ -71,7 +73,7 @@ class Leases:
             return remembered[0]
         if self.redis is not None:
             held = await self._acquire_redis(key, ttl_seconds)
-        elif self._dsn is not None:
+        elif self._connect is not None:
             held = await self._acquire_pg(key)
         else:
             return self._acquire_local(key, ttl_seconds)
@@ -99,7 +101,8 @@ class Leases:
             try:
                 if self._pg is None or self._pg.is_closed():
                     self._pg_held.clear()  # the old connection's locks went with it
-                    self._pg = await asyncpg.connect(self._dsn)
+                    assert self._connect is not None  # the PostgreSQL path is taken only with it
+                    self._pg = await asyncpg.connect(**self._connect)
                 if key in self._pg_held:
                     await self._pg.execute("SELECT 1")  # still connected, so still held
                     return True
@@ -127,7 +130,7 @@ class Leases:
             return bool(await self.redis.set(key, self.token, nx=True, px=int(ttl_seconds * 1000)))
         # without Redis the process holding the "once" lease is the only one that claims (PostgreSQL: across
         # processes; embedded: the only process), and it remembers its claims
-        if self._dsn is not None and not await self.acquire("once", ttl_seconds=10):
+        if self._connect is not None and not await self.acquire("once", ttl_seconds=10):
             return False
         moment = time.monotonic()
         if key in self._local and self._local[key][1] > moment:
@@ -144,7 +147,7 @@ class Leases:
         self._answers.pop(key, None)
         if self.redis is not None:
             await self.redis.eval(_RELEASE, 1, key, self.token)
-        elif self._dsn is not None:
+        elif self._connect is not None:
             async with self._pg_lock:
                 if key in self._pg_held and self._pg is not None:
                     self._pg_held.discard(key)

@@ -21,6 +21,7 @@ from domain.events import services as events
 from domain.events.models import OutboxEvent
 from jobs.registry import actors_for
 from server.locks import Leases
+from server.settings import asyncpg_connect_kwargs
 
 log = structlog.get_logger("partnerdesk.relay")
 Publisher = Callable[[OutboxEvent], Awaitable[None]]
@@ -84,11 +85,11 @@ class Relay:
         """Keeps a LISTEN connection open (reconnecting after failures, polling fast meanwhile)."""
         import asyncpg
 
-        dsn = "postgresql://" + str(self.wake_dsn).split("://", 1)[1].split("?", 1)[0]  # asyncpg's own URL form
+        connect = asyncpg_connect_kwargs(str(self.wake_dsn))  # the pool's host, credentials and TLS settings
         while True:
             connection = None
             try:
-                connection = await asyncpg.connect(dsn)
+                connection = await asyncpg.connect(**connect)
                 await connection.add_listener(events.WAKE_CHANNEL, lambda *_: self._wake.set())
                 self._listening = True
                 self._wake.set()  # whatever committed while nobody listened

@@ -128,6 +128,31 @@ class Settings(DomainConfig):
         }
 
 
+# what `asyncpg.connect` takes of a DATABASE_URL's credentials (the rest are pool settings of Tortoise's)
+_CONNECT_KEYS = frozenset(
+    {"host", "port", "user", "password", "database", "ssl", "timeout", "command_timeout", "statement_cache_size"}
+)
+
+
+def asyncpg_connect_kwargs(database_url: str) -> dict[str, Any]:
+    """`asyncpg.connect` arguments for a connection of its own (the relay's LISTEN, the leases' advisory locks) to
+    the database of a PostgreSQL DATABASE_URL, read as Tortoise reads it for its pool: the same host, credentials,
+    `ssl`, `application_name` and `schema`, without the pool's sizes."""
+    url = "postgres://" + database_url.split("://", 1)[1]
+    credentials = expand_db_url(url)["credentials"]
+    kwargs = {key: value for key, value in credentials.items() if key in _CONNECT_KEYS}
+    server_settings: dict[str, str] = {}
+    if credentials.get("application_name"):
+        server_settings["application_name"] = str(credentials["application_name"])
+    if credentials.get("schema"):
+        server_settings["search_path"] = str(credentials["schema"])
+    if server_settings:
+        kwargs["server_settings"] = server_settings
+    if "port" in kwargs:
+        kwargs["port"] = int(kwargs["port"])
+    return kwargs
+
+
 async def release_without_reset(connection: Any) -> None:
     """What a pooled PostgreSQL connection runs when it goes back to the pool (asyncpg's `reset=`).
 

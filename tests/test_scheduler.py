@@ -479,3 +479,22 @@ async def test_a_held_lease_is_answered_from_memory_until_it_must_be_renewed(
     assert results == [True] * 50 and calls == 1
     key = f"{first.prefix}:lease:relay"
     assert first._answers[key][1] - asyncio.get_running_loop().time() <= 1.0 + 0.1
+
+
+def test_connections_of_their_own_take_the_pools_host_credentials_and_tls_settings() -> None:
+    from server.settings import asyncpg_connect_kwargs
+
+    # a DATABASE_URL as Tortoise reads it: TLS, an application name and a schema, and the pool's sizes
+    url = "postgres://pd:s3cret@db.internal:6432/partnerdesk?ssl=require&minsize=1&maxsize=8&application_name=pd&schema=app"
+    kwargs = asyncpg_connect_kwargs(url)
+    # the relay's LISTEN and the leases' connections use the same, without the pool's sizes
+    assert kwargs == {
+        "host": "db.internal",
+        "port": 6432,
+        "user": "pd",
+        "password": "s3cret",
+        "database": "partnerdesk",
+        "ssl": True,
+        "server_settings": {"application_name": "pd", "search_path": "app"},
+    }
+    assert asyncpg_connect_kwargs("postgresql://u@localhost/db")["database"] == "db"
