@@ -154,7 +154,11 @@ def create_app(settings: Settings | None = None, *, manage_db: bool = True) -> S
         key_prefix=settings.redis_key_prefix,
     )
     graphql = GraphQLView(settings, persisted)
-    pubsub = PubSub(settings.redis_url, settings.redis_key_prefix)
+    pubsub = PubSub(
+        settings.redis_url,
+        settings.redis_key_prefix,
+        database_url=settings.database_url if settings.is_postgres else None,
+    )
     live = LiveEndpoint(settings, pubsub, graphql.rate_limiter, persisted)
     # a revocation committed by any process clears this process's cached viewers (domain/access/token_cache.py)
     pubsub.add(ACCESS_REVOKED, lambda _: token_cache.tokens.clear())

@@ -32,6 +32,10 @@ _RENEW = (
 )
 
 
+_KEEPALIVES = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
+_PG_TIMEOUT = 3.0  # seconds a lease connection may take to connect or answer
+
+
 def advisory_key(name: str) -> int:
     """A stable signed 64-bit advisory lock key for a lease name (the same in every process)."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
@@ -53,8 +57,17 @@ class Leases:
         self._local: dict[str, tuple[str, float]] = {}
         self._answers: dict[str, tuple[bool, float]] = {}  # lease key -> (held, trusted until, monotonic)
         self._connect: dict[str, Any] | None = None  # asyncpg.connect's arguments, with PostgreSQL and no Redis
-        if self.redis is None and database_url and database_url.startswith(("postgres://", "postgresql://")):
-            self._connect = asyncpg_connect_kwargs(database_url)  # the pool's host, credentials and TLS settings
+        if (
+            self.redis is None
+            and database_url
+            and database_url.startswith(("postgres://", "postgresql://", "asyncpg://"))
+        ):
+            # the pool's host, credentials and TLS settings; keepalives so that the server notices a holder that
+            # vanished without closing its connection (a crashed host, a partition) in ~11 s, not the OS's 2 hours,
+            # and frees its locks
+            self._connect = asyncpg_connect_kwargs(database_url)
+            self._connect["server_settings"] = {**self._connect.get("server_settings", {}), **_KEEPALIVES}
+            self._connect["timeout"] = _PG_TIMEOUT
         self._pg: Any = None  # asyncpg connection holding this process's advisory locks
         self._pg_held: set[str] = set()
         self._pg_lock = asyncio.Lock()
@@ -104,13 +117,15 @@ class Leases:
                     assert self._connect is not None  # the PostgreSQL path is taken only with it
                     self._pg = await asyncpg.connect(**self._connect)
                 if key in self._pg_held:
-                    await self._pg.execute("SELECT 1")  # still connected, so still held
+                    # still connected, so still held; a connection that cannot answer in time is given up (a
+                    # holder that cannot confirm its lease stops acting on it)
+                    await self._pg.execute("SELECT 1", timeout=_PG_TIMEOUT)
                     return True
-                if await self._pg.fetchval("SELECT pg_try_advisory_lock($1)", advisory_key(key)):
+                if await self._pg.fetchval("SELECT pg_try_advisory_lock($1)", advisory_key(key), timeout=_PG_TIMEOUT):
                     self._pg_held.add(key)
                     return True
                 return False
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.warning("lease_connection_failed", exc_info=True)
                 await self._drop_pg()
                 return False
@@ -124,7 +139,11 @@ class Leases:
                 await asyncio.wait_for(connection.close(), 5)
 
     async def claim_once(self, name: str, ttl_seconds: float) -> bool:
-        """True for exactly one caller per name (within ttl), across processes."""
+        """True for one caller per name (within ttl), across processes. With Redis exactly one (a key with NX).
+        Without Redis the process holding the "once" lease claims and remembers its claims in memory, so when that
+        lease moves (a restart, a lost connection) the new holder may claim the current slots once more: every
+        scheduled job is idempotent (keyed by customer and day, number and month, …), and Redis is the
+        multi-process production setup."""
         key = f"{self.prefix}:once:{name}"
         if self.redis is not None:
             return bool(await self.redis.set(key, self.token, nx=True, px=int(ttl_seconds * 1000)))

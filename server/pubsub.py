@@ -1,7 +1,9 @@
 """Change notifications for live subscriptions, fanned out to every API process.
 
-The relay publishes "customer X's credits changed" once; without Redis it goes straight to this process's
-subscribers, with Redis through a channel every API process listens to. A subscriber holds a flag, not a queue:
+The relay publishes "customer X's credits changed" once, and every API process's subscribers hear it: with Redis
+through a channel every process listens to; without Redis on PostgreSQL through `NOTIFY` on a channel every
+process LISTENs to (one relay runs per database, server/locks.py, so a change must reach the other processes);
+embedded (SQLite, one process) straight to this process's subscribers. A subscriber holds a flag, not a queue:
 however many changes arrive, it wakes once and reads the current state (coalescing, never a backlog).
 """
 
@@ -60,15 +62,28 @@ class Subscription:
         return True
 
 
+# PostgreSQL refuses a NOTIFY payload from 8,000 bytes on; live payloads are ids and a few figures
+NOTIFY_MAX_BYTES = 7_900
+# the messages in order: the subquery orders them before the aggregate calls pg_notify on each
+_NOTIFY_SQL = (
+    "SELECT count(pg_notify($1, s.m)) FROM "
+    "(SELECT u.m FROM unnest($2::text[]) WITH ORDINALITY AS u(m, n) ORDER BY u.n) AS s"
+)
+
+
 class PubSub:
-    def __init__(self, redis_url: str | None = None, key_prefix: str = "pd") -> None:
+    def __init__(self, redis_url: str | None = None, key_prefix: str = "pd", database_url: str | None = None) -> None:
+        """`database_url`: a PostgreSQL URL to fan out through LISTEN/NOTIFY when there is no Redis."""
         self.redis_url = redis_url
         self.channel = f"{key_prefix}:events"  # one per deployment (REDIS_KEY_PREFIX)
+        self.database_url = None if redis_url else database_url
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._deliveries = 0  # notifications delivered in this process so far
         self._reads: dict[str, tuple[int, asyncio.Future[Any]]] = {}  # key → (deliveries when it began, read)
         self._redis: aioredis.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._outgoing: list[str] = []  # messages waiting for their NOTIFY (PostgreSQL without Redis)
+        self._sender: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ local registry
 
@@ -133,10 +148,19 @@ class PubSub:
     # ------------------------------------------------------------ fan-out
 
     async def publish(self, key: str, payload: dict[str, Any]) -> None:
-        if self._redis is None:
+        message = json.dumps({"key": key, "payload": payload}, separators=(",", ":"))
+        if self._redis is not None:
+            await self._redis.publish(self.channel, message)
+        elif self._listener is not None and self.database_url is not None and len(message.encode()) <= NOTIFY_MAX_BYTES:
+            # queued, and sent with whatever else the relay publishes meanwhile in one statement: a drain of many
+            # events costs one round trip, not one per event
+            self._outgoing.append(message)
+            if self._sender is None or self._sender.done():
+                self._sender = asyncio.create_task(self._send_notifications(), name="pubsub-notify")
+        else:
+            if self._listener is not None and self.database_url is not None:
+                log.warning("pubsub_payload_too_large", key=key, size=len(message))
             self.deliver_local(key, payload)
-            return
-        await self._redis.publish(self.channel, json.dumps({"key": key, "payload": payload}, separators=(",", ":")))
 
     async def start(self) -> None:
         if self.redis_url:
@@ -144,6 +168,60 @@ class PubSub:
             ready = asyncio.Event()
             self._listener = asyncio.create_task(self._listen(ready), name="pubsub-listener")
             await asyncio.wait_for(ready.wait(), 10)
+        elif self.database_url is not None:
+            ready = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen_pg(ready), name="pubsub-listener")
+            await asyncio.wait_for(ready.wait(), 10)
+
+    async def _send_notifications(self) -> None:
+        """Sends the queued messages, in order, as one NOTIFY statement per batch (outside any transaction: each
+        is delivered at once); if the database refuses, this process's subscribers still get them."""
+        from tortoise import connections
+
+        while self._outgoing:
+            batch, self._outgoing = self._outgoing, []
+            try:
+                await connections.get("default").execute_query(_NOTIFY_SQL, [self.channel, batch])
+            except Exception:
+                log.exception("pubsub_notify_failed", messages=len(batch))
+                for message in batch:
+                    data = json.loads(message)
+                    self.deliver_local(data["key"], data["payload"])
+
+    async def _listen_pg(self, ready: asyncio.Event) -> None:
+        """LISTENs on a connection of its own (reconnecting after failures); each notification is delivered to this
+        process's subscribers."""
+        import asyncpg
+
+        from server.settings import asyncpg_connect_kwargs
+
+        def received(_connection: Any, _pid: int, _channel: str, text: str) -> None:
+            try:
+                data = json.loads(text)
+                self.deliver_local(data["key"], data["payload"])
+            except Exception:
+                log.exception("pubsub_notification_failed")
+
+        assert self.database_url is not None
+        connect = asyncpg_connect_kwargs(self.database_url)
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(**connect, timeout=10)
+                await connection.add_listener(self.channel, received)
+                ready.set()
+                while True:
+                    await asyncio.sleep(15)
+                    await connection.execute("SELECT 1", timeout=10)  # notices a dead connection
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("pubsub_listener_failed", exc_info=True)
+            finally:
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(connection.close(), 5)
+            await asyncio.sleep(1)
 
     async def _listen(self, ready: asyncio.Event) -> None:
         assert self._redis is not None
@@ -162,6 +240,9 @@ class PubSub:
                 await asyncio.sleep(1)
 
     async def stop(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._sender), 5)  # what the relay published last
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

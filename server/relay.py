@@ -89,13 +89,13 @@ class Relay:
         while True:
             connection = None
             try:
-                connection = await asyncpg.connect(**connect)
+                connection = await asyncpg.connect(**connect, timeout=10)
                 await connection.add_listener(events.WAKE_CHANNEL, lambda *_: self._wake.set())
                 self._listening = True
                 self._wake.set()  # whatever committed while nobody listened
                 while True:
                     await asyncio.sleep(30)
-                    await connection.execute("SELECT 1")  # notices a dead connection
+                    await connection.execute("SELECT 1", timeout=10)  # notices a dead connection
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -498,3 +498,44 @@ def test_connections_of_their_own_take_the_pools_host_credentials_and_tls_settin
         "server_settings": {"application_name": "pd", "search_path": "app"},
     }
     assert asyncpg_connect_kwargs("postgresql://u@localhost/db")["database"] == "db"
+
+
+@pytest.mark.postgres
+async def test_without_redis_every_process_hears_a_live_change_once_through_postgresql(database: str) -> None:
+    # given two processes' hubs on one PostgreSQL database and no Redis (one relay per database publishes)
+    prefix = f"pd-test-{uuid.uuid4().hex[:8]}"
+    hubs = [PubSub(None, prefix, database_url=database) for _ in range(2)]
+    for hub in hubs:
+        await hub.start()
+    try:
+        heard: list[list[dict[str, Any]]] = [[], []]
+        subscriptions = [
+            hub.add("credits:1", lambda s, i=i: heard[i].append(dict(s.payload))) for i, hub in enumerate(hubs)
+        ]
+        # when the relay's process publishes three changes in a row
+        for n in range(3):
+            await hubs[0].publish("credits:1", {"n": n})
+        for _ in range(200):
+            if all(len(h) == 3 for h in heard):
+                break
+            await asyncio.sleep(0.01)
+        # then both processes' subscribers heard each change once, in order
+        assert heard == [[{"n": 0}, {"n": 1}, {"n": 2}]] * 2
+        for hub, subscription in zip(hubs, subscriptions, strict=True):
+            hub.remove(subscription)
+    finally:
+        for hub in hubs:
+            await hub.stop()
+
+
+@pytest.mark.postgres
+async def test_an_asyncpg_scheme_url_shares_leases_and_lease_connections_keep_alive(database: str) -> None:
+    url = "asyncpg://" + database.split("://", 1)[1]
+    leases = Leases(None, f"pd-test-{uuid.uuid4().hex[:8]}", database_url=url)
+    try:
+        assert leases.shared and await leases.acquire("relay", 10)
+        assert leases._connect is not None
+        assert leases._connect["server_settings"]["tcp_keepalives_idle"] == "5"
+        assert await leases._pg.fetchval("SHOW tcp_keepalives_idle") == "5"
+    finally:
+        await leases.close()
