@@ -226,15 +226,17 @@ async def test_a_busy_relay_reads_and_marks_commits_in_batches_and_an_idle_one_a
     async def publish(event: object) -> None:
         arrived.append(asyncio.get_running_loop().time())
 
-    # given a listening relay that lets 50 ms of commits gather after a drain that found events
+    # given a listening relay that lets 400 ms of commits gather after a drain that found events (long, so that
+    # a loaded machine's latency cannot pass for it)
     relay = Counting(
-        Leases(None), publish=publish, interval=60, listening_interval=60, wake_dsn=TEST_DATABASE_URL, coalesce=0.05
+        Leases(None), publish=publish, interval=60, listening_interval=60, wake_dsn=TEST_DATABASE_URL, coalesce=0.4
     )
     relay.start()
     try:
         await _listening(relay)
+        await asyncio.sleep(0.5)  # past the window of whatever its first drain found
         drains.clear()
-        # when one event commits after a quiet spell, it goes out at once
+        # when one event commits after a quiet spell, it goes out at once, not after the window
         started = asyncio.get_running_loop().time()
         async with in_transaction():
             await events.emit(events.ACCESS_REVOKED, customer_id=None)
@@ -242,12 +244,12 @@ async def test_a_busy_relay_reads_and_marks_commits_in_batches_and_an_idle_one_a
             if arrived:
                 break
             await asyncio.sleep(0.005)
-        assert arrived and arrived[0] - started < 0.045
+        assert arrived and arrived[0] - started < 0.3
         # when 40 transactions commit one after another right after it
         for _ in range(40):
             async with in_transaction():
                 await events.emit(events.ACCESS_REVOKED, customer_id=None)
-        for _ in range(200):
+        for _ in range(300):
             if sum(drains) == 41:
                 break
             await asyncio.sleep(0.01)
