@@ -191,11 +191,9 @@ class PubSub:
     async def _listen_pg(self, ready: asyncio.Event) -> None:
         """LISTENs on a connection of its own (reconnecting after failures); each notification is delivered to this
         process's subscribers."""
-        import asyncpg
+        from server.listen import listen_forever
 
-        from server.settings import asyncpg_connect_kwargs
-
-        def received(_connection: Any, _pid: int, _channel: str, text: str) -> None:
+        def received(text: str) -> None:
             try:
                 data = json.loads(text)
                 self.deliver_local(data["key"], data["payload"])
@@ -203,25 +201,7 @@ class PubSub:
                 log.exception("pubsub_notification_failed")
 
         assert self.database_url is not None
-        connect = asyncpg_connect_kwargs(self.database_url)
-        while True:
-            connection = None
-            try:
-                connection = await asyncpg.connect(**connect, timeout=10)
-                await connection.add_listener(self.channel, received)
-                ready.set()
-                while True:
-                    await asyncio.sleep(15)
-                    await connection.execute("SELECT 1", timeout=10)  # notices a dead connection
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("pubsub_listener_failed", exc_info=True)
-            finally:
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 5)
-            await asyncio.sleep(1)
+        await listen_forever(self.database_url, self.channel, received, up=ready.set)
 
     async def _listen(self, ready: asyncio.Event) -> None:
         assert self._redis is not None

@@ -20,8 +20,8 @@ import structlog
 from domain.events import services as events
 from domain.events.models import OutboxEvent
 from jobs.registry import actors_for
+from server.listen import listen_forever
 from server.locks import Leases
-from server.settings import asyncpg_connect_kwargs
 
 log = structlog.get_logger("partnerdesk.relay")
 Publisher = Callable[[OutboxEvent], Awaitable[None]]
@@ -83,29 +83,17 @@ class Relay:
 
     async def _listen(self) -> None:
         """Keeps a LISTEN connection open (reconnecting after failures, polling fast meanwhile)."""
-        import asyncpg
 
-        connect = asyncpg_connect_kwargs(str(self.wake_dsn))  # the pool's host, credentials and TLS settings
-        while True:
-            connection = None
-            try:
-                connection = await asyncpg.connect(**connect, timeout=10)
-                await connection.add_listener(events.WAKE_CHANNEL, lambda *_: self._wake.set())
-                self._listening = True
-                self._wake.set()  # whatever committed while nobody listened
-                while True:
-                    await asyncio.sleep(30)
-                    await connection.execute("SELECT 1", timeout=10)  # notices a dead connection
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("relay_listen_failed", exc_info=True)
-            finally:
-                self._listening = False
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 5)
-            await asyncio.sleep(1)
+        def up() -> None:
+            self._listening = True
+            self._wake.set()  # whatever committed while nobody listened
+
+        def down() -> None:
+            self._listening = False
+
+        await listen_forever(
+            str(self.wake_dsn), events.WAKE_CHANNEL, lambda _: self._wake.set(), up=up, down=down, check_every=30
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
