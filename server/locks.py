@@ -34,6 +34,7 @@ _RENEW = (
 
 _KEEPALIVES = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
 _PG_TIMEOUT = 3.0  # seconds a lease connection may take to connect or answer
+_IDLE_SESSION_TIMEOUT = "10s"  # as long as a Redis lease's TTL
 
 
 def advisory_key(name: str) -> int:
@@ -116,6 +117,12 @@ class Leases:
                     self._pg_held.clear()  # the old connection's locks went with it
                     assert self._connect is not None  # the PostgreSQL path is taken only with it
                     self._pg = await asyncpg.connect(**self._connect)
+                    try:  # PostgreSQL ≥ 14: a holder silent for this long (hung, or cut off behind a proxy that
+                        # keeps the TCP connection up) loses its session and so its locks, like a lapsed TTL; a
+                        # live holder confirms its leases every second or two
+                        await self._pg.execute(f"SET idle_session_timeout = '{_IDLE_SESSION_TIMEOUT}'")
+                    except asyncpg.PostgresError:
+                        log.info("lease_idle_session_timeout_unsupported")
                 if key in self._pg_held:
                     # still connected, so still held; a connection that cannot answer in time is given up (a
                     # holder that cannot confirm its lease stops acting on it)
@@ -127,16 +134,22 @@ class Leases:
                 return False
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.warning("lease_connection_failed", exc_info=True)
-                await self._drop_pg()
+                await self._drop_pg(graceful=False)
                 return False
 
-    async def _drop_pg(self) -> None:
+    async def _drop_pg(self, graceful: bool = True) -> None:
+        """Forgets the lease connection and what it held; a failed one is cut at once (a graceful close would wait
+        on a peer that does not answer)."""
         connection, self._pg = self._pg, None
         self._pg_held.clear()
         self._answers.clear()
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), 5)
+        if connection is None:
+            return
+        if not graceful:
+            connection.terminate()
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), 5)
 
     async def claim_once(self, name: str, ttl_seconds: float) -> bool:
         """True for one caller per name (within ttl), across processes. With Redis exactly one (a key with NX).

@@ -51,7 +51,15 @@ from domain.partners.models import Partner
 from domain.usage import store
 from domain.usage.commands import UsageAuthorize, UsageEventIn, UsageRecord
 from domain.usage.holds import usage_authorize
-from domain.usage.models import MonthlySpend, UnitType, UsageEvent, UsageHold, UsageRollup, UsageRollupDetail
+from domain.usage.models import (
+    HoldStatus,
+    MonthlySpend,
+    UnitType,
+    UsageEvent,
+    UsageHold,
+    UsageRollup,
+    UsageRollupDetail,
+)
 from domain.usage.services import usage_record
 from domain.viewer import Viewer
 from tests.conftest import GQL, SYSTEM, Factory, count_queries, gid
@@ -648,3 +656,45 @@ async def test_charges_racing_the_creation_of_their_accounts_do_not_deadlock(fac
         left = await ledger.balance_of(ledger.customer_credits(customer.id, customer.partner_id))
         assert left == Decimal(10) - burned
     assert (await ledger.verify())[1] == []
+
+
+# ---------------------------------------------------------------- racing authorizations (the hold placed first)
+
+
+@postgres
+async def test_racing_authorizations_never_reserve_past_the_cap_and_repeats_answer_as_the_first(
+    factory: Factory,
+) -> None:
+    # given an invoice-billed customer (no paying account) with a $0.60 cap: room for ten $0.06 holds
+    tenant = await factory.tenant(customers=1)
+    viewer, customer = staff(tenant.partner), tenant.customers[0]
+    await billing_preferences_update(
+        SYSTEM, BillingPreferencesUpdate(customer.id, monthly_spending_cap=Decimal("0.60"))
+    )
+    keys = [key() for _ in range(40)]
+    # when 40 authorizations race, with 10 of them repeated under the same keys
+    work = [authorize(viewer, customer, k=k) for k in keys] + [authorize(viewer, customer, k=k) for k in keys[:10]]
+    outcomes = await asyncio.gather(*work, return_exceptions=True)
+    # then exactly ten holds stand, each answered to its request, and every other one was refused by the cap
+    holds = await UsageHold.filter(customer_id=customer.id)
+    assert len(holds) == 10 and all(h.status == HoldStatus.ACTIVE for h in holds)
+    assert sum((h.amount for h in holds), Decimal(0)) <= Decimal("0.60")
+    assert {o.id for o in outcomes if isinstance(o, UsageHold)} == {h.id for h in holds}
+    refused = [o for o in outcomes if not isinstance(o, UsageHold)]
+    assert refused and all("CAP_REACHED" in str(getattr(r, "errors", r)) for r in refused), refused
+    # and a repeat answers what its first request answered
+    for first, again in zip(outcomes[:10], outcomes[40:], strict=True):
+        assert type(first) is type(again)
+        if isinstance(first, UsageHold):
+            assert isinstance(again, UsageHold) and first.id == again.id
+
+
+@postgres
+async def test_racing_authorizations_never_reserve_past_the_wallet_and_leave_no_refused_hold(factory: Factory) -> None:
+    tenant = await factory.tenant(customers=1)
+    viewer, customer = staff(tenant.partner), tenant.customers[0]
+    await fund_wallet(customer, "0.60")
+    outcomes = await asyncio.gather(*[authorize(viewer, customer) for _ in range(40)], return_exceptions=True)
+    holds = await UsageHold.filter(customer_id=customer.id)  # refused ones too, were any left
+    assert len(holds) == 10 and all(h.status == HoldStatus.ACTIVE for h in holds)
+    assert sum(isinstance(o, UsageHold) for o in outcomes) == 10

@@ -539,3 +539,67 @@ async def test_an_asyncpg_scheme_url_shares_leases_and_lease_connections_keep_al
         assert await leases._pg.fetchval("SHOW tcp_keepalives_idle") == "5"
     finally:
         await leases.close()
+
+
+class FreezableProxy:
+    """A TCP proxy to PostgreSQL that can stop forwarding while keeping both sockets open: a holder cut off by a
+    partition (or hung) behind a middlebox that keeps its TCP connection up, so no keepalive notices."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                if self.frozen.is_set():
+                    await asyncio.sleep(3600)  # neither side hears anything, neither socket closes
+                sink.write(data)
+                await sink.drain()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+@pytest.mark.postgres
+async def test_a_holder_cut_off_stops_acting_on_its_lease_and_another_takes_it(database: str) -> None:
+    from urllib.parse import urlsplit, urlunsplit
+
+    prefix = f"pd-test-{uuid.uuid4().hex[:8]}"
+    parts = urlsplit(database)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    port = await proxy.start()
+    credentials = parts.netloc.rsplit("@", 1)[0]
+    through_proxy = urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{port}"))
+    # given a process holding the relay lease through a connection that will go silent, and another process
+    first = Leases(None, prefix, database_url=through_proxy, recheck_seconds=0)
+    second = Leases(None, prefix, database_url=database, recheck_seconds=0)
+    try:
+        assert await first.acquire("relay", 10) is True
+        assert await second.acquire("relay", 10) is False
+        # when the holder is cut off (nothing closes: no FIN, no RST)
+        proxy.frozen.set()
+        # then its own next check gives the lease up within its timeout instead of hanging
+        assert await asyncio.wait_for(first.acquire("relay", 10), 6) is False
+        # and the other process takes it once the server has ended the silent session (idle_session_timeout)
+        taken = False
+        for _ in range(40):
+            if taken := await second.acquire("relay", 10):
+                break
+            await asyncio.sleep(0.5)
+        assert taken
+    finally:
+        proxy.frozen.clear()
+        await second.close()
+        first._pg = None  # its connection is wedged behind the proxy
+        proxy.close()
