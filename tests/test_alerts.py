@@ -28,19 +28,17 @@ from domain.accounts.models import Role, User
 from domain.alerts import services as alerts
 from domain.alerts.models import Alert, AlertKind, AlertStatus
 from domain.audit.models import AuditEvent
-from domain.billing.credits import burn_credits, grant_credits
-from domain.billing.models import GrantSource, RefillRequest
+from domain.billing.credits import burn_credits
+from domain.billing.models import RefillRequest
 from domain.billing.wallet import charge_wallet
 from domain.events.models import OutboxEvent
 from domain.features.models import FeatureToggles
-from domain.features.services import set_ai_credits
-from domain.ledger import services as ledger
-from domain.ledger.models import Currency, TransferKind
 from jobs import mailer
 from jobs.broker import EmbeddedConsumer
 from server.locks import Leases
 from server.relay import Relay
 from tests.conftest import GQL, REDIS_URL, ROOT, TEST_DATABASE_URL, Factory, gid
+from tests.funding import fund_credits
 from tests.servers import free_port
 
 PUBLIC_URL = "https://desk.brand.example"
@@ -363,18 +361,6 @@ async def test_low_balance_alert_switched_off_sends_nothing(
     assert mailbox.envelopes == []
 
 
-async def _fund_credits(customer: Any, credits: str) -> None:
-    await set_ai_credits(customer.id, True)
-    async with in_transaction():
-        transfer = await ledger.post(
-            ledger.external_funding(Currency.CREDITS, customer.partner_id),
-            ledger.customer_credits(customer.id, customer.partner_id),
-            Decimal(credits),
-            TransferKind.CREDITS_GRANT,
-        )
-        await grant_credits(customer, Decimal(credits), GrantSource.ADJUSTMENT, transfer)
-
-
 async def test_low_credits_alert_needs_the_threshold_and_the_feature_toggle(
     app: Any, gql: GQL, factory: Factory, mailbox: Mailbox
 ) -> None:
@@ -384,7 +370,7 @@ async def test_low_credits_alert_needs_the_threshold_and_the_feature_toggle(
     staff = await gql.login(tenant.owner.email)
     for customer in (notified, silent):
         await prefs(gql, staff, customer.id, lowCreditThreshold="50")
-        await _fund_credits(customer, "100")
+        await fund_credits(customer, "100")
     await FeatureToggles.filter(customer_id=notified.id).update(low_credit_notifications=True)
     # when both burn 60 credits, then 10 more
     for amount in ("60", "10"):

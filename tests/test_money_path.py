@@ -32,10 +32,9 @@ from domain.billing.credits import (
     burn_credits,
     customer_credits_recharge,
     customer_credits_reclaim,
-    grant_credits,
     partner_credits_add,
 )
-from domain.billing.models import BillingMode, CreditGrant, CustomerCredits, GrantSource, PartnerPool
+from domain.billing.models import BillingMode, CreditGrant, CustomerCredits, PartnerPool
 from domain.billing.preferences import billing_preferences_update
 from domain.common import rows as raw_path
 from domain.customers.models import Customer
@@ -63,6 +62,7 @@ from domain.usage.models import (
 from domain.usage.services import usage_record
 from domain.viewer import Viewer
 from tests.conftest import GQL, SYSTEM, Factory, count_queries, gid
+from tests.funding import fund_credits, fund_wallet
 
 postgres = pytest.mark.postgres
 
@@ -101,31 +101,6 @@ async def authorize(viewer: Viewer, customer: Customer, quantity: str = "1", k: 
 
 async def record(viewer: Viewer, events: list[UsageEventIn]) -> Any:
     return await usage_record(viewer, UsageRecord(events, source="graphql"))
-
-
-async def fund_wallet(customer: Customer, amount: str, **prefs: Any) -> None:
-    await billing_preferences_update(
-        SYSTEM, BillingPreferencesUpdate(customer.id, billing_mode=BillingMode.REFILLABLE_WALLET, **prefs)
-    )
-    async with in_transaction():
-        await ledger.post(
-            ledger.external_funding(Currency.USD, customer.partner_id),
-            ledger.customer_wallet(customer.id, customer.partner_id),
-            Decimal(amount),
-            TransferKind.WALLET_REFILL,
-        )
-
-
-async def fund_credits(customer: Customer, credits: str, expires_at: datetime | None = None) -> None:
-    await set_ai_credits(customer.id, True)
-    async with in_transaction():
-        t = await ledger.post(
-            ledger.external_funding(Currency.CREDITS, customer.partner_id),
-            ledger.customer_credits(customer.id, customer.partner_id),
-            Decimal(credits),
-            TransferKind.CREDITS_GRANT,
-        )
-        await grant_credits(customer, Decimal(credits), GrantSource.ADJUSTMENT, t, expires_at)
 
 
 @contextmanager

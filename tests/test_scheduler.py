@@ -14,7 +14,6 @@ from typing import Any
 
 import dramatiq
 import pytest
-from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Membership, Role, Session, User
 from domain.accounts.services import org_key
@@ -22,20 +21,21 @@ from domain.alerts import services as alerts
 from domain.alerts.models import Alert
 from domain.audit.models import AuditEvent
 from domain.billing.commands import BillingPreferencesUpdate
-from domain.billing.models import BillingMode, BillingPreferences
+from domain.billing.models import BillingPreferences
 from domain.billing.preferences import billing_preferences_update
 from domain.customers.commands import CustomerDisable, CustomerEnable
 from domain.customers.models import Customer
 from domain.customers.retention import RETENTION, purge_customer
 from domain.customers.services import customer_disable, customer_enable
 from domain.ledger import services as ledger
-from domain.ledger.models import Currency, LedgerAccount, TransferKind
+from domain.ledger.models import Currency, LedgerAccount
 from domain.usage.models import CapCrossing, MonthlySpend, PhoneNumber, UsageEvent, UsageRollup
 from jobs.broker import EmbeddedConsumer
 from server.locks import Leases
 from server.pubsub import PubSub
 from server.scheduler import Scheduler
 from tests.conftest import GQL, REDIS_URL, SYSTEM, Factory, gid, run_cli
+from tests.funding import fund_wallet
 
 HOUR = 3600.0
 DAY_START = 1_900_000_000.0 // 86_400 * 86_400  # a UTC midnight: every job's slot starts there
@@ -166,24 +166,11 @@ async def test_an_embedded_scheduler_forgets_expired_slot_claims(app: Any, monke
 # ---------------------------------------------------------------- phone numbers
 
 
-async def _fund_wallet(customer: Customer, amount: str) -> None:
-    await billing_preferences_update(
-        SYSTEM, BillingPreferencesUpdate(customer.id, billing_mode=BillingMode.REFILLABLE_WALLET)
-    )
-    async with in_transaction():
-        await ledger.post(
-            ledger.external_funding(Currency.USD, customer.partner_id),
-            ledger.customer_wallet(customer.id, customer.partner_id),
-            Decimal(amount),
-            TransferKind.WALLET_REFILL,
-        )
-
-
 async def test_two_runs_of_monthly_phone_number_charges_charge_a_number_once(app: Any, factory: Factory) -> None:
     # given a wallet customer with two active numbers and an inactive one
     tenant = await factory.tenant(customers=1)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "10")
+    await fund_wallet(customer, "10")
     for number, active in (("+15550100", True), ("+15550101", True), ("+15550102", False)):
         await PhoneNumber.create(customer_id=customer.id, number=number, active=active)
     actor = scheduled().monthly_phone_number_charges
@@ -255,7 +242,7 @@ async def _customer_with_history(gql: GQL, factory: Factory, tenant: Any, index:
             extra_alert_recipients=[f"finance{index}@private.example.com"],
         ),
     )
-    await _fund_wallet(customer, "5")
+    await fund_wallet(customer, "5")
     await PhoneNumber.create(customer_id=customer.id, number=f"+1555020{index}")
     data = await gql(
         "mutation($i: UsageRecordInput!) { usageRecord(input: $i) { accepted } }",

@@ -15,18 +15,14 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Role
-from domain.billing.commands import BillingPreferencesUpdate
-from domain.billing.credits import grant_credits
-from domain.billing.models import BillingMode, GrantSource
-from domain.billing.preferences import billing_preferences_update
 from domain.campaigns.models import Campaign
-from domain.features.services import set_ai_credits
 from domain.ledger import services as ledger
 from domain.ledger.models import Currency, LedgerAccount, TransferKind
 from domain.usage import holds, store
 from domain.usage import services as usage
 from domain.usage.models import CapCrossing, PhoneNumber, UsageEvent, UsageHold, UsageRollup
-from tests.conftest import GQL, IS_POSTGRES, SYSTEM, Factory, gid
+from tests.conftest import GQL, IS_POSTGRES, Factory, gid
+from tests.funding import fund_credits, fund_wallet
 
 RECORD = """mutation($i: UsageRecordInput!) { usageRecord(input: $i) {
   accepted duplicates rejected { index code field message } errors { code message } } }"""
@@ -56,31 +52,6 @@ async def _tenant(gql: GQL, factory: Factory) -> tuple[Any, str]:
     tenant = await factory.tenant(customers=2)
     admin = await factory.admin()
     return tenant, await gql.login(admin.email)
-
-
-async def _fund_wallet(customer: Any, amount: str) -> None:
-    await billing_preferences_update(
-        SYSTEM, BillingPreferencesUpdate(customer.id, billing_mode=BillingMode.REFILLABLE_WALLET)
-    )
-    async with in_transaction():
-        await ledger.post(
-            ledger.external_funding(Currency.USD, customer.partner_id),
-            ledger.customer_wallet(customer.id, customer.partner_id),
-            Decimal(amount),
-            TransferKind.WALLET_REFILL,
-        )
-
-
-async def _fund_credits(customer: Any, credits: str) -> None:
-    await set_ai_credits(customer.id, True)
-    async with in_transaction():
-        t = await ledger.post(
-            ledger.external_funding(Currency.CREDITS, customer.partner_id),
-            ledger.customer_credits(customer.id, customer.partner_id),
-            Decimal(credits),
-            TransferKind.CREDITS_GRANT,
-        )
-        await grant_credits(customer, Decimal(credits), GrantSource.ADJUSTMENT, t)
 
 
 async def balance(ref: Any) -> Decimal:
@@ -113,7 +84,7 @@ async def test_default_rates_per_unit(gql: GQL, factory: Factory, unit: str, qua
 async def test_wallet_mode_debits_the_wallet(gql: GQL, factory: Factory) -> None:
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "1.00")
+    await fund_wallet(customer, "1.00")
     await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "10")]}}, token)
     assert await balance(ledger.customer_wallet(customer.id, customer.partner_id)) == Decimal("0.40")
     row = await UsageEvent.get(customer_id=customer.id)
@@ -123,7 +94,7 @@ async def test_wallet_mode_debits_the_wallet(gql: GQL, factory: Factory) -> None
 async def test_credits_mode_burns_credits(gql: GQL, factory: Factory) -> None:
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_credits(customer, "100")
+    await fund_credits(customer, "100")
     await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "5")]}}, token)
     assert await balance(ledger.customer_credits(customer.id, customer.partner_id)) == Decimal(70)
     credits = await gql(
@@ -146,7 +117,7 @@ async def test_invoice_mode_accrues_unpaid(gql: GQL, factory: Factory) -> None:
 async def test_wallet_shortfall_records_the_rest_unpaid(gql: GQL, factory: Factory) -> None:
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "0.10")
+    await fund_wallet(customer, "0.10")
     events = [event(customer.id, "VOICE_MINUTES", "1") for _ in range(3)]  # $0.06 each
     data = await gql(RECORD, {"i": {"events": events}}, token)
     assert data["usageRecord"]["accepted"] == 3
@@ -189,7 +160,7 @@ async def test_rate_card_change_applies_from_that_moment(gql: GQL, factory: Fact
 async def test_duplicates_are_accepted_once_and_charged_once(gql: GQL, factory: Factory) -> None:
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "10")
+    await fund_wallet(customer, "10")
     one = event(customer.id, "VOICE_MINUTES", "1")
     first = await gql(RECORD, {"i": {"events": [one, one]}}, token)
     again = await gql(RECORD, {"i": {"events": [one]}}, token)
@@ -276,8 +247,8 @@ async def _authorize(
 async def test_authorize_refusals(gql: GQL, factory: Factory) -> None:
     tenant, token = await _tenant(gql, factory)
     wallet_customer, credit_customer = tenant.customers
-    await _fund_wallet(wallet_customer, "0.10")
-    await _fund_credits(credit_customer, "5")
+    await fund_wallet(wallet_customer, "0.10")
+    await fund_credits(credit_customer, "5")
     assert (await _authorize(gql, token, wallet_customer.id, "1"))["hold"]["status"] == "ACTIVE"
     assert [e["code"] for e in (await _authorize(gql, token, wallet_customer.id, "1"))["errors"]] == [
         "INSUFFICIENT_BALANCE"
@@ -286,14 +257,14 @@ async def test_authorize_refusals(gql: GQL, factory: Factory) -> None:
         "INSUFFICIENT_CREDITS"
     ]
     await gql(CAP, {"i": {"customerId": gid("Customer", credit_customer.id), "cap": "0.01"}}, token)
-    await _fund_credits(credit_customer, "100")
+    await fund_credits(credit_customer, "100")
     assert [e["code"] for e in (await _authorize(gql, token, credit_customer.id, "1"))["errors"]] == ["CAP_REACHED"]
 
 
 async def test_expired_holds_stop_counting(gql: GQL, factory: Factory) -> None:
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "0.06")
+    await fund_wallet(customer, "0.06")
     first = await _authorize(gql, token, customer.id, "1")
     assert first["hold"] is not None
     assert [e["code"] for e in (await _authorize(gql, token, customer.id, "1"))["errors"]] == ["INSUFFICIENT_BALANCE"]
@@ -305,7 +276,7 @@ async def test_expired_holds_stop_counting(gql: GQL, factory: Factory) -> None:
 async def test_recording_against_a_hold_consumes_it(gql: GQL, factory: Factory) -> None:
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "0.06")
+    await fund_wallet(customer, "0.06")
     hold = (await _authorize(gql, token, customer.id, "1"))["hold"]
     data = await gql(RECORD, {"i": {"events": [event(customer.id, "VOICE_MINUTES", "1", holdId=hold["id"])]}}, token)
     assert data["usageRecord"]["accepted"] == 1
@@ -324,7 +295,7 @@ async def test_a_repeated_authorization_answers_exactly_as_the_first(gql: GQL, f
     # given a hold placed under a key (the first answer shows the row as written, never read back)
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "5")
+    await fund_wallet(customer, "5")
     k = key()
     query = """mutation($i: UsageAuthorizeInput!) { usageAuthorize(input: $i) { hold {
       id unitType estimatedQuantity credits funding status expiresAt createdAt amount { amount } } errors { code } } }"""
@@ -593,7 +564,7 @@ async def test_32_concurrent_authorizations_against_room_for_10(gql: GQL, factor
 async def test_concurrent_batches_with_overlapping_keys_charge_once(gql: GQL, factory: Factory) -> None:
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "100")
+    await fund_wallet(customer, "100")
     events = [event(customer.id, "VOICE_MINUTES", "1") for _ in range(50)]
     results = await asyncio.gather(*[gql(RECORD, {"i": {"events": events}}, token) for _ in range(8)])
     assert sum(r["usageRecord"]["accepted"] for r in results) == 50
@@ -624,7 +595,7 @@ async def test_sql_statements_per_batch_do_not_grow_with_batch_size(gql: GQL, fa
 
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "1000")
+    await fund_wallet(customer, "1000")
     await gql(RECORD, {"i": {"events": [event(customer.id)]}}, token)  # warm up partitions
     counts = []
     for n in (10, 200):
@@ -684,7 +655,7 @@ async def test_holds_and_charges_racing_never_commit_more_than_the_wallet_holds(
     # given a wallet of $1.00 and SMS at $0.01 a segment
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "1.00")
+    await fund_wallet(customer, "1.00")
     await store.ensure_partitions([store.month_start(datetime.now(UTC))])  # as the scheduler does ahead of time
     # when 15 authorizations of $0.10 race 15 recordings of $0.10
     authorizations = [_authorize(gql, token, customer.id, "10", "SMS_SEGMENTS") for _ in range(15)]
@@ -798,7 +769,7 @@ async def test_an_unknown_hold_id_refuses_the_event_instead_of_ignoring_it(clien
     # given a wallet with an active hold
     tenant, token = await _tenant(gql, factory)
     customer = tenant.customers[0]
-    await _fund_wallet(customer, "1.00")
+    await fund_wallet(customer, "1.00")
     hold = (await _authorize(gql, token, customer.id, "1"))["hold"]
     # when events name a hold id that is not a hold's
     events = [event(customer.id, "VOICE_MINUTES", "1", holdId=h) for h in ("garbage", gid("Customer", customer.id))]
