@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._pg import free_port, fresh_database, throwaway_postgres  # noqa: E402
+from bench._proc import tree  # noqa: E402
 
 PASSWORD = "Bench-pass-1"
 OWNER = "owner@exports.bench.example.com"
@@ -152,22 +153,10 @@ def _process(cmd: list[str], env: dict[str, str], name: str) -> Iterator[subproc
         Path(log.name).unlink(missing_ok=True)
 
 
-def _tree(pid: int) -> list[int]:
-    """The process and all its descendants (dramatiq forks its worker processes)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            children = (task / "children").read_text().split() if (task / "children").exists() else []
-            todo += [int(c) for c in children]
-    return out
-
-
 def _peak_rss_mb(pid: int) -> float:
     """The largest VmHWM (peak resident set) among the process tree."""
     peaks = []
-    for p in _tree(pid):
+    for p in tree(pid):
         try:
             status = Path(f"/proc/{p}/status").read_text()
         except FileNotFoundError:

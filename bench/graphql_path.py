@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
 
 from bench._http import Connection  # noqa: E402
 from bench._pg import free_port  # noqa: E402
+from bench._proc import cpu_seconds  # noqa: E402
 
 TOKEN_ENV = "BENCH_STUB_TOKEN"
 VIEWER_ENV = "BENCH_STUB_VIEWER"
@@ -105,11 +106,6 @@ def create_app() -> Any:
 
 
 # ---------------------------------------------------------------- the client side
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields_ = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -256,9 +252,9 @@ def main() -> int:
                 time.sleep(1)
             per_request, rates = [], []
             for _ in range(args.rounds):
-                cpu, started = _cpu_seconds(proc.pid), time.monotonic()
+                cpu, started = cpu_seconds([proc.pid]), time.monotonic()
                 asyncio.run(run_pairs(base, token, args.pairs, args.clients))
-                elapsed, used = time.monotonic() - started, _cpu_seconds(proc.pid) - cpu
+                elapsed, used = time.monotonic() - started, cpu_seconds([proc.pid]) - cpu
                 per_request.append(1e6 * used / (2 * args.pairs))
                 rates.append(args.pairs / elapsed)
             if spy is not None:

@@ -35,12 +35,12 @@ import sys
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import asyncpg
 
@@ -59,6 +59,7 @@ SHAPES = ("spread", "hot")
 
 Transfer = tuple[int, int]  # indexes (debit, credit) into the account list
 Worker = Callable[[Transfer], Awaitable[None]]
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- measuring
@@ -75,8 +76,8 @@ class CountingConnection(asyncpg.Connection):
         CountingConnection.live.add(self)
 
 
-async def count_statements(work: Worker, transfers: list[Transfer]) -> float:
-    """Statements per transfer, over all connections of both pools, one transfer at a time."""
+async def count_statements(work: Callable[[T], Awaitable[object]], transfers: Sequence[T]) -> float:
+    """Statements per transfer (or any unit of work), over all connections of both pools, one at a time."""
     seen: list[str] = []
 
     def log(record: Any) -> None:

@@ -34,7 +34,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._pg import fresh_database, throwaway_postgres  # noqa: E402
-from bench.ledger import CountingConnection  # noqa: E402
+from bench._proc import cpu_seconds  # noqa: E402
+from bench.ledger import CountingConnection, count_statements  # noqa: E402
 
 CASES = ("sql", "orm")
 WARMUP = 40
@@ -151,14 +152,7 @@ async def run(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
         def pg_cpu() -> float:
             """CPU seconds of this database's server processes (0 when they are not on this machine)."""
-            total = 0
-            for pid in backends:
-                try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-                except OSError:
-                    continue
-                total += int(fields[11]) + int(fields[12])
-            return total / os.sysconf("SC_CLK_TCK")
+            return cpu_seconds(backends)
 
         async def drive(count: int, writers: int) -> tuple[float, float, list[float], float]:
             numbers = iter(range(count))
@@ -174,28 +168,11 @@ async def run(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             await asyncio.gather(*(writer() for _ in range(writers)))
             return time.perf_counter() - started, time.process_time() - cpu, latencies, pg_cpu() - pg
 
-        async def counted() -> float:
-            seen: list[str] = []
-
-            def log(record: Any) -> None:
-                seen.append(record.query)
-
-            live = list(CountingConnection.live)
-            for conn in live:
-                conn.add_query_logger(log)
-            try:
-                await drive(COUNTED, 1)
-                await asyncio.sleep(0)
-            finally:
-                for conn in live:
-                    conn.remove_query_logger(log)
-            return len(seen) / COUNTED
-
         statements: dict[str, float] = {}
         for case in args.cases:
             raw_path.RAW_SQL = case == "sql"
             await drive(WARMUP, args.writers)
-            statements[case] = await counted()
+            statements[case] = await count_statements(pair, range(COUNTED))
         await find_backends()
         rounds: dict[str, list[tuple[float, float, list[float], float]]] = {case: [] for case in args.cases}
         for _ in range(args.rounds):

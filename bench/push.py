@@ -72,6 +72,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._pg import free_port, fresh_database, throwaway_postgres  # noqa: E402
+from bench._proc import cpu_seconds, machine_busy_seconds, postmaster_of  # noqa: E402
 
 PASSWORD = "Bench-pass-1"
 ADMIN_EMAIL = "bench-push-admin@example.com"
@@ -285,53 +286,6 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def cpu_seconds(pids: list[int], tree: bool = False) -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    todo, total = list(pids), 0
-    while todo:
-        pid = todo.pop()
-        try:
-            parts = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(parts[11]) + int(parts[12])
-        if tree:
-            todo += _children(pid)
-    return total / tick
-
-
-def machine_busy_seconds() -> float:
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    busy = values[0] + values[1] + values[2] + values[5] + values[6] + (values[7] if len(values) > 7 else 0)
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def postmaster_of(port: int) -> int | None:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmd and cmd[0].endswith(b"postgres") and b"-p" in cmd and str(port).encode() in cmd:
-            return int(entry.name)
-    return None
 
 
 # ---------------------------------------------------------------- HTTP

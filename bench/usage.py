@@ -60,6 +60,7 @@ if str(ROOT) not in sys.path:
 
 from bench._http import Connection  # noqa: E402
 from bench._pg import free_port, fresh_database, throwaway_postgres  # noqa: E402
+from bench._proc import children, cpu_seconds, machine_busy_seconds, postmaster_of  # noqa: E402
 
 PASSWORD = "Bench-pass-1"
 ADMIN_EMAIL = "bench-admin@example.com"
@@ -185,62 +186,6 @@ def seed(url: str, partners: int, customers_per_partner: int, credit_every: int)
 # ---------------------------------------------------------------- processes and CPU accounting
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rpartition(")")[2].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += _children(p)
-    return out
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields_ = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields_[11]) + int(fields_[12])  # utime, stime
-    return total / tick
-
-
-def _postmaster_of(port: int) -> int | None:
-    """The postmaster listening on `port` on this machine (None when the database is elsewhere)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmd and cmd[0].endswith(b"postgres") and b"-p" in cmd and str(port).encode() in cmd:
-            return int(entry.name)
-    return None
-
-
-def _machine_busy_seconds() -> float:
-    """CPU seconds all cores spent busy since boot (user, nice, system, irq, softirq, steal)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    busy = values[0] + values[1] + values[2] + values[5] + values[6] + (values[7] if len(values) > 7 else 0)
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Cpu:
     server: float = 0.0
@@ -257,9 +202,9 @@ class CpuMeter:
         self.server_pid, self.pg_pid = server_pid, pg_pid
 
     def _read(self) -> tuple[float, float | None, float, float]:
-        server = _cpu_seconds(_tree(self.server_pid)) if self.server_pid else 0.0
-        pg = _cpu_seconds(_tree(self.pg_pid)) if self.pg_pid else None
-        return server, pg, time.process_time(), _machine_busy_seconds()
+        server = cpu_seconds([self.server_pid], tree=True) if self.server_pid else 0.0
+        pg = cpu_seconds([self.pg_pid], tree=True) if self.pg_pid else None
+        return server, pg, time.process_time(), machine_busy_seconds()
 
     def start(self) -> None:
         self.before = self._read()
@@ -1019,7 +964,7 @@ async def run_server_phases(
     api = Api(base)
     results: list[Outcome] = []
     # the worker that answers is what py-spy samples; with --workers N only one of them is sampled
-    workers = _children(server.pid) or [server.pid]
+    workers = children(server.pid) or [server.pid]
     spied = workers[0] if len(workers) == 1 else None
     meter = CpuMeter(server.pid, pg_pid)
     try:
@@ -1289,7 +1234,7 @@ def main() -> int:
             print("started a throwaway PostgreSQL (fsync on, synchronous_commit on)", flush=True)
         url = stack.enter_context(fresh_database(server_url, prefix="partnerdesk_bench_usage"))
         port = int(url.rpartition(":")[2].partition("/")[0]) if "127.0.0.1:" in url else None
-        pg_pid = _postmaster_of(port) if port else None
+        pg_pid = postmaster_of(port) if port else None
         info = seed(url, args.partners, args.customers_per_partner, args.credit_every)
         customers = info["customers"]
         print(
