@@ -251,6 +251,31 @@ def check_limits(
             after[ref.key] = balance
 
 
+def _check_amount(debit: AccountRef, credit: AccountRef, amount: Decimal, error_field: str | None) -> None:
+    """A transfer moves a positive amount of one currency (checked before any account is locked)."""
+    if debit.currency != credit.currency:
+        raise ValueError("a transfer moves one currency")
+    if not amount.is_finite() or amount <= ZERO:
+        raise DomainError.single(ErrorCode.INVALID, "Amount must be positive.", error_field)
+
+
+def _guarded(
+    accounts: Mapping[str, LedgerAccount],
+    debit: AccountRef,
+    credit: AccountRef,
+    amount: Decimal,
+    error_field: str | None,
+) -> tuple[LedgerAccount, LedgerAccount]:
+    """The locked (source, target) of a transfer, once a guarded source would not go below zero and neither
+    balance would pass ±BALANCE_LIMIT; the rules of `post` and `Postings.add` alike."""
+    source, target = accounts[debit.key], accounts[credit.key]
+    if source.non_negative and source.balance - amount < ZERO:
+        error = shortfall(source)
+        raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
+    check_limits(accounts, [(debit, credit, amount)], error_field)
+    return source, target
+
+
 async def post(
     debit: AccountRef,
     credit: AccountRef,
@@ -263,18 +288,11 @@ async def post(
     error_field: str | None = None,
 ) -> Transfer:
     """Moves `amount` from `debit` to `credit`. Must run inside a transaction; raises before writing anything."""
-    if debit.currency != credit.currency:
-        raise ValueError("a transfer moves one currency")
-    if not amount.is_finite() or amount <= ZERO:
-        raise DomainError.single(ErrorCode.INVALID, "Amount must be positive.", error_field)
+    _check_amount(debit, credit, amount, error_field)
     accounts = (
         dict(locked) if locked and debit.key in locked and credit.key in locked else await lock_accounts(debit, credit)
     )
-    source, target = accounts[debit.key], accounts[credit.key]
-    if source.non_negative and source.balance - amount < ZERO:
-        error = shortfall(source)
-        raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
-    check_limits(accounts, [(debit, credit, amount)], error_field)
+    source, target = _guarded(accounts, debit, credit, amount, error_field)
     moves = source.id != target.id  # a transfer to itself moves nothing
     row: dict[str, Any] = {
         "debit_account_id": source.id,
@@ -337,15 +355,8 @@ class Postings:
         metadata: JsonMapping | None = None,
         error_field: str | None = None,
     ) -> PlannedTransfer:
-        if debit.currency != credit.currency:
-            raise ValueError("a transfer moves one currency")
-        if not amount.is_finite() or amount <= ZERO:
-            raise DomainError.single(ErrorCode.INVALID, "Amount must be positive.", error_field)
-        source, target = self.locked[debit.key], self.locked[credit.key]
-        if source.non_negative and source.balance - amount < ZERO:
-            error = shortfall(source)
-            raise DomainError.single(error.errors[0].code, error.errors[0].message, error_field)
-        check_limits(self.locked, [(debit, credit, amount)], error_field)
+        _check_amount(debit, credit, amount, error_field)
+        source, target = _guarded(self.locked, debit, credit, amount, error_field)
         if source.id != target.id:
             self.deltas[source.id] = self.deltas.get(source.id, ZERO) - amount
             self.deltas[target.id] = self.deltas.get(target.id, ZERO) + amount
