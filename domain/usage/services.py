@@ -712,31 +712,31 @@ def _event_row(
     customer: Customer, r: _Rated, ok: bool, is_free: bool, funding: Funding, now: datetime, transfer: Transfer | None
 ) -> store.EventRow:
     e = r.event
-    return {
-        "customer_id": customer.id,
-        "partner_id": customer.partner_id,
-        "unit_type": str(e.unit_type),
-        "quantity": e.quantity,
-        "occurred_at": e.occurred_at,
-        "recorded_at": now,
-        "case_type": e.case_type,
-        "idempotency_key": e.key,
-        "hold_id": e.hold_id,
-        "unit_price": r.price,
-        "cost": r.cost,
-        "credits": r.credits if ok else ZERO,
-        "funding": str(funding if ok else Funding.INVOICE),
-        "paid": ok or is_free,
-        "transfer_id": transfer.id if transfer else None,
-        "metadata": e.metadata,
-        "direction": e.details.direction,
-        "from_number": e.details.from_number,
-        "to_number": e.details.to_number,
-        "duration_seconds": e.details.duration_seconds,
-        "segments": e.details.segments,
-        "campaign_id": e.details.campaign_id,
-        "call_id": e.details.call_id,
-    }
+    d = e.details
+    return store.EventRow(
+        customer_id=customer.id,
+        partner_id=customer.partner_id,
+        unit_type=e.unit_type.value,
+        quantity=e.quantity,
+        occurred_at=e.occurred_at,
+        case_type=e.case_type,
+        idempotency_key=e.key,
+        unit_price=r.price,
+        cost=r.cost,
+        credits=r.credits if ok else ZERO,
+        funding=(funding if ok else Funding.INVOICE).value,
+        paid=ok or is_free,
+        metadata=e.metadata,
+        hold_id=e.hold_id,
+        transfer_id=transfer.id if transfer else None,
+        direction=d.direction,
+        from_number=d.from_number,
+        to_number=d.to_number,
+        duration_seconds=d.duration_seconds,
+        segments=d.segments,
+        campaign_id=d.campaign_id,
+        call_id=d.call_id,
+    )
 
 
 # ---------------------------------------------------------------- phase 5: persist
@@ -748,7 +748,7 @@ async def _persist(
     """Phase 5, in the batch's transaction: the event rows, the daily rollups and monthly spend they add to, the
     spending cap of each customer whose current month grew, and the holds the new events used."""
     rollups, details = _rollups(rows)
-    await store.insert_events(rows)
+    await store.insert_events(rows, batch.now)
     await store.add_rollups(rollups)
     await store.add_rollup_details(details)
     spend = _spend(rows)
@@ -767,7 +767,7 @@ def _spend(rows: list[store.EventRow]) -> list[tuple[int, date, Decimal]]:
     """(customer, month, cost) the rows add to the monthly spend, one per (customer, month)."""
     spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     for row in rows:
-        spend[(row["customer_id"], store.month_start(row["occurred_at"]))] += row["cost"]
+        spend[(row.customer_id, store.month_start(row.occurred_at))] += row.cost
     return [(customer_id, month, amount) for (customer_id, month), amount in spend.items()]
 
 
@@ -788,16 +788,16 @@ def _rollups(rows: list[store.EventRow]) -> tuple[list[store.RollupRow], list[st
     totals: dict[tuple[int, date, str], list[Any]] = {}
     detail: dict[tuple[int, date, str, str, int], list[Any]] = {}
     for row in rows:
-        key = (row["customer_id"], row["occurred_at"].date(), row["unit_type"])
+        key = (row.customer_id, row.occurred_at.date(), row.unit_type)
         for acc in (
             totals.setdefault(key, [0, ZERO, ZERO, ZERO, ZERO]),
-            detail.setdefault((*key, row["case_type"], row["campaign_id"] or 0), [0, ZERO, ZERO, ZERO, ZERO]),
+            detail.setdefault((*key, row.case_type, row.campaign_id or 0), [0, ZERO, ZERO, ZERO, ZERO]),
         ):
             acc[0] += 1
-            acc[1] += row["quantity"]
-            acc[2] += row["cost"]
-            acc[3] += row["credits"]
-            acc[4] += ZERO if row["paid"] else row["cost"]
+            acc[1] += row.quantity
+            acc[2] += row.cost
+            acc[3] += row.credits
+            acc[4] += ZERO if row.paid else row.cost
     return [(c, d, u, *acc) for (c, d, u), acc in totals.items()], [
         (c, d, u, ct, cp, *acc) for (c, d, u, ct, cp), acc in detail.items()
     ]

@@ -36,7 +36,15 @@ from domain.ledger.models import AccountKind, IdempotencyStatus, LedgerAccount
 from domain.ledger.services import PlannedTransfer, lock_accounts_sql
 from domain.usage.lookup import Lookup, lookup_statement, parse, reach_values
 from domain.usage.models import HoldStatus, UsageHold
-from domain.usage.store import EVENT_COLUMNS, EVENT_PG_TYPES, EventRow, RollupDetailRow, RollupRow, adding
+from domain.usage.store import (
+    EVENT_COLUMNS,
+    EventRow,
+    RollupDetailRow,
+    RollupRow,
+    adding,
+    event_rows_json,
+    event_rows_sql,
+)
 from domain.viewer import Viewer
 
 _decode = msgspec.json.decode
@@ -62,8 +70,12 @@ class _Params:
 # ---------------------------------------------------------------- a batch's settle and persist phases
 
 _p = _Params()
-_EVENT_SOURCE = [c for c in EVENT_COLUMNS if c != "transfer_id"]
-_EVENT_TYPES = dict(zip(EVENT_COLUMNS, EVENT_PG_TYPES, strict=True))
+_event_source, _event_values = event_rows_sql(
+    _p("events", "json"),
+    _p("now", "timestamptz"),
+    beside=(f"unnest({_p('event_debits', 'int[]')})", "transfer_debit"),
+    transfer_id="t.id",
+)
 _AUDIT_TYPES = {
     "chain": "text",
     "type": "text",
@@ -95,11 +107,7 @@ _BATCH_SQL = (
     "WITH ORDINALITY AS x(debit, credit, amount, currency, kind, debit_after, credit_after, metadata, n) "
     "ORDER BY x.n RETURNING id, debit_account_id), "
     # each event names its transfer by the transfer's debit account (unique in a batch: a customer's payer or invoice)
-    f"events AS (INSERT INTO usage_event ({', '.join(EVENT_COLUMNS)}) "
-    f"SELECT {', '.join('t.id' if c == 'transfer_id' else f'r.{c}' for c in EVENT_COLUMNS)} "
-    f"FROM ROWS FROM (json_to_recordset({_p('events', 'json')}) AS "
-    f"({', '.join(f'{c} {_EVENT_TYPES[c]}' for c in _EVENT_SOURCE)}), unnest({_p('event_debits', 'int[]')})) "
-    f"AS r({', '.join(_EVENT_SOURCE)}, transfer_debit) "
+    f"events AS (INSERT INTO usage_event ({', '.join(EVENT_COLUMNS)}) SELECT {_event_values} FROM {_event_source} "
     "LEFT JOIN transfers t ON t.debit_account_id = r.transfer_debit), "
     "rollups AS (INSERT INTO usage_rollup (customer_id, day, unit_type, events, quantity, cost, credits, unpaid_cost) "
     f"SELECT * FROM unnest({_p('r_customer', 'int[]')}, {_p('r_day', 'date[]')}, {_p('r_unit', 'text[]')}, "
@@ -194,7 +202,7 @@ async def write_batch(w: BatchWrite) -> BatchWritten:
         "t_debit_after": t[5],
         "t_credit_after": t[6],
         "t_metadata": [to_json(m) for m in t[7]],
-        "events": to_json(list(w.events)),
+        "events": event_rows_json(w.events),
         "event_debits": list(w.event_debits),
         "now": w.now,
         "holds": list(w.holds),
