@@ -90,7 +90,8 @@ class UsageEvent(models.Model):
 
 class UsageDedup(models.Model):
     """Idempotency keys of accepted events. Events older than the acceptance window are refused anyway, so rows
-    past it can be pruned."""
+    past it can be pruned. On PostgreSQL the table's key is (customer_id, idempotency_key) alone: `id` is filled by
+    its sequence but not indexed (migration 0017; nothing reads a row by it)."""
 
     id = fields.BigIntField(primary_key=True)
     customer_id = fields.IntField()

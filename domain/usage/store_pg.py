@@ -255,16 +255,19 @@ async def live_holds(customer_ids: Sequence[int], now: datetime) -> list[tuple[i
 @cache
 def _claim_and_lock_sql() -> str:
     # the accounts are locked only once every key is claimed: the count reads the whole claim (which may wait on a
-    # concurrent batch holding one of the keys) before the first account row is read
+    # concurrent batch holding one of the keys) before the first account row is read. The pairs come as two texts
+    # of space-separated words (keys are printable ASCII without spaces: `idempotency.check_key`): a third of the
+    # client CPU of an int[] and a text[] of 1,000 elements. The keys seen before are looked for only when fewer
+    # rows went in than came (usually none were seen)
     lock = lock_accounts_sql("$4").replace(" ORDER BY", " AND (SELECT count(*) FROM ins) >= 0 ORDER BY")
     return (
-        "WITH t AS (SELECT c, k FROM unnest($1::int[], $2::text[]) AS t(c, k)), "
+        "WITH t AS (SELECT c::int, k FROM ROWS FROM (string_to_table(nullif($1, ''), ' '), string_to_table(nullif($2, ''), ' ')) AS t(c, k)), "
         "ins AS (INSERT INTO usage_dedup (customer_id, idempotency_key, created_at) SELECT c, k, $3 FROM t "
         "ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING customer_id, idempotency_key), "
         f"locked AS ({lock}) "
-        "SELECT locked.*, (SELECT json_agg(json_build_array(c, k)) FROM t WHERE NOT EXISTS "
-        "(SELECT 1 FROM ins WHERE ins.customer_id = t.c AND ins.idempotency_key = t.k)) AS seen "
-        "FROM (SELECT 1) one LEFT JOIN locked ON true ORDER BY locked.id"
+        "SELECT locked.*, CASE WHEN (SELECT count(*) FROM ins) < $5 THEN (SELECT json_agg(json_build_array(c, k)) "
+        "FROM t WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.customer_id = t.c AND ins.idempotency_key = t.k)) "
+        "END AS seen FROM (SELECT 1) one LEFT JOIN locked ON true ORDER BY locked.id"
     )
 
 
@@ -273,9 +276,11 @@ async def claim_and_lock(
 ) -> tuple[set[tuple[int, str]], list[LedgerAccount]]:
     """`store.claim_keys` then `ledger.lock_accounts`' read, in one statement: the (customer, key) pairs that were
     claimed before (duplicates), and those of the accounts `keys` that exist, locked in id order (the caller has
-    `ledger.lock_accounts(…, locked=…)` create and lock any that are missing)."""
+    `ledger.lock_accounts(…, locked=…)` create and lock any that are missing). Keys are checked ones
+    (`idempotency.check_key`: no spaces)."""
+    customers = " ".join([str(p[0]) for p in pairs])
     rows = await _conn().execute_query_dict(
-        _claim_and_lock_sql(), [[p[0] for p in pairs], [p[1] for p in pairs], at, list(keys)]
+        _claim_and_lock_sql(), [customers, " ".join([p[1] for p in pairs]), at, list(keys), len(pairs)]
     )
     seen = rows[0]["seen"] if rows else None
     duplicates = {(c, k) for c, k in _decode(seen)} if seen else set()
