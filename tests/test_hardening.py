@@ -12,12 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
 import resolvers.accounts
 import schema.extensions
+from domain.common.validation import json_problem
 from domain.reports import links
 from server.app import metrics
 from server.graphql import GraphQLView
@@ -363,3 +366,22 @@ async def test_client_errors_are_logged_at_info_and_unexpected_ones_at_error(
     assert unexpected[0] == "error"
     assert unexpected[1]["request_id"] == "req-logged-0001" and isinstance(unexpected[1]["exc_info"], RuntimeError)
     assert not [r for r in caplog.records if r.name == "strawberry.execution"]  # Strawberry's own ERROR lines are gone
+
+
+# NUL, a lone surrogate and non-ASCII text beside plain letters: what the one-pass check must get right
+_TEXT = st.text(alphabet=st.sampled_from(["a", "b", "\x00", "é", "\ud800", '"']), max_size=40)
+
+
+@given(
+    st.dictionaries(_TEXT.filter(lambda t: len(t) <= 12), _TEXT, max_size=8),
+    st.integers(min_value=0, max_value=300),
+)
+@settings(max_examples=300, deadline=None)
+def test_flat_metadata_is_judged_as_the_full_walk_judges_it(value: dict[str, str], max_bytes: int) -> None:
+    """`json_problem` answers flat text objects in one pass; wrapped in a list (one level and 2 bytes more) the same
+    object takes the full walk: both must agree (NUL, surrogates, non-ASCII text, the size limit at its edge)."""
+    alone = json_problem(value, max_depth=3, max_bytes=max_bytes)
+    walked = json_problem([value], max_depth=4, max_bytes=max_bytes + 2)
+    assert (alone is None) == (walked is None)
+    if alone is not None and walked is not None and not walked.startswith("Must be at most"):
+        assert alone == walked

@@ -146,6 +146,8 @@ def json_problem(value: Any, *, max_depth: int, max_bytes: int) -> str | None:
     ±10^15 or beyond, more than 30 decimal places: 1e5000 reads back as infinity, which no JSON can carry).
 
     Walks the value with a stack, so no nesting exhausts Python's recursion."""
+    if type(value) is dict and max_depth >= 1 and _flat_text_fits(value, max_bytes):  # most metadata: one pass
+        return None
     budget = max_bytes
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -180,6 +182,18 @@ def json_problem(value: Any, *, max_depth: int, max_bytes: int) -> str | None:
         if budget < 0:
             return f"Must be at most {max_bytes:,} bytes of JSON."
     return None
+
+
+def _flat_text_fits(value: dict[Any, Any], max_bytes: int) -> bool:
+    """An object of ASCII text values without NUL within `max_bytes`: what `json_problem` accepts, decided in one
+    pass (False: not such an object, let the full walk decide)."""
+    budget = max_bytes - 2
+    for key, element in value.items():
+        text = key + element if type(key) is str and type(element) is str else None
+        if text is None or not text.isascii() or "\x00" in text:
+            return False
+        budget -= len(key) + len(element) + 6
+    return budget >= 0
 
 
 def _json_number_problem(number: int | float | Decimal) -> str | None:

@@ -176,6 +176,7 @@ class _Details(NamedTuple):
 
 
 _NO_DETAILS = _Details()
+assert _Details._fields == store.EventRow.__struct_fields__[-len(_Details._fields) :]  # `_event_row` relies on it
 
 
 @dataclass(slots=True)
@@ -712,30 +713,23 @@ def _event_row(
     customer: Customer, r: _Rated, ok: bool, is_free: bool, funding: Funding, now: datetime, transfer: Transfer | None
 ) -> store.EventRow:
     e = r.event
-    d = e.details
     return store.EventRow(
-        customer_id=customer.id,
-        partner_id=customer.partner_id,
-        unit_type=e.unit_type.value,
-        quantity=e.quantity,
-        occurred_at=e.occurred_at,
-        case_type=e.case_type,
-        idempotency_key=e.key,
-        unit_price=r.price,
-        cost=r.cost,
-        credits=r.credits if ok else ZERO,
-        funding=(funding if ok else Funding.INVOICE).value,
-        paid=ok or is_free,
-        metadata=e.metadata,
-        hold_id=e.hold_id,
-        transfer_id=transfer.id if transfer else None,
-        direction=d.direction,
-        from_number=d.from_number,
-        to_number=d.to_number,
-        duration_seconds=d.duration_seconds,
-        segments=d.segments,
-        campaign_id=d.campaign_id,
-        call_id=d.call_id,
+        customer.id,
+        customer.partner_id,
+        e.unit_type.value,
+        e.quantity,
+        e.occurred_at,
+        e.key,
+        r.price,
+        r.cost,
+        (funding if ok else Funding.INVOICE).value,
+        ok or is_free,
+        r.credits if ok else ZERO,
+        e.case_type,
+        e.metadata,
+        e.hold_id,
+        transfer.id if transfer else None,
+        *e.details,
     )
 
 
@@ -751,7 +745,7 @@ async def _persist(
     await store.insert_events(rows, batch.now)
     await store.add_rollups(rollups)
     await store.add_rollup_details(details)
-    spend = _spend(rows)
+    spend = _spend(rollups)
     totals = await store.add_spends(spend)
     for customer_id, month in _capped(batch, spend):
         customer, prefs = batch.customers[customer_id], priced[customer_id].prefs
@@ -763,11 +757,12 @@ async def _persist(
         )
 
 
-def _spend(rows: list[store.EventRow]) -> list[tuple[int, date, Decimal]]:
-    """(customer, month, cost) the rows add to the monthly spend, one per (customer, month)."""
+def _spend(rollups: list[store.RollupRow]) -> list[tuple[int, date, Decimal]]:
+    """(customer, month, cost) the rows of these rollups (`_rollups`) add to the monthly spend, one per (customer,
+    month): the sum of their days' costs."""
     spend: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
-    for row in rows:
-        spend[(row.customer_id, store.month_start(row.occurred_at))] += row.cost
+    for customer_id, day, _, _, _, cost, _, _ in rollups:
+        spend[(customer_id, store.month_start(day))] += cost
     return [(customer_id, month, amount) for (customer_id, month), amount in spend.items()]
 
 
@@ -783,21 +778,25 @@ def _consumed(batch: _Batch, new_keys: set[tuple[int, str]]) -> list[int]:
 
 
 def _rollups(rows: list[store.EventRow]) -> tuple[list[store.RollupRow], list[store.RollupDetailRow]]:
-    """(customer, day, unit type) → events, quantity, cost, credits and unpaid cost of the rows; and the same by
-    (customer, day, unit type, case type, campaign or 0)."""
-    totals: dict[tuple[int, date, str], list[Any]] = {}
+    """(customer, day, unit type, case type, campaign or 0) → events, quantity, cost, credits and unpaid cost of
+    the rows; and the same by (customer, day, unit type), summed from those."""
     detail: dict[tuple[int, date, str, str, int], list[Any]] = {}
     for row in rows:
-        key = (row.customer_id, row.occurred_at.date(), row.unit_type)
-        for acc in (
-            totals.setdefault(key, [0, ZERO, ZERO, ZERO, ZERO]),
-            detail.setdefault((*key, row.case_type, row.campaign_id or 0), [0, ZERO, ZERO, ZERO, ZERO]),
-        ):
-            acc[0] += 1
-            acc[1] += row.quantity
-            acc[2] += row.cost
-            acc[3] += row.credits
-            acc[4] += ZERO if row.paid else row.cost
+        key = (row.customer_id, row.occurred_at.date(), row.unit_type, row.case_type, row.campaign_id or 0)
+        acc = detail.get(key)
+        if acc is None:
+            acc = detail[key] = [0, ZERO, ZERO, ZERO, ZERO]
+        acc[0] += 1
+        acc[1] += row.quantity
+        acc[2] += row.cost
+        acc[3] += row.credits
+        if not row.paid:
+            acc[4] += row.cost
+    totals: dict[tuple[int, date, str], list[Any]] = {}
+    for (c, d, u, _, _), acc in detail.items():
+        total = totals.setdefault((c, d, u), [0, ZERO, ZERO, ZERO, ZERO])
+        for i in range(5):
+            total[i] += acc[i]
     return [(c, d, u, *acc) for (c, d, u), acc in totals.items()], [
         (c, d, u, ct, cp, *acc) for (c, d, u, ct, cp), acc in detail.items()
     ]
@@ -869,10 +868,10 @@ async def _settle_and_persist_sql(batch: _Batch, priced: dict[int, _Priced], sou
         await store.release_keys(refused)
         new_keys -= set(refused)
         result.rejected.sort(key=lambda r: r.index)
-    spend = _spend(rows)
+    rollups, details = _rollups(rows)
+    spend = _spend(rollups)
     capped = _capped(batch, spend)
     outbox += [(SPENDING_CAP_CHANGED, cid, batch.customers[cid].partner_id) for cid, _ in capped]
-    rollups, details = _rollups(rows)
     now = datetime.now(UTC)
     written = await store_pg.write_batch(
         store_pg.BatchWrite(
