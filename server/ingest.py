@@ -65,28 +65,51 @@ def _from_cloudevent(item: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+_EVENT_ORDER = (  # `_to_event` builds the struct positionally
+    "idempotency_key",
+    "customer_id",
+    "unit_type",
+    "quantity",
+    "occurred_at",
+    "case_type",
+    "hold_id",
+    "metadata",
+    "malformed",
+    "direction",
+    "from_number",
+    "to_number",
+    "duration_seconds",
+    "segments",
+    "campaign_id",
+    "call_id",
+)
+assert UsageEventIn.__struct_fields__ == _EVENT_ORDER
+
+
 def _to_event(item: object, ids: EventIds) -> UsageEventIn:
     """One JSON item as the service's event, as `usageRecord` builds them from its input; anything not an object
     becomes an event that fails validation."""
     if not isinstance(item, dict):
         return UsageEventIn(None, None, None, None, None, malformed=True)
     event = _from_cloudevent(item) if "specversion" in item else item
-    return UsageEventIn(
-        idempotency_key=event.get("idempotencyKey"),
-        customer_id=ids.customer(event.get("customerId")),
-        unit_type=event.get("unitType"),
-        quantity=event.get("quantity"),
-        occurred_at=event.get("occurredAt"),
-        case_type=event.get("caseType"),
-        hold_id=ids.hold(event.get("holdId")),
-        metadata=event.get("metadata"),
-        direction=event.get("direction"),
-        from_number=event.get("fromNumber"),
-        to_number=event.get("toNumber"),
-        duration_seconds=event.get("durationSeconds"),
-        segments=event.get("segments"),
-        campaign_id=ids.campaign(event.get("campaignId")),
-        call_id=event.get("callId"),
+    get = event.get
+    return UsageEventIn(  # positionally, in the struct's field order: a quarter of the cost of keywords
+        get("idempotencyKey"),
+        ids.customer(get("customerId")),
+        get("unitType"),
+        get("quantity"),
+        get("occurredAt"),
+        get("caseType"),
+        ids.hold(get("holdId")),
+        get("metadata"),
+        False,
+        get("direction"),
+        get("fromNumber"),
+        get("toNumber"),
+        get("durationSeconds"),
+        get("segments"),
+        ids.campaign(get("campaignId")),
+        get("callId"),
     )
 
 

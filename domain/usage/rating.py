@@ -33,22 +33,30 @@ class Rate:
     effective_from: datetime | None  # None: the platform default
 
 
+_DEFAULT_RATES = {unit: Rate(unit, price, credits, None) for unit, (price, credits) in DEFAULT_RATES.items()}
+
+
 class RateBook:
     """Prices of a set of partners, valid at any instant (for late-arriving events too)."""
 
     def __init__(self, entries: Iterable[RateCardEntry]) -> None:
-        self._entries: dict[tuple[int, UnitType], list[RateCardEntry]] = defaultdict(list)
+        by_key: dict[tuple[int, UnitType], list[RateCardEntry]] = defaultdict(list)
         for entry in entries:
-            self._entries[(entry.partner_id, UnitType(entry.unit_type))].append(entry)
-        for rows in self._entries.values():
-            rows.sort(key=lambda e: e.effective_from)
+            by_key[(entry.partner_id, UnitType(entry.unit_type))].append(entry)
+        # each entry's Rate made once: `rate` runs per metered event
+        self._rates: dict[tuple[int, UnitType], list[tuple[datetime, datetime | None, Rate]]] = {
+            key: [
+                (e.effective_from, e.effective_to, Rate(key[1], e.price, e.credit_price, e.effective_from))
+                for e in sorted(rows, key=lambda e: e.effective_from)
+            ]
+            for key, rows in by_key.items()
+        }
 
     def rate(self, partner_id: int, unit_type: UnitType, at: datetime) -> Rate:
-        for entry in reversed(self._entries.get((partner_id, unit_type), [])):
-            if entry.effective_from <= at and (entry.effective_to is None or at < entry.effective_to):
-                return Rate(unit_type, entry.price, entry.credit_price, entry.effective_from)
-        price, credits = DEFAULT_RATES[unit_type]
-        return Rate(unit_type, price, credits, None)
+        for start, end, rate in reversed(self._rates.get((partner_id, unit_type), ())):
+            if start <= at and (end is None or at < end):
+                return rate
+        return _DEFAULT_RATES[unit_type]
 
     def current(self, partner_id: int, at: datetime | None = None) -> list[Rate]:
         at = at or datetime.now(UTC)
