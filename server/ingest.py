@@ -65,25 +65,12 @@ def _from_cloudevent(item: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-_EVENT_ORDER = (  # `_to_event` builds the struct positionally
-    "idempotency_key",
-    "customer_id",
-    "unit_type",
-    "quantity",
-    "occurred_at",
-    "case_type",
-    "hold_id",
-    "metadata",
-    "malformed",
-    "direction",
-    "from_number",
-    "to_number",
-    "duration_seconds",
-    "segments",
-    "campaign_id",
-    "call_id",
-)
-assert UsageEventIn.__struct_fields__ == _EVENT_ORDER
+# `_to_event` builds the struct positionally, in this order
+_EVENT_ORDER = (
+    "idempotency_key customer_id unit_type quantity occurred_at case_type hold_id metadata malformed direction "
+    "from_number to_number duration_seconds segments campaign_id call_id"
+).split()
+assert list(UsageEventIn.__struct_fields__) == _EVENT_ORDER
 
 
 def _to_event(item: object, ids: EventIds) -> UsageEventIn:
