@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from domain.accounts.models import Role
@@ -673,3 +674,53 @@ async def test_racing_authorizations_never_reserve_past_the_wallet_and_leave_no_
     holds = await UsageHold.filter(customer_id=customer.id)  # refused ones too, were any left
     assert len(holds) == 10 and all(h.status == HoldStatus.ACTIVE for h in holds)
     assert sum(isinstance(o, UsageHold) for o in outcomes) == 10
+
+
+@postgres
+async def test_a_recording_counts_a_hold_committed_while_it_waited_for_the_wallet(factory: Factory) -> None:
+    """The live holds are read after the paying accounts are locked, with a snapshot taken then: a hold committed by
+    the transaction whose wallet lock the recording waited for counts. Read with the locking statement's snapshot
+    (taken before the wait) it would not, and the wallet would pay past the hold (tried: a function reading them
+    inside that statement with the caller's snapshot fails this test)."""
+    tenant = await factory.tenant(customers=1)
+    viewer, customer = staff(tenant.partner), tenant.customers[0]
+    await fund_wallet(customer, "1.00")
+    await record(viewer, [event_in(customer)])  # $0.06 from the wallet (0.94 left); every account of it now exists
+    wallet = ledger.customer_wallet(customer.id, customer.partner_id)
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def authorization_in_flight() -> None:  # what `usageAuthorize` does: lock the wallet, place a hold
+        async with in_transaction():
+            await ledger.lock_accounts(wallet)
+            await UsageHold.create(
+                customer_id=customer.id,
+                unit_type=UnitType.VOICE_MINUTES,
+                estimated_quantity=Decimal(15),
+                amount=Decimal("0.90"),
+                credits=Decimal(0),
+                funding="WALLET",
+                expires_at=datetime.now(UTC) + timedelta(hours=1),
+            )
+            locked.set()
+            await release.wait()
+
+    holder = asyncio.create_task(authorization_in_flight())
+    await locked.wait()
+    recording = asyncio.create_task(record(viewer, [event_in(customer, quantity="2")]))  # $0.12
+    for _ in range(200):  # until the recording waits on the wallet's lock
+        rows = await connections.get("default").execute_query_dict(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if rows[0]["n"]:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the recording never waited on the wallet")
+    release.set()
+    await holder
+    result = await recording
+    assert result.accepted == 1
+    # then the hold left $0.04 of the $0.94: the $0.12 event is not paid from the wallet but goes to the invoice
+    event = await UsageEvent.get(customer_id=customer.id, quantity=Decimal(2))
+    assert not event.paid and event.funding == "INVOICE"
+    assert (await LedgerAccount.get(key=wallet.key)).balance == Decimal("0.94")
