@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -388,3 +388,12 @@ def gid(type_name: str, pk: int) -> str:
 
 async def gather(*aws: Any) -> list[Any]:
     return await asyncio.gather(*aws)
+
+
+async def eventually(check: Callable[[], Awaitable[object]], *, tries: int, pause: float) -> bool:
+    """Asks `check` up to `tries` times, `pause` seconds apart, until it answers something true; whether it did."""
+    for _ in range(tries):
+        if await check():
+            return True
+        await asyncio.sleep(pause)
+    return False

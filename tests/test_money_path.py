@@ -62,7 +62,7 @@ from domain.usage.models import (
 )
 from domain.usage.services import usage_record
 from domain.viewer import Viewer
-from tests.conftest import GQL, SYSTEM, Factory, count_queries, gid
+from tests.conftest import GQL, SYSTEM, Factory, count_queries, eventually, gid
 from tests.funding import fund_credits, fund_wallet
 
 postgres = pytest.mark.postgres
@@ -707,15 +707,14 @@ async def test_a_recording_counts_a_hold_committed_while_it_waited_for_the_walle
     holder = asyncio.create_task(authorization_in_flight())
     await locked.wait()
     recording = asyncio.create_task(record(viewer, [event_in(customer, quantity="2")]))  # $0.12
-    for _ in range(200):  # until the recording waits on the wallet's lock
+
+    async def waiting_on_a_lock() -> int:
         rows = await connections.get("default").execute_query_dict(
             "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
-        if rows[0]["n"]:
-            break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("the recording never waited on the wallet")
+        return int(rows[0]["n"])
+
+    assert await eventually(waiting_on_a_lock, tries=200, pause=0.01), "the recording never waited on the wallet"
     release.set()
     await holder
     result = await recording

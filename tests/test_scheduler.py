@@ -34,7 +34,7 @@ from jobs.broker import EmbeddedConsumer
 from server.locks import Leases
 from server.pubsub import PubSub
 from server.scheduler import Scheduler
-from tests.conftest import GQL, REDIS_URL, SYSTEM, Factory, gid, run_cli
+from tests.conftest import GQL, REDIS_URL, SYSTEM, Factory, eventually, gid, run_cli
 from tests.funding import fund_wallet
 
 HOUR = 3600.0
@@ -429,12 +429,7 @@ async def test_processes_sharing_postgresql_without_redis_elect_one_relay_and_a_
         # when the holder's connection dies (its process is gone)
         first._pg.terminate()
         # then the other takes the lease as soon as the server has noticed, and the first, reconnected, is refused
-        taken = False
-        for _ in range(100):
-            if taken := await second.acquire("relay", 10):
-                break
-            await asyncio.sleep(0.02)
-        assert taken
+        assert await eventually(lambda: second.acquire("relay", 10), tries=100, pause=0.02)
         assert await first.acquire("relay", 10) is False
         # when the holder releases it, the other takes it
         await second.release("relay")
@@ -579,12 +574,7 @@ async def test_a_holder_cut_off_stops_acting_on_its_lease_and_another_takes_it(d
         # then its own next check gives the lease up within its timeout instead of hanging
         assert await asyncio.wait_for(first.acquire("relay", 10), 6) is False
         # and the other process takes it once the server has ended the silent session (idle_session_timeout)
-        taken = False
-        for _ in range(40):
-            if taken := await second.acquire("relay", 10):
-                break
-            await asyncio.sleep(0.5)
-        assert taken
+        assert await eventually(lambda: second.acquire("relay", 10), tries=40, pause=0.5)
     finally:
         proxy.frozen.clear()
         await second.close()
