@@ -1,8 +1,10 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both create .venv and install first.
 # The distribution's CPython 3.11 first: Debian's is an optimised build, statically linked, that runs this server
 # ~10% cheaper per request than a plain source build such as pyenv's default, and pure Python ~20% faster
-# (bench/README.md, issue 13 fifth sitting). Any python3.11 (or python3) on PATH otherwise.
-PYTHON ?= $(shell for p in /usr/bin/python3.11 python3.11 python3; do command -v $$p && break; done)
+# (bench/README.md, issue 13 fifth sitting). Any python3.11 (or python3) on PATH otherwise. Only one that can make
+# a venv (Debian splits ensurepip into python3.11-venv, which .ci/run installs).
+PYTHON ?= $(shell for p in /usr/bin/python3.11 python3.11 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import ensurepip' 2>/dev/null && command -v $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 # .venv belongs to one interpreter: naming another one (PYTHON=...) makes it again
